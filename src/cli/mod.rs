@@ -1,0 +1,102 @@
+//! Command-line definitions (clap) and dispatch. One file per command group;
+//! each command returns `Result<(), Failure>` and prints its own output.
+
+mod audit;
+mod cert;
+mod gateway;
+mod policy;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "pairgate", version, about = "Security gateway for paired Lync / Skype for Business pools")]
+pub struct Cli {
+    /// More diagnostics on stderr (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The private pairing CA.
+    #[command(subcommand)]
+    Ca(cert::CaCommand),
+    /// Gateway certificates: issue, inspect, check.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+    /// Run the site gateway until SIGTERM/SIGINT.
+    Run(gateway::RunArgs),
+    /// Validate a config, its policy and its certificates.
+    Check(gateway::CheckArgs),
+    /// The pairing manifest.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Build and run a complete two-site pairing on loopback.
+    Demo(gateway::DemoArgs),
+}
+
+pub fn dispatch(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Ca(c) => cert::ca(c),
+        Command::Cert(c) => cert::cert(c),
+        Command::Run(a) => gateway::run(a),
+        Command::Check(a) => gateway::check(a),
+        Command::Policy(c) => policy::policy(c),
+        Command::Audit(c) => audit::audit(c),
+        Command::Demo(a) => gateway::demo(a),
+    }
+}
+
+/// Why a command failed, which decides the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command ran and found a problem (exit 1).
+    Problem(anyhow::Error),
+    /// Bad usage or invalid input (exit 2).
+    Invalid(anyhow::Error),
+}
+
+impl Failure {
+    pub fn problem(msg: impl std::fmt::Display) -> Failure {
+        Failure::Problem(anyhow::anyhow!("{msg}"))
+    }
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::Problem(_) => 1,
+            Failure::Invalid(_) => 2,
+        }
+    }
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            Failure::Problem(e) | Failure::Invalid(e) => e,
+        }
+    }
+}
+
+/// Any error that escapes a command unclassified is invalid input (exit 2).
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::Invalid(e.into())
+    }
+}
+
+/// Diagnostics go to stderr through `tracing`; the audit log is separate.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,1 @@
+//! One site gateway: wiring config, policy, TLS, proxy and audit for `pairgate run`.

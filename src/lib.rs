@@ -1,0 +1,17 @@
+//! pairgate: a security gateway for the replication traffic between two paired
+//! Lync / Skype for Business Front End pools.
+//!
+//! The flow of a connection follows the folder tree:
+//! `config` (what the operator wrote) → `policy` (who may talk to whom) →
+//! `tls` (who the peer is) → `proxy` (moving bytes) → `audit` (what happened).
+//! `pki` mints and inspects the certificates the `tls` layer trusts, and
+//! `gateway` wires one site's pieces together for `pairgate run`.
+
+pub mod audit;
+pub mod config;
+pub mod gateway;
+pub mod pki;
+pub mod policy;
+pub mod proxy;
+pub mod shutdown;
+pub mod tls;

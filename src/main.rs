@@ -1,0 +1,21 @@
+//! The `pairgate` binary: parse the command line, start diagnostics, dispatch,
+//! and map the outcome to the contract's exit codes (0 ok, 1 problem found,
+//! 2 bad usage or invalid input). All real work lives in the library.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_tracing(args.verbose);
+    match cli::dispatch(args.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("pairgate: {:#}", failure.error());
+            ExitCode::from(failure.code())
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The vocabulary of decisions, shared by policy evaluation, the proxy and the audit log.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a connection was refused. The serialized names are part of the public
+/// audit contract (`reason` field); never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    NoClientCert,
+    BadCertificate,
+    UnknownCa,
+    Expired,
+    Revoked,
+    NotPaired,
+    ServiceNotAllowed,
+    SourceNotAllowed,
+    HandshakeTimeout,
+    TooManyConnections,
+}
+
+impl DenyReason {
+    /// The audit name of the reason, e.g. `not_paired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::NoClientCert => "no_client_cert",
+            DenyReason::BadCertificate => "bad_certificate",
+            DenyReason::UnknownCa => "unknown_ca",
+            DenyReason::Expired => "expired",
+            DenyReason::Revoked => "revoked",
+            DenyReason::NotPaired => "not_paired",
+            DenyReason::ServiceNotAllowed => "service_not_allowed",
+            DenyReason::SourceNotAllowed => "source_not_allowed",
+            DenyReason::HandshakeTimeout => "handshake_timeout",
+            DenyReason::TooManyConnections => "too_many_connections",
+        }
+    }
+}
+
+impl std::fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of evaluating a request against the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(DenyReason),
+}
+
+/// The audit spelling of a decision: `allow` / `deny`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+impl Decision {
+    pub fn verdict(self) -> Verdict {
+        match self {
+            Decision::Allow => Verdict::Allow,
+            Decision::Deny(_) => Verdict::Deny,
+        }
+    }
+    pub fn reason(self) -> Option<DenyReason> {
+        match self {
+            Decision::Allow => None,
+            Decision::Deny(r) => Some(r),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Moving bytes between local clients, the peer gateway and local targets.

@@ -1,0 +1,1 @@
+//! The only place TLS versions, the crypto provider and verifiers are chosen.
