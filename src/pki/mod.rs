@@ -1,14 +1,52 @@
 //! The private pairing PKI: mint the CA and gateway certificates (rcgen) and
 //! inspect them (x509-parser). Shared by the CLI, the demo and the tests.
 //!
-//! SKELETON — the pki helper replaces the bodies; keep these signatures.
+//! # Why a private CA
+//!
+//! The two gateways of a pairing authenticate each other with mutual TLS 1.3.
+//! Nothing outside the pair needs to trust these certificates, so a small
+//! private CA is enough and keeps the trust decision entirely in the
+//! operator's hands: a certificate from a public or corporate CA would let
+//! anybody else that CA certifies knock on the gateway's door.
+//!
+//! # Flow
+//!
+//! - [`Ca::generate`] + [`Ca::write_new`] (`pairgate ca init`) create
+//!   `DIR/ca.crt` and `DIR/ca.key` (0600, never overwritten).
+//! - [`Ca::load`] reads them back (refusing a group/world-readable key) and
+//!   [`Ca::issue`] signs a gateway certificate for one pool ([`LeafRequest`]);
+//!   [`Issued::write`] atomically replaces `PREFIX.crt`/`PREFIX.key`, so
+//!   rotation can reuse it.
+//! - [`inspect_file`] / [`inspect_der`] turn certificates into [`CertInfo`]
+//!   for `pairgate cert inspect|check` and the gateway's own checks.
+//!
+//! # Files and secrets
+//!
+//! Every private key goes through [`write_secret_file`] (0600, tmp + fsync +
+//! rename + directory fsync) or, for the CA key, a create-new write. Every
+//! reader of a key calls [`check_key_permissions`] first. Layout and
+//! operating advice live in `certs/README.md`.
+
+mod ca;
+mod error;
+mod files;
+mod inspect;
+mod leaf;
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
+
+pub use ca::{Ca, CA_CERT_FILE, CA_KEY_FILE};
+pub use error::PkiError;
+pub use files::{check_key_permissions, read_text, suffixed, write_public_file, write_secret_file};
+pub use inspect::{inspect_der, inspect_file, inspect_pem, CertInfo};
+pub use leaf::validate_dns_name;
+
+/// How long before "now" a new certificate starts to be valid, to tolerate
+/// clock skew between the two sites.
+pub const CLOCK_SKEW: Duration = Duration::minutes(5);
 
 /// A certificate's validity window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +57,30 @@ pub struct Validity {
 
 impl Validity {
     /// From a few minutes ago (clock skew between sites) to `days` days from now.
-    pub fn days_from_now(_days: u32) -> Validity {
-        unimplemented!()
+    ///
+    /// A `days` so large that the date would leave the representable range is
+    /// clamped to the end of year 9999.
+    pub fn days_from_now(days: u32) -> Validity {
+        Validity::days_from(OffsetDateTime::now_utc(), days)
     }
+
+    /// Like [`Validity::days_from_now`] with an explicit `now` (for tests and
+    /// reproducible tooling).
+    pub fn days_from(now: OffsetDateTime, days: u32) -> Validity {
+        let not_after = now
+            .checked_add(Duration::days(i64::from(days)))
+            .unwrap_or_else(far_future);
+        let not_before = now.checked_sub(CLOCK_SKEW).unwrap_or(now);
+        Validity {
+            not_before,
+            not_after,
+        }
+    }
+}
+
+/// 9999-12-31T23:59:59Z, the last instant X.509 GeneralizedTime can carry.
+fn far_future() -> OffsetDateTime {
+    time::macros::datetime!(9999-12-31 23:59:59 UTC)
 }
 
 /// What a gateway certificate is for: the pool it fronts (first DNS SAN) and extra SANs.
@@ -39,63 +98,47 @@ pub struct Issued {
     pub chain_pem: String,
     /// PKCS#8 private key (PEM).
     pub key_pem: Zeroizing<String>,
-}
-
-/// A pairing CA held in memory, able to sign.
-pub struct Ca {
-    _private: (),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PkiError {
-    #[error("placeholder")]
-    Placeholder,
-}
-
-impl Ca {
-    pub fn generate(_name: &str, _validity: Validity) -> Result<Ca, PkiError> {
-        unimplemented!()
-    }
-    /// Loads `DIR/ca.crt` and `DIR/ca.key`.
-    pub fn load(_dir: &Path) -> Result<Ca, PkiError> {
-        unimplemented!()
-    }
-    /// Writes `DIR/ca.crt` and `DIR/ca.key` (0600); refuses to overwrite.
-    pub fn write_new(&self, _dir: &Path) -> Result<(), PkiError> {
-        unimplemented!()
-    }
-    pub fn cert_pem(&self) -> &str {
-        unimplemented!()
-    }
-    pub fn issue(&self, _req: &LeafRequest) -> Result<Issued, PkiError> {
-        unimplemented!()
-    }
-}
-
-impl Issued {
-    /// Writes `PREFIX.crt` and `PREFIX.key` (0600) and returns their paths.
-    pub fn write(&self, _prefix: &Path) -> Result<(PathBuf, PathBuf), PkiError> {
-        unimplemented!()
-    }
-}
-
-/// What `pairgate cert inspect --json` prints for one certificate.
-#[derive(Debug, Clone, Serialize)]
-pub struct CertInfo {
-    pub subject: String,
-    pub issuer: String,
-    pub serial: String,
-    pub sans: Vec<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_before: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub not_after: OffsetDateTime,
-    pub days_left: i64,
+    /// Lower-case hex SHA-256 of the leaf certificate's DER.
     pub sha256: String,
-    pub is_ca: bool,
 }
 
-/// Every certificate in a PEM file, in file order.
-pub fn inspect_file(_path: &Path, _now: OffsetDateTime) -> Result<Vec<CertInfo>, PkiError> {
-    unimplemented!()
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("sha256", &self.sha256)
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lower-case hex SHA-256 of `bytes` (certificate fingerprints).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_from_now_allows_for_clock_skew() {
+        let now = OffsetDateTime::now_utc();
+        let v = Validity::days_from(now, 10);
+        assert_eq!(v.not_before, now - Duration::minutes(5));
+        assert_eq!(v.not_after, now + Duration::days(10));
+    }
+
+    #[test]
+    fn huge_days_are_clamped_not_panicking() {
+        let v = Validity::days_from_now(u32::MAX);
+        assert_eq!(v.not_after, far_future());
+    }
+
+    #[test]
+    fn sha256_hex_is_lower_case() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }

@@ -1,0 +1,114 @@
+//! Errors of the pairing PKI. Every variant names the file (or name) it is
+//! about and its message says what to do, because these messages end up on
+//! an operator's terminal as the one line explaining an exit code 2.
+
+use std::path::PathBuf;
+
+/// What went wrong while creating, loading, writing or inspecting
+/// certificates and keys.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// A file or directory could not be read, written or created.
+    #[error("{path}: cannot {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A private key file that group or others may read.
+    #[error(
+        "{path} is readable by group or others (mode {mode:03o}); a private key must be \
+         private: run `chmod 600 {path}`"
+    )]
+    KeyPermissions { path: PathBuf, mode: u32 },
+
+    /// `ca init` (or another create-new write) found an existing file.
+    #[error(
+        "refusing to overwrite {path}: a pairing CA already exists there; use \
+         `pairgate ca rotate --dir {dir}` to replace it, or choose another --dir"
+    )]
+    CaExists { path: PathBuf, dir: PathBuf },
+
+    /// A PEM file without any certificate in it.
+    #[error("no PEM certificate found in {path}; expected -----BEGIN CERTIFICATE----- blocks")]
+    NoCertificate { path: PathBuf },
+
+    /// A PEM file that is not well-formed PEM.
+    #[error("{path}: not a valid PEM file: {reason}")]
+    BadPem { path: PathBuf, reason: String },
+
+    /// One certificate of a file did not parse.
+    #[error("{path}: certificate {index} is not valid DER: {reason}")]
+    BadCertificate {
+        path: PathBuf,
+        /// 1-based position in the file.
+        index: usize,
+        reason: String,
+    },
+
+    /// Bytes that are not a DER X.509 certificate (no file context).
+    #[error("not a valid DER X.509 certificate: {reason}")]
+    BadDer { reason: String },
+
+    /// A private key that cannot be used.
+    #[error(
+        "{path}: not a usable private key: {reason}; expected a PKCS#8 PEM key written by pairgate"
+    )]
+    BadKey { path: PathBuf, reason: String },
+
+    /// `ca.crt` is not a CA certificate rcgen can sign with.
+    #[error("{path}: not a usable CA certificate: {reason}; create one with `pairgate ca init`")]
+    NotCa { path: PathBuf, reason: String },
+
+    /// `ca.key` does not belong to `ca.crt`.
+    #[error(
+        "{key} does not match {cert}: the key's public half differs from the certificate's; \
+         restore the ca.key that belongs to this ca.crt"
+    )]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+
+    /// A pool or DNS name that is not a valid host name.
+    #[error("invalid DNS name {name:?}: {reason}; use a fully qualified host name such as pool01.site1.example")]
+    InvalidName { name: String, reason: String },
+
+    /// A validity window that ends before it begins.
+    #[error("invalid validity: not_after {not_after} is not after not_before {not_before}")]
+    InvalidValidity {
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    },
+
+    /// rcgen refused to build or sign a certificate.
+    #[error("cannot {action}: {source}")]
+    Rcgen {
+        action: &'static str,
+        #[source]
+        source: rcgen::Error,
+    },
+
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator failed; check /dev/urandom and retry")]
+    Random,
+}
+
+impl PkiError {
+    /// Wraps an I/O error with the path and what we were trying to do.
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        action: &'static str,
+    ) -> impl FnOnce(std::io::Error) -> PkiError {
+        let path = path.into();
+        move |source| PkiError::Io {
+            path,
+            action,
+            source,
+        }
+    }
+
+    /// Wraps an rcgen error with what we were trying to do.
+    pub(crate) fn rcgen(action: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError {
+        move |source| PkiError::Rcgen { action, source }
+    }
+}
