@@ -1,19 +1,344 @@
-//! `pairgate ca …` and `pairgate cert …`. SKELETON — the pki helper fills this in.
+//! `pairgate ca …` and `pairgate cert …`: thin wrappers over `pairgate::pki`.
+//!
+//! Each subcommand has its own args struct and function so that `ca rotate`,
+//! `cert rotate` and `cert revoke` slot in as one variant + one function.
+//! Library errors propagate with `?` and become exit 2 (invalid input);
+//! `cert check` reports what it found with exit 1.
 
-use clap::Subcommand;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use comfy_table::{presets, Table};
+use pairgate::pki::{self, Ca, CertInfo, LeafRequest, Validity};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
 
 use super::Failure;
 
-#[derive(Debug, Subcommand)]
-pub enum CaCommand {}
+/// Longest validity `--days` accepts (100 years).
+const MAX_DAYS: u32 = 36_500;
 
 #[derive(Debug, Subcommand)]
-pub enum CertCommand {}
+pub enum CaCommand {
+    /// Create a new private pairing CA: DIR/ca.crt and DIR/ca.key (0600).
+    /// Refuses to overwrite an existing CA.
+    Init(CaInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaInitArgs {
+    /// Directory for ca.crt and ca.key (created 0700 if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The CA's common name.
+    #[arg(long, value_name = "NAME", default_value = "pairgate pairing CA")]
+    pub name: String,
+    /// Validity in days.
+    #[arg(long, value_name = "N", default_value_t = 3650,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DAYS)))]
+    pub days: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Key pair and certificate for the gateway that fronts pool FQDN:
+    /// PREFIX.crt (leaf, then CA) and PREFIX.key (0600).
+    Issue(IssueArgs),
+    /// Show every certificate of a PEM file.
+    Inspect(InspectArgs),
+    /// Exit 1 if any certificate is expired, not yet valid, unreadable or
+    /// expires within --warn-days.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// Directory holding ca.crt and ca.key.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    /// FQDN of the pool this gateway fronts; becomes the first DNS SAN.
+    #[arg(long, value_name = "FQDN")]
+    pub pool: String,
+    /// Output prefix: writes PREFIX.crt and PREFIX.key.
+    #[arg(long, value_name = "PREFIX")]
+    pub out: PathBuf,
+    /// Extra DNS SAN (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub dns: Vec<String>,
+    /// Extra IP address SAN (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub ip: Vec<IpAddr>,
+    /// Validity in days.
+    #[arg(long, value_name = "N", default_value_t = 397,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DAYS)))]
+    pub days: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// PEM file with one or more certificates.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// One JSON object for the first certificate (plus `chain` when the file holds several).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Warn (exit 1) when a certificate expires within N days.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub warn_days: u32,
+    /// PEM files to check.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
 
 pub fn ca(command: CaCommand) -> Result<(), Failure> {
-    match command {}
+    match command {
+        CaCommand::Init(args) => ca_init(args),
+    }
 }
 
 pub fn cert(command: CertCommand) -> Result<(), Failure> {
-    match command {}
+    match command {
+        CertCommand::Issue(args) => cert_issue(args),
+        CertCommand::Inspect(args) => cert_inspect(args),
+        CertCommand::Check(args) => cert_check(args),
+    }
+}
+
+fn ca_init(args: CaInitArgs) -> Result<(), Failure> {
+    let ca = Ca::generate(&args.name, Validity::days_from_now(args.days))?;
+    ca.write_new(&args.dir)?;
+    let info = pki::inspect_der(ca.cert_der(), OffsetDateTime::now_utc())?;
+    let dir = args.dir.display();
+    println!("Created pairing CA {:?} in {dir}", args.name);
+    println!(
+        "  {}  certificate: give it to both sites (tls.ca)",
+        args.dir.join(pki::CA_CERT_FILE).display()
+    );
+    println!(
+        "  {}  private key, mode 0600: keep it offline once both sites have their certificates",
+        args.dir.join(pki::CA_KEY_FILE).display()
+    );
+    println!("  sha256 {}", info.sha256);
+    println!("  valid until {}", rfc3339(info.not_after));
+    println!("Next: pairgate cert issue --ca-dir {dir} --pool <POOL FQDN> --out <PREFIX>");
+    Ok(())
+}
+
+fn cert_issue(args: IssueArgs) -> Result<(), Failure> {
+    let ca = Ca::load(&args.ca_dir)?;
+    let request = LeafRequest {
+        pool: args.pool,
+        dns: args.dns,
+        ips: args.ip,
+        validity: Validity::days_from_now(args.days),
+    };
+    let issued = ca.issue(&request)?;
+    let (crt, key) = issued.write(&args.out)?;
+    println!("Issued the gateway certificate for pool {}", request.pool);
+    println!("  {}  certificate chain (leaf, then CA)", crt.display());
+    println!("  {}  private key, mode 0600", key.display());
+    println!("  sha256 {}", issued.sha256);
+    println!("  valid until {}", rfc3339(request.validity.not_after));
+    Ok(())
+}
+
+fn cert_inspect(args: InspectArgs) -> Result<(), Failure> {
+    let infos = pki::inspect_file(&args.file, OffsetDateTime::now_utc())?;
+    if args.json {
+        println!("{}", inspect_json(&infos)?);
+        return Ok(());
+    }
+    let total = infos.len();
+    for (i, info) in infos.iter().enumerate() {
+        let role = if info.is_ca { "CA" } else { "leaf" };
+        println!("Certificate {} of {total} ({role})", i + 1);
+        println!("{}", inspect_table(info));
+    }
+    Ok(())
+}
+
+/// `cert inspect --json`: the first certificate's fields, plus `chain`.
+#[derive(Serialize)]
+struct InspectJson<'a> {
+    #[serde(flatten)]
+    first: &'a CertInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain: Option<&'a [CertInfo]>,
+}
+
+/// The first certificate's object, plus `chain` (all of them) for several.
+fn inspect_json(infos: &[CertInfo]) -> anyhow::Result<String> {
+    let first = infos.first().context("no certificate to print")?;
+    let chain = (infos.len() > 1).then_some(infos);
+    Ok(serde_json::to_string_pretty(&InspectJson { first, chain })?)
+}
+
+fn inspect_table(info: &CertInfo) -> Table {
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    let days = if info.days_left < 0 {
+        format!("{} (EXPIRED)", info.days_left)
+    } else {
+        info.days_left.to_string()
+    };
+    let rows = [
+        ("Subject", info.subject.clone()),
+        ("Issuer", info.issuer.clone()),
+        ("Serial", info.serial.clone()),
+        ("SANs", info.sans.join("\n")),
+        ("Not before", rfc3339(info.not_before)),
+        ("Not after", rfc3339(info.not_after)),
+        ("Days left", days),
+        ("SHA-256", info.sha256.clone()),
+        ("CA", if info.is_ca { "yes" } else { "no" }.to_string()),
+    ];
+    for (k, v) in rows {
+        table.add_row(vec![k.to_string(), v]);
+    }
+    table
+}
+
+/// The verdict of `cert check` on one certificate.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Ok,
+    ExpiresSoon,
+    Expired,
+    NotYetValid,
+}
+
+fn verdict(info: &CertInfo, now: OffsetDateTime, warn_days: u32) -> Verdict {
+    if now < info.not_before {
+        Verdict::NotYetValid
+    } else if now > info.not_after {
+        Verdict::Expired
+    } else if info.not_after - now < Duration::days(i64::from(warn_days)) {
+        Verdict::ExpiresSoon
+    } else {
+        Verdict::Ok
+    }
+}
+
+fn cert_check(args: CheckArgs) -> Result<(), Failure> {
+    let now = OffsetDateTime::now_utc();
+    let mut bad_files: Vec<&Path> = Vec::new();
+    for file in &args.files {
+        if !check_file(file, now, args.warn_days) {
+            bad_files.push(file);
+        }
+    }
+    if bad_files.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = bad_files.iter().map(|p| p.display().to_string()).collect();
+    Err(Failure::problem(format!(
+        "certificate problem in {}: renew with `pairgate cert rotate` (or `pairgate cert issue`) \
+         before it expires, fix the clock if a certificate is not yet valid, and check that \
+         unreadable files are PEM certificates",
+        names.join(", ")
+    )))
+}
+
+/// Prints one line per certificate of `file`; returns whether all were fine.
+fn check_file(file: &Path, now: OffsetDateTime, warn_days: u32) -> bool {
+    let infos = match pki::inspect_file(file, now) {
+        Ok(infos) => infos,
+        Err(e) => {
+            println!("{}: unreadable: {e}", file.display());
+            return false;
+        }
+    };
+    let mut all_ok = true;
+    for (i, info) in infos.iter().enumerate() {
+        let what = match verdict(info, now, warn_days) {
+            Verdict::Ok => format!("ok, expires in {} days", info.days_left),
+            Verdict::ExpiresSoon => {
+                all_ok = false;
+                format!(
+                    "expires in {} days ({})",
+                    info.days_left,
+                    rfc3339(info.not_after)
+                )
+            }
+            Verdict::Expired => {
+                all_ok = false;
+                format!("EXPIRED on {}", rfc3339(info.not_after))
+            }
+            Verdict::NotYetValid => {
+                all_ok = false;
+                format!("not yet valid (from {})", rfc3339(info.not_before))
+            }
+        };
+        println!("{} [{}] {}: {what}", file.display(), i + 1, info.subject);
+    }
+    all_ok
+}
+
+/// RFC 3339 in UTC, whole seconds (what the certificate itself carries).
+fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    fn info(not_before: OffsetDateTime, not_after: OffsetDateTime) -> CertInfo {
+        CertInfo {
+            subject: "CN=x".into(),
+            issuer: "CN=y".into(),
+            serial: "01".into(),
+            sans: vec!["x".into()],
+            not_before,
+            not_after,
+            days_left: 0,
+            sha256: "00".into(),
+            is_ca: false,
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let now = OffsetDateTime::now_utc();
+        let d = Duration::days;
+        assert_eq!(
+            verdict(&info(now - d(1), now + d(31)), now, 30),
+            Verdict::Ok
+        );
+        assert_eq!(
+            verdict(&info(now - d(1), now + d(29)), now, 30),
+            Verdict::ExpiresSoon
+        );
+        assert_eq!(
+            verdict(&info(now - d(9), now - d(1)), now, 30),
+            Verdict::Expired
+        );
+        assert_eq!(
+            verdict(&info(now + d(1), now + d(9)), now, 30),
+            Verdict::NotYetValid
+        );
+        assert_eq!(verdict(&info(now - d(1), now + d(1)), now, 0), Verdict::Ok);
+    }
+
+    #[test]
+    fn json_has_chain_only_for_several() {
+        let now = OffsetDateTime::now_utc();
+        let one = vec![info(now, now)];
+        let v: serde_json::Value = serde_json::from_str(&inspect_json(&one).unwrap()).unwrap();
+        assert!(v.get("chain").is_none());
+        assert_eq!(v["subject"], "CN=x");
+        let two = vec![info(now, now), info(now, now)];
+        let v: serde_json::Value = serde_json::from_str(&inspect_json(&two).unwrap()).unwrap();
+        assert_eq!(v["chain"].as_array().map(Vec::len), Some(2));
+    }
 }

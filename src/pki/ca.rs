@@ -99,6 +99,14 @@ impl Ca {
     pub fn load(dir: &Path) -> Result<Ca, PkiError> {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
+        for path in [&cert_path, &key_path] {
+            if !path.exists() {
+                return Err(PkiError::NoCa {
+                    dir: dir.to_path_buf(),
+                    missing: path.clone(),
+                });
+            }
+        }
         files::check_key_permissions(&key_path)?;
 
         let pem = files::read_text(&cert_path)?;
@@ -158,9 +166,7 @@ impl Ca {
         }
         files::create_dir_private(dir)?;
         let exists = |e: PkiError, path: &Path| match e {
-            PkiError::Io { ref source, .. }
-                if source.kind() == std::io::ErrorKind::AlreadyExists =>
-            {
+            PkiError::Io { ref err, .. } if err.kind() == std::io::ErrorKind::AlreadyExists => {
                 PkiError::CaExists {
                     path: path.to_path_buf(),
                     dir: dir.to_path_buf(),
@@ -257,6 +263,7 @@ pub(super) fn pem_encode(der: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use crate::pki::{inspect_file, inspect_pem};
@@ -538,5 +545,29 @@ mod tests {
         assert_eq!(pem_encode(ca.cert_der()), ca.cert_pem());
         assert!(ca.key_pem().starts_with("-----BEGIN PRIVATE KEY-----"));
         assert!(!format!("{ca:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn truncated_and_mutated_certificates_never_panic() {
+        let ca = Ca::generate("fuzz", Validity::days_from_now(30)).unwrap();
+        let issued = ca.issue(&request(Validity::days_from_now(5))).unwrap();
+        let der = leaf_der(&issued).to_vec();
+        let now = OffsetDateTime::now_utc();
+        for len in 0..der.len() {
+            assert!(
+                crate::pki::inspect_der(&der[..len], now).is_err(),
+                "prefix {len}"
+            );
+        }
+        // Deterministic byte flips (xorshift), every position several times.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..4 * der.len() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut bytes = der.clone();
+            bytes[round % der.len()] ^= (state as u8) | 1;
+            let _ = crate::pki::inspect_der(&bytes, now);
+        }
     }
 }

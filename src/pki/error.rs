@@ -9,17 +9,23 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     /// A file or directory could not be read, written or created.
-    #[error("{path}: cannot {action}: {source}")]
+    #[error("{path}: cannot {action}: {err}")]
     Io {
         path: PathBuf,
         action: &'static str,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
+
+    /// The CA directory holds no CA.
+    #[error(
+        "{dir} holds no pairing CA ({missing} is missing); create one with \
+         `pairgate ca init --dir {dir}` or point --ca-dir at the CA directory"
+    )]
+    NoCa { dir: PathBuf, missing: PathBuf },
 
     /// A private key file that group or others may read.
     #[error(
-        "{path} is readable by group or others (mode {mode:03o}); a private key must be \
+        "{path} is readable by group or others (mode 0{mode:03o}); a private key must be \
          private: run `chmod 600 {path}`"
     )]
     KeyPermissions { path: PathBuf, mode: u32 },
@@ -81,11 +87,10 @@ pub enum PkiError {
     },
 
     /// rcgen refused to build or sign a certificate.
-    #[error("cannot {action}: {source}")]
+    #[error("cannot {action}: {err}")]
     Rcgen {
         action: &'static str,
-        #[source]
-        source: rcgen::Error,
+        err: rcgen::Error,
     },
 
     /// The operating system's random number generator failed.
@@ -100,15 +105,11 @@ impl PkiError {
         action: &'static str,
     ) -> impl FnOnce(std::io::Error) -> PkiError {
         let path = path.into();
-        move |source| PkiError::Io {
-            path,
-            action,
-            source,
-        }
+        move |err| PkiError::Io { path, action, err }
     }
 
     /// Wraps an rcgen error with what we were trying to do.
     pub(crate) fn rcgen(action: &'static str) -> impl FnOnce(rcgen::Error) -> PkiError {
-        move |source| PkiError::Rcgen { action, source }
+        move |err| PkiError::Rcgen { action, err }
     }
 }

@@ -138,7 +138,7 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
         .ok_or_else(|| PkiError::Io {
             path: path.to_path_buf(),
             action: "write",
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+            err: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
         })?
         .to_owned();
     let mut tmp_name = OsString::from(".");
@@ -148,12 +148,12 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
     // A stale tmp file from a crashed run of this same pid is ours to remove.
     let _ = fs::remove_file(&tmp);
     write_new(&tmp, bytes, mode)?;
-    if let Err(source) = fs::rename(&tmp, path) {
+    if let Err(err) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);
         return Err(PkiError::Io {
             path: path.to_path_buf(),
             action: "replace",
-            source,
+            err,
         });
     }
     sync_dir(dir)
@@ -187,6 +187,7 @@ fn set_mode(file: &File, mode: u32) -> std::io::Result<()> {
 }
 
 #[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
@@ -241,8 +242,8 @@ mod tests {
         let path = dir.path().join("ca.key");
         write_new(&path, b"first", SECRET_MODE).unwrap();
         let err = write_new(&path, b"second", SECRET_MODE).unwrap_err();
-        assert!(matches!(err, PkiError::Io { ref source, .. }
-            if source.kind() == std::io::ErrorKind::AlreadyExists));
+        assert!(matches!(err, PkiError::Io { ref err, .. }
+            if err.kind() == std::io::ErrorKind::AlreadyExists));
         assert_eq!(fs::read(&path).unwrap(), b"first");
     }
 

@@ -183,6 +183,7 @@ fn ip_string(octets: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use time::Duration;
