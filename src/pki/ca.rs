@@ -10,7 +10,7 @@
 //! name and Authority Key Identifier match it byte for byte (tested with
 //! webpki below).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
@@ -51,14 +51,14 @@ impl Ca {
     /// pathlen 0, allowed to sign certificates and CRLs.
     ///
     /// # Errors
+    /// [`PkiError::InvalidCaName`] for an empty name,
     /// [`PkiError::InvalidValidity`], [`PkiError::Random`], or
-    /// [`PkiError::Rcgen`] when rcgen cannot build the certificate (e.g. an
-    /// empty name).
+    /// [`PkiError::Rcgen`] when rcgen cannot build the certificate.
     pub fn generate(name: &str, validity: Validity) -> Result<Ca, PkiError> {
         if name.trim().is_empty() {
-            return Err(PkiError::NotCa {
-                path: PathBuf::from("--name"),
-                reason: "the CA name is empty".into(),
+            return Err(PkiError::InvalidCaName {
+                name: name.to_string(),
+                reason: "the name is empty".into(),
             });
         }
         check_validity(validity)?;

@@ -68,6 +68,10 @@ pub enum PkiError {
     #[error("{path}: not a usable CA certificate: {reason}; create one with `pairgate ca init`")]
     NotCa { path: PathBuf, reason: String },
 
+    /// A CA name rcgen cannot put in a certificate (empty).
+    #[error("invalid CA name {name:?}: {reason}; pass a non-empty --name")]
+    InvalidCaName { name: String, reason: String },
+
     /// `ca.key` does not belong to `ca.crt`.
     #[error(
         "{key} does not match {cert}: the key's public half differs from the certificate's; \
