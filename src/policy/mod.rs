@@ -104,17 +104,34 @@ pub enum PolicyError {
         pools: [String; 2],
     },
 
-    #[error("{}: pool \"{pool}\" is in two pairs: pair[{first}] at line {first_line} ({} <-> {}) and pair[{second}] at line {second_line} ({} <-> {}) — pairing is 1:1; keep \"{pool}\" in one pair only", at(path, *second_line), first_pools[0], first_pools[1], second_pools[0], second_pools[1])]
+    #[error("{}: pool \"{pool}\" is in two pairs: {first} and {second} — pairing is 1:1; keep \"{pool}\" in one pair only", at(path, second.line))]
     PoolInTwoPairs {
         path: PathBuf,
         pool: String,
-        first: usize,
-        first_line: usize,
-        first_pools: [String; 2],
-        second: usize,
-        second_line: usize,
-        second_pools: [String; 2],
+        first: Box<PairAt>,
+        second: Box<PairAt>,
     },
+}
+
+/// Where a pair was written, for messages: `pair[0] at line 2 (a <-> b)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairAt {
+    /// 0-based index among the `[[pair]]` tables.
+    pub index: usize,
+    /// 1-based line of its `[[pair]]` header.
+    pub line: usize,
+    pub pools: [String; 2],
+}
+
+impl std::fmt::Display for PairAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b] = &self.pools;
+        write!(
+            f,
+            "pair[{}] at line {} ({a} <-> {b})",
+            self.index, self.line
+        )
+    }
 }
 
 impl Policy {

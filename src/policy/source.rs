@@ -70,11 +70,18 @@ pub(crate) fn toml_problem(text: &str, err: &toml::de::Error) -> TomlProblem {
         .filter(|l| !l.is_empty())
         .collect();
     let flat = flat.join(": ");
-    // An unknown key that is itself a header (`[[pairs]]`) belongs to the table above it.
+    // An unknown key that is itself a header (`[metrics]`, `[gateway.extra]`) belongs to
+    // the header's parent table, not to the table above it.
     let unknown = flat.starts_with("unknown field");
-    let table = match line {
-        0 => None,
-        _ if unknown => table_before(text, line - 1),
+    let own_header = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(header_name);
+    let table = match (line, own_header) {
+        (0, _) => None,
+        (_, Some(name)) if unknown => name
+            .rsplit_once('.')
+            .map(|(parent, _)| format!("[{parent}]")),
         _ => table_before(text, line),
     };
     let place = table.map(|t| format!("in {t}: ")).unwrap_or_default();
@@ -84,6 +91,8 @@ pub(crate) fn toml_problem(text: &str, err: &toml::de::Error) -> TomlProblem {
         " — add it (see the examples in the policy/ folder)"
     } else if flat.contains("duplicate key") {
         " — keep only one of them"
+    } else if is_syntax(&flat) {
+        " — fix the TOML syntax there (quotes, brackets, commas, `key = value`)"
     } else {
         ""
     };
@@ -92,6 +101,19 @@ pub(crate) fn toml_problem(text: &str, err: &toml::de::Error) -> TomlProblem {
         column,
         message: format!("{place}{flat}{fix}"),
     }
+}
+
+/// Whether a toml message is about syntax rather than a value serde rejected.
+fn is_syntax(message: &str) -> bool {
+    const SERDE: &[&str] = &[
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "unknown variant",
+        "missing field",
+        "unknown field",
+    ];
+    !SERDE.iter().any(|prefix| message.starts_with(prefix))
 }
 
 /// The `[table]` or `[[array]]` header governing `line`, if any, as written (brackets included).

@@ -10,7 +10,7 @@ use std::path::Path;
 use super::file::{RawPair, RawPolicy};
 use super::source::line_of_span;
 use super::{
-    is_valid_pool_name, is_valid_service_name, Pair, Policy, PolicyError, BUILTIN_SERVICES,
+    is_valid_pool_name, is_valid_service_name, Pair, PairAt, Policy, PolicyError, BUILTIN_SERVICES,
 };
 
 /// Validates a parsed policy file. `text` is the file's text (for line numbers).
@@ -190,12 +190,16 @@ impl Validator<'_> {
                 return Err(PolicyError::PoolInTwoPairs {
                     path: self.path.to_path_buf(),
                     pool: pool.clone(),
-                    first: *earlier,
-                    first_line: *earlier_line,
-                    first_pools: earlier_pools.clone(),
-                    second: index,
-                    second_line: line,
-                    second_pools: pools.clone(),
+                    first: Box::new(PairAt {
+                        index: *earlier,
+                        line: *earlier_line,
+                        pools: earlier_pools.clone(),
+                    }),
+                    second: Box::new(PairAt {
+                        index,
+                        line,
+                        pools: pools.clone(),
+                    }),
                 });
             }
         }
