@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::policy::source::{at, toml_problem};
+use crate::policy::source::{at, at_column, toml_problem};
 use crate::policy::PolicyError;
 
 /// A validated gateway configuration. All paths are absolute (resolved
@@ -154,7 +154,7 @@ pub enum ConfigError {
     },
 
     /// TOML syntax, unknown keys, wrong types, missing keys (toml's message).
-    #[error("{}:{column}: {message}", at(path, *line))]
+    #[error("{}: {message}", at_column(path, *line, *column))]
     Syntax {
         path: PathBuf,
         line: usize,

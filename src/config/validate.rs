@@ -75,24 +75,7 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     v.check_one_per_service("tunnel", raw.tunnel.iter().map(|t| &t.get_ref().service))?;
     v.check_one_per_service("export", raw.export.iter().map(|e| &e.get_ref().service))?;
 
-    let lines = ConfigLines {
-        pool: v.line(&raw.gateway.get_ref().pool),
-        peer_pool: v.line(&raw.gateway.get_ref().peer_pool),
-        spool: raw
-            .spool
-            .as_ref()
-            .map_or(0, |s| line_of_span(text, &s.span())),
-        tunnels: raw
-            .tunnel
-            .iter()
-            .map(|t| v.line(&t.get_ref().service))
-            .collect(),
-        exports: raw
-            .export
-            .iter()
-            .map(|e| v.line(&e.get_ref().service))
-            .collect(),
-    };
+    let lines = v.lines(&raw);
     Ok(Config {
         path: absolute,
         gateway,
@@ -117,6 +100,19 @@ struct Validator<'a> {
 impl Validator<'_> {
     fn line<T>(&self, value: &Spanned<T>) -> usize {
         line_of_span(self.text, &value.span())
+    }
+
+    /// Where the items later checks point at were written.
+    fn lines(&self, raw: &RawConfig) -> ConfigLines {
+        let tunnels = raw.tunnel.iter();
+        let exports = raw.export.iter();
+        ConfigLines {
+            pool: self.line(&raw.gateway.get_ref().pool),
+            peer_pool: self.line(&raw.gateway.get_ref().peer_pool),
+            spool: raw.spool.as_ref().map_or(0, |s| self.line(s)),
+            tunnels: tunnels.map(|t| self.line(&t.get_ref().service)).collect(),
+            exports: exports.map(|e| self.line(&e.get_ref().service)).collect(),
+        }
     }
 
     fn invalid(

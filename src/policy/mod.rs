@@ -20,7 +20,7 @@ pub use decision::{Decision, DenyReason, Verdict};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use source::{at, toml_problem};
+use source::{at, at_column, toml_problem};
 
 /// Services every policy knows without declaring them. `spool` is the
 /// store-and-forward transfer (ALPN `pg1-spool`).
@@ -68,7 +68,7 @@ pub enum PolicyError {
     },
 
     /// TOML syntax, unknown keys, wrong types, missing keys (toml's message).
-    #[error("{}:{column}: {message}", at(path, *line))]
+    #[error("{}: {message}", at_column(path, *line, *column))]
     Syntax {
         path: PathBuf,
         line: usize,

@@ -19,6 +19,15 @@ pub(crate) fn at(path: &Path, line: usize) -> String {
     }
 }
 
+/// `path:line:column` for messages; a line of 0 means "unknown" and prints only the path.
+pub(crate) fn at_column(path: &Path, line: usize, column: usize) -> String {
+    if line == 0 {
+        path.display().to_string()
+    } else {
+        format!("{}:{line}:{column}", path.display())
+    }
+}
+
 /// The 1-based line of byte `offset` in `text` (offsets past the end count as the last line).
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = floor_char_boundary(text, offset);
@@ -159,6 +168,8 @@ mod tests {
     fn at_omits_unknown_line() {
         assert_eq!(at(Path::new("x.toml"), 0), "x.toml");
         assert_eq!(at(Path::new("x.toml"), 7), "x.toml:7");
+        assert_eq!(at_column(Path::new("x.toml"), 0, 0), "x.toml");
+        assert_eq!(at_column(Path::new("x.toml"), 7, 2), "x.toml:7:2");
     }
 
     #[test]
