@@ -50,8 +50,6 @@ impl Shutdown {
     pub async fn drain(&self, grace: Duration) -> bool {
         self.token.cancel();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait())
-            .await
-            .is_ok()
+        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
     }
 }

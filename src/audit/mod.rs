@@ -22,14 +22,8 @@ pub enum Direction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    GatewayStart {
-        pool: String,
-        peer_pool: String,
-        version: String,
-    },
-    GatewayStop {
-        reason: String,
-    },
+    GatewayStart { pool: String, peer_pool: String, version: String },
+    GatewayStop { reason: String },
     Connection(Connection),
     Close(Close),
 }
