@@ -1,6 +1,21 @@
 //! The gateway's config file: serde structs → a validated [`Config`].
 //!
-//! SKELETON — the config helper replaces the bodies; keep these signatures.
+//! "Parse, don't validate": `file` holds the TOML exactly as written (unknown keys are
+//! errors), `validate` turns it into a [`Config`] whose values are already typed
+//! (socket addresses, CIDR networks, absolute paths, durations), so nothing downstream
+//! re-checks them. `pairing` cross-checks a config against its policy file: the
+//! gateway's pool must be paired with `gateway.peer_pool`, and every tunnelled,
+//! exported or spooled service must be allowed for that pair.
+//!
+//! Every error is one line, `FILE:LINE: KEY: WHAT IS WRONG — WHAT TO DO`, because an
+//! operator at 3 a.m. during a failover should not have to guess.
+
+mod file;
+mod pairing;
+mod validate;
+mod values;
+
+pub use pairing::{check_against_policy, load_with_policy, PairingError};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,11 +23,14 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::policy::source::{at, at_column, toml_problem};
+use crate::policy::PolicyError;
+
 /// A validated gateway configuration. All paths are absolute (resolved
 /// against the config file's folder).
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The config file itself.
+    /// The config file itself (absolute).
     pub path: PathBuf,
     pub gateway: Gateway,
     pub tls: Tls,
@@ -23,6 +41,8 @@ pub struct Config {
     pub tunnels: Vec<Tunnel>,
     pub exports: Vec<Export>,
     pub limits: Limits,
+    /// Where things were written, for messages after parsing.
+    pub lines: ConfigLines,
 }
 
 #[derive(Debug, Clone)]
@@ -89,17 +109,122 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
+impl Limits {
+    pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+    pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 1800;
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+    pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            handshake_timeout: Duration::from_secs(Limits::DEFAULT_HANDSHAKE_TIMEOUT_SECS),
+            idle_timeout: Duration::from_secs(Limits::DEFAULT_IDLE_TIMEOUT_SECS),
+            max_connections: Limits::DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: Duration::from_secs(Limits::DEFAULT_SHUTDOWN_GRACE_SECS),
+        }
+    }
+}
+
+/// 1-based lines of the config items later checks point at; 0 means unknown
+/// (e.g. a `Config` built in code), and messages then name only the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigLines {
+    /// `gateway.pool`.
+    pub pool: usize,
+    /// `gateway.peer_pool`.
+    pub peer_pool: usize,
+    /// The `[spool]` header.
+    pub spool: usize,
+    /// Each `[[tunnel]]`'s `service`, in order.
+    pub tunnels: Vec<usize>,
+    /// Each `[[export]]`'s `service`, in order.
+    pub exports: Vec<usize>,
+}
+
+/// Why a config file was rejected. Every message is one line naming the file (and
+/// line), the key, what is wrong and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("placeholder")]
-    Placeholder,
+    #[error("{}: cannot read the config file: {error} — check the path and that pairgate may read it", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+
+    /// TOML syntax, unknown keys, wrong types, missing keys (toml's message).
+    #[error("{}: {message}", at_column(path, *line, *column))]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+
+    /// A value that parses as TOML but is not acceptable.
+    #[error("{}: {key}: {problem} — {fix}", at(path, *line))]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        problem: String,
+        fix: String,
+    },
+
+    /// The config and its policy disagree (boxed: it names two files and a pair).
+    #[error(transparent)]
+    Pairing(Box<PairingError>),
+
+    /// The policy file named by `gateway.policy` is itself invalid.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 impl Config {
-    pub fn load(_path: &Path) -> Result<Config, ConfigError> {
-        unimplemented!()
+    /// Reads and validates a config file. Does not read the policy or any
+    /// certificate; see [`load_with_policy`].
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] if the file cannot be read, otherwise as [`Config::parse`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Config::parse(&text, path)
     }
-    pub fn parse(_text: &str, _path: &Path) -> Result<Config, ConfigError> {
-        unimplemented!()
+
+    /// Parses and validates config text. `path` names the file in messages, and its
+    /// folder is the base for relative paths.
+    ///
+    /// # Errors
+    /// [`ConfigError::Syntax`] for TOML problems (including unknown keys) and
+    /// [`ConfigError::Invalid`] for unacceptable values.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: file::RawConfig = toml::from_str(text).map_err(|err| {
+            let problem = toml_problem(text, &err);
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line: problem.line,
+                column: problem.column,
+                message: problem.message,
+            }
+        })?;
+        validate::validate(raw, text, path)
+    }
+
+    /// Whether this gateway exports `service` to its peer: an `[[export]]` for it,
+    /// or a `[spool]` section for `spool`. This is [`crate::policy::Request::exported`].
+    pub fn exports_service(&self, service: &str) -> bool {
+        if service == "spool" {
+            return self.spool.is_some();
+        }
+        self.exports.iter().any(|e| e.service == service)
+    }
+
+    /// The export for `service`, if any.
+    pub fn export(&self, service: &str) -> Option<&Export> {
+        self.exports.iter().find(|e| e.service == service)
     }
 }

@@ -1,17 +1,33 @@
 //! The pairing manifest: which pools are paired and which services each pair may use.
 //!
-//! SKELETON — the policy helper replaces the bodies; keep these signatures.
+//! Lync / Skype for Business pool pairing is 1:1 and reciprocal: a pool backs up exactly
+//! one other pool, and that pool backs it up. The Topology Builder does not enforce this,
+//! so the policy file does: every `[[pair]]` names exactly two distinct pools, a pool
+//! appears in at most one pair (names compared case-insensitively, as DNS does), and each
+//! pair lists the services its gateways may carry. The same file is deployed at both sites.
+//!
+//! Flow: [`Policy::load`] reads the file, `file` deserializes it (unknown keys are errors),
+//! `validate` enforces the rules above with `file:line` messages, and [`evaluate`] is the
+//! pure, default-deny decision the proxy asks for every authenticated connection.
 
 mod decision;
+mod file;
+pub(crate) mod source;
+mod validate;
 
 pub use decision::{Decision, DenyReason, Verdict};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use source::{at, at_column, toml_problem};
+
 /// Services every policy knows without declaring them. `spool` is the
 /// store-and-forward transfer (ALPN `pg1-spool`).
 pub const BUILTIN_SERVICES: &[&str] = &["backup-smb", "cms-smb", "cms-https", "spool"];
+
+/// Longest service name: it travels in ALPN as `pg1/<service>` and in DNS-like places.
+pub const MAX_SERVICE_NAME_LEN: usize = 63;
 
 /// A validated policy: pairs are unordered, 1:1 and reciprocal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,32 +57,352 @@ pub struct Request<'a> {
     pub exported: bool,
 }
 
+/// Why a policy file was rejected. Every message is one line naming the file (and
+/// line), what is wrong and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("placeholder")]
-    Placeholder,
+    #[error("{}: cannot read the policy file: {error} — check the path (gateway.policy in the config) and that pairgate may read it", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+
+    /// TOML syntax, unknown keys, wrong types, missing keys (toml's message).
+    #[error("{}: {message}", at_column(path, *line, *column))]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+
+    #[error("{}: {key}: {problem} — {fix}", at(path, *line))]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        problem: String,
+        fix: String,
+    },
+
+    #[error("{}: pair[{pair}].services: unknown service \"{service}\" — use one of {} or declare it with [[service]] name = \"{service}\"", at(path, *line), .known.join(", "))]
+    UnknownService {
+        path: PathBuf,
+        line: usize,
+        pair: usize,
+        service: String,
+        known: Vec<String>,
+    },
+
+    #[error("{}: pair[{pair}] repeats pair[{first}] (line {first_line}): {} <-> {} — pairs are unordered; merge their services into one [[pair]]", at(path, *line), pools[0], pools[1])]
+    DuplicatePair {
+        path: PathBuf,
+        line: usize,
+        pair: usize,
+        first: usize,
+        first_line: usize,
+        pools: [String; 2],
+    },
+
+    #[error("{}: pool \"{pool}\" is in two pairs: {first} and {second} — pairing is 1:1; keep \"{pool}\" in one pair only", at(path, second.line))]
+    PoolInTwoPairs {
+        path: PathBuf,
+        pool: String,
+        first: Box<PairAt>,
+        second: Box<PairAt>,
+    },
+}
+
+/// Where a pair was written, for messages: `pair[0] at line 2 (a <-> b)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairAt {
+    /// 0-based index among the `[[pair]]` tables.
+    pub index: usize,
+    /// 1-based line of its `[[pair]]` header.
+    pub line: usize,
+    pub pools: [String; 2],
+}
+
+impl std::fmt::Display for PairAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b] = &self.pools;
+        write!(
+            f,
+            "pair[{}] at line {} ({a} <-> {b})",
+            self.index, self.line
+        )
+    }
 }
 
 impl Policy {
     /// Reads and validates a policy file.
-    pub fn load(_path: &Path) -> Result<Policy, PolicyError> {
-        unimplemented!()
+    ///
+    /// # Errors
+    /// [`PolicyError::Read`] if the file cannot be read, otherwise as [`Policy::parse`].
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Read {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Policy::parse(&text, path)
     }
+
     /// Parses and validates policy text; `path` is only used in messages.
-    pub fn parse(_text: &str, _path: &Path) -> Result<Policy, PolicyError> {
-        unimplemented!()
+    ///
+    /// # Errors
+    /// [`PolicyError::Syntax`] for TOML problems (including unknown keys), and the other
+    /// variants for a policy that breaks the pairing rules.
+    pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
+        let raw: file::RawPolicy = toml::from_str(text).map_err(|err| {
+            let problem = toml_problem(text, &err);
+            PolicyError::Syntax {
+                path: path.to_path_buf(),
+                line: problem.line,
+                column: problem.column,
+                message: problem.message,
+            }
+        })?;
+        validate::validate(raw, text, path)
     }
-    /// The pair `pool` belongs to, if any.
-    pub fn pair_of(&self, _pool: &str) -> Option<&Pair> {
-        unimplemented!()
+
+    /// The pair `pool` belongs to, if any (pool names compare case-insensitively).
+    pub fn pair_of(&self, pool: &str) -> Option<&Pair> {
+        self.pairs
+            .iter()
+            .find(|pair| pair.pools.iter().any(|p| p.eq_ignore_ascii_case(pool)))
     }
-    /// The pool paired with `pool`, if any.
-    pub fn peer_of(&self, _pool: &str) -> Option<&str> {
-        unimplemented!()
+
+    /// The pool paired with `pool`, if any, as written in the file.
+    pub fn peer_of(&self, pool: &str) -> Option<&str> {
+        self.pair_of(pool).map(|pair| pair.peer_of(pool))
+    }
+
+    /// Every service some pair allows.
+    pub fn services(&self) -> BTreeSet<&str> {
+        self.pairs
+            .iter()
+            .flat_map(|pair| pair.services.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+impl Pair {
+    /// The other pool of this pair. If `pool` is not in the pair, the first pool is
+    /// returned; call it only with a pool found through [`Policy::pair_of`].
+    pub fn peer_of(&self, pool: &str) -> &str {
+        if self.pools[0].eq_ignore_ascii_case(pool) {
+            &self.pools[1]
+        } else {
+            &self.pools[0]
+        }
+    }
+
+    /// Whether this pair contains `pool` (case-insensitively).
+    pub fn contains(&self, pool: &str) -> bool {
+        self.pools.iter().any(|p| p.eq_ignore_ascii_case(pool))
     }
 }
 
 /// Pure, default-deny decision for an authenticated inbound request.
-pub fn evaluate(_policy: &Policy, _req: &Request<'_>) -> Decision {
-    unimplemented!()
+///
+/// Allowed only if the local pool is paired with `req.peer_pool` (case-insensitively,
+/// and never with itself), the pair lists `req.service`, and this gateway exports it.
+pub fn evaluate(policy: &Policy, req: &Request<'_>) -> Decision {
+    let Some(pair) = policy.pair_of(req.local_pool) else {
+        return Decision::Deny(DenyReason::NotPaired);
+    };
+    let paired = req
+        .peer_pool
+        .eq_ignore_ascii_case(pair.peer_of(req.local_pool))
+        && !req.peer_pool.eq_ignore_ascii_case(req.local_pool);
+    if !paired {
+        return Decision::Deny(DenyReason::NotPaired);
+    }
+    if !pair.services.contains(req.service) || !req.exported {
+        return Decision::Deny(DenyReason::ServiceNotAllowed);
+    }
+    Decision::Allow
+}
+
+/// A DNS-ish pool name: dot-separated labels of 1–63 ASCII letters, digits and '-',
+/// not starting or ending with '-', at most 253 characters, no trailing dot.
+pub fn is_valid_pool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// A service name: `[a-z0-9][a-z0-9-]*`, at most [`MAX_SERVICE_NAME_LEN`] characters.
+pub fn is_valid_service_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    first_ok
+        && name.len() <= MAX_SERVICE_NAME_LEN
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        let text = "[[pair]]\npools = [\"Pool01.Site1.example\", \"pool02.site2.example\"]\nservices = [\"backup-smb\", \"spool\"]\n\n[[pair]]\npools = [\"pool03.site1.example\", \"pool04.site2.example\"]\nservices = [\"cms-smb\"]\n";
+        match Policy::parse(text, Path::new("pairing.toml")) {
+            Ok(policy) => policy,
+            Err(e) => panic!("test policy must parse: {e}"),
+        }
+    }
+
+    fn decide(policy: &Policy, local: &str, peer: &str, service: &str, exported: bool) -> Decision {
+        let req = Request {
+            local_pool: local,
+            peer_pool: peer,
+            service,
+            exported,
+        };
+        evaluate(policy, &req)
+    }
+
+    #[test]
+    fn pair_of_and_peer_of_ignore_case() {
+        let p = policy();
+        assert_eq!(
+            p.peer_of("pool01.site1.example"),
+            Some("pool02.site2.example")
+        );
+        assert_eq!(
+            p.peer_of("POOL02.site2.example"),
+            Some("Pool01.Site1.example")
+        );
+        assert_eq!(p.peer_of("pool09.site9.example"), None);
+        assert!(p
+            .pair_of("pool04.site2.example")
+            .is_some_and(|pair| pair.contains("POOL03.site1.example")));
+    }
+
+    #[test]
+    fn evaluate_allows_only_the_pair_its_services_and_exports() {
+        let p = policy();
+        let (a, b) = ("pool01.site1.example", "pool02.site2.example");
+        assert_eq!(decide(&p, a, b, "backup-smb", true), Decision::Allow);
+        assert_eq!(
+            decide(&p, b, "POOL01.site1.example", "spool", true),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&p, a, b, "cms-smb", true),
+            Decision::Deny(DenyReason::ServiceNotAllowed)
+        );
+        assert_eq!(
+            decide(&p, a, b, "backup-smb", false),
+            Decision::Deny(DenyReason::ServiceNotAllowed)
+        );
+        // Crossing between pairs is never allowed.
+        assert_eq!(
+            decide(&p, a, "pool04.site2.example", "backup-smb", true),
+            Decision::Deny(DenyReason::NotPaired)
+        );
+        assert_eq!(
+            decide(&p, "pool09.x", b, "backup-smb", true),
+            Decision::Deny(DenyReason::NotPaired)
+        );
+        assert_eq!(
+            decide(&p, a, "", "backup-smb", true),
+            Decision::Deny(DenyReason::NotPaired)
+        );
+        assert_eq!(
+            decide(&p, a, a, "backup-smb", true),
+            Decision::Deny(DenyReason::NotPaired)
+        );
+    }
+
+    #[test]
+    fn evaluate_never_allows_a_self_pair_even_if_built_by_hand() {
+        let p = Policy {
+            path: PathBuf::from("x"),
+            pairs: vec![Pair {
+                pools: ["a".into(), "A".into()],
+                services: BTreeSet::from(["spool".to_owned()]),
+            }],
+        };
+        assert_eq!(
+            decide(&p, "a", "a", "spool", true),
+            Decision::Deny(DenyReason::NotPaired)
+        );
+    }
+
+    /// Exhaustive: over every combination of pools, services and export flags, Allow
+    /// happens exactly when the pools are a pair, the service is in it and it is exported.
+    #[test]
+    fn evaluate_is_default_deny_exhaustively() {
+        let p = policy();
+        let pools = [
+            "pool01.site1.example",
+            "POOL02.SITE2.EXAMPLE",
+            "pool03.site1.example",
+            "pool04.site2.example",
+            "pool09.x",
+            "",
+        ];
+        let services = ["backup-smb", "cms-smb", "cms-https", "spool", "other", ""];
+        let pairs = [(0, 1), (1, 0), (2, 3), (3, 2)];
+        let mut allowed = 0;
+        for (i, local) in pools.iter().enumerate() {
+            for (j, peer) in pools.iter().enumerate() {
+                for service in services {
+                    for exported in [false, true] {
+                        let decision = decide(&p, local, peer, service, exported);
+                        let in_pair = pairs.contains(&(i, j));
+                        let listed = p
+                            .pair_of(local)
+                            .is_some_and(|pair| pair.services.contains(service));
+                        let expect_allow = in_pair && listed && exported;
+                        assert_eq!(
+                            decision == Decision::Allow,
+                            expect_allow,
+                            "{local} {peer} {service} {exported}"
+                        );
+                        if !in_pair {
+                            assert_eq!(decision, Decision::Deny(DenyReason::NotPaired));
+                        }
+                        allowed += usize::from(expect_allow);
+                    }
+                }
+            }
+        }
+        assert_eq!(allowed, 6); // 2 directions x 2 services + 2 directions x 1 service
+    }
+
+    #[test]
+    fn names() {
+        for good in ["pool01.site1.example", "POOL-1.x", "a", "10.0.0.1"] {
+            assert!(is_valid_pool_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a b",
+            "a.",
+            "a_b",
+            &"x".repeat(64),
+        ] {
+            assert!(!is_valid_pool_name(bad), "{bad}");
+        }
+        for good in ["backup-smb", "0x", "a"] {
+            assert!(is_valid_service_name(good), "{good}");
+        }
+        for bad in ["", "-a", "Backup", "a_b", "a/b", &"x".repeat(64)] {
+            assert!(!is_valid_service_name(bad), "{bad}");
+        }
+    }
 }
