@@ -174,12 +174,19 @@ pub fn check_line(line: &[u8], expected_prev: &[u8; 32]) -> Result<(), Fault> {
 }
 
 fn parse_prev(prev: &str) -> Option<[u8; 32]> {
-    let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
-    if prev.len() != 64 || !prev.as_bytes().iter().all(lower_hex) {
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let hex = prev.as_bytes();
+    if hex.len() != 64 {
         return None;
     }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(prev, &mut out).ok()?;
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
     Some(out)
 }
 

@@ -160,3 +160,74 @@ pub fn fixture() -> Vec<u8> {
     push(format!("not json {}", hex::encode(prev)), &mut out);
     out
 }
+
+#[cfg(test)]
+mod speed {
+    //! `cargo test --release --lib -- --ignored --nocapture audit_speed`:
+    //! prints rates over a ~200 MB generated log; asserts nothing about time.
+
+    use super::*;
+    use crate::audit::query::{query, Filter};
+    use crate::audit::sink::AuditLog;
+    use crate::audit::summary::summary;
+    use crate::audit::verify;
+    use std::io::BufReader;
+    use std::time::Instant;
+
+    fn rate(what: &str, bytes: u64, start: Instant) {
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{what}: {:.0} MB/s ({secs:.2} s)",
+            bytes as f64 / 1e6 / secs
+        );
+    }
+
+    #[test]
+    #[ignore = "writes ~200 MB; run in release to measure"]
+    fn audit_speed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.jsonl");
+        let start = Instant::now();
+        let bytes = synthetic_log(&path, 700_000, OffsetDateTime::now_utc()).expect("generate");
+        rate("generate (render + hash)", bytes, start);
+        let open = || BufReader::with_capacity(1 << 20, File::open(&path).expect("open"));
+
+        let start = Instant::now();
+        let chain = verify(open()).expect("intact");
+        rate(&format!("verify {} lines", chain.lines), bytes, start);
+
+        let start = Instant::now();
+        let s = summary(open()).expect("summary");
+        rate(&format!("summary {} flows", s.flows.len()), bytes, start);
+
+        let filter = Filter {
+            peer: Some(PEERS[1].into()),
+            decision: Some(Verdict::Deny),
+            ..Filter::default()
+        };
+        let start = Instant::now();
+        let stats = query(open(), &filter, |_, _| Ok(())).expect("query");
+        rate(&format!("query {} matches", stats.matched), bytes, start);
+
+        let since = Filter {
+            since: Some(OffsetDateTime::now_utc()),
+            ..Filter::default()
+        };
+        let start = Instant::now();
+        query(open(), &since, |_, _| Ok(())).expect("query");
+        rate("query --since", bytes, start);
+
+        let log = AuditLog::open(&dir.path().join("sink.jsonl")).expect("open sink");
+        let start = Instant::now();
+        for i in 0..100_000 {
+            log.record(sample_event(i));
+        }
+        let queued = start.elapsed();
+        log.flush().expect("flush");
+        println!(
+            "sink: 100000 records queued in {:.0} ms, written+synced after {:.0} ms",
+            queued.as_secs_f64() * 1e3,
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}

@@ -277,7 +277,7 @@ fn table_row<W: Write, S: AsRef<str>>(out: &mut W, c: [S; 7]) -> io::Result<()> 
     let c = c.map(|s| s.as_ref().to_owned());
     writeln!(
         out,
-        "{:<27} {:<12} {:<24} {:<11} {:<8} {:<20} {}",
+        "{:<27} {:<14} {:<24} {:<11} {:<8} {:<20} {}",
         c[0], c[1], c[2], c[3], c[4], c[5], c[6]
     )
 }
