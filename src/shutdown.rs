@@ -50,6 +50,8 @@ impl Shutdown {
     pub async fn drain(&self, grace: Duration) -> bool {
         self.token.cancel();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
     }
 }

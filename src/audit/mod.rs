@@ -1,90 +1,74 @@
 //! The audit log: every connection and decision as hash-chained JSON lines.
 //!
-//! SKELETON — the audit helper replaces the bodies; keep these signatures.
+//! Why a chain: the log is the evidence of who reached which service across
+//! the WAN. Each line carries `prev`, the SHA-256 of the line before it, so an
+//! edit, insertion, deletion or reordering anywhere shows up when the log is
+//! verified, naming the first line at or after which it was altered.
+//!
+//! The flow:
+//! - [`event`]: what is recorded ([`Event`]); its serde shape is the contract.
+//! - [`chain`]: pure functions — render a line, hash it, check it, and the
+//!   streaming [`verify`].
+//! - [`sink`]: [`AuditLog`], the append-only writer (one thread, group commit,
+//!   `sync_data` per batch, repair of a torn last line after a crash).
+//! - [`summary`] and [`query`]: streaming reports over a log for operators;
+//!   they parse lines generically so lines of future event types pass through.
+//!
+//! No key material is ever recorded: events carry addresses, pool names,
+//! certificate fingerprints, decisions and byte counts only.
 
-use std::path::Path;
+pub mod chain;
+pub mod event;
+pub mod query;
+pub mod sink;
+pub mod summary;
+#[doc(hidden)]
+pub mod synth;
+pub mod tail;
 
-use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
-use crate::policy::{DenyReason, Verdict};
+pub use chain::{
+    check_line, format_ts, line_hash, render_line, verify, ChainBreak, ChainSummary, Fault,
+    VerifyError, GENESIS,
+};
+pub use event::{Close, Connection, Direction, Event, LogRepaired};
+pub use query::{matches, parse_time, query, Filter, QueryStats, Record, TimeSpecError};
+pub use sink::AuditLog;
+pub use summary::{summary, Counts, Flow, Summary};
 
-/// Which way a connection goes, seen from this gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// From the peer gateway, over mTLS, towards a local export.
-    Inbound,
-    /// From a local client into a tunnel towards the peer.
-    Outbound,
-}
-
-/// One audited event. The tag becomes the line's `event` field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    GatewayStart { pool: String, peer_pool: String, version: String },
-    GatewayStop { reason: String },
-    Connection(Connection),
-    Close(Close),
-}
-
-/// A decision about one connection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Connection {
-    pub conn_id: u64,
-    pub direction: Direction,
-    pub peer_addr: String,
-    pub peer_pool: Option<String>,
-    pub cert_sha256: Option<String>,
-    pub service: Option<String>,
-    pub decision: Verdict,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<DenyReason>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// The end of an allowed connection. `bytes_in` were received from
-/// `peer_addr`, `bytes_out` sent to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Close {
-    pub conn_id: u64,
-    pub direction: Direction,
-    pub peer_addr: String,
-    pub peer_pool: Option<String>,
-    pub cert_sha256: Option<String>,
-    pub service: Option<String>,
-    pub decision: Verdict,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub duration_ms: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
+/// Why the audit log could not be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("placeholder")]
-    Placeholder,
-}
-
-/// A cheap, cloneable handle to the append-only, hash-chained log.
-#[derive(Clone)]
-pub struct AuditLog {
-    _private: (),
-}
-
-impl AuditLog {
-    /// Opens (or creates) the log, continuing the chain of an existing file.
-    pub fn open(_path: &Path) -> Result<AuditLog, AuditError> {
-        unimplemented!()
-    }
-    /// Queues one event; never blocks on disk.
-    pub fn record(&self, _event: Event) {
-        unimplemented!()
-    }
-    /// Waits until every event recorded before this call is written and synced.
-    pub fn flush(&self) -> Result<(), AuditError> {
-        unimplemented!()
-    }
+    #[error("cannot create the audit log folder {path}: {source}; check `audit.path` and the permissions of its parent")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the audit log {path} for appending: {source}; check `audit.path` and its permissions")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read or repair the end of the audit log {path} to continue its chain: {source}; check the file's permissions and the disk")]
+    Recover {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the audit writer thread: {source}")]
+    Spawn {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing the audit log {path} failed: {source}; events were lost (the next line records how many) — free disk space or fix permissions")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the audit writer for {path} has stopped; restart the gateway")]
+    WriterGone { path: PathBuf },
 }

@@ -9,7 +9,11 @@ mod policy;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "pairgate", version, about = "Security gateway for paired Lync / Skype for Business pools")]
+#[command(
+    name = "pairgate",
+    version,
+    about = "Security gateway for paired Lync / Skype for Business pools"
+)]
 pub struct Cli {
     /// More diagnostics on stderr (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

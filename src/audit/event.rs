@@ -1,0 +1,157 @@
+//! The audited events and their JSON shape.
+//!
+//! An [`Event`] serializes as one JSON object whose `event` field is the
+//! variant name in snake case; [`chain::render_line`](super::chain::render_line)
+//! wraps it with `ts` in front and `prev` at the end. The field names are part of
+//! the public audit contract: add fields (with `#[serde(default)]` so old lines
+//! still parse) and variants freely, but never rename or remove one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{DenyReason, Verdict};
+
+/// Which way a connection goes, seen from this gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From the peer gateway, over mTLS, towards a local export.
+    Inbound,
+    /// From a local client into a tunnel towards the peer.
+    Outbound,
+}
+
+/// One audited event. The tag becomes the line's `event` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The gateway started serving `pool`, paired with `peer_pool`.
+    GatewayStart {
+        pool: String,
+        peer_pool: String,
+        version: String,
+    },
+    /// The gateway stopped (signal, fatal error, …).
+    GatewayStop { reason: String },
+    /// A decision about one connection.
+    Connection(Connection),
+    /// The end of an allowed connection, with its byte counts.
+    Close(Close),
+    /// The log itself was repaired when it was (re)opened: a torn last line
+    /// left by a crash was cut off, or a failed write lost events. Always the
+    /// first record written after the repair, so the gap is visible.
+    LogRepaired(LogRepaired),
+}
+
+/// A decision about one connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub conn_id: u64,
+    pub direction: Direction,
+    pub peer_addr: String,
+    pub peer_pool: Option<String>,
+    pub cert_sha256: Option<String>,
+    pub service: Option<String>,
+    pub decision: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DenyReason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The end of an allowed connection. `bytes_in` were received from
+/// `peer_addr`, `bytes_out` sent to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Close {
+    pub conn_id: u64,
+    pub direction: Direction,
+    pub peer_addr: String,
+    pub peer_pool: Option<String>,
+    pub cert_sha256: Option<String>,
+    pub service: Option<String>,
+    pub decision: Verdict,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a repair of the log's tail removed or lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRepaired {
+    /// Bytes of an incomplete last line that were cut off (0 if none).
+    pub truncated_bytes: u64,
+    /// Lower-case hex SHA-256 of the bytes cut off (of the empty string if none),
+    /// so the removed fragment can be matched against a backup copy.
+    pub truncated_sha256: String,
+    /// Events that were recorded but could not be written (disk full, I/O error).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost_events: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_comes_first_and_optional_fields_are_skipped() {
+        let event = Event::Connection(Connection {
+            conn_id: 7,
+            direction: Direction::Inbound,
+            peer_addr: "127.0.0.1:5000".into(),
+            peer_pool: None,
+            cert_sha256: None,
+            service: Some("backup-smb".into()),
+            decision: Verdict::Allow,
+            reason: None,
+            detail: None,
+        });
+        let json = serde_json::to_string(&event).expect("plain data serializes");
+        assert!(
+            json.starts_with(r#"{"event":"connection","conn_id":7,"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""peer_pool":null"#));
+        assert!(!json.contains("reason"));
+        let back: Event = serde_json::from_str(&json).expect("round trip");
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn deny_reason_uses_contract_names() {
+        let event = Event::Connection(Connection {
+            conn_id: 1,
+            direction: Direction::Outbound,
+            peer_addr: "127.0.0.1:1".into(),
+            peer_pool: Some("pool02.site2.example".into()),
+            cert_sha256: None,
+            service: None,
+            decision: Verdict::Deny,
+            reason: Some(DenyReason::NotPaired),
+            detail: None,
+        });
+        let json = serde_json::to_string(&event).expect("plain data serializes");
+        assert!(
+            json.contains(r#""decision":"deny","reason":"not_paired""#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn log_repaired_hides_zero_lost_events() {
+        let event = Event::LogRepaired(LogRepaired {
+            truncated_bytes: 3,
+            truncated_sha256: "ab".into(),
+            lost_events: 0,
+        });
+        let json = serde_json::to_string(&event).expect("plain data serializes");
+        assert_eq!(
+            json,
+            r#"{"event":"log_repaired","truncated_bytes":3,"truncated_sha256":"ab"}"#
+        );
+    }
+}
