@@ -1,1 +1,262 @@
-//! One site gateway: wiring config, policy, TLS, proxy and audit for `pairgate run`.
+//! One site gateway: wiring config, policy, TLS, proxy and audit for
+//! `pairgate run`.
+//!
+//! Start-up validates everything before binding anything (a gateway that
+//! starts is a gateway whose certificates chain, whose key matches and whose
+//! policy pairs it with its peer). Reload builds a complete new snapshot of
+//! policy and TLS material and publishes it only if it is valid; connections
+//! already open keep the snapshot they started with.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::audit::{AuditError, AuditLog, Direction, Event};
+use crate::config::{Config, ConfigError};
+use crate::policy::{Policy, PolicyError};
+use crate::proxy::{self, Context, Live, TunnelSpec};
+use crate::shutdown::Shutdown;
+use crate::tls::{Material, Sources, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditError),
+    #[error("{file}: {key} = {addr}: cannot listen: {source} — is another gateway running, or is the address wrong?")]
+    Bind {
+        file: PathBuf,
+        key: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl GatewayError {
+    /// Whether the error is about the operator's input (exit 2) rather than
+    /// the environment (exit 1).
+    pub fn is_invalid_input(&self) -> bool {
+        !matches!(
+            self,
+            GatewayError::Bind { .. } | GatewayError::Runtime(_) | GatewayError::Audit(_)
+        )
+    }
+}
+
+/// The TLS file paths of a config.
+pub fn tls_sources(config: &Config) -> Sources {
+    Sources {
+        cert: config.tls.cert.clone(),
+        key: config.tls.key.clone(),
+        ca: config.tls.ca.clone(),
+        crl: config.tls.crl.clone(),
+    }
+}
+
+/// Loads and validates everything `run` needs, binding nothing: the work of
+/// `pairgate check`.
+///
+/// # Errors
+/// The first invalid file, with its name and the fix.
+pub fn load(path: &Path) -> Result<(Config, Policy, Material), GatewayError> {
+    let (config, policy) = crate::config::load_with_policy(path)?;
+    let material = Material::load(&tls_sources(&config), &config.gateway.pool)?;
+    Ok((config, policy, material))
+}
+
+/// A started gateway: its bound addresses and the handle to stop it.
+pub struct Running {
+    pub peer_addr: SocketAddr,
+    /// (service, bound address) of each tunnel listener, in config order.
+    pub tunnel_addrs: Vec<(String, SocketAddr)>,
+    pub ctx: Arc<Context>,
+    config: Config,
+}
+
+async fn bind(config: &Config, key: String, addr: SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Bind {
+            file: config.path.clone(),
+            key,
+            addr,
+            source,
+        })
+}
+
+/// Binds every listener and starts serving. Must run inside a tokio runtime.
+///
+/// # Errors
+/// [`GatewayError::Bind`] when a listener address is taken.
+pub async fn start(
+    config: Config,
+    policy: Policy,
+    material: Material,
+    audit: AuditLog,
+) -> Result<Running, GatewayError> {
+    let peer_listener = bind(&config, "peer.listen".into(), config.peer.listen).await?;
+    let mut tunnel_listeners = Vec::new();
+    for (i, tunnel) in config.tunnels.iter().enumerate() {
+        tunnel_listeners.push(bind(&config, format!("tunnel[{i}].listen"), tunnel.listen).await?);
+    }
+    let exports: HashMap<String, String> = config
+        .exports
+        .iter()
+        .map(|e| (e.service.clone(), e.target.clone()))
+        .collect();
+    let shutdown = Shutdown::new();
+    let ctx = Arc::new(Context::new(
+        config.gateway.pool.clone(),
+        config.gateway.peer_pool.clone(),
+        config.peer.connect.clone(),
+        exports,
+        config.limits.clone(),
+        Live {
+            policy: Arc::new(policy),
+            material: Arc::new(material),
+        },
+        audit.clone(),
+        shutdown.clone(),
+    ));
+
+    let peer_addr = peer_listener.local_addr().map_err(GatewayError::Runtime)?;
+    shutdown.spawn(proxy::serve(
+        peer_listener,
+        ctx.clone(),
+        Direction::Inbound,
+        proxy::handle_inbound,
+    ));
+    let mut tunnel_addrs = Vec::new();
+    for (tunnel, listener) in config.tunnels.iter().zip(tunnel_listeners) {
+        tunnel_addrs.push((
+            tunnel.service.clone(),
+            listener.local_addr().map_err(GatewayError::Runtime)?,
+        ));
+        let spec = Arc::new(TunnelSpec {
+            service: tunnel.service.clone(),
+            allow_sources: tunnel.allow_sources.clone(),
+        });
+        shutdown.spawn(proxy::serve(
+            listener,
+            ctx.clone(),
+            Direction::Outbound,
+            move |ctx, tcp, addr, slot| proxy::handle_outbound(ctx, spec.clone(), tcp, addr, slot),
+        ));
+    }
+    audit.record(Event::GatewayStart {
+        pool: config.gateway.pool.clone(),
+        peer_pool: config.gateway.peer_pool.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    });
+    tracing::info!(pool = %config.gateway.pool, peer_pool = %config.gateway.peer_pool, %peer_addr, "gateway started");
+    Ok(Running {
+        peer_addr,
+        tunnel_addrs,
+        ctx,
+        config,
+    })
+}
+
+impl Running {
+    /// The one-line readiness message `pairgate run` prints on stdout.
+    pub fn ready_line(&self) -> String {
+        let mut line = format!(
+            "ready pool={} peer={}",
+            self.config.gateway.pool, self.peer_addr
+        );
+        for (service, addr) in &self.tunnel_addrs {
+            line.push_str(&format!(" tunnel.{service}={addr}"));
+        }
+        line
+    }
+
+    /// Re-reads the policy and TLS files and publishes them if valid.
+    /// Connections already open keep what they started with.
+    ///
+    /// # Errors
+    /// The invalid file; the running configuration is then left unchanged.
+    pub fn reload(&self) -> Result<(), GatewayError> {
+        let policy = Policy::load(&self.config.gateway.policy)?;
+        crate::config::check_against_policy(&self.config, &policy)?;
+        let material = Material::load(&tls_sources(&self.config), &self.config.gateway.pool)?;
+        self.ctx.live.send_replace(Arc::new(Live {
+            policy: Arc::new(policy),
+            material: Arc::new(material),
+        }));
+        Ok(())
+    }
+
+    /// Graceful stop: stop accepting, let connections finish within the
+    /// grace period, record the stop and flush the audit log.
+    pub async fn stop(self, reason: &str) {
+        let clean = self
+            .ctx
+            .shutdown
+            .drain(self.config.limits.shutdown_grace)
+            .await;
+        if !clean {
+            tracing::warn!("grace period over; remaining connections were closed");
+        }
+        self.ctx.audit.record(Event::GatewayStop {
+            reason: reason.to_owned(),
+        });
+        let audit = self.ctx.audit.clone();
+        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
+    }
+}
+
+/// `pairgate run`: load, start, serve until SIGTERM/SIGINT; SIGHUP reloads.
+///
+/// # Errors
+/// Invalid input before start, or a listener that cannot bind.
+pub fn run(path: &Path) -> Result<(), GatewayError> {
+    let (config, policy, material) = load(path)?;
+    let audit = AuditLog::open(&config.audit.path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(GatewayError::Runtime)?;
+    runtime.block_on(async move {
+        let running = start(config, policy, material, audit).await?;
+        println!("{}", running.ready_line());
+        let reason = wait_for_signals(&running)
+            .await
+            .map_err(GatewayError::Runtime)?;
+        running.stop(reason).await;
+        Ok(())
+    })
+}
+
+#[cfg(unix)]
+async fn wait_for_signals(running: &Running) -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok("SIGTERM"),
+            _ = int.recv() => return Ok("SIGINT"),
+            _ = hup.recv() => match running.reload() {
+                Ok(()) => tracing::info!("reloaded policy and certificates"),
+                Err(e) => tracing::error!(error = %e, "reload failed; keeping the running configuration"),
+            },
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signals(_running: &Running) -> std::io::Result<&'static str> {
+    tokio::signal::ctrl_c().await?;
+    Ok("ctrl-c")
+}

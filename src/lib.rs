@@ -9,7 +9,9 @@
 
 pub mod audit;
 pub mod config;
+pub mod demo;
 pub mod gateway;
+pub mod lab;
 pub mod pki;
 pub mod policy;
 pub mod proxy;

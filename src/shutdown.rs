@@ -1,6 +1,7 @@
-//! Graceful shutdown: one `CancellationToken` every loop selects on, and one
-//! `TaskTracker` every spawned task is registered with, so `run` can stop
-//! accepting, give open connections a grace period, then flush and exit.
+//! Graceful shutdown: a `stop` token every accept loop selects on, a `hard`
+//! token every relay selects on, and one `TaskTracker` every spawned task is
+//! registered with. `drain` stops accepting, gives open connections a grace
+//! period to finish on their own, then closes what is left.
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use tokio_util::task::TaskTracker;
 
 #[derive(Clone, Default)]
 pub struct Shutdown {
-    token: CancellationToken,
+    stop: CancellationToken,
+    hard: CancellationToken,
     tracker: TaskTracker,
 }
 
@@ -19,9 +21,14 @@ impl Shutdown {
         Shutdown::default()
     }
 
-    /// The token every accept loop and relay selects on.
-    pub fn token(&self) -> &CancellationToken {
-        &self.token
+    /// Cancelled when the gateway stops accepting new connections.
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    /// Cancelled when open connections must close now (grace period over).
+    pub fn hard_token(&self) -> &CancellationToken {
+        &self.hard
     }
 
     /// Spawns a task that shutdown will wait for.
@@ -33,25 +40,48 @@ impl Shutdown {
         self.tracker.spawn(fut)
     }
 
-    pub fn is_triggered(&self) -> bool {
-        self.token.is_cancelled()
+    pub fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled()
     }
 
-    pub fn trigger(&self) {
-        self.token.cancel();
+    /// Stops accepting; open connections go on.
+    pub fn stop(&self) {
+        self.stop.cancel();
     }
 
-    pub async fn triggered(&self) {
-        self.token.cancelled().await
-    }
-
-    /// Stops new work and waits up to `grace` for tracked tasks to finish.
-    /// Returns false when the grace period ran out first.
+    /// Stops accepting and waits up to `grace` for tracked tasks to finish,
+    /// then closes the rest. Returns false when the grace period ran out.
     pub async fn drain(&self, grace: Duration) -> bool {
-        self.token.cancel();
+        self.stop.cancel();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait())
+        if tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_ok()
+        {
+            return true;
+        }
+        self.hard.cancel();
+        // Relays notice `hard` at once; give them a moment to audit their close.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_waits_for_tasks_then_forces() {
+        let s = Shutdown::new();
+        let hard = s.hard_token().clone();
+        s.spawn(async move { hard.cancelled().await });
+        assert!(!s.drain(Duration::from_secs(30)).await);
+        assert!(s.hard_token().is_cancelled());
+
+        let s = Shutdown::new();
+        s.spawn(tokio::time::sleep(Duration::from_secs(1)));
+        assert!(s.drain(Duration::from_secs(30)).await);
+        assert!(!s.hard_token().is_cancelled());
     }
 }

@@ -2,18 +2,22 @@
 
 use std::path::PathBuf;
 
+use anyhow::anyhow;
 use clap::Args;
 
 use super::Failure;
+use pairgate::gateway::{self, GatewayError};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The site's gateway config (TOML).
     #[arg(long)]
     pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// The site's gateway config (TOML).
     #[arg(long)]
     pub config: PathBuf,
 }
@@ -25,14 +29,55 @@ pub struct DemoArgs {
     pub dir: Option<PathBuf>,
 }
 
-pub fn run(_args: RunArgs) -> Result<(), Failure> {
-    Err(Failure::problem("not yet"))
+fn classify(e: GatewayError) -> Failure {
+    if e.is_invalid_input() {
+        Failure::Invalid(anyhow!(e))
+    } else {
+        Failure::Problem(anyhow!(e))
+    }
 }
 
-pub fn check(_args: CheckArgs) -> Result<(), Failure> {
-    Err(Failure::problem("not yet"))
+pub fn run(args: RunArgs) -> Result<(), Failure> {
+    gateway::run(&args.config).map_err(classify)
 }
 
-pub fn demo(_args: DemoArgs) -> Result<(), Failure> {
-    Err(Failure::problem("not yet"))
+pub fn check(args: CheckArgs) -> Result<(), Failure> {
+    let (config, policy, material) = gateway::load(&args.config).map_err(classify)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let days = |t: i64| (t - now).div_euclid(86_400);
+    println!("ok: {}", config.path.display());
+    println!(
+        "  pool {} paired with {} in {}",
+        config.gateway.pool,
+        config.gateway.peer_pool,
+        policy.path.display()
+    );
+    println!(
+        "  certificate {} (sha256 {}) valid for {} more days",
+        config.tls.cert.display(),
+        material.identity.sha256,
+        days(material.identity.not_after)
+    );
+    for (sha, not_after) in &material.ca_expiry {
+        println!(
+            "  trusted CA sha256 {sha} valid for {} more days",
+            days(*not_after)
+        );
+    }
+    for t in &config.tunnels {
+        println!(
+            "  tunnel {} on {} for {} source network(s)",
+            t.service,
+            t.listen,
+            t.allow_sources.len()
+        );
+    }
+    for e in &config.exports {
+        println!("  export {} to {}", e.service, e.target);
+    }
+    Ok(())
+}
+
+pub fn demo(args: DemoArgs) -> Result<(), Failure> {
+    pairgate::demo::run(args.dir).map_err(|e| Failure::Problem(anyhow!(e)))
 }

@@ -17,6 +17,11 @@ pub enum DenyReason {
     SourceNotAllowed,
     HandshakeTimeout,
     TooManyConnections,
+    /// The TLS handshake failed for a reason other than the certificate
+    /// (not TLS 1.3, garbage, no common parameters).
+    HandshakeFailed,
+    /// The peer gateway could not be reached (outbound tunnels only).
+    PeerUnreachable,
 }
 
 impl DenyReason {
@@ -33,6 +38,8 @@ impl DenyReason {
             DenyReason::SourceNotAllowed => "source_not_allowed",
             DenyReason::HandshakeTimeout => "handshake_timeout",
             DenyReason::TooManyConnections => "too_many_connections",
+            DenyReason::HandshakeFailed => "handshake_failed",
+            DenyReason::PeerUnreachable => "peer_unreachable",
         }
     }
 }

@@ -1,1 +1,172 @@
 //! Moving bytes between local clients, the peer gateway and local targets.
+//!
+//! Two kinds of listener share one accept loop ([`listener`]):
+//! - a **tunnel** listener takes plaintext connections from local servers
+//!   (only from `allow_sources`) and carries each over its own mTLS
+//!   connection to the peer gateway ([`outbound`]);
+//! - the **peer** listener takes mTLS connections from the peer gateway,
+//!   identifies it, asks the policy, and connects the allowed ones to the
+//!   local export target ([`inbound`]).
+//!
+//! Every decision and every close is audited; one connection's failure never
+//! touches another's task.
+
+mod inbound;
+mod listener;
+mod outbound;
+pub mod relay;
+
+pub use inbound::handle_inbound;
+pub use listener::serve;
+pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{watch, Semaphore};
+
+use crate::audit::{self, AuditLog, Direction, Event};
+use crate::config::Limits;
+use crate::policy::{Decision, Policy};
+use crate::shutdown::Shutdown;
+use crate::tls::Material;
+
+/// What a connection decides with: one consistent snapshot of policy and TLS
+/// material, swapped as a whole on reload.
+#[derive(Debug)]
+pub struct Live {
+    pub policy: Arc<Policy>,
+    pub material: Arc<Material>,
+}
+
+/// Everything a connection handler needs, shared by all connections of a gateway.
+pub struct Context {
+    pub local_pool: String,
+    pub peer_pool: String,
+    /// `host:port` of the peer gateway.
+    pub peer_connect: String,
+    /// Exported service → local target `host:port`.
+    pub exports: HashMap<String, String>,
+    pub limits: Limits,
+    pub live: watch::Sender<Arc<Live>>,
+    pub audit: AuditLog,
+    pub shutdown: Shutdown,
+    /// Caps concurrent connections across all listeners.
+    pub slots: Arc<Semaphore>,
+    /// Connections currently open (allowed and relaying, or in handshake).
+    pub active: AtomicU64,
+    next_id: AtomicU64,
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        local_pool: String,
+        peer_pool: String,
+        peer_connect: String,
+        exports: HashMap<String, String>,
+        limits: Limits,
+        live: Live,
+        audit: AuditLog,
+        shutdown: Shutdown,
+    ) -> Context {
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        Context {
+            local_pool,
+            peer_pool,
+            peer_connect,
+            exports,
+            limits,
+            live: watch::Sender::new(Arc::new(live)),
+            audit,
+            shutdown,
+            slots,
+            active: AtomicU64::new(0),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The current policy and TLS material.
+    pub fn snapshot(&self) -> Arc<Live> {
+        self.live.borrow().clone()
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The audit facts of one connection, filled in as they become known.
+struct Track {
+    id: u64,
+    direction: Direction,
+    peer_addr: String,
+    peer_pool: Option<String>,
+    cert_sha256: Option<String>,
+    service: Option<String>,
+    started: Instant,
+}
+
+impl Track {
+    fn new(ctx: &Context, direction: Direction, peer_addr: std::net::SocketAddr) -> Track {
+        Track {
+            id: ctx.next_id(),
+            direction,
+            peer_addr: peer_addr.to_string(),
+            peer_pool: None,
+            cert_sha256: None,
+            service: None,
+            started: Instant::now(),
+        }
+    }
+
+    fn decide(&self, audit: &AuditLog, decision: Decision, detail: Option<String>) {
+        match decision {
+            Decision::Allow => tracing::info!(
+                service = self.service.as_deref(),
+                peer_pool = self.peer_pool.as_deref(),
+                "allowed"
+            ),
+            Decision::Deny(reason) => {
+                tracing::warn!(%reason, service = self.service.as_deref(), peer_pool = self.peer_pool.as_deref(), detail = detail.as_deref(), "denied")
+            }
+        }
+        audit.record(Event::Connection(audit::Connection {
+            conn_id: self.id,
+            direction: self.direction,
+            peer_addr: self.peer_addr.clone(),
+            peer_pool: self.peer_pool.clone(),
+            cert_sha256: self.cert_sha256.clone(),
+            service: self.service.clone(),
+            decision: decision.verdict(),
+            reason: decision.reason(),
+            detail,
+        }));
+    }
+
+    fn close(&self, audit: &AuditLog, bytes_in: u64, bytes_out: u64, error: Option<String>) {
+        let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(
+            bytes_in,
+            bytes_out,
+            duration_ms,
+            error = error.as_deref(),
+            "closed"
+        );
+        audit.record(Event::Close(audit::Close {
+            conn_id: self.id,
+            direction: self.direction,
+            peer_addr: self.peer_addr.clone(),
+            peer_pool: self.peer_pool.clone(),
+            cert_sha256: self.cert_sha256.clone(),
+            service: self.service.clone(),
+            decision: crate::policy::Verdict::Allow,
+            bytes_in,
+            bytes_out,
+            duration_ms,
+            error,
+        }));
+    }
+}

@@ -1,1 +1,164 @@
-//! The only place TLS versions, the crypto provider and verifiers are chosen.
+//! The only place the TLS versions, the crypto provider and the certificate
+//! verifiers are chosen.
+//!
+//! Between the two gateways: TLS 1.3 only, ring provider, mutual
+//! authentication with chains verified against the pairing CA bundle (and CRL),
+//! the service named by ALPN (`pg1/<service>`, `pg1-spool`). Session
+//! resumption is off on both sides: every connection presents and verifies a
+//! full certificate chain, so a revocation or a rotation applies to the very
+//! next connection.
+//!
+//! Configs are built per connection from the current [`Material`], with
+//! verifiers that remember which certificate the peer presented, so even a
+//! refused handshake is audited with the certificate's fingerprint.
+
+mod identity;
+mod material;
+mod session;
+
+pub use identity::{fingerprint, identity_of, IdentityError, PeerIdentity};
+pub use material::{load_certs, Material, Sources, TlsError};
+pub use session::{client_config, server_config, Observed};
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::{AlertDescription, CertificateError, Error};
+
+use crate::policy::DenyReason;
+
+/// ALPN of the spool transfer.
+pub const ALPN_SPOOL: &[u8] = b"pg1-spool";
+/// The service name the spool transfer is known by in the policy.
+pub const SPOOL_SERVICE: &str = "spool";
+
+/// The crypto provider for every TLS config pairgate builds.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// ALPN protocol id for a service: `pg1/<service>`, or `pg1-spool`.
+pub fn alpn_for(service: &str) -> Vec<u8> {
+    if service == SPOOL_SERVICE {
+        ALPN_SPOOL.to_vec()
+    } else {
+        format!("pg1/{service}").into_bytes()
+    }
+}
+
+/// The service an ALPN protocol id names, if it is one of ours.
+pub fn service_from_alpn(alpn: &[u8]) -> Option<String> {
+    if alpn == ALPN_SPOOL {
+        return Some(SPOOL_SERVICE.to_owned());
+    }
+    let name = std::str::from_utf8(alpn.strip_prefix(b"pg1/")?).ok()?;
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    valid.then(|| name.to_owned())
+}
+
+/// The audit reason for a failed handshake, from the error rustls reported
+/// (locally, or as an alert from the other side).
+pub fn deny_reason(err: &Error) -> DenyReason {
+    match err {
+        Error::NoCertificatesPresented => DenyReason::NoClientCert,
+        Error::InvalidCertificate(e) => match e {
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                DenyReason::UnknownCa
+            }
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => DenyReason::Expired,
+            CertificateError::Revoked => DenyReason::Revoked,
+            _ => DenyReason::BadCertificate,
+        },
+        Error::AlertReceived(alert) => match alert {
+            AlertDescription::CertificateRequired => DenyReason::NoClientCert,
+            AlertDescription::UnknownCA => DenyReason::UnknownCa,
+            AlertDescription::CertificateExpired => DenyReason::Expired,
+            AlertDescription::CertificateRevoked => DenyReason::Revoked,
+            AlertDescription::BadCertificate
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::CertificateUnknown => DenyReason::BadCertificate,
+            _ => DenyReason::HandshakeFailed,
+        },
+        _ => DenyReason::HandshakeFailed,
+    }
+}
+
+/// The rustls error inside an I/O error from tokio-rustls, if there is one.
+pub fn rustls_error(err: &std::io::Error) -> Option<&Error> {
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+}
+
+/// A certificate verification error in words an operator can act on.
+pub fn verify_error_text(err: &Error) -> String {
+    match err {
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "certificate does not chain to the trusted CA bundle (wrong CA?)".to_owned()
+        }
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "certificate has expired — issue a fresh one with `pairgate cert rotate`".to_owned(),
+        Error::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+        ) => "certificate is not valid yet — check the clocks of this host and the CA host"
+            .to_owned(),
+        Error::InvalidCertificate(CertificateError::Revoked) => {
+            "certificate is revoked by the CRL — issue a new one with `pairgate cert issue`"
+                .to_owned()
+        }
+        Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => "certificate is not valid for the pool name".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alpn_round_trip() {
+        for service in ["backup-smb", "cms-https", "spool"] {
+            assert_eq!(
+                service_from_alpn(&alpn_for(service)).as_deref(),
+                Some(service)
+            );
+        }
+        assert_eq!(service_from_alpn(b"h2"), None);
+        assert_eq!(service_from_alpn(b"pg1/"), None);
+        assert_eq!(service_from_alpn(b"pg1/Bad"), None);
+        assert_eq!(service_from_alpn(b"pg1/\xff"), None);
+    }
+
+    #[test]
+    fn reasons_for_errors() {
+        assert_eq!(
+            deny_reason(&Error::NoCertificatesPresented),
+            DenyReason::NoClientCert
+        );
+        assert_eq!(
+            deny_reason(&Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+            DenyReason::UnknownCa
+        );
+        assert_eq!(
+            deny_reason(&Error::InvalidCertificate(CertificateError::Expired)),
+            DenyReason::Expired
+        );
+        assert_eq!(
+            deny_reason(&Error::InvalidCertificate(CertificateError::Revoked)),
+            DenyReason::Revoked
+        );
+        assert_eq!(
+            deny_reason(&Error::HandshakeNotComplete),
+            DenyReason::HandshakeFailed
+        );
+    }
+}

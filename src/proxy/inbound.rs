@@ -1,0 +1,148 @@
+//! One connection from the peer gateway: TLS handshake (bounded by the
+//! handshake timeout) → identity → policy → audit → relay to the local target.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
+use tracing::Instrument;
+
+use super::relay::{relay, Counters};
+use super::{Context, Track};
+use crate::audit::Direction;
+use crate::policy::{self, Decision, DenyReason, Request};
+use crate::tls::{self, Observed};
+
+/// Handles one inbound connection to its end. Never panics on peer input.
+pub async fn handle_inbound(
+    ctx: Arc<Context>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+) {
+    let mut track = Track::new(&ctx, Direction::Inbound, addr);
+    let span = tracing::info_span!("inbound", conn = track.id, peer_addr = %addr);
+    ctx.active.fetch_add(1, Ordering::Relaxed);
+    inbound(&ctx, tcp, &mut track).instrument(span).await;
+    ctx.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
+    let live = ctx.snapshot();
+    let seen = Arc::new(Observed::default());
+    let handshake = tokio::time::timeout(
+        ctx.limits.handshake_timeout,
+        handshake(tcp, &live.material, &seen),
+    )
+    .await;
+    // Whatever the outcome, the audit shows the certificate that was presented.
+    if let Some(id) = seen.identity() {
+        track.peer_pool = Some(id.pool);
+    }
+    track.cert_sha256 = seen.fingerprint();
+    let mut stream = match handshake {
+        Err(_elapsed) => {
+            return track.decide(
+                &ctx.audit,
+                Decision::Deny(DenyReason::HandshakeTimeout),
+                None,
+            );
+        }
+        Ok(Err(e)) => {
+            let reason =
+                tls::rustls_error(&e).map_or(DenyReason::HandshakeFailed, tls::deny_reason);
+            return track.decide(&ctx.audit, Decision::Deny(reason), Some(e.to_string()));
+        }
+        Ok(Ok(stream)) => stream,
+    };
+
+    let (_, conn) = stream.get_ref();
+    track.service = conn.alpn_protocol().and_then(tls::service_from_alpn);
+    let decision = match (&track.peer_pool, &track.service) {
+        (Some(peer_pool), Some(service)) => policy::evaluate(
+            &live.policy,
+            &Request {
+                local_pool: &ctx.local_pool,
+                peer_pool,
+                service,
+                exported: ctx.exports.contains_key(service),
+            },
+        ),
+        // A verified chain without a DNS SAN identifies no pool.
+        (None, _) => Decision::Deny(DenyReason::BadCertificate),
+        // No pg1 ALPN: the client did not name a service.
+        (Some(_), None) => Decision::Deny(DenyReason::ServiceNotAllowed),
+    };
+    track.decide(&ctx.audit, decision, None);
+    if decision != Decision::Allow {
+        let _ = stream.shutdown().await;
+        return;
+    }
+
+    let target = match track.service.as_ref().and_then(|s| ctx.exports.get(s)) {
+        Some(target) => target.clone(),
+        None => return track.close(&ctx.audit, 0, 0, Some("no export for service".to_owned())),
+    };
+    let backend =
+        match tokio::time::timeout(ctx.limits.handshake_timeout, TcpStream::connect(&target)).await
+        {
+            Ok(Ok(backend)) => backend,
+            Ok(Err(e)) => {
+                let _ = stream.shutdown().await;
+                return track.close(
+                    &ctx.audit,
+                    0,
+                    0,
+                    Some(format!("export target {target} unreachable: {e}")),
+                );
+            }
+            Err(_) => {
+                let _ = stream.shutdown().await;
+                return track.close(
+                    &ctx.audit,
+                    0,
+                    0,
+                    Some(format!("export target {target} did not answer in time")),
+                );
+            }
+        };
+    let _ = backend.set_nodelay(true);
+    let counters = Counters::default();
+    let end = relay(
+        stream,
+        backend,
+        ctx.limits.idle_timeout,
+        ctx.shutdown.hard_token(),
+        &counters,
+    )
+    .await;
+    track.close(
+        &ctx.audit,
+        counters.forward.load(Ordering::Relaxed),
+        counters.backward.load(Ordering::Relaxed),
+        end.error_text(),
+    );
+}
+
+/// Reads the ClientHello, answers with a config that offers the ALPN the
+/// client asked for (if it is one of ours), and completes the handshake.
+async fn handshake(
+    tcp: TcpStream,
+    material: &tls::Material,
+    seen: &Arc<Observed>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+    let alpn = start.client_hello().alpn().and_then(|mut offered| {
+        offered
+            .find(|p| tls::service_from_alpn(p).is_some())
+            .map(<[u8]>::to_vec)
+    });
+    start
+        .into_stream(tls::server_config(material, alpn, seen))
+        .await
+}

@@ -1,0 +1,63 @@
+//! The accept loop shared by every listener: a cap on concurrent connections,
+//! backoff when accepting fails (e.g. out of file descriptors), one tracked
+//! task per connection, and a clean stop when the gateway shuts down.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::{Context, Track};
+use crate::audit::Direction;
+use crate::policy::{Decision, DenyReason};
+
+/// Accepts until shutdown, handing each connection with its slot to `handle`.
+pub async fn serve<H, Fut>(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    direction: Direction,
+    handle: H,
+) where
+    H: Fn(Arc<Context>, TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            () = ctx.shutdown.stop_token().cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(5);
+                pair
+            }
+            Err(e) => {
+                // Usually EMFILE/ENFILE: wait for connections to close.
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match ctx.slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                ctx.shutdown
+                    .spawn(handle(ctx.clone(), stream, addr, permit));
+            }
+            Err(_) => {
+                let track = Track::new(&ctx, direction, addr);
+                track.decide(
+                    &ctx.audit,
+                    Decision::Deny(DenyReason::TooManyConnections),
+                    None,
+                );
+                drop(stream);
+            }
+        }
+    }
+}

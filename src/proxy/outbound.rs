@@ -1,0 +1,147 @@
+//! One connection from a local server into a tunnel: source check → TCP to
+//! the peer gateway → mTLS handshake naming the service → relay.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::TlsConnector;
+use tracing::Instrument;
+
+use super::relay::{relay, Counters};
+use super::{Context, Track};
+use crate::audit::Direction;
+use crate::policy::{Decision, DenyReason};
+use crate::tls::{self, Observed};
+
+/// The tunnel a listener serves.
+#[derive(Debug, Clone)]
+pub struct TunnelSpec {
+    pub service: String,
+    pub allow_sources: Vec<IpNet>,
+}
+
+/// Handles one local client of a tunnel to its end.
+pub async fn handle_outbound(
+    ctx: Arc<Context>,
+    tunnel: Arc<TunnelSpec>,
+    client: TcpStream,
+    addr: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+) {
+    let mut track = Track::new(&ctx, Direction::Outbound, addr);
+    track.service = Some(tunnel.service.clone());
+    let span = tracing::info_span!("outbound", conn = track.id, peer_addr = %addr, service = %tunnel.service);
+    ctx.active.fetch_add(1, Ordering::Relaxed);
+    outbound(&ctx, &tunnel, client, addr, &mut track)
+        .instrument(span)
+        .await;
+    ctx.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Whether `addr` may use a tunnel with these source networks.
+pub fn source_allowed(allow: &[IpNet], addr: std::net::IpAddr) -> bool {
+    let addr = match addr {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    allow.iter().any(|net| net.contains(&addr))
+}
+
+async fn outbound(
+    ctx: &Context,
+    tunnel: &TunnelSpec,
+    client: TcpStream,
+    addr: SocketAddr,
+    track: &mut Track,
+) {
+    if !source_allowed(&tunnel.allow_sources, addr.ip()) {
+        return track.decide(
+            &ctx.audit,
+            Decision::Deny(DenyReason::SourceNotAllowed),
+            None,
+        );
+    }
+    let live = ctx.snapshot();
+    let seen = Arc::new(Observed::default());
+    let config = tls::client_config(
+        &live.material,
+        tls::alpn_for(&tunnel.service),
+        &ctx.peer_pool,
+        &seen,
+    );
+    let connect = async {
+        let tcp = TcpStream::connect(&ctx.peer_connect)
+            .await
+            .map_err(|e| (DenyReason::PeerUnreachable, e))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(ctx.peer_pool.clone())
+            .map_err(|e| (DenyReason::BadCertificate, std::io::Error::other(e)))?;
+        TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| {
+                let reason =
+                    tls::rustls_error(&e).map_or(DenyReason::PeerUnreachable, tls::deny_reason);
+                (reason, e)
+            })
+    };
+    let result = tokio::time::timeout(ctx.limits.handshake_timeout, connect).await;
+    if let Some(id) = seen.identity() {
+        track.peer_pool = Some(id.pool);
+    }
+    track.cert_sha256 = seen.fingerprint();
+    let stream = match result {
+        Err(_elapsed) => {
+            return track.decide(
+                &ctx.audit,
+                Decision::Deny(DenyReason::HandshakeTimeout),
+                None,
+            )
+        }
+        Ok(Err((reason, e))) => {
+            let detail = format!("peer gateway {}: {e}", ctx.peer_connect);
+            return track.decide(&ctx.audit, Decision::Deny(reason), Some(detail));
+        }
+        Ok(Ok(stream)) => stream,
+    };
+    track.decide(&ctx.audit, Decision::Allow, None);
+    let counters = Counters::default();
+    let end = relay(
+        client,
+        stream,
+        ctx.limits.idle_timeout,
+        ctx.shutdown.hard_token(),
+        &counters,
+    )
+    .await;
+    track.close(
+        &ctx.audit,
+        counters.forward.load(Ordering::Relaxed),
+        counters.backward.load(Ordering::Relaxed),
+        end.error_text(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources() {
+        let allow: Vec<IpNet> = vec![
+            "10.1.0.0/16".parse().unwrap(),
+            "127.0.0.1/32".parse().unwrap(),
+        ];
+        assert!(source_allowed(&allow, "10.1.2.3".parse().unwrap()));
+        assert!(source_allowed(&allow, "127.0.0.1".parse().unwrap()));
+        assert!(source_allowed(&allow, "::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!source_allowed(&allow, "127.0.0.2".parse().unwrap()));
+        assert!(!source_allowed(&allow, "10.2.0.1".parse().unwrap()));
+        assert!(!source_allowed(&[], "10.1.2.3".parse().unwrap()));
+    }
+}

@@ -1,0 +1,246 @@
+//! Loading and validating one site's TLS material: its certificate chain and
+//! key, the CA trust bundle and the optional CRL. Validation happens here,
+//! before anything is published to the listeners (validate, then publish), so
+//! a bad file can never replace a working configuration.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
+use rustls::RootCertStore;
+
+use super::identity::{identity_of, PeerIdentity};
+use super::{provider, verify_error_text};
+
+/// Validated TLS material of one gateway, ready to build configs from.
+#[derive(Debug)]
+pub struct Material {
+    pub certified: Arc<CertifiedKey>,
+    /// Our own identity (first DNS SAN of our leaf).
+    pub identity: PeerIdentity,
+    pub roots: Arc<RootCertStore>,
+    /// Expiry (Unix seconds) of each trusted CA certificate, with its fingerprint.
+    pub ca_expiry: Vec<(String, i64)>,
+    pub(super) client_verifier: Arc<dyn ClientCertVerifier>,
+    pub(super) server_verifier: Arc<WebPkiServerVerifier>,
+}
+
+/// Where the material came from, for messages.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+    pub crl: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: no PEM certificate found — expected the output of `pairgate cert issue`/`pairgate ca init`")]
+    NoCertificate { path: PathBuf },
+    #[error("{path}: no PEM private key found — expected the PREFIX.key written by `pairgate cert issue`")]
+    NoKey { path: PathBuf },
+    #[error(transparent)]
+    Key(#[from] crate::pki::PkiError),
+    #[error("{path}: unusable private key: {detail}")]
+    BadKey { path: PathBuf, detail: String },
+    #[error("{key}: this key does not belong to the certificate in {cert} — reissue both with `pairgate cert issue`")]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("{path}: {detail}")]
+    Certificate { path: PathBuf, detail: String },
+    #[error("{path}: not a valid CRL: {detail} — regenerate it with `pairgate cert revoke`")]
+    Crl { path: PathBuf, detail: String },
+    #[error("{path}: the certificate identifies pool {found:?} but the config says gateway.pool = {expected:?} — issue a certificate with `pairgate cert issue --pool {expected}`")]
+    WrongIdentity {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Every PEM certificate in a file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = read(path)?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut bytes.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Certificate {
+            path: path.to_owned(),
+            detail: format!("bad PEM: {e}"),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    crate::pki::check_key_permissions(path)?;
+    let bytes = read(path)?;
+    rustls_pemfile::private_key(&mut bytes.as_slice())
+        .map_err(|e| TlsError::BadKey {
+            path: path.to_owned(),
+            detail: format!("bad PEM: {e}"),
+        })?
+        .ok_or_else(|| TlsError::NoKey {
+            path: path.to_owned(),
+        })
+}
+
+fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let bytes = read(path)?;
+    let crls: Vec<_> = rustls_pemfile::crls(&mut bytes.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Crl {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+    if crls.is_empty() && !bytes.is_empty() {
+        // Not PEM: take the file as one DER CRL.
+        return Ok(vec![CertificateRevocationListDer::from(bytes)]);
+    }
+    Ok(crls)
+}
+
+impl Material {
+    /// Loads and validates the files named in the `[tls]` section for `pool`.
+    ///
+    /// # Errors
+    /// [`TlsError`] naming the file and the fix when a file is unreadable or
+    /// malformed, the key does not match, the chain does not verify against the
+    /// bundle, the certificate is expired/revoked, or it names another pool.
+    pub fn load(src: &Sources, pool: &str) -> Result<Material, TlsError> {
+        let chain = load_certs(&src.cert)?;
+        let key = load_key(&src.key)?;
+        let cas = load_certs(&src.ca)?;
+        let crls = match &src.crl {
+            Some(path) => load_crls(path)?,
+            None => Vec::new(),
+        };
+        Material::build(src, chain, key, cas, crls, pool)
+    }
+
+    fn build(
+        src: &Sources,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        cas: Vec<CertificateDer<'static>>,
+        crls: Vec<CertificateRevocationListDer<'static>>,
+        pool: &str,
+    ) -> Result<Material, TlsError> {
+        let provider = provider();
+        let signing =
+            provider
+                .key_provider
+                .load_private_key(key)
+                .map_err(|e| TlsError::BadKey {
+                    path: src.key.clone(),
+                    detail: e.to_string(),
+                })?;
+        let certified = CertifiedKey::new(chain.clone(), signing);
+        if certified.keys_match().is_err() {
+            return Err(TlsError::KeyMismatch {
+                cert: src.cert.clone(),
+                key: src.key.clone(),
+            });
+        }
+
+        let mut roots = RootCertStore::empty();
+        let mut ca_expiry = Vec::new();
+        for ca in &cas {
+            roots.add(ca.clone()).map_err(|e| TlsError::Certificate {
+                path: src.ca.clone(),
+                detail: format!("not a usable CA certificate: {e}"),
+            })?;
+            if let Ok((_, parsed)) =
+                <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<
+                    '_,
+                    _,
+                >>::from_der(ca)
+            {
+                ca_expiry.push((
+                    super::identity::fingerprint(ca),
+                    parsed.validity().not_after.timestamp(),
+                ));
+            }
+        }
+        let roots = Arc::new(roots);
+        let crl_err = |e: rustls::server::VerifierBuilderError| TlsError::Crl {
+            path: src.crl.clone().unwrap_or_default(),
+            detail: e.to_string(),
+        };
+        // Our chains are CA → leaf, so only leaves can be revoked; during a CA
+        // rollover the CRL of one CA cannot speak for the other's leaves.
+        let client_verifier =
+            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .with_crls(crls.clone())
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status()
+                .build()
+                .map_err(crl_err)?;
+        let server_verifier =
+            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .with_crls(crls)
+                .only_check_end_entity_revocation()
+                .allow_unknown_revocation_status()
+                .build()
+                .map_err(crl_err)?;
+
+        let leaf = &chain[0];
+        let identity = identity_of(leaf).map_err(|e| TlsError::Certificate {
+            path: src.cert.clone(),
+            detail: e.to_string(),
+        })?;
+        if !identity.pool.eq_ignore_ascii_case(pool) {
+            return Err(TlsError::WrongIdentity {
+                path: src.cert.clone(),
+                found: identity.pool,
+                expected: pool.to_owned(),
+            });
+        }
+        // Our own certificate must pass the same check the peer will apply.
+        let name = ServerName::try_from(pool.to_owned()).map_err(|e| TlsError::Certificate {
+            path: src.cert.clone(),
+            detail: format!("pool {pool:?} is not a DNS name: {e}"),
+        })?;
+        server_verifier
+            .verify_server_cert(leaf, &chain[1..], &name, &[], UnixTime::now())
+            .map_err(|e| TlsError::Certificate {
+                path: src.cert.clone(),
+                detail: format!(
+                    "{} (checked against {})",
+                    verify_error_text(&e),
+                    src.ca.display()
+                ),
+            })?;
+
+        Ok(Material {
+            certified: Arc::new(certified),
+            identity,
+            roots,
+            ca_expiry,
+            client_verifier,
+            server_verifier,
+        })
+    }
+}

@@ -1,0 +1,239 @@
+//! The test harness: `pairgate::lab` (shared with the demo and the bench)
+//! plus what only tests need — panicking helpers, a standard pairing, audit
+//! waits, and a raw TLS client that plays a (possibly hostile) peer gateway.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use pairgate::lab::{
+    digest_backend, echo_backend, pattern, round_trip, round_trip_on, SiteSpec, POOL1, POOL2,
+};
+use pairgate::lab::{GatewayProcess, Pki as LabPki};
+use pairgate::pki::Validity;
+use rustls::pki_types::ServerName;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A pool of another pair, with a valid certificate from the same CA.
+pub const POOL3: &str = "pool03.site3.example";
+
+pub const POLICY: &str = r#"
+[[pair]]
+pools = ["pool01.site1.example", "pool02.site2.example"]
+services = ["backup-smb", "cms-smb"]
+
+[[pair]]
+pools = ["pool03.site3.example", "pool04.site4.example"]
+services = ["backup-smb"]
+"#;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pairgate")
+}
+
+pub fn free_port() -> u16 {
+    pairgate::lab::free_port().expect("free port")
+}
+
+pub struct Pki(pub LabPki);
+
+impl Pki {
+    pub fn new(dir: &Path, name: &str) -> Pki {
+        Pki(LabPki::create(dir, name).expect("create CA"))
+    }
+    pub fn ca_path(&self) -> PathBuf {
+        self.0.ca_path()
+    }
+    pub fn issue(&self, file: &str, pool: &str, validity: Validity) -> (PathBuf, PathBuf) {
+        self.0.issue(file, pool, validity).expect("issue")
+    }
+}
+
+/// A running gateway process with test helpers.
+pub struct Gateway(pub GatewayProcess);
+
+impl Gateway {
+    pub fn start(config: &Path) -> Gateway {
+        Gateway(GatewayProcess::start(Path::new(bin()), config, None).expect("start gateway"))
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.0.config.clone()
+    }
+
+    pub fn audit_path(&self) -> &Path {
+        &self.0.audit
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.0.terminate().expect("terminate")
+    }
+
+    pub fn audit_lines(&self) -> Vec<Value> {
+        self.0.audit_lines()
+    }
+
+    /// Waits (generously) until an audit line matches `pred` and returns it.
+    pub fn wait_audit(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(v) = self.audit_lines().into_iter().find(|v| pred(v)) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no audit line for {what} in {}:\n{:#?}",
+                    self.0.audit.display(),
+                    self.audit_lines()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The standard two-site pairing: site1 tunnels backup-smb and cms-smb to
+/// site2, which exports both to an echo backend.
+pub struct Pairing {
+    pub dir: tempfile::TempDir,
+    pub pki: Pki,
+    pub site1: Gateway,
+    pub site2: Gateway,
+    pub backend: SocketAddr,
+    pub tunnel: SocketAddr,
+    pub cms_tunnel: SocketAddr,
+    pub site1_spec: SiteSpec,
+    pub site2_spec: SiteSpec,
+}
+
+impl Pairing {
+    pub async fn start() -> Pairing {
+        Self::start_with(|_, _| {}).await
+    }
+
+    /// Like `start`, letting the test adjust both specs first.
+    pub async fn start_with(adjust: impl FnOnce(&mut SiteSpec, &mut SiteSpec)) -> Pairing {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::new(&dir.path().join("pki"), "test pairing CA");
+        std::fs::write(dir.path().join("policy.toml"), POLICY).expect("policy");
+        let backend = echo_backend().await.expect("echo backend");
+        let (p1, p2) = (free_port(), free_port());
+        let mut site1 = SiteSpec {
+            name: "site1".into(),
+            pool: POOL1.into(),
+            peer_pool: POOL2.into(),
+            cert: pki.issue("site1", POOL1, Validity::days_from_now(30)),
+            ca: pki.ca_path(),
+            peer_listen: p1,
+            peer_connect: p2,
+            tunnels: vec![
+                (
+                    "backup-smb".into(),
+                    free_port(),
+                    vec!["127.0.0.1/32".into()],
+                ),
+                ("cms-smb".into(), free_port(), vec!["127.0.0.0/8".into()]),
+            ],
+            exports: vec![],
+            extra: String::new(),
+        };
+        let mut site2 = SiteSpec {
+            name: "site2".into(),
+            pool: POOL2.into(),
+            peer_pool: POOL1.into(),
+            cert: pki.issue("site2", POOL2, Validity::days_from_now(30)),
+            ca: pki.ca_path(),
+            peer_listen: p2,
+            peer_connect: p1,
+            tunnels: vec![],
+            exports: vec![("backup-smb".into(), backend), ("cms-smb".into(), backend)],
+            extra: String::new(),
+        };
+        adjust(&mut site1, &mut site2);
+        let site2_gw = Gateway::start(&site2.write(dir.path()).expect("write site2"));
+        let site1_gw = Gateway::start(&site1.write(dir.path()).expect("write site1"));
+        let tunnel = site1.tunnel_addr(0).expect("a tunnel");
+        let cms_tunnel = site1.tunnel_addr(1).unwrap_or(tunnel);
+        Pairing {
+            dir,
+            pki,
+            site1: site1_gw,
+            site2: site2_gw,
+            backend,
+            tunnel,
+            cms_tunnel,
+            site1_spec: site1,
+            site2_spec: site2,
+        }
+    }
+
+    pub fn site2_peer(&self) -> SocketAddr {
+        self.site2_spec.peer_addr()
+    }
+}
+
+/// A TLS client that talks to a gateway's peer port directly, as a (possibly
+/// hostile) peer gateway would.
+pub struct RawPeer {
+    pub ca: PathBuf,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl RawPeer {
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        server_pool: &str,
+        alpn: &[u8],
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in pairgate::tls::load_certs(&self.ca).expect("ca") {
+            roots.add(cert).expect("root");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("tls13")
+            .with_root_certificates(roots);
+        let mut config = match &self.client_cert {
+            None => builder.with_no_client_auth(),
+            Some((crt, key)) => {
+                let chain = pairgate::tls::load_certs(crt).expect("client chain");
+                let key_bytes = std::fs::read(key).expect("client key");
+                let key = rustls_pemfile::private_key(&mut key_bytes.as_slice())
+                    .expect("pem")
+                    .expect("key");
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .expect("client auth")
+            }
+        };
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from(server_pool.to_owned()).expect("name");
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+    }
+
+    /// Connects, sends a probe, and reports whether the gateway relayed it
+    /// back from the echo backend (true) or refused the connection (false).
+    pub async fn relays(&self, addr: SocketAddr, server_pool: &str, alpn: &[u8]) -> bool {
+        let Ok(mut stream) = self.connect(addr, server_pool, alpn).await else {
+            return false;
+        };
+        if stream.write_all(b"probe").await.is_err() || stream.flush().await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 5];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut buf)).await,
+            Ok(Ok(_)) if &buf == b"probe"
+        )
+    }
+}

@@ -1,0 +1,12 @@
+//! The integration suite: real `pairgate` processes, real sockets on
+//! loopback, real TLS with a PKI minted per test, real files.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod cli;
+mod refusals;
+mod smb;
+mod tunnel;
