@@ -1,1 +1,319 @@
-//! CLI behaviour: exit codes and messages.
+//! The command line as operators and scripts see it: exit codes (0 ok,
+//! 1 problem found, 2 invalid input) and messages that name the file.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use pairgate::pki::Validity;
+
+use crate::harness::*;
+
+fn pairgate(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run pairgate")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn policy_check_accepts_the_example_and_rejects_each_broken_manifest() {
+    let ok = pairgate(&["policy", "check", &repo("policy/pairing.toml")]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policy/tests/invalid");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .expect("# expect: line");
+        let out = pairgate(&["policy", "check", path.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{}: {err}", path.display());
+        assert!(
+            err.contains(expect.trim()),
+            "{}: expected {expect:?} in {err}",
+            path.display()
+        );
+        assert!(
+            err.contains(path.file_name().unwrap().to_str().unwrap()),
+            "message names the file: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one clear line: {err}");
+        seen += 1;
+    }
+    assert!(seen >= 4);
+}
+
+/// A valid two-site setup on disk (nothing running).
+fn setup() -> (tempfile::TempDir, Pki, SiteSpec) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"), "cli CA");
+    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+    let spec = SiteSpec {
+        name: "site1".into(),
+        pool: POOL1.into(),
+        peer_pool: POOL2.into(),
+        cert: pki.issue("site1", POOL1, Validity::days_from_now(30)),
+        ca: pki.ca_path(),
+        peer_listen: free_port(),
+        peer_connect: free_port(),
+        tunnels: vec![("backup-smb".into(), free_port(), vec!["10.1.0.0/16".into()])],
+        exports: vec![("backup-smb".into(), "127.0.0.1:4450".parse().unwrap())],
+        extra: String::new(),
+    };
+    spec.write(dir.path()).unwrap();
+    (dir, pki, spec)
+}
+
+#[test]
+fn check_accepts_a_good_site_and_names_what_is_wrong_otherwise() {
+    let (dir, pki, mut spec) = setup();
+    let config = dir.path().join("site1.toml");
+    let config_s = config.to_str().unwrap();
+    let ok = pairgate(&["check", "--config", config_s]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("paired with pool02.site2.example"));
+
+    // A key readable by others: refused with the chmod to run.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&spec.cert.1, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = pairgate(&["check", "--config", config_s]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    std::fs::set_permissions(&spec.cert.1, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Another certificate's key.
+    let other = pki.issue("other", POOL1, Validity::days_from_now(30));
+    spec.cert.1 = other.1.clone();
+    spec.write(dir.path()).unwrap();
+    let out = pairgate(&["check", "--config", config_s]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("other.key"), "{}", stderr(&out));
+
+    // A certificate for another pool than gateway.pool.
+    spec.cert = pki.issue("site2", POOL2, Validity::days_from_now(30));
+    spec.write(dir.path()).unwrap();
+    let out = pairgate(&["check", "--config", config_s]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("site2.crt") && stderr(&out).contains(POOL1),
+        "{}",
+        stderr(&out)
+    );
+
+    // An expired certificate.
+    let now = time::OffsetDateTime::now_utc();
+    let expired = Validity {
+        not_before: now - time::Duration::days(9),
+        not_after: now - time::Duration::days(2),
+    };
+    spec.cert = pki.issue("old", POOL1, expired);
+    spec.write(dir.path()).unwrap();
+    let out = pairgate(&["check", "--config", config_s]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("expired") && stderr(&out).contains("old.crt"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A certificate from another CA.
+    let rogue = Pki::new(&dir.path().join("rogue"), "rogue");
+    spec.cert = rogue.issue("rogue-site1", POOL1, Validity::days_from_now(30));
+    spec.write(dir.path()).unwrap();
+    let out = pairgate(&["check", "--config", config_s]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("rogue-site1.crt"), "{}", stderr(&out));
+}
+
+#[test]
+fn config_errors_name_file_line_and_key() {
+    let (dir, _pki, spec) = setup();
+    let config = dir.path().join("site1.toml");
+    let config_s = config.to_str().unwrap();
+
+    // Unknown key, with its line.
+    let text = spec
+        .toml()
+        .replace("[peer]\n", "[peer]\nlisten_backlog = 5\n");
+    std::fs::write(&config, &text).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("listen_backlog"))
+        .unwrap()
+        + 1;
+    let out = pairgate(&["check", "--config", config_s]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("site1.toml:{line}")) && err.contains("listen_backlog"),
+        "{err}"
+    );
+
+    // The gateway is not paired with the peer it names.
+    let text = spec.toml().replace(
+        &format!("peer_pool = \"{POOL2}\""),
+        "peer_pool = \"pool04.site4.example\"",
+    );
+    std::fs::write(&config, &text).unwrap();
+    let out = pairgate(&["check", "--config", config_s]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("pool04.site4.example") && err.contains("policy.toml"),
+        "{err}"
+    );
+
+    // A service the pair does not allow.
+    let text = spec.toml().replace(
+        "service = \"backup-smb\"\nlisten",
+        "service = \"cms-https\"\nlisten",
+    );
+    std::fs::write(&config, &text).unwrap();
+    let out = pairgate(&["check", "--config", config_s]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("cms-https"), "{}", stderr(&out));
+
+    // `run` refuses the same invalid config before binding anything.
+    let out = pairgate(&["run", "--config", config_s]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("cms-https"), "{}", stderr(&out));
+}
+
+#[test]
+fn run_reports_a_taken_address_as_a_problem() {
+    let (dir, _pki, spec) = setup();
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", spec.peer_listen)).unwrap();
+    let out = pairgate(&[
+        "run",
+        "--config",
+        dir.path().join("site1.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("peer.listen"), "{}", stderr(&out));
+}
+
+#[test]
+fn ca_and_cert_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let ca_s = ca.to_str().unwrap();
+    assert_eq!(
+        code(&pairgate(&[
+            "ca", "init", "--dir", ca_s, "--name", "Test CA"
+        ])),
+        0
+    );
+    // Never overwrites a CA.
+    let again = pairgate(&["ca", "init", "--dir", ca_s]);
+    assert_eq!(code(&again), 2);
+    assert!(stderr(&again).contains("ca.key") || stderr(&again).contains("ca.crt"));
+
+    let prefix = dir.path().join("site1");
+    let out = pairgate(&[
+        "cert",
+        "issue",
+        "--ca-dir",
+        ca_s,
+        "--pool",
+        POOL1,
+        "--out",
+        prefix.to_str().unwrap(),
+        "--dns",
+        "gw1.site1.example",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("site1.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let mode = std::fs::metadata(ca.join("ca.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let out = pairgate(&[
+        "cert",
+        "inspect",
+        dir.path().join("site1.crt").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["sans"],
+        serde_json::json!([POOL1, "gw1.site1.example", "127.0.0.1"])
+    );
+    assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
+    assert!(v["days_left"].as_i64().unwrap() > 300);
+    for key in ["subject", "issuer", "serial", "not_before", "not_after"] {
+        assert!(v[key].is_string(), "{key}");
+    }
+
+    let crt = dir.path().join("site1.crt");
+    assert_eq!(
+        code(&pairgate(&["cert", "check", crt.to_str().unwrap()])),
+        0
+    );
+    let warn = pairgate(&["cert", "check", "--warn-days", "400", crt.to_str().unwrap()]);
+    assert_eq!(code(&warn), 1);
+    // The gateway config check accepts what the CLI made.
+    let bad = pairgate(&[
+        "cert",
+        "inspect",
+        dir.path().join("nope.crt").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&bad), 2);
+    assert!(stderr(&bad).contains("nope.crt"));
+}
+
+#[test]
+fn audit_verify_finds_tampering_and_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    {
+        let audit = pairgate::audit::AuditLog::open(&log).unwrap();
+        for i in 0..5 {
+            audit.record(pairgate::audit::Event::GatewayStop {
+                reason: format!("test {i}"),
+            });
+        }
+        audit.flush().unwrap();
+    }
+    let log_s = log.to_str().unwrap();
+    assert_eq!(code(&pairgate(&["audit", "verify", "--log", log_s])), 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, text.replacen("test 2", "test X", 1)).unwrap();
+    let out = pairgate(&["audit", "verify", "--log", log_s]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains(":4"),
+        "the line after the edit breaks the chain: {}",
+        stderr(&out)
+    );
+}
