@@ -40,6 +40,37 @@ pub enum Event {
     /// left by a crash was cut off, or a failed write lost events. Always the
     /// first record written after the repair, so the gap is visible.
     LogRepaired(LogRepaired),
+    /// Certificate, key, CA bundle or CRL files were reloaded (or a reload
+    /// was refused and the running material kept).
+    CertReload(CertReload),
+    /// The policy was reloaded (or a reload was refused).
+    PolicyReload(PolicyReload),
+}
+
+/// Outcome of a TLS material reload. Fingerprints are of our own leaf.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertReload {
+    /// `signal` (SIGHUP) or `watch` (a file changed).
+    pub trigger: String,
+    pub ok: bool,
+    pub old_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Established connections closed because their peer is now revoked.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revoked_closed: u64,
+}
+
+/// Outcome of a policy reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyReload {
+    pub trigger: String,
+    pub ok: bool,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A decision about one connection.

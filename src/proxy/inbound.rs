@@ -63,6 +63,12 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
 
     let (_, conn) = stream.get_ref();
     track.service = conn.alpn_protocol().and_then(tls::service_from_alpn);
+    let chain: Vec<_> = conn
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect();
     let decision = match (&track.peer_pool, &track.service) {
         (Some(peer_pool), Some(service)) => policy::evaluate(
             &live.policy,
@@ -112,21 +118,22 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
             }
         };
     let _ = backend.set_nodelay(true);
+    let reg = ctx.registry.register(
+        track.id,
+        Direction::Inbound,
+        chain,
+        ctx.shutdown.hard_token(),
+    );
     let counters = Counters::default();
     let end = relay(
         stream,
         backend,
         ctx.limits.idle_timeout,
-        ctx.shutdown.hard_token(),
+        &reg.token,
         &counters,
     )
     .await;
-    track.close(
-        &ctx.audit,
-        counters.forward.load(Ordering::Relaxed),
-        counters.backward.load(Ordering::Relaxed),
-        end.error_text(),
-    );
+    track.finish(&ctx.audit, &reg, &counters, end);
 }
 
 /// Reads the ClientHello, answers with a config that offers the ALPN the

@@ -14,11 +14,13 @@
 mod inbound;
 mod listener;
 mod outbound;
+mod registry;
 pub mod relay;
 
 pub use inbound::handle_inbound;
 pub use listener::serve;
 pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
+pub use registry::{Registration, Registry};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +59,8 @@ pub struct Context {
     pub slots: Arc<Semaphore>,
     /// Connections currently open (allowed and relaying, or in handshake).
     pub active: AtomicU64,
+    /// Established connections and their peers' certificates.
+    pub registry: Registry,
     next_id: AtomicU64,
 }
 
@@ -84,6 +88,7 @@ impl Context {
             shutdown,
             slots,
             active: AtomicU64::new(0),
+            registry: Registry::default(),
             next_id: AtomicU64::new(1),
         }
     }
@@ -144,6 +149,33 @@ impl Track {
             reason: decision.reason(),
             detail,
         }));
+    }
+
+    /// Audits the close of a relayed connection; a connection cut because
+    /// its peer was revoked gets a `revoked` denial first.
+    fn finish(
+        &self,
+        audit: &AuditLog,
+        reg: &Registration<'_>,
+        counters: &relay::Counters,
+        end: relay::End,
+    ) {
+        let error = if reg.was_revoked() {
+            self.decide(
+                audit,
+                Decision::Deny(crate::policy::DenyReason::Revoked),
+                Some("established connection closed: peer certificate revoked".to_owned()),
+            );
+            Some("peer certificate revoked".to_owned())
+        } else {
+            end.error_text()
+        };
+        self.close(
+            audit,
+            counters.forward.load(Ordering::Relaxed),
+            counters.backward.load(Ordering::Relaxed),
+            error,
+        );
     }
 
     fn close(&self, audit: &AuditLog, bytes_in: u64, bytes_out: u64, error: Option<String>) {

@@ -110,21 +110,29 @@ async fn outbound(
         Ok(Ok(stream)) => stream,
     };
     track.decide(&ctx.audit, Decision::Allow, None);
+    let (_, conn) = stream.get_ref();
+    let chain: Vec<_> = conn
+        .peer_certificates()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect();
+    let reg = ctx.registry.register(
+        track.id,
+        Direction::Outbound,
+        chain,
+        ctx.shutdown.hard_token(),
+    );
     let counters = Counters::default();
     let end = relay(
         client,
         stream,
         ctx.limits.idle_timeout,
-        ctx.shutdown.hard_token(),
+        &reg.token,
         &counters,
     )
     .await;
-    track.close(
-        &ctx.audit,
-        counters.forward.load(Ordering::Relaxed),
-        counters.backward.load(Ordering::Relaxed),
-        end.error_text(),
-    );
+    track.finish(&ctx.audit, &reg, &counters, end);
 }
 
 #[cfg(test)]

@@ -123,6 +123,40 @@ fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, 
 }
 
 impl Material {
+    /// Whether this material's CRLs revoke the peer that presented `chain`
+    /// (as a client certificate when `as_client`, else as a server's for
+    /// `peer_pool`). Other verification failures — an expired certificate,
+    /// a CA no longer in the bundle — do not count: established connections
+    /// survive rotation, only revocation closes them.
+    pub fn is_revoked(
+        &self,
+        chain: &[CertificateDer<'static>],
+        as_client: bool,
+        peer_pool: &str,
+    ) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        let result = if as_client {
+            self.client_verifier
+                .verify_client_cert(leaf, intermediates, UnixTime::now())
+                .map(|_| ())
+        } else {
+            let Ok(name) = ServerName::try_from(peer_pool.to_owned()) else {
+                return false;
+            };
+            self.server_verifier
+                .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
+                .map(|_| ())
+        };
+        matches!(
+            result,
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked
+            ))
+        )
+    }
+
     /// Loads and validates the files named in the `[tls]` section for `pool`.
     ///
     /// # Errors

@@ -7,6 +7,10 @@
 //! policy and TLS material and publishes it only if it is valid; connections
 //! already open keep the snapshot they started with.
 
+mod reload;
+
+pub use reload::WATCH_INTERVAL;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -180,25 +184,9 @@ impl Running {
         line
     }
 
-    /// Re-reads the policy and TLS files and publishes them if valid.
-    /// Connections already open keep what they started with.
-    ///
-    /// # Errors
-    /// The invalid file; the running configuration is then left unchanged.
-    pub fn reload(&self) -> Result<(), GatewayError> {
-        let policy = Policy::load(&self.config.gateway.policy)?;
-        crate::config::check_against_policy(&self.config, &policy)?;
-        let material = Material::load(&tls_sources(&self.config), &self.config.gateway.pool)?;
-        self.ctx.live.send_replace(Arc::new(Live {
-            policy: Arc::new(policy),
-            material: Arc::new(material),
-        }));
-        Ok(())
-    }
-
     /// Graceful stop: stop accepting, let connections finish within the
     /// grace period, record the stop and flush the audit log.
-    pub async fn stop(self, reason: &str) {
+    pub async fn stop(&self, reason: &str) {
         let clean = self
             .ctx
             .shutdown
@@ -227,7 +215,8 @@ pub fn run(path: &Path) -> Result<(), GatewayError> {
         .build()
         .map_err(GatewayError::Runtime)?;
     runtime.block_on(async move {
-        let running = start(config, policy, material, audit).await?;
+        let running = Arc::new(start(config, policy, material, audit).await?);
+        running.ctx.shutdown.spawn(reload::watch(running.clone()));
         println!("{}", running.ready_line());
         let reason = wait_for_signals(&running)
             .await
@@ -247,10 +236,7 @@ async fn wait_for_signals(running: &Running) -> std::io::Result<&'static str> {
         tokio::select! {
             _ = term.recv() => return Ok("SIGTERM"),
             _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => match running.reload() {
-                Ok(()) => tracing::info!("reloaded policy and certificates"),
-                Err(e) => tracing::error!(error = %e, "reload failed; keeping the running configuration"),
-            },
+            _ = hup.recv() => running.reload_all("signal"),
         }
     }
 }

@@ -1,0 +1,105 @@
+//! The open connections, with the certificate chain each peer presented, so
+//! that a CRL reload can close established connections of a newly revoked
+//! peer (a rotation, by contrast, leaves them alone).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::CertificateDer;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::Direction;
+use crate::tls::Material;
+
+struct Entry {
+    direction: Direction,
+    chain: Vec<CertificateDer<'static>>,
+    token: CancellationToken,
+    revoked: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    open: Mutex<HashMap<u64, Entry>>,
+}
+
+/// A registered connection; unregisters itself when dropped.
+pub struct Registration<'a> {
+    registry: &'a Registry,
+    id: u64,
+    /// Cancelled when the connection must close (shutdown or revocation).
+    pub token: CancellationToken,
+    revoked: Arc<AtomicBool>,
+}
+
+impl Registration<'_> {
+    /// Whether the connection was closed because its peer was revoked.
+    pub fn was_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.registry.open.lock() {
+            open.remove(&self.id);
+        }
+    }
+}
+
+impl Registry {
+    /// Registers connection `id` whose peer presented `chain`. Its token is
+    /// a child of `parent` (the gateway's hard-stop token).
+    pub fn register(
+        &self,
+        id: u64,
+        direction: Direction,
+        chain: Vec<CertificateDer<'static>>,
+        parent: &CancellationToken,
+    ) -> Registration<'_> {
+        let token = parent.child_token();
+        let revoked = Arc::new(AtomicBool::new(false));
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(
+                id,
+                Entry {
+                    direction,
+                    chain,
+                    token: token.clone(),
+                    revoked: revoked.clone(),
+                },
+            );
+        }
+        Registration {
+            registry: self,
+            id,
+            token,
+            revoked,
+        }
+    }
+
+    /// Closes every open connection whose peer certificate `material` now
+    /// finds revoked; returns how many.
+    pub fn close_revoked(&self, material: &Material, peer_pool: &str) -> u64 {
+        let Ok(open) = self.open.lock() else { return 0 };
+        let mut closed = 0;
+        for entry in open.values() {
+            let as_client = entry.direction == Direction::Inbound;
+            if material.is_revoked(&entry.chain, as_client, peer_pool) {
+                entry.revoked.store(true, Ordering::Relaxed);
+                entry.token.cancel();
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    pub fn len(&self) -> usize {
+        self.open.lock().map(|o| o.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
