@@ -227,6 +227,12 @@ fn check_private(file: &File, path: &Path) -> Result<(), KeyError> {
         path: path.to_path_buf(),
         source,
     })?;
+    if !meta.is_file() {
+        return Err(KeyError::Malformed {
+            path: path.to_path_buf(),
+            reason: "it is not a regular file".into(),
+        });
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyError::Permissions {
@@ -349,6 +355,8 @@ mod tests {
         std::fs::write(&big, vec![b'a'; 10_000]).unwrap();
         std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).unwrap();
         let err = MasterKey::load_key_file(&big).unwrap_err();
+        assert!(matches!(err, KeyError::Malformed { .. }), "{err}");
+        let err = MasterKey::load_key_file(dir.path()).unwrap_err();
         assert!(matches!(err, KeyError::Malformed { .. }), "{err}");
     }
 }

@@ -20,6 +20,8 @@ pub struct Sealer {
     metadata_record: Vec<u8>,
     declared_sha: [u8; 32],
     next: u32,
+    /// Bytes emitted so far (offset of the next record).
+    offset: u64,
     seen: u64,
     hasher: digest::Context,
     done: bool,
@@ -51,6 +53,7 @@ impl Sealer {
             metadata_record,
             declared_sha,
             next: 0,
+            offset: 0,
             seen: 0,
             hasher: digest::Context::new(&digest::SHA256),
             done: false,
@@ -96,6 +99,7 @@ impl Sealer {
         self.cipher.seal(0, false, &self.metadata_record, out)?;
         out.splice(0..0, self.cipher.header.iter().copied());
         self.next = 1;
+        self.offset = out.len() as u64;
         Ok(())
     }
 
@@ -124,7 +128,7 @@ impl Sealer {
         if bad_size {
             return Err(SpoolCodecError::BadChunkSize {
                 record: self.next,
-                offset: 0,
+                offset: self.offset,
                 len: chunk.len(),
             });
         }
@@ -151,7 +155,77 @@ impl Sealer {
         self.cipher.seal(self.next, last, chunk, out)?;
         self.seen = seen;
         self.done = last;
+        self.offset += out.len() as u64;
         self.next = self.next.checked_add(1).ok_or(SpoolCodecError::TooLarge)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn sealer(size: u64, sha: &str) -> Sealer {
+        let meta = format!(
+            r#"{{"id":"i","name":"n","size":{size},"sha256":"{sha}","created":"2024-01-01T00:00:00Z"}}"#
+        );
+        Sealer::new(
+            &MasterKey::from_bytes([5; 32]),
+            [1; 32],
+            [2; 7],
+            meta.into_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn enforces_call_order_and_chunk_sizes() {
+        let sha = hex::encode(digest::digest(&digest::SHA256, &[0u8; CHUNK_LEN + 1]));
+        let mut s = sealer(CHUNK_LEN as u64 + 1, &sha);
+        let mut out = Vec::new();
+        assert!(matches!(
+            s.seal_chunk(&[0], true, &mut out),
+            Err(SpoolCodecError::Misuse(_))
+        ));
+        s.begin(&mut out).unwrap();
+        assert_eq!(&out[..8], MAGIC);
+        assert_eq!(&out[..HEADER_LEN], s.header());
+        let after_begin = out.len() as u64;
+        assert!(matches!(s.begin(&mut out), Err(SpoolCodecError::Misuse(_))));
+        let err = s.seal_chunk(&[0; 10], false, &mut out).unwrap_err();
+        assert!(
+            matches!(err, SpoolCodecError::BadChunkSize { record: 1, offset, len: 10 } if offset == after_begin),
+            "{err}"
+        );
+        s.seal_chunk(&[0; CHUNK_LEN], false, &mut out).unwrap();
+        assert!(matches!(
+            s.seal_chunk(&[], true, &mut out),
+            Err(SpoolCodecError::BadChunkSize { record: 2, .. })
+        ));
+        s.seal_chunk(&[0], true, &mut out).unwrap();
+        assert!(s.is_done());
+        assert!(matches!(
+            s.seal_chunk(&[0], true, &mut out),
+            Err(SpoolCodecError::Misuse(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_a_last_chunk_that_contradicts_the_metadata() {
+        let sha_a = hex::encode(digest::digest(&digest::SHA256, b"a"));
+        let mut out = Vec::new();
+        let mut s = sealer(1, &sha_a);
+        s.begin(&mut out).unwrap();
+        assert!(matches!(
+            s.seal_chunk(b"b", true, &mut out),
+            Err(SpoolCodecError::SourceChanged { .. })
+        ));
+        let mut s = sealer(2, &sha_a);
+        s.begin(&mut out).unwrap();
+        assert!(matches!(
+            s.seal_chunk(b"a", true, &mut out),
+            Err(SpoolCodecError::SourceChanged { .. })
+        ));
     }
 }
