@@ -16,4 +16,5 @@ pub mod pki;
 pub mod policy;
 pub mod proxy;
 pub mod shutdown;
+pub mod spool;
 pub mod tls;
