@@ -78,6 +78,7 @@ async fn demo(dir: &Path, exe: &Path) -> Result<(), DemoError> {
         peer_pool: POOL2.into(),
         cert: cert1,
         ca: pki.ca_path(),
+        crl: None,
         peer_listen: p1,
         peer_connect: p2,
         tunnels: vec![(
@@ -94,6 +95,7 @@ async fn demo(dir: &Path, exe: &Path) -> Result<(), DemoError> {
         peer_pool: POOL1.into(),
         cert: cert2,
         ca: pki.ca_path(),
+        crl: None,
         peer_listen: p2,
         peer_connect: p1,
         tunnels: vec![(

@@ -99,6 +99,8 @@ pub struct SiteSpec {
     pub peer_pool: String,
     pub cert: (PathBuf, PathBuf),
     pub ca: PathBuf,
+    /// `tls.crl`, if any.
+    pub crl: Option<PathBuf>,
     pub peer_listen: u16,
     pub peer_connect: u16,
     /// (service, port, allow_sources)
@@ -125,6 +127,13 @@ impl SiteSpec {
             self.peer_connect,
             self.name
         );
+        if let Some(crl) = &self.crl {
+            s = s.replacen(
+                "\n\n[peer]",
+                &format!("\ncrl = \"{}\"\n\n[peer]", crl.display()),
+                1,
+            );
+        }
         for (service, port, sources) in &self.tunnels {
             let sources: Vec<String> = sources.iter().map(|s| format!("\"{s}\"")).collect();
             s += &format!(

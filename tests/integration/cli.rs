@@ -73,6 +73,7 @@ fn setup() -> (tempfile::TempDir, Pki, SiteSpec) {
         peer_pool: POOL2.into(),
         cert: pki.issue("site1", POOL1, Validity::days_from_now(30)),
         ca: pki.ca_path(),
+        crl: None,
         peer_listen: free_port(),
         peer_connect: free_port(),
         tunnels: vec![("backup-smb".into(), free_port(), vec!["10.1.0.0/16".into()])],

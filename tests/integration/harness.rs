@@ -129,6 +129,7 @@ impl Pairing {
             peer_pool: POOL2.into(),
             cert: pki.issue("site1", POOL1, Validity::days_from_now(30)),
             ca: pki.ca_path(),
+            crl: None,
             peer_listen: p1,
             peer_connect: p2,
             tunnels: vec![
@@ -148,6 +149,7 @@ impl Pairing {
             peer_pool: POOL1.into(),
             cert: pki.issue("site2", POOL2, Validity::days_from_now(30)),
             ca: pki.ca_path(),
+            crl: None,
             peer_listen: p2,
             peer_connect: p1,
             tunnels: vec![],

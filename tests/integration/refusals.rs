@@ -188,6 +188,7 @@ async fn server_of_the_wrong_pool_is_refused_by_the_tunnel() {
         peer_pool: "pool04.site4.example".into(),
         cert: cert3,
         ca: pair.pki.ca_path(),
+        crl: None,
         peer_listen: impostor_port,
         peer_connect: free_port(),
         tunnels: vec![],
