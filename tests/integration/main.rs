@@ -7,6 +7,7 @@
 mod harness;
 
 mod cli;
+mod lifecycle;
 mod refusals;
 mod smb;
 mod tunnel;
