@@ -106,6 +106,11 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Connections from one source address that may be in the TLS handshake
+    /// at once on the peer listener. Bounds what idle or half-open sockets
+    /// from one host can hold, without limiting the authenticated peer's
+    /// concurrency (that is `max_connections`).
+    pub max_handshakes_per_source: usize,
     pub shutdown_grace: Duration,
 }
 
@@ -113,6 +118,7 @@ impl Limits {
     pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
     pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 1800;
     pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+    pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 64;
     pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 }
 
@@ -122,6 +128,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(Limits::DEFAULT_HANDSHAKE_TIMEOUT_SECS),
             idle_timeout: Duration::from_secs(Limits::DEFAULT_IDLE_TIMEOUT_SECS),
             max_connections: Limits::DEFAULT_MAX_CONNECTIONS,
+            max_handshakes_per_source: Limits::DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
             shutdown_grace: Duration::from_secs(Limits::DEFAULT_SHUTDOWN_GRACE_SECS),
         }
     }

@@ -339,6 +339,11 @@ impl Validator<'_> {
                 "use a smaller number",
             )
         })?;
+        let per_source = positive(
+            "limits.max_handshakes_per_source",
+            &raw.max_handshakes_per_source,
+            Limits::DEFAULT_MAX_HANDSHAKES_PER_SOURCE as u64,
+        )?;
         let grace = raw
             .shutdown_grace_secs
             .as_ref()
@@ -347,6 +352,7 @@ impl Validator<'_> {
             handshake_timeout: Duration::from_secs(handshake),
             idle_timeout: Duration::from_secs(idle),
             max_connections,
+            max_handshakes_per_source: usize::try_from(per_source).unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_secs(grace),
         })
     }

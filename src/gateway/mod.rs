@@ -209,6 +209,11 @@ impl Running {
 /// Invalid input before start, or a listener that cannot bind.
 pub fn run(path: &Path) -> Result<(), GatewayError> {
     let (config, policy, material) = load(path)?;
+    if running_as_root() {
+        tracing::warn!(
+            "running as root: run pairgate as an unprivileged user (with CAP_NET_BIND_SERVICE only if it must bind port 445); see docs/security.md"
+        );
+    }
     let audit = AuditLog::open(&config.audit.path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -245,4 +250,17 @@ async fn wait_for_signals(running: &Running) -> std::io::Result<&'static str> {
 async fn wait_for_signals(_running: &Running) -> std::io::Result<&'static str> {
     tokio::signal::ctrl_c().await?;
     Ok("ctrl-c")
+}
+
+/// Whether this process runs as root (uid 0), read from /proc without libc.
+fn running_as_root() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
 }

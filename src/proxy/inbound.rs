@@ -33,6 +33,16 @@ pub async fn handle_inbound(
 }
 
 async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
+    let source = tcp.peer_addr().map(|a| a.ip()).ok();
+    let pending = source.and_then(|ip| ctx.pending.enter(ip, ctx.limits.max_handshakes_per_source));
+    if pending.is_none() {
+        let detail = "too many handshakes in progress from this source".to_owned();
+        return track.decide(
+            &ctx.audit,
+            Decision::Deny(DenyReason::TooManyConnections),
+            Some(detail),
+        );
+    }
     let live = ctx.snapshot();
     let seen = Arc::new(Observed::default());
     let handshake = tokio::time::timeout(
@@ -60,6 +70,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
         }
         Ok(Ok(stream)) => stream,
     };
+    drop(pending);
 
     let (_, conn) = stream.get_ref();
     track.service = conn.alpn_protocol().and_then(tls::service_from_alpn);

@@ -14,6 +14,7 @@
 mod inbound;
 mod listener;
 mod outbound;
+mod pending;
 mod registry;
 pub mod relay;
 
@@ -61,6 +62,8 @@ pub struct Context {
     pub active: AtomicU64,
     /// Established connections and their peers' certificates.
     pub registry: Registry,
+    /// Handshakes in progress per source on the peer listener.
+    pub pending: pending::Pending,
     next_id: AtomicU64,
 }
 
@@ -89,6 +92,7 @@ impl Context {
             slots,
             active: AtomicU64::new(0),
             registry: Registry::default(),
+            pending: pending::Pending::default(),
             next_id: AtomicU64::new(1),
         }
     }

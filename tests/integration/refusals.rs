@@ -211,3 +211,24 @@ async fn server_of_the_wrong_pool_is_refused_by_the_tunnel() {
     let v = denial(&gw, "bad_certificate");
     assert_eq!(v["peer_pool"], POOL3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_from_one_host_cannot_starve_the_peer() {
+    let pair = Pairing::start_with(|_, site2| {
+        site2.extra =
+            "\n[limits]\nmax_handshakes_per_source = 8\nhandshake_timeout_secs = 30\n".into();
+    })
+    .await;
+    // A host on the WAN opens 40 sockets to the peer port and says nothing.
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 0, 5], 0))).unwrap();
+        idle.push(socket.connect(pair.site2_peer()).await.unwrap());
+    }
+    let v = denial(&pair.site2, "too_many_connections");
+    assert!(v["peer_addr"].as_str().unwrap().starts_with("127.0.0.5:"));
+    // The real peer gateway is still served at once.
+    still_serves(&pair).await;
+    drop(idle);
+}
