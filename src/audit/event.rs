@@ -45,6 +45,32 @@ pub enum Event {
     CertReload(CertReload),
     /// The policy was reloaded (or a reload was refused).
     PolicyReload(PolicyReload),
+    /// The peer gateway's audit chain head, as it reported it over the
+    /// authenticated control channel: anchors the peer's log in ours, so
+    /// rewriting either log's history needs both sites.
+    PeerAuditHead(PeerAuditHead),
+    /// The link to the peer gateway changed state (`up` / `down`).
+    PeerLink(PeerLink),
+}
+
+/// See [`Event::PeerAuditHead`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerAuditHead {
+    pub peer_addr: String,
+    pub peer_pool: String,
+    pub cert_sha256: String,
+    /// Lower-case hex SHA-256 of the last line of the peer's audit log.
+    pub head: String,
+    /// The peer's clock when it sent the head.
+    pub peer_ts: String,
+}
+
+/// See [`Event::PeerLink`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerLink {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Outcome of a TLS material reload. Fingerprints are of our own leaf.

@@ -51,6 +51,8 @@ pub struct AuditLog {
 
 struct Inner {
     path: PathBuf,
+    /// Hash of the last line known to be on disk (the chain head).
+    head: Arc<std::sync::Mutex<[u8; 32]>>,
     tx: Option<mpsc::Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -100,7 +102,8 @@ impl AuditLog {
                     .map_err(open_err)?;
             }
         }
-        let mut writer = Writer::new(file, path.clone());
+        let head = Arc::new(std::sync::Mutex::new(GENESIS));
+        let mut writer = Writer::new(file, path.clone(), head.clone());
         writer.resync().map_err(|source| AuditError::Recover {
             path: path.clone(),
             source,
@@ -113,6 +116,7 @@ impl AuditLog {
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 path,
+                head,
                 tx: Some(tx),
                 thread: Some(thread),
             }),
@@ -122,6 +126,13 @@ impl AuditLog {
     /// The file this handle writes to.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The chain head: the hash of the last line written and synced (64
+    /// zeros for an empty log). Sent to the peer, which records it, so that
+    /// rewriting this log's history would need both sites.
+    pub fn head(&self) -> [u8; 32] {
+        self.inner.head.lock().map(|h| *h).unwrap_or(GENESIS)
     }
 
     /// Queues one event, stamped with the current time; never blocks on disk.
@@ -174,6 +185,7 @@ struct Writer {
     file: File,
     path: PathBuf,
     prev: [u8; 32],
+    head: Arc<std::sync::Mutex<[u8; 32]>>,
     /// A torn tail cut off at open, not yet reported in the log.
     repair: Option<LogRepaired>,
     lost: u64,
@@ -184,11 +196,12 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(file: File, path: PathBuf) -> Writer {
+    fn new(file: File, path: PathBuf, head: Arc<std::sync::Mutex<[u8; 32]>>) -> Writer {
         Writer {
             file,
             path,
             prev: GENESIS,
+            head,
             repair: None,
             lost: 0,
             needs_resync: true,
@@ -268,6 +281,7 @@ impl Writer {
         match written {
             Ok(()) => {
                 self.prev = prev;
+                self.publish_head();
                 self.repair = None;
                 self.lost = 0;
                 Ok(())
@@ -283,10 +297,17 @@ impl Writer {
         }
     }
 
+    fn publish_head(&self) {
+        if let Ok(mut head) = self.head.lock() {
+            *head = self.prev;
+        }
+    }
+
     /// Cuts a torn tail, finds the chain head, and settles a failed attempt.
     fn resync(&mut self) -> io::Result<()> {
         let tail = recover_tail(&mut self.file)?;
         self.prev = tail.head;
+        self.publish_head();
         self.needs_resync = false;
         match self.failed.take() {
             Some(attempt) => {
@@ -396,7 +417,7 @@ mod tests {
         drop(log);
         // A writer whose handle cannot write: the batch fails.
         let read_only = File::open(&path).expect("open read-only");
-        let mut writer = Writer::new(read_only, path.clone());
+        let mut writer = Writer::new(read_only, path.clone(), Default::default());
         writer.resync().expect("resync");
         let ts = OffsetDateTime::now_utc();
         let mut batch = vec![
@@ -434,7 +455,7 @@ mod tests {
         let path = dir.path().join("log.jsonl");
         let file = || OpenOptions::new().read(true).append(true).open(&path);
         drop(AuditLog::open(&path).expect("create"));
-        let mut writer = Writer::new(file().expect("open"), path.clone());
+        let mut writer = Writer::new(file().expect("open"), path.clone(), Default::default());
         writer.resync().expect("resync");
         let ts = OffsetDateTime::now_utc();
         // The batch 1..=3 failed after line 1 and half of line 2 were written.

@@ -46,6 +46,7 @@ pub(crate) struct RawTls {
 pub(crate) struct RawPeer {
     pub listen: Spanned<String>,
     pub connect: Spanned<String>,
+    pub heartbeat_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -65,6 +65,13 @@ pub struct Peer {
     pub listen: SocketAddr,
     /// `host:port` of the peer gateway's `peer.listen`.
     pub connect: String,
+    /// How often this gateway checks the link and sends its audit chain head
+    /// to the peer (`peer.heartbeat_secs`, default 30).
+    pub heartbeat: Duration,
+}
+
+impl Peer {
+    pub const DEFAULT_HEARTBEAT_SECS: u64 = 30;
 }
 
 #[derive(Debug, Clone)]

@@ -45,6 +45,18 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let peer = Peer {
         listen: v.listen("peer.listen", &peer_raw.listen)?,
         connect: v.host_port("peer.connect", &peer_raw.connect, "gw2.site2.example:7444")?,
+        heartbeat: match &peer_raw.heartbeat_secs {
+            Some(h) if *h.get_ref() == 0 => {
+                return Err(v.invalid(
+                    &h.span(),
+                    "peer.heartbeat_secs",
+                    "is 0".into(),
+                    "use a positive number of seconds, or remove the key for the default (30)",
+                ))
+            }
+            Some(h) => Duration::from_secs(*h.get_ref()),
+            None => Duration::from_secs(Peer::DEFAULT_HEARTBEAT_SECS),
+        },
     };
     let admin = match &raw.admin {
         Some(a) => Some(Admin {

@@ -157,11 +157,19 @@ pub async fn start(
             move |ctx, tcp, addr, slot| proxy::handle_outbound(ctx, spec.clone(), tcp, addr, slot),
         ));
     }
+    shutdown.spawn(proxy::control::heartbeat(
+        ctx.clone(),
+        config.peer.heartbeat,
+    ));
     audit.record(Event::GatewayStart {
         pool: config.gateway.pool.clone(),
         peer_pool: config.gateway.peer_pool.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     });
+    shutdown.spawn(proxy::control::heartbeat(
+        ctx.clone(),
+        config.peer.heartbeat,
+    ));
     tracing::info!(pool = %config.gateway.pool, peer_pool = %config.gateway.peer_pool, %peer_addr, "gateway started");
     Ok(Running {
         peer_addr,

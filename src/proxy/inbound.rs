@@ -73,6 +73,9 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
     drop(pending);
 
     let (_, conn) = stream.get_ref();
+    if conn.alpn_protocol() == Some(tls::ALPN_CONTROL) {
+        return control(ctx, stream, track, &live.policy).await;
+    }
     track.service = conn.alpn_protocol().and_then(tls::service_from_alpn);
     let chain: Vec<_> = conn
         .peer_certificates()
@@ -157,10 +160,41 @@ async fn handshake(
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
     let alpn = start.client_hello().alpn().and_then(|mut offered| {
         offered
-            .find(|p| tls::service_from_alpn(p).is_some())
+            .find(|p| *p == tls::ALPN_CONTROL || tls::service_from_alpn(p).is_some())
             .map(<[u8]>::to_vec)
     });
     start
         .into_stream(tls::server_config(material, alpn, seen))
         .await
+}
+
+/// The control channel is part of being paired: allowed for the paired
+/// pool only, audited through the `peer_audit_head` record it produces (and
+/// as a denial when refused).
+async fn control(
+    ctx: &Context,
+    mut stream: TlsStream<TcpStream>,
+    track: &mut Track,
+    policy: &crate::policy::Policy,
+) {
+    let paired = match &track.peer_pool {
+        Some(peer) => policy
+            .peer_of(&ctx.local_pool)
+            .is_some_and(|p| p.eq_ignore_ascii_case(peer)),
+        None => false,
+    };
+    if !paired {
+        track.service = Some("control".to_owned());
+        let reason = if track.peer_pool.is_some() {
+            DenyReason::NotPaired
+        } else {
+            DenyReason::BadCertificate
+        };
+        track.decide(&ctx.audit, Decision::Deny(reason), None);
+        let _ = stream.shutdown().await;
+        return;
+    }
+    if let Err(e) = super::control::serve(ctx, stream, track).await {
+        tracing::warn!(error = %e, "control exchange failed");
+    }
 }

@@ -11,7 +11,9 @@
 //! Every decision and every close is audited; one connection's failure never
 //! touches another's task.
 
+pub mod control;
 mod inbound;
+mod link;
 mod listener;
 mod outbound;
 mod pending;
@@ -19,6 +21,7 @@ mod registry;
 pub mod relay;
 
 pub use inbound::handle_inbound;
+pub use link::{Link, LinkState};
 pub use listener::serve;
 pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
 pub use registry::{Registration, Registry};
@@ -64,6 +67,8 @@ pub struct Context {
     pub registry: Registry,
     /// Handshakes in progress per source on the peer listener.
     pub pending: pending::Pending,
+    /// Whether the peer gateway answered the last heartbeat.
+    pub link: Link,
     next_id: AtomicU64,
 }
 
@@ -93,6 +98,7 @@ impl Context {
             active: AtomicU64::new(0),
             registry: Registry::default(),
             pending: pending::Pending::default(),
+            link: Link::default(),
             next_id: AtomicU64::new(1),
         }
     }

@@ -29,6 +29,10 @@ use crate::policy::DenyReason;
 
 /// ALPN of the spool transfer.
 pub const ALPN_SPOOL: &[u8] = b"pg1-spool";
+/// ALPN of the control channel between the two gateways of a pair
+/// (heartbeat and audit chain head). Allowed for the paired pool only,
+/// without a policy service entry: it is part of being paired.
+pub const ALPN_CONTROL: &[u8] = b"pg1-control";
 /// The service name the spool transfer is known by in the policy.
 pub const SPOOL_SERVICE: &str = "spool";
 

@@ -131,3 +131,26 @@ async fn peer_down_is_refused_and_audited_then_recovers() {
     let back = round_trip(pair.tunnel, b"back again").await.unwrap();
     assert_eq!(back, b"back again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_site_anchors_the_peers_audit_chain_head() {
+    let pair = Pairing::start().await;
+    // site1 starts second, so its first heartbeat finds site2 up.
+    let anchored = pair
+        .site2
+        .wait_audit("peer_audit_head", |v| v["event"] == "peer_audit_head");
+    assert_eq!(anchored["peer_pool"], POOL1);
+    // The head is the hash of a line that really is in site1's log.
+    let text = std::fs::read_to_string(pair.site1.audit_path()).unwrap();
+    let heads: Vec<String> = text
+        .lines()
+        .map(|l| hex::encode(ring::digest::digest(&ring::digest::SHA256, l.as_bytes())))
+        .collect();
+    assert!(
+        heads.contains(&anchored["head"].as_str().unwrap().to_owned()),
+        "{anchored}"
+    );
+    pair.site1.wait_audit("link up", |v| {
+        v["event"] == "peer_link" && v["state"] == "up"
+    });
+}
