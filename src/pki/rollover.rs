@@ -416,6 +416,65 @@ mod tests {
     }
 
     #[test]
+    fn gateway_loader_accepts_the_overlap_files() {
+        use crate::tls::{Material, Sources};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let old = init(dir);
+        let site1 = issue_to(dir, &old, "pool01.site1.example", "site1");
+        let site2 = issue_to(dir, &old, "pool02.site2.example", "site2");
+        revoke(&request(dir, &site2), OffsetDateTime::now_utc()).unwrap();
+        let done = rotate_ca(dir, &options(false)).unwrap();
+        let sources = |name: &str| Sources {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+            ca: done.bundle_path.clone(),
+            crl: done.crl_path.clone(),
+        };
+        // Site 1 still on the old CA, then moved to the new one: both load.
+        Material::load(&sources("site1"), "pool01.site1.example").unwrap();
+        rotate_leaf(
+            &Ca::load(dir).unwrap(),
+            &dir.join("site1"),
+            Validity::days_from_now(5),
+        )
+        .unwrap();
+        Material::load(&sources("site1"), "pool01.site1.example").unwrap();
+        // The revoked site 2 certificate is refused, its rotated successor is not.
+        let err = Material::load(&sources("site2"), "pool02.site2.example").unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("revoked"), "{err}");
+        rotate_leaf(
+            &Ca::load(dir).unwrap(),
+            &dir.join("site2"),
+            Validity::days_from_now(5),
+        )
+        .unwrap();
+        Material::load(&sources("site2"), "pool02.site2.example").unwrap();
+        drop(site1);
+    }
+
+    /// Why `SameCaName` exists: with two same-named CAs, webpki checks a
+    /// leaf of the second against the first one's CRL and refuses it.
+    #[test]
+    fn same_named_cas_break_revocation_checks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let a = Ca::generate("twin", Validity::days_from_now(5)).unwrap();
+        let b = Ca::generate("twin", Validity::days_from_now(5)).unwrap();
+        let leaf_b = issue_to(dir, &b, "pool01.site1.example", "b");
+        let bundle = dir.join("bundle.crt");
+        std::fs::write(&bundle, format!("{}{}", a.cert_pem(), b.cert_pem())).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let crl_a = crl::sign(&a, 1, Vec::new(), now, 5).unwrap();
+        let crl_b = crl::sign(&b, 1, Vec::new(), now, 5).unwrap();
+        let crl_path = dir.join(CRL_FILE);
+        std::fs::write(&crl_path, crl::pem_encode(&[&crl_a, &crl_b])).unwrap();
+        assert!(verify(&bundle, Some(&crl_path), &leaf_b).is_err());
+        std::fs::write(&crl_path, crl::pem_encode(&[&crl_b, &crl_a])).unwrap();
+        verify(&bundle, Some(&crl_path), &leaf_b).unwrap();
+    }
+
+    #[test]
     fn generation_names() {
         assert_eq!(next_generation("pairing CA"), "pairing CA #2");
         assert_eq!(next_generation("pairing CA #2"), "pairing CA #3");
