@@ -1,7 +1,7 @@
 //! `pairgate ca …` and `pairgate cert …`: thin wrappers over `pairgate::pki`.
 //!
-//! Each subcommand has its own args struct and function so that `ca rotate`,
-//! `cert rotate` and `cert revoke` slot in as one variant + one function.
+//! Each subcommand has its own args struct and function; the lifecycle
+//! commands (`cert rotate|revoke`, `ca rotate|crl`) live in `cert/lifecycle.rs`.
 //! Library errors propagate with `?` and become exit 2 (invalid input);
 //! `cert check` reports what it found with exit 1.
 
@@ -18,6 +18,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::Failure;
 
+mod lifecycle;
+
 /// Longest validity `--days` accepts (100 years).
 const MAX_DAYS: u32 = 36_500;
 
@@ -26,6 +28,11 @@ pub enum CaCommand {
     /// Create a new private pairing CA: DIR/ca.crt and DIR/ca.key (0600).
     /// Refuses to overwrite an existing CA.
     Init(CaInitArgs),
+    /// Replace the CA: new DIR/ca.crt and DIR/ca.key, DIR/bundle.crt (new +
+    /// previous CA) for the overlap, previous CA kept in DIR/previous.
+    Rotate(lifecycle::CaRotateArgs),
+    /// Show the CRLs in DIR/ca.crl: issuer, number, next update, revoked serials.
+    Crl(lifecycle::CaCrlArgs),
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +59,12 @@ pub enum CertCommand {
     /// Exit 1 if any certificate is expired, not yet valid, unreadable or
     /// expires within --warn-days.
     Check(CheckArgs),
+    /// Fresh key and certificate with the same SANs, replacing PREFIX.crt and
+    /// PREFIX.key atomically (works on expired certificates and lost keys).
+    Rotate(lifecycle::RotateArgs),
+    /// Add a gateway certificate to DIR/ca.crl (created if missing), signed
+    /// by the CA that issued it.
+    Revoke(lifecycle::RevokeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +113,8 @@ pub struct CheckArgs {
 pub fn ca(command: CaCommand) -> Result<(), Failure> {
     match command {
         CaCommand::Init(args) => ca_init(args),
+        CaCommand::Rotate(args) => lifecycle::ca_rotate(args),
+        CaCommand::Crl(args) => lifecycle::ca_crl(args),
     }
 }
 
@@ -108,6 +123,8 @@ pub fn cert(command: CertCommand) -> Result<(), Failure> {
         CertCommand::Issue(args) => cert_issue(args),
         CertCommand::Inspect(args) => cert_inspect(args),
         CertCommand::Check(args) => cert_check(args),
+        CertCommand::Rotate(args) => lifecycle::cert_rotate(args),
+        CertCommand::Revoke(args) => lifecycle::cert_revoke(args),
     }
 }
 

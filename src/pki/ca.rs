@@ -220,7 +220,6 @@ impl Ca {
     }
 
     /// The rcgen issuer and key, for CRL signing and rotation in this module tree.
-    #[allow(dead_code)]
     pub(crate) fn signer(&self) -> (&Certificate, &KeyPair) {
         (&self.signer, &self.key)
     }

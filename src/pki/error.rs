@@ -97,6 +97,57 @@ pub enum PkiError {
         err: rcgen::Error,
     },
 
+    /// A CRL file (or one CRL in it) that does not parse.
+    #[error(
+        "{path}: not a valid CRL: {reason}; restore it from a backup (deleting it would \
+         un-revoke every certificate it lists)"
+    )]
+    BadCrl { path: PathBuf, reason: String },
+
+    /// `cert rotate` found no current certificate to take the SANs from.
+    #[error(
+        "{path} does not exist: nothing to rotate; issue a first certificate with \
+         `pairgate cert issue --ca-dir DIR --pool FQDN --out PREFIX`"
+    )]
+    NothingToRotate { path: PathBuf },
+
+    /// `cert revoke` got a certificate that neither the current nor the previous CA issued.
+    #[error(
+        "{cert} was not issued by the pairing CA in {dir} (nor by a previous CA kept in \
+         {dir}/previous): its issuer is {issuer:?}; point --ca-dir at the CA directory \
+         that issued it"
+    )]
+    NotIssuedByCa {
+        cert: PathBuf,
+        dir: PathBuf,
+        issuer: String,
+    },
+
+    /// `cert revoke` got a CA certificate.
+    #[error(
+        "{path} is a CA certificate, not a gateway certificate; only gateway certificates \
+         are revoked (pass the site's PREFIX.crt); to replace the CA run `pairgate ca rotate`"
+    )]
+    RevokeCa { path: PathBuf },
+
+    /// `ca rotate` while the previous rotation's overlap is still running.
+    #[error(
+        "a CA rotation is still in progress in {dir}: {previous} holds the previous CA, which \
+         gateway certificates still in use may chain to; dropping it now would cut those \
+         gateways off. Finish the rotation first (both sites on certificates from the new CA \
+         via `pairgate cert rotate`, tls.ca = ca.crt), then run again with \
+         --force-drop-previous"
+    )]
+    PreviousCaExists { dir: PathBuf, previous: PathBuf },
+
+    /// `ca rotate --name` equal to the name of the CA being replaced.
+    #[error(
+        "the new CA must not have the same name as the CA it replaces ({name:?}): gateways \
+         pick a CRL by issuer name, so two CAs with one name break revocation during the \
+         overlap; pass another --name (or none, for {name:?} with a generation number)"
+    )]
+    SameCaName { name: String },
+
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed; check /dev/urandom and retry")]
     Random,

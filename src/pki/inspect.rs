@@ -149,7 +149,7 @@ pub(crate) fn pem_certificates(
 }
 
 /// Serial bytes as lower-case hex, without the sign-padding zero byte.
-fn serial_hex(raw: &[u8]) -> String {
+pub(super) fn serial_hex(raw: &[u8]) -> String {
     let trimmed = match raw {
         [0, rest @ ..] if !rest.is_empty() => rest,
         _ => raw,

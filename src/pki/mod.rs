@@ -19,6 +19,11 @@
 //!   rotation can reuse it.
 //! - [`inspect_file`] / [`inspect_der`] turn certificates into [`CertInfo`]
 //!   for `pairgate cert inspect|check` and the gateway's own checks.
+//! - Lifecycle: [`rotate_leaf`] (`cert rotate`: same SANs, fresh key, works
+//!   on expired certificates and lost keys), [`revoke`] (`cert revoke`: the
+//!   issuing CA's CRL in `DIR/ca.crl`), [`rotate_ca`] (`ca rotate`: new CA,
+//!   `bundle.crt` and `previous/` for the overlap), [`inspect_crl_file`] /
+//!   [`revoked_serials`] to read CRLs back.
 //!
 //! # Files and secrets
 //!
@@ -28,10 +33,14 @@
 //! operating advice live in `certs/README.md`.
 
 mod ca;
+mod crl;
 mod error;
 mod files;
 mod inspect;
 mod leaf;
+mod revoke;
+mod rollover;
+mod rotate;
 
 use std::net::IpAddr;
 
@@ -39,10 +48,17 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 pub use ca::{Ca, CA_CERT_FILE, CA_KEY_FILE};
+pub use crl::{
+    inspect_crl_der, inspect_crl_file, read_crl_file, revoked_serials, CrlInfo, RevokeReason,
+    RevokedEntry, CRL_FILE,
+};
 pub use error::PkiError;
 pub use files::{check_key_permissions, read_text, suffixed, write_public_file, write_secret_file};
 pub use inspect::{inspect_der, inspect_file, inspect_pem, CertInfo};
 pub use leaf::validate_dns_name;
+pub use revoke::{revoke, Revocation, RevokeRequest, DEFAULT_NEXT_UPDATE_DAYS};
+pub use rollover::{rotate_ca, CaRotateOptions, CaRotation, BUNDLE_FILE, PREVIOUS_DIR};
+pub use rotate::{rotate_leaf, LeafRotation};
 
 /// How long before "now" a new certificate starts to be valid, to tolerate
 /// clock skew between the two sites.

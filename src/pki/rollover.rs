@@ -1,0 +1,484 @@
+//! `pairgate ca rotate`: replace the pairing CA without an outage.
+//!
+//! # The overlap
+//!
+//! Both sites must trust the old and the new CA until BOTH gateways run on
+//! certificates from the new CA, in whatever order the sites are updated.
+//! So after a rotation:
+//!
+//! - `DIR/ca.crt`, `DIR/ca.key`: the new CA (it signs from now on);
+//! - `DIR/bundle.crt`: new CA, then previous CA — both sites' `tls.ca`
+//!   during the overlap;
+//! - `DIR/previous/ca.crt`, `ca.key` (0600), `ca.crl`: the previous CA, kept
+//!   so that its certificates can still be revoked during the overlap;
+//! - `DIR/ca.crl` (if a CRL existed): the new CA's CRL, then the previous
+//!   CA's, so one `tls.crl` file covers both.
+//!
+//! The new CA gets a different name (`NAME #2`, `#3`, …): webpki selects a
+//! CRL by issuer name, and two trusted CAs with one name would make it check
+//! one CA's certificates against the other CA's CRL and fail.
+//!
+//! A second rotation while `previous/` exists is refused unless the operator
+//! says `--force-drop-previous`: dropping the old CA before every gateway has
+//! left it is exactly the outage other meshes have had.
+//!
+//! # Crash safety
+//!
+//! The old key must never be lost. Order: (1) copy the old CA into
+//! `DIR/.previous.tmp/` (create-new, fsync), rename it to `DIR/previous/`,
+//! fsync `DIR`; only then (2) `bundle.crt`, (3) `ca.key`, (4) `ca.crt`, each
+//! tmp + fsync + rename, (5) `ca.crl`. A re-run finds one of: a stale
+//! `.previous.tmp` (crash in 1: `DIR` untouched, the staging copy is removed
+//! and the rotation starts over); `previous/` whose certificate is still
+//! `DIR/ca.crt` (crash in 2–4: the rotation resumes from the old CA in
+//! `previous/`, with a fresh new CA); or a finished rotation (refused as above).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::CertificateRevocationListDer;
+use time::OffsetDateTime;
+
+use super::crl::{self, CRL_FILE};
+use super::files::{self, write_public_file, write_secret_file, PUBLIC_MODE, SECRET_MODE};
+use super::revoke::DEFAULT_NEXT_UPDATE_DAYS;
+use super::revoke::{first_certificate, previous_crl, write_combined_crl};
+use super::{sha256_hex, Ca, PkiError, Validity, CA_CERT_FILE, CA_KEY_FILE};
+
+/// Folder of the previous CA inside the CA directory, during an overlap.
+pub const PREVIOUS_DIR: &str = "previous";
+/// Trust bundle (new CA, then previous CA) for the overlap.
+pub const BUNDLE_FILE: &str = "bundle.crt";
+const STAGING_DIR: &str = ".previous.tmp";
+const DROPPING_DIR: &str = ".previous.drop";
+
+/// How to rotate.
+#[derive(Debug, Clone)]
+pub struct CaRotateOptions {
+    /// Name of the new CA; `None`: the old name with the next generation number.
+    pub name: Option<String>,
+    pub validity: Validity,
+    /// Delete an existing `previous/` CA (ends its overlap) before rotating.
+    pub force_drop_previous: bool,
+}
+
+/// The outcome of [`rotate_ca`].
+#[derive(Debug, Clone)]
+pub struct CaRotation {
+    pub name: String,
+    pub old_name: String,
+    pub old_sha256: String,
+    pub new_sha256: String,
+    pub not_after: OffsetDateTime,
+    pub bundle_path: PathBuf,
+    pub previous_dir: PathBuf,
+    /// `DIR/ca.crl` when it was (re)written.
+    pub crl_path: Option<PathBuf>,
+    /// An interrupted rotation was finished.
+    pub resumed: bool,
+    /// Fingerprint of the CA dropped by `force_drop_previous`.
+    pub dropped_sha256: Option<String>,
+}
+
+/// Replaces the CA in `dir` by a new one; see the module docs.
+///
+/// # Errors
+/// [`PkiError::PreviousCaExists`] when `previous/` holds a CA and
+/// `force_drop_previous` is false, [`PkiError::SameCaName`], the errors of
+/// [`Ca::load`] and [`Ca::generate`], [`PkiError::BadCrl`], [`PkiError::Io`].
+pub fn rotate_ca(dir: &Path, opts: &CaRotateOptions) -> Result<CaRotation, PkiError> {
+    let prev_dir = dir.join(PREVIOUS_DIR);
+    remove_dir_if_exists(&dir.join(STAGING_DIR))?;
+    remove_dir_if_exists(&dir.join(DROPPING_DIR))?;
+
+    let mut resumed = false;
+    let mut dropped_sha256 = None;
+    let old = if prev_dir.exists() {
+        let previous = Ca::load(&prev_dir)?;
+        let on_disk = first_certificate(&dir.join(CA_CERT_FILE))?;
+        if on_disk == *previous.cert_der() {
+            resumed = true;
+            previous
+        } else if opts.force_drop_previous {
+            let current = Ca::load(dir)?;
+            dropped_sha256 = Some(sha256_hex(previous.cert_der()));
+            drop_previous(dir)?;
+            current
+        } else {
+            return Err(PkiError::PreviousCaExists {
+                dir: dir.to_path_buf(),
+                previous: prev_dir,
+            });
+        }
+    } else {
+        Ca::load(dir)?
+    };
+
+    let old_name = common_name(old.cert_der()).unwrap_or_default();
+    let name = match &opts.name {
+        Some(name) => name.clone(),
+        None => next_generation(&old_name),
+    };
+    if name.trim() == old_name.trim() {
+        return Err(PkiError::SameCaName { name });
+    }
+    let new = Ca::generate(&name, opts.validity)?;
+
+    if !resumed {
+        let old_crl = crl::latest_crl(&[&dir.join(CRL_FILE)], old.cert_der())?;
+        stage_previous(dir, &old, old_crl.as_ref().map(|(_, der)| der))?;
+    }
+    let mut bundle = new.cert_pem().to_string();
+    if !bundle.ends_with('\n') {
+        bundle.push('\n');
+    }
+    bundle.push_str(old.cert_pem());
+    write_public_file(&dir.join(BUNDLE_FILE), bundle.as_bytes())?;
+    write_secret_file(&dir.join(CA_KEY_FILE), new.key_pem().as_bytes())?;
+    write_public_file(&dir.join(CA_CERT_FILE), new.cert_pem().as_bytes())?;
+
+    let crl_path = dir.join(CRL_FILE);
+    let crl_path = if crl_path.exists() || prev_dir.join(CRL_FILE).exists() {
+        // An empty first CRL for the new CA keeps `tls.crl` covering both CAs.
+        let now = OffsetDateTime::now_utc();
+        let first = crl::sign(&new, 1, Vec::new(), now, DEFAULT_NEXT_UPDATE_DAYS)?;
+        write_combined_crl(dir, Some(&first), previous_crl(dir)?.as_ref())?;
+        Some(crl_path)
+    } else {
+        None
+    };
+
+    let new_info = super::inspect_der(new.cert_der(), OffsetDateTime::now_utc())?;
+    Ok(CaRotation {
+        name,
+        old_name,
+        old_sha256: sha256_hex(old.cert_der()),
+        new_sha256: new_info.sha256,
+        not_after: new_info.not_after,
+        bundle_path: dir.join(BUNDLE_FILE),
+        previous_dir: prev_dir,
+        crl_path,
+        resumed,
+        dropped_sha256,
+    })
+}
+
+/// Copies the old CA into `DIR/.previous.tmp/` and renames that to `DIR/previous/`.
+fn stage_previous(
+    dir: &Path,
+    old: &Ca,
+    old_crl: Option<&CertificateRevocationListDer<'_>>,
+) -> Result<(), PkiError> {
+    let staging = dir.join(STAGING_DIR);
+    files::create_dir_private(&staging)?;
+    files::write_new(
+        &staging.join(CA_KEY_FILE),
+        old.key_pem().as_bytes(),
+        SECRET_MODE,
+    )?;
+    files::write_new(
+        &staging.join(CA_CERT_FILE),
+        old.cert_pem().as_bytes(),
+        PUBLIC_MODE,
+    )?;
+    if let Some(der) = old_crl {
+        let pem = crl::pem_encode(&[der]);
+        files::write_new(&staging.join(CRL_FILE), pem.as_bytes(), PUBLIC_MODE)?;
+    }
+    files::sync_dir(&staging)?;
+    let prev_dir = dir.join(PREVIOUS_DIR);
+    fs::rename(&staging, &prev_dir).map_err(PkiError::io(&prev_dir, "create"))?;
+    files::sync_dir(dir)
+}
+
+/// Ends the overlap of the previous rotation: deletes `DIR/previous/`.
+fn drop_previous(dir: &Path) -> Result<(), PkiError> {
+    let dropping = dir.join(DROPPING_DIR);
+    let prev_dir = dir.join(PREVIOUS_DIR);
+    fs::rename(&prev_dir, &dropping).map_err(PkiError::io(&prev_dir, "remove"))?;
+    files::sync_dir(dir)?;
+    remove_dir_if_exists(&dropping)
+}
+
+fn remove_dir_if_exists(path: &Path) -> Result<(), PkiError> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(PkiError::io(path, "remove the leftover directory")(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The first common name of a certificate's subject.
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, x509) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = x509.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
+}
+
+/// `NAME` → `NAME #2`, `NAME #2` → `NAME #3`.
+fn next_generation(name: &str) -> String {
+    if let Some((base, n)) = name.rsplit_once(" #") {
+        if let Ok(n) = n.parse::<u32>() {
+            return format!("{base} #{}", n.saturating_add(1));
+        }
+    }
+    let base = if name.trim().is_empty() {
+        "pairgate pairing CA"
+    } else {
+        name
+    };
+    format!("{base} #2")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::pki::revoke::tests::{issue_to, request, verify};
+    use crate::pki::{inspect_file, revoke, revoked_serials, rotate_leaf};
+    use rustls::{CertificateError, Error};
+
+    const REVOKED: Result<(), Error> = Err(Error::InvalidCertificate(CertificateError::Revoked));
+
+    fn options(force: bool) -> CaRotateOptions {
+        CaRotateOptions {
+            name: None,
+            validity: Validity::days_from_now(60),
+            force_drop_previous: force,
+        }
+    }
+
+    fn init(dir: &Path) -> Ca {
+        Ca::generate("pairing CA", Validity::days_from_now(60))
+            .unwrap()
+            .write_new(dir)
+            .unwrap();
+        Ca::load(dir).unwrap()
+    }
+
+    #[test]
+    fn rotation_writes_bundle_and_previous_and_both_generations_verify() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let old = init(dir);
+        let old_leaf = issue_to(dir, &old, "pool01.site1.example", "site1");
+
+        let done = rotate_ca(dir, &options(false)).unwrap();
+        assert!(!done.resumed && done.dropped_sha256.is_none() && done.crl_path.is_none());
+        assert_eq!(
+            (done.old_name.as_str(), done.name.as_str()),
+            ("pairing CA", "pairing CA #2")
+        );
+        let new = Ca::load(dir).unwrap();
+        assert_eq!(
+            new.cert_der(),
+            &first_certificate(&dir.join(CA_CERT_FILE)).unwrap()
+        );
+        assert_eq!(done.new_sha256, sha256_hex(new.cert_der()));
+        let kept = Ca::load(&dir.join(PREVIOUS_DIR)).unwrap();
+        assert_eq!(kept.cert_der(), old.cert_der());
+        crate::pki::check_key_permissions(&dir.join("previous/ca.key")).unwrap();
+
+        let now = OffsetDateTime::now_utc();
+        let bundle = inspect_file(&done.bundle_path, now).unwrap();
+        let fingerprints: Vec<&str> = bundle.iter().map(|c| c.sha256.as_str()).collect();
+        assert_eq!(
+            fingerprints,
+            [done.new_sha256.as_str(), done.old_sha256.as_str()]
+        );
+
+        // site 2 already moved to the new CA, site 1 not yet: both are trusted.
+        let new_leaf = issue_to(dir, &new, "pool02.site2.example", "site2");
+        verify(&done.bundle_path, None, &old_leaf).unwrap();
+        verify(&done.bundle_path, None, &new_leaf).unwrap();
+        assert!(verify(&dir.join(CA_CERT_FILE), None, &old_leaf).is_err());
+        // cert rotate moves site 1 to the new CA.
+        rotate_leaf(&new, &dir.join("site1"), Validity::days_from_now(5)).unwrap();
+        verify(&dir.join(CA_CERT_FILE), None, &old_leaf).unwrap();
+    }
+
+    #[test]
+    fn old_ca_leaves_are_revoked_with_the_previous_key_after_rotation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let old = init(dir);
+        let a = issue_to(dir, &old, "pool01.site1.example", "a");
+        let b = issue_to(dir, &old, "pool02.site2.example", "b");
+        let now = OffsetDateTime::now_utc();
+        revoke(&request(dir, &a), now).unwrap();
+
+        let done = rotate_ca(dir, &options(false)).unwrap();
+        let crl_path = done.crl_path.clone().unwrap();
+        // The new CA's (empty) CRL first, then the previous CA's.
+        let crls = crate::pki::inspect_crl_file(&crl_path).unwrap();
+        assert_eq!(crls.len(), 2);
+        assert!(crls[0].revoked.is_empty() && crls[0].issuer.contains("#2"));
+        assert_eq!(crls[1].revoked.len(), 1);
+        assert_eq!(REVOKED, verify(&done.bundle_path, Some(&crl_path), &a));
+        verify(&done.bundle_path, Some(&crl_path), &b).unwrap();
+
+        let new = Ca::load(dir).unwrap();
+        let c = issue_to(dir, &new, "pool02.site2.example", "c");
+        let revoked_b = revoke(&request(dir, &b), now).unwrap();
+        assert!(revoked_b.by_previous_ca);
+        assert_eq!(revoked_b.crl.number, 2);
+        assert_eq!(REVOKED, verify(&done.bundle_path, Some(&crl_path), &b));
+        assert_eq!(REVOKED, verify(&done.bundle_path, Some(&crl_path), &a));
+        verify(&done.bundle_path, Some(&crl_path), &c).unwrap();
+        let prev_crl = dir.join(PREVIOUS_DIR).join(CRL_FILE);
+        assert_eq!(revoked_serials(&prev_crl).unwrap().len(), 2);
+
+        let revoked_c = revoke(&request(dir, &c), now).unwrap();
+        assert!(!revoked_c.by_previous_ca);
+        assert_eq!(REVOKED, verify(&done.bundle_path, Some(&crl_path), &c));
+        assert_eq!(REVOKED, verify(&done.bundle_path, Some(&crl_path), &b));
+        assert_eq!(revoked_serials(&crl_path).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn first_crl_after_rotation_comes_from_the_previous_ca() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let old = init(dir);
+        let a = issue_to(dir, &old, "pool01.site1.example", "a");
+        let done = rotate_ca(dir, &options(false)).unwrap();
+        let revoked = revoke(&request(dir, &a), OffsetDateTime::now_utc()).unwrap();
+        assert!(revoked.by_previous_ca && revoked.crl.number == 1);
+        assert_eq!(
+            REVOKED,
+            verify(&done.bundle_path, Some(&revoked.crl_path), &a)
+        );
+    }
+
+    #[test]
+    fn second_rotation_needs_force_and_then_drops_the_oldest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let first = init(dir);
+        let one = rotate_ca(dir, &options(false)).unwrap();
+        let err = rotate_ca(dir, &options(false)).unwrap_err();
+        assert!(matches!(err, PkiError::PreviousCaExists { .. }), "{err}");
+        assert!(err.to_string().contains("--force-drop-previous"));
+        assert_eq!(
+            sha256_hex(Ca::load(dir).unwrap().cert_der()),
+            one.new_sha256
+        );
+
+        let two = rotate_ca(dir, &options(true)).unwrap();
+        assert_eq!(two.dropped_sha256, Some(sha256_hex(first.cert_der())));
+        assert_eq!(two.name, "pairing CA #3");
+        assert_eq!(two.old_sha256, one.new_sha256);
+        let kept = Ca::load(&dir.join(PREVIOUS_DIR)).unwrap();
+        assert_eq!(sha256_hex(kept.cert_der()), one.new_sha256);
+        assert!(!dir.join(DROPPING_DIR).exists());
+
+        let mut same = options(true);
+        same.name = Some("pairing CA #3".into());
+        let err = rotate_ca(dir, &same).unwrap_err();
+        assert!(matches!(err, PkiError::SameCaName { .. }), "{err}");
+    }
+
+    #[test]
+    fn interrupted_rotation_resumes_without_losing_the_old_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let old = init(dir);
+        let old_key = std::fs::read_to_string(dir.join(CA_KEY_FILE)).unwrap();
+        // Crash after step 1 and a half-done step 3: previous/ staged,
+        // ca.key already replaced, ca.crt still the old one.
+        stage_previous(dir, &old, None).unwrap();
+        let stray = Ca::generate("stray", Validity::days_from_now(1)).unwrap();
+        write_secret_file(&dir.join(CA_KEY_FILE), stray.key_pem().as_bytes()).unwrap();
+        assert!(Ca::load(dir).is_err());
+        // And a stale staging folder from an even earlier crash.
+        std::fs::create_dir(dir.join(STAGING_DIR)).unwrap();
+
+        let done = rotate_ca(dir, &options(false)).unwrap();
+        assert!(done.resumed);
+        assert_eq!(done.old_sha256, sha256_hex(old.cert_der()));
+        Ca::load(dir).unwrap();
+        let kept = Ca::load(&dir.join(PREVIOUS_DIR)).unwrap();
+        assert_eq!(kept.cert_der(), old.cert_der());
+        let kept_key = std::fs::read_to_string(dir.join("previous/ca.key")).unwrap();
+        assert_eq!(
+            rcgen::KeyPair::from_pem(&kept_key)
+                .unwrap()
+                .public_key_der(),
+            rcgen::KeyPair::from_pem(&old_key).unwrap().public_key_der()
+        );
+        assert!(!dir.join(STAGING_DIR).exists());
+        // Finished now: a further run is refused.
+        assert!(matches!(
+            rotate_ca(dir, &options(false)),
+            Err(PkiError::PreviousCaExists { .. })
+        ));
+    }
+
+    #[test]
+    fn gateway_loader_accepts_the_overlap_files() {
+        use crate::tls::{Material, Sources};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let old = init(dir);
+        let site1 = issue_to(dir, &old, "pool01.site1.example", "site1");
+        let site2 = issue_to(dir, &old, "pool02.site2.example", "site2");
+        revoke(&request(dir, &site2), OffsetDateTime::now_utc()).unwrap();
+        let done = rotate_ca(dir, &options(false)).unwrap();
+        let sources = |name: &str| Sources {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+            ca: done.bundle_path.clone(),
+            crl: done.crl_path.clone(),
+        };
+        // Site 1 still on the old CA, then moved to the new one: both load.
+        Material::load(&sources("site1"), "pool01.site1.example").unwrap();
+        rotate_leaf(
+            &Ca::load(dir).unwrap(),
+            &dir.join("site1"),
+            Validity::days_from_now(5),
+        )
+        .unwrap();
+        Material::load(&sources("site1"), "pool01.site1.example").unwrap();
+        // The revoked site 2 certificate is refused, its rotated successor is not.
+        let err = Material::load(&sources("site2"), "pool02.site2.example").unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("revoked"), "{err}");
+        rotate_leaf(
+            &Ca::load(dir).unwrap(),
+            &dir.join("site2"),
+            Validity::days_from_now(5),
+        )
+        .unwrap();
+        Material::load(&sources("site2"), "pool02.site2.example").unwrap();
+        drop(site1);
+    }
+
+    /// Why `SameCaName` exists: with two same-named CAs, webpki checks a
+    /// leaf of the second against the first one's CRL and refuses it.
+    #[test]
+    fn same_named_cas_break_revocation_checks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let a = Ca::generate("twin", Validity::days_from_now(5)).unwrap();
+        let b = Ca::generate("twin", Validity::days_from_now(5)).unwrap();
+        let leaf_b = issue_to(dir, &b, "pool01.site1.example", "b");
+        let bundle = dir.join("bundle.crt");
+        std::fs::write(&bundle, format!("{}{}", a.cert_pem(), b.cert_pem())).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let crl_a = crl::sign(&a, 1, Vec::new(), now, 5).unwrap();
+        let crl_b = crl::sign(&b, 1, Vec::new(), now, 5).unwrap();
+        let crl_path = dir.join(CRL_FILE);
+        std::fs::write(&crl_path, crl::pem_encode(&[&crl_a, &crl_b])).unwrap();
+        assert!(verify(&bundle, Some(&crl_path), &leaf_b).is_err());
+        std::fs::write(&crl_path, crl::pem_encode(&[&crl_b, &crl_a])).unwrap();
+        verify(&bundle, Some(&crl_path), &leaf_b).unwrap();
+    }
+
+    #[test]
+    fn generation_names() {
+        assert_eq!(next_generation("pairing CA"), "pairing CA #2");
+        assert_eq!(next_generation("pairing CA #2"), "pairing CA #3");
+        assert_eq!(next_generation("a #b"), "a #b #2");
+        assert_eq!(next_generation(""), "pairgate pairing CA #2");
+    }
+}
