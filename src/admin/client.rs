@@ -44,17 +44,26 @@ pub enum ClientError {
     },
 }
 
-/// `GET path` on `addr`; the status code and the body as text.
+/// An answer from the admin endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: Option<String>,
+    /// The body as text (lossy UTF-8).
+    pub body: String,
+}
+
+/// `GET path` on `addr`.
 ///
 /// # Errors
 /// Connect failure, timeout, or a broken HTTP exchange.
-pub async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), ClientError> {
+pub async fn get(addr: SocketAddr, path: &str) -> Result<Reply, ClientError> {
     tokio::time::timeout(TIMEOUT, exchange(addr, path))
         .await
         .unwrap_or(Err(ClientError::Timeout { addr }))
 }
 
-async fn exchange(addr: SocketAddr, path: &str) -> Result<(u16, String), ClientError> {
+async fn exchange(addr: SocketAddr, path: &str) -> Result<Reply, ClientError> {
     let http = |e: &dyn std::fmt::Display| ClientError::Http {
         addr,
         message: e.to_string(),
@@ -73,13 +82,22 @@ async fn exchange(addr: SocketAddr, path: &str) -> Result<(u16, String), ClientE
         .map_err(|e| http(&e))?;
     let response = sender.send_request(request).await.map_err(|e| http(&e))?;
     let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = Limited::new(response.into_body(), MAX_BODY)
         .collect()
         .await
         .map_err(|e| http(&*e))?
         .to_bytes();
     driver.abort();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok(Reply {
+        status,
+        content_type,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 /// `GET /status`, returning the raw JSON and its parsed form.
@@ -87,12 +105,12 @@ async fn exchange(addr: SocketAddr, path: &str) -> Result<(u16, String), ClientE
 /// # Errors
 /// As [`get`], a non-200 answer, or JSON that is not a [`Status`].
 pub async fn status(addr: SocketAddr) -> Result<(String, Status), ClientError> {
-    let (code, body) = get(addr, "/status").await?;
-    if code != 200 {
+    let Reply { status, body, .. } = get(addr, "/status").await?;
+    if status != 200 {
         return Err(ClientError::Status {
             addr,
             path: "/status".into(),
-            status: code,
+            status,
         });
     }
     let parsed =

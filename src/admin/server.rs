@@ -144,3 +144,204 @@ async fn serve_connection(tcp: TcpStream, router: Router, stop: CancellationToke
         tracing::debug!(error = %e, "admin connection ended with an error");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::client::{self, ClientError};
+    use crate::admin::metrics::tests::value;
+    use crate::admin::{Board, CertEntry, CertKind, LinkState, LinkTracker, ReplicationState};
+    use crate::admin::{SpoolDepth, SpoolGauge};
+    use crate::audit::Direction;
+    use crate::policy::{Decision, DenyReason};
+
+    struct FixedSpool;
+
+    impl SpoolGauge for FixedSpool {
+        fn depth(&self, direction: Direction) -> SpoolDepth {
+            match direction {
+                Direction::Outbound => SpoolDepth {
+                    files: 2,
+                    bytes: 4096,
+                    oldest_since: Some(time::OffsetDateTime::now_utc() - time::Duration::hours(1)),
+                },
+                Direction::Inbound => SpoolDepth::default(),
+            }
+        }
+    }
+
+    struct Served {
+        addr: std::net::SocketAddr,
+        metrics: Arc<Metrics>,
+        link: Arc<LinkTracker>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn start() -> Served {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Arc::new(Metrics::new());
+        let link = Arc::new(LinkTracker::new());
+        let board = Board::new(
+            "pool01.site1.example".into(),
+            "pool02.site2.example".into(),
+            crate::admin::DEFAULT_SYNC_INTERVAL,
+            link.clone(),
+            metrics.clone(),
+        )
+        .with_spool(Arc::new(FixedSpool));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, metrics.clone(), Arc::new(board), stop.clone()));
+        Served {
+            addr,
+            metrics,
+            link,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(served: Served) {
+        served.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), served.task)
+            .await
+            .unwrap_or_else(|_| panic!("serve did not stop"))
+            .unwrap_or_else(|e| panic!("serve panicked: {e}"));
+    }
+
+    #[tokio::test]
+    async fn healthz_and_unknown_paths() {
+        let served = start().await;
+        let reply = client::get(served.addr, "/healthz").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
+        let reply = client::get(served.addr, "/nope").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reply.status, 404);
+        let reply = client::get(served.addr, "/metrics/x").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reply.status, 404);
+        stop(served).await;
+    }
+
+    #[tokio::test]
+    async fn metrics_parse_with_the_recorded_events() {
+        let served = start().await;
+        let m = &served.metrics;
+        m.connection(Direction::Outbound, Some("backup-smb"), Decision::Allow);
+        m.connection(Direction::Inbound, Some("cms-smb"), Decision::Deny(DenyReason::Revoked));
+        m.closed(Direction::Outbound, Some("backup-smb"), 100, 5000);
+        m.handshake(Direction::Outbound, Duration::from_millis(40));
+        m.spool(Direction::Outbound, 2, 4096, Some(Duration::from_secs(3600)));
+        m.cert_expiry(CertKind::Peer, Some("pool02.site2.example"), "feed", 1_900_000_000);
+        let reply = client::get(served.addr, "/metrics").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.content_type.as_deref(), Some(CONTENT_TYPE));
+        let text = &reply.body;
+        let allow = [("direction", "outbound"), ("service", "backup-smb"), ("decision", "allow")];
+        assert_eq!(value(text, "pairgate_connections_total", &allow), Some(1.0));
+        let revoked = [("direction", "inbound"), ("reason", "revoked")];
+        assert_eq!(value(text, "pairgate_denials_total", &revoked), Some(1.0));
+        assert_eq!(value(text, "pairgate_handshake_failures_total", &revoked), Some(1.0));
+        let out = [("direction", "outbound"), ("service", "backup-smb"), ("flow", "out")];
+        assert_eq!(value(text, "pairgate_bytes_total", &out), Some(5000.0));
+        let outbound = [("direction", "outbound")];
+        assert_eq!(value(text, "pairgate_spool_oldest_age_seconds", &outbound), Some(3600.0));
+        let peer = [("kind", "peer"), ("sha256", "feed")];
+        let expiry = value(text, "pairgate_certificate_expiry_timestamp_seconds", &peer);
+        assert_eq!(expiry, Some(1_900_000_000.0));
+        // The histogram parses as one, with every bucket plus +Inf.
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("{e}"));
+        let histogram = scrape
+            .samples
+            .iter()
+            .find_map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(b) if s.metric == "pairgate_handshake_seconds" => {
+                    Some(b.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no handshake histogram in:\n{text}"));
+        assert_eq!(histogram.len(), 15);
+        let le_50ms = histogram.iter().find(|b| (b.less_than - 0.05).abs() < 1e-9);
+        assert_eq!(le_50ms.map(|b| b.count), Some(1.0));
+        let le_25ms = histogram.iter().find(|b| (b.less_than - 0.025).abs() < 1e-9);
+        assert_eq!(le_25ms.map(|b| b.count), Some(0.0));
+        stop(served).await;
+    }
+
+    #[tokio::test]
+    async fn status_reports_link_directions_certificates_and_counts() {
+        let served = start().await;
+        served.metrics.replace_certs(
+            CertKind::Own,
+            &[CertEntry {
+                pool: Some("pool01.site1.example".into()),
+                sha256: "aa".into(),
+                not_after: 4_000_000_000,
+            }],
+        );
+        served.metrics.connection(Direction::Inbound, None, Decision::Deny(DenyReason::NoClientCert));
+        let (_, status) = client::status(served.addr).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status.pool, "pool01.site1.example");
+        assert_eq!(status.peer_link.state, LinkState::Unknown);
+        assert_eq!(status.sync_interval_secs, 120);
+        assert_eq!(status.directions.len(), 2);
+        assert_eq!(status.directions[0].direction, Direction::Outbound);
+        assert_eq!(status.directions[0].state, ReplicationState::Lagging);
+        assert!(status.directions[0].lag_secs >= 3600);
+        assert_eq!(status.directions[0].waiting_files, 2);
+        assert_eq!(status.directions[1].state, ReplicationState::Steady);
+        assert_eq!(status.certificates.len(), 1);
+        assert_eq!(status.certificates[0].kind, CertKind::Own);
+        assert_eq!(status.connections.denied_total, 1);
+
+        served.link.down("connection refused".into());
+        let (raw, status) = client::status(served.addr).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status.peer_link.state, LinkState::Down);
+        assert_eq!(status.directions[0].state, ReplicationState::Disconnected);
+        assert_eq!(status.directions[1].state, ReplicationState::Disconnected);
+        assert!(raw.contains("\"last_error\":\"connection refused\""), "{raw}");
+        stop(served).await;
+    }
+
+    #[tokio::test]
+    async fn after_stop_the_endpoint_is_gone() {
+        let served = start().await;
+        let addr = served.addr;
+        stop(served).await;
+        match client::get(addr, "/healthz").await {
+            Err(ClientError::Connect { .. }) => {}
+            other => panic!("expected a connect error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_closes_idle_connections() {
+        let served = start().await;
+        let idle = TcpStream::connect(served.addr).await.unwrap_or_else(|e| panic!("{e}"));
+        stop(served).await;
+        drop(idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_finishes_its_headers_is_dropped() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let served = start().await;
+        let mut slow = TcpStream::connect(served.addr).await.unwrap_or_else(|e| panic!("{e}"));
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut answer = Vec::new();
+        let began = tokio::time::Instant::now();
+        // With the clock paused, time jumps to the header timeout; the server
+        // then closes the connection (possibly after a 408) without serving it.
+        let _ = slow.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(!answer.contains("200"), "served a request with unfinished headers: {answer}");
+        // Virtual time: the header timeout, not the connection lifetime, ended it.
+        assert!(began.elapsed() < CONNECTION_LIFETIME, "{:?}", began.elapsed());
+        stop(served).await;
+    }
+}
