@@ -478,7 +478,9 @@ pub(crate) mod tests {
 
     /// Parses an exposition with a Prometheus text parser; returns
     /// (metric, sorted labels, value) for every scalar sample.
-    pub(crate) fn samples(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    type Labels = Vec<(String, String)>;
+
+    pub(crate) fn samples(text: &str) -> Vec<(String, Labels, f64)> {
         let lines = text.lines().map(|l| Ok(l.to_owned()));
         let scrape = prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("{e}"));
         scrape
@@ -491,8 +493,11 @@ pub(crate) mod tests {
                     | prometheus_parse::Value::Untyped(v) => v,
                     _ => return None,
                 };
-                let mut labels: Vec<(String, String)> =
-                    s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let mut labels: Labels = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 labels.sort();
                 Some((s.metric, labels, value))
             })
@@ -501,7 +506,7 @@ pub(crate) mod tests {
 
     /// The value of `metric` with exactly `labels`, if present.
     pub(crate) fn value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let mut want: Vec<(String, String)> = labels
+        let mut want: Labels = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
@@ -519,10 +524,19 @@ pub(crate) mod tests {
         assert!(text.ends_with("# EOF\n"));
         assert_eq!(value(&text, "pairgate_up", &[]), Some(1.0));
         let version = env!("CARGO_PKG_VERSION");
-        assert_eq!(value(&text, "pairgate_build_info", &[("version", version)]), Some(1.0));
+        assert_eq!(
+            value(&text, "pairgate_build_info", &[("version", version)]),
+            Some(1.0)
+        );
         for d in ["outbound", "inbound"] {
-            assert_eq!(value(&text, "pairgate_spool_files", &[("direction", d)]), Some(0.0));
-            assert_eq!(value(&text, "pairgate_active_connections", &[("direction", d)]), Some(0.0));
+            assert_eq!(
+                value(&text, "pairgate_spool_files", &[("direction", d)]),
+                Some(0.0)
+            );
+            assert_eq!(
+                value(&text, "pairgate_active_connections", &[("direction", d)]),
+                Some(0.0)
+            );
         }
         assert_eq!(value(&text, "pairgate_audit_events_total", &[]), Some(0.0));
     }
@@ -530,20 +544,48 @@ pub(crate) mod tests {
     #[test]
     fn a_denial_counts_once_in_each_family_it_belongs_to() {
         let m = Metrics::new();
-        m.connection(Direction::Inbound, Some("cms-smb"), Decision::Deny(DenyReason::NotPaired));
-        m.connection(Direction::Inbound, None, Decision::Deny(DenyReason::UnknownCa));
+        m.connection(
+            Direction::Inbound,
+            Some("cms-smb"),
+            Decision::Deny(DenyReason::NotPaired),
+        );
+        m.connection(
+            Direction::Inbound,
+            None,
+            Decision::Deny(DenyReason::UnknownCa),
+        );
         m.connection(Direction::Outbound, Some("backup-smb"), Decision::Allow);
         let text = m.encode();
-        let deny = [("direction", "inbound"), ("service", "cms-smb"), ("decision", "deny")];
+        let deny = [
+            ("direction", "inbound"),
+            ("service", "cms-smb"),
+            ("decision", "deny"),
+        ];
         assert_eq!(value(&text, "pairgate_connections_total", &deny), Some(1.0));
-        let unknown = [("direction", "inbound"), ("service", "unknown"), ("decision", "deny")];
-        assert_eq!(value(&text, "pairgate_connections_total", &unknown), Some(1.0));
+        let unknown = [
+            ("direction", "inbound"),
+            ("service", "unknown"),
+            ("decision", "deny"),
+        ];
+        assert_eq!(
+            value(&text, "pairgate_connections_total", &unknown),
+            Some(1.0)
+        );
         let not_paired = [("direction", "inbound"), ("reason", "not_paired")];
-        assert_eq!(value(&text, "pairgate_denials_total", &not_paired), Some(1.0));
+        assert_eq!(
+            value(&text, "pairgate_denials_total", &not_paired),
+            Some(1.0)
+        );
         // not_paired is a policy decision after a good handshake, unknown_ca is TLS.
-        assert_eq!(value(&text, "pairgate_handshake_failures_total", &not_paired), None);
+        assert_eq!(
+            value(&text, "pairgate_handshake_failures_total", &not_paired),
+            None
+        );
         let unknown_ca = [("direction", "inbound"), ("reason", "unknown_ca")];
-        assert_eq!(value(&text, "pairgate_handshake_failures_total", &unknown_ca), Some(1.0));
+        assert_eq!(
+            value(&text, "pairgate_handshake_failures_total", &unknown_ca),
+            Some(1.0)
+        );
         let counts = m.connection_counts();
         assert_eq!((counts.allowed_total, counts.denied_total), (1, 2));
     }
@@ -554,11 +596,17 @@ pub(crate) mod tests {
         let a = m.active(Direction::Outbound);
         let b = m.active(Direction::Outbound);
         let labels = [("direction", "outbound")];
-        assert_eq!(value(&m.encode(), "pairgate_active_connections", &labels), Some(2.0));
+        assert_eq!(
+            value(&m.encode(), "pairgate_active_connections", &labels),
+            Some(2.0)
+        );
         assert_eq!(m.connection_counts().active, 2);
         drop(a);
         drop(b);
-        assert_eq!(value(&m.encode(), "pairgate_active_connections", &labels), Some(0.0));
+        assert_eq!(
+            value(&m.encode(), "pairgate_active_connections", &labels),
+            Some(0.0)
+        );
         assert_eq!(m.connection_counts().active, 0);
     }
 
@@ -570,10 +618,24 @@ pub(crate) mod tests {
         }
         m.connection(Direction::Inbound, Some(&"x".repeat(65)), Decision::Allow);
         let text = m.encode();
-        let other = [("direction", "inbound"), ("service", "other"), ("decision", "allow")];
-        assert_eq!(value(&text, "pairgate_connections_total", &other), Some(6.0));
-        let first = [("direction", "inbound"), ("service", "s0"), ("decision", "allow")];
-        assert_eq!(value(&text, "pairgate_connections_total", &first), Some(1.0));
+        let other = [
+            ("direction", "inbound"),
+            ("service", "other"),
+            ("decision", "allow"),
+        ];
+        assert_eq!(
+            value(&text, "pairgate_connections_total", &other),
+            Some(6.0)
+        );
+        let first = [
+            ("direction", "inbound"),
+            ("service", "s0"),
+            ("decision", "allow"),
+        ];
+        assert_eq!(
+            value(&text, "pairgate_connections_total", &first),
+            Some(1.0)
+        );
     }
 
     #[test]
@@ -588,15 +650,36 @@ pub(crate) mod tests {
         m.replace_certs(CertKind::Own, &[own("bb", 200)]);
         let text = m.encode();
         let metric = "pairgate_certificate_expiry_timestamp_seconds";
-        assert_eq!(value(&text, metric, &[("kind", "own"), ("sha256", "aa")]), None);
-        assert_eq!(value(&text, metric, &[("kind", "own"), ("sha256", "bb")]), Some(200.0));
+        assert_eq!(
+            value(&text, metric, &[("kind", "own"), ("sha256", "aa")]),
+            None
+        );
+        assert_eq!(
+            value(&text, metric, &[("kind", "own"), ("sha256", "bb")]),
+            Some(200.0)
+        );
         for i in 0..=MAX_PEER_CERTS {
-            m.cert_expiry(CertKind::Peer, Some("pool02"), &format!("p{i}"), 1000 + i as i64);
+            m.cert_expiry(
+                CertKind::Peer,
+                Some("pool02"),
+                &format!("p{i}"),
+                1000 + i as i64,
+            );
         }
         let text = m.encode();
-        assert_eq!(value(&text, metric, &[("kind", "peer"), ("sha256", "p0")]), None);
-        assert_eq!(value(&text, metric, &[("kind", "peer"), ("sha256", "p16")]), Some(1016.0));
-        let peers = m.certificates().iter().filter(|(k, _)| *k == CertKind::Peer).count();
+        assert_eq!(
+            value(&text, metric, &[("kind", "peer"), ("sha256", "p0")]),
+            None
+        );
+        assert_eq!(
+            value(&text, metric, &[("kind", "peer"), ("sha256", "p16")]),
+            Some(1016.0)
+        );
+        let peers = m
+            .certificates()
+            .iter()
+            .filter(|(k, _)| *k == CertKind::Peer)
+            .count();
         assert_eq!(peers, MAX_PEER_CERTS);
         assert_eq!(m.certificates()[0], (CertKind::Own, own("bb", 200)));
     }
@@ -604,7 +687,12 @@ pub(crate) mod tests {
     #[test]
     fn spool_bytes_reloads_and_handshakes_are_exposed() {
         let m = Metrics::new();
-        m.spool(Direction::Outbound, 2, 2048, Some(Duration::from_millis(1500)));
+        m.spool(
+            Direction::Outbound,
+            2,
+            2048,
+            Some(Duration::from_millis(1500)),
+        );
         m.spool(Direction::Inbound, 0, 0, None);
         m.closed(Direction::Outbound, Some("backup-smb"), 10, 20);
         m.reload(Reloaded::All, false);
@@ -615,17 +703,38 @@ pub(crate) mod tests {
         let out = [("direction", "outbound")];
         assert_eq!(value(&text, "pairgate_spool_files", &out), Some(2.0));
         assert_eq!(value(&text, "pairgate_spool_bytes", &out), Some(2048.0));
-        assert_eq!(value(&text, "pairgate_spool_oldest_age_seconds", &out), Some(1.5));
+        assert_eq!(
+            value(&text, "pairgate_spool_oldest_age_seconds", &out),
+            Some(1.5)
+        );
         let inbound = [("direction", "inbound")];
-        assert_eq!(value(&text, "pairgate_spool_oldest_age_seconds", &inbound), Some(0.0));
-        let flow = |f| [("direction", "outbound"), ("service", "backup-smb"), ("flow", f)];
-        assert_eq!(value(&text, "pairgate_bytes_total", &flow("in")), Some(10.0));
-        assert_eq!(value(&text, "pairgate_bytes_total", &flow("out")), Some(20.0));
+        assert_eq!(
+            value(&text, "pairgate_spool_oldest_age_seconds", &inbound),
+            Some(0.0)
+        );
+        let flow = |f| {
+            [
+                ("direction", "outbound"),
+                ("service", "backup-smb"),
+                ("flow", f),
+            ]
+        };
+        assert_eq!(
+            value(&text, "pairgate_bytes_total", &flow("in")),
+            Some(10.0)
+        );
+        assert_eq!(
+            value(&text, "pairgate_bytes_total", &flow("out")),
+            Some(20.0)
+        );
         let failed = [("what", "all"), ("result", "error")];
         assert_eq!(value(&text, "pairgate_reloads_total", &failed), Some(1.0));
         let ok = [("what", "certificates"), ("result", "ok")];
         assert_eq!(value(&text, "pairgate_reloads_total", &ok), Some(1.0));
-        assert_eq!(value(&text, "pairgate_handshake_seconds_count", &out), Some(1.0));
+        assert_eq!(
+            value(&text, "pairgate_handshake_seconds_count", &out),
+            Some(1.0)
+        );
         assert_eq!(value(&text, "pairgate_audit_events_total", &[]), Some(1.0));
     }
 }

@@ -6,9 +6,10 @@
 //!   1. **replication lag**: `pairgate_spool_oldest_age_seconds` against the
 //!      recovery point objective — 300 s for Skype for Business 2015/2019
 //!      (and CMS), 1800 s for Lync 2013; warn at half of it;
-//!   2. **certificate expiry**: `pairgate_certificate_expiry_timestamp_seconds
-//!      - time() < 30 * 86400` for any `kind` (own, ca, peer) — rotate now, a
-//!      failover is no time to discover an expired pairing;
+//!   2. **certificate expiry**:
+//!      `pairgate_certificate_expiry_timestamp_seconds - time() < 30 * 86400`
+//!      for any `kind` (own, ca, peer) — rotate now, a failover is no time to
+//!      discover an expired pairing;
 //!   3. **denials**: any increase of `pairgate_denials_total` with a reason
 //!      other than `peer_unreachable` or `handshake_timeout` means something
 //!      that is not the pair (or a misissued certificate) is knocking.

@@ -194,7 +194,12 @@ mod tests {
         )
         .with_spool(Arc::new(FixedSpool));
         let stop = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, metrics.clone(), Arc::new(board), stop.clone()));
+        let task = tokio::spawn(serve(
+            listener,
+            metrics.clone(),
+            Arc::new(board),
+            stop.clone(),
+        ));
         Served {
             addr,
             metrics,
@@ -215,11 +220,17 @@ mod tests {
     #[tokio::test]
     async fn healthz_and_unknown_paths() {
         let served = start().await;
-        let reply = client::get(served.addr, "/healthz").await.unwrap_or_else(|e| panic!("{e}"));
+        let reply = client::get(served.addr, "/healthz")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"));
-        let reply = client::get(served.addr, "/nope").await.unwrap_or_else(|e| panic!("{e}"));
+        let reply = client::get(served.addr, "/nope")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(reply.status, 404);
-        let reply = client::get(served.addr, "/metrics/x").await.unwrap_or_else(|e| panic!("{e}"));
+        let reply = client::get(served.addr, "/metrics/x")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(reply.status, 404);
         stop(served).await;
     }
@@ -229,24 +240,54 @@ mod tests {
         let served = start().await;
         let m = &served.metrics;
         m.connection(Direction::Outbound, Some("backup-smb"), Decision::Allow);
-        m.connection(Direction::Inbound, Some("cms-smb"), Decision::Deny(DenyReason::Revoked));
+        m.connection(
+            Direction::Inbound,
+            Some("cms-smb"),
+            Decision::Deny(DenyReason::Revoked),
+        );
         m.closed(Direction::Outbound, Some("backup-smb"), 100, 5000);
         m.handshake(Direction::Outbound, Duration::from_millis(40));
-        m.spool(Direction::Outbound, 2, 4096, Some(Duration::from_secs(3600)));
-        m.cert_expiry(CertKind::Peer, Some("pool02.site2.example"), "feed", 1_900_000_000);
-        let reply = client::get(served.addr, "/metrics").await.unwrap_or_else(|e| panic!("{e}"));
+        m.spool(
+            Direction::Outbound,
+            2,
+            4096,
+            Some(Duration::from_secs(3600)),
+        );
+        m.cert_expiry(
+            CertKind::Peer,
+            Some("pool02.site2.example"),
+            "feed",
+            1_900_000_000,
+        );
+        let reply = client::get(served.addr, "/metrics")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(reply.status, 200);
         assert_eq!(reply.content_type.as_deref(), Some(CONTENT_TYPE));
         let text = &reply.body;
-        let allow = [("direction", "outbound"), ("service", "backup-smb"), ("decision", "allow")];
+        let allow = [
+            ("direction", "outbound"),
+            ("service", "backup-smb"),
+            ("decision", "allow"),
+        ];
         assert_eq!(value(text, "pairgate_connections_total", &allow), Some(1.0));
         let revoked = [("direction", "inbound"), ("reason", "revoked")];
         assert_eq!(value(text, "pairgate_denials_total", &revoked), Some(1.0));
-        assert_eq!(value(text, "pairgate_handshake_failures_total", &revoked), Some(1.0));
-        let out = [("direction", "outbound"), ("service", "backup-smb"), ("flow", "out")];
+        assert_eq!(
+            value(text, "pairgate_handshake_failures_total", &revoked),
+            Some(1.0)
+        );
+        let out = [
+            ("direction", "outbound"),
+            ("service", "backup-smb"),
+            ("flow", "out"),
+        ];
         assert_eq!(value(text, "pairgate_bytes_total", &out), Some(5000.0));
         let outbound = [("direction", "outbound")];
-        assert_eq!(value(text, "pairgate_spool_oldest_age_seconds", &outbound), Some(3600.0));
+        assert_eq!(
+            value(text, "pairgate_spool_oldest_age_seconds", &outbound),
+            Some(3600.0)
+        );
         let peer = [("kind", "peer"), ("sha256", "feed")];
         let expiry = value(text, "pairgate_certificate_expiry_timestamp_seconds", &peer);
         assert_eq!(expiry, Some(1_900_000_000.0));
@@ -257,7 +298,9 @@ mod tests {
             .samples
             .iter()
             .find_map(|s| match &s.value {
-                prometheus_parse::Value::Histogram(b) if s.metric == "pairgate_handshake_seconds" => {
+                prometheus_parse::Value::Histogram(b)
+                    if s.metric == "pairgate_handshake_seconds" =>
+                {
                     Some(b.clone())
                 }
                 _ => None,
@@ -266,7 +309,9 @@ mod tests {
         assert_eq!(histogram.len(), 15);
         let le_50ms = histogram.iter().find(|b| (b.less_than - 0.05).abs() < 1e-9);
         assert_eq!(le_50ms.map(|b| b.count), Some(1.0));
-        let le_25ms = histogram.iter().find(|b| (b.less_than - 0.025).abs() < 1e-9);
+        let le_25ms = histogram
+            .iter()
+            .find(|b| (b.less_than - 0.025).abs() < 1e-9);
         assert_eq!(le_25ms.map(|b| b.count), Some(0.0));
         stop(served).await;
     }
@@ -282,8 +327,14 @@ mod tests {
                 not_after: 4_000_000_000,
             }],
         );
-        served.metrics.connection(Direction::Inbound, None, Decision::Deny(DenyReason::NoClientCert));
-        let (_, status) = client::status(served.addr).await.unwrap_or_else(|e| panic!("{e}"));
+        served.metrics.connection(
+            Direction::Inbound,
+            None,
+            Decision::Deny(DenyReason::NoClientCert),
+        );
+        let (_, status) = client::status(served.addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(status.pool, "pool01.site1.example");
         assert_eq!(status.peer_link.state, LinkState::Unknown);
         assert_eq!(status.sync_interval_secs, 120);
@@ -298,11 +349,16 @@ mod tests {
         assert_eq!(status.connections.denied_total, 1);
 
         served.link.down("connection refused".into());
-        let (raw, status) = client::status(served.addr).await.unwrap_or_else(|e| panic!("{e}"));
+        let (raw, status) = client::status(served.addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(status.peer_link.state, LinkState::Down);
         assert_eq!(status.directions[0].state, ReplicationState::Disconnected);
         assert_eq!(status.directions[1].state, ReplicationState::Disconnected);
-        assert!(raw.contains("\"last_error\":\"connection refused\""), "{raw}");
+        assert!(
+            raw.contains("\"last_error\":\"connection refused\""),
+            "{raw}"
+        );
         stop(served).await;
     }
 
@@ -320,7 +376,9 @@ mod tests {
     #[tokio::test]
     async fn stop_closes_idle_connections() {
         let served = start().await;
-        let idle = TcpStream::connect(served.addr).await.unwrap_or_else(|e| panic!("{e}"));
+        let idle = TcpStream::connect(served.addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         stop(served).await;
         drop(idle);
     }
@@ -329,7 +387,9 @@ mod tests {
     async fn a_client_that_never_finishes_its_headers_is_dropped() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let served = start().await;
-        let mut slow = TcpStream::connect(served.addr).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut slow = TcpStream::connect(served.addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -339,9 +399,16 @@ mod tests {
         // then closes the connection (possibly after a 408) without serving it.
         let _ = slow.read_to_end(&mut answer).await;
         let answer = String::from_utf8_lossy(&answer);
-        assert!(!answer.contains("200"), "served a request with unfinished headers: {answer}");
+        assert!(
+            !answer.contains("200"),
+            "served a request with unfinished headers: {answer}"
+        );
         // Virtual time: the header timeout, not the connection lifetime, ended it.
-        assert!(began.elapsed() < CONNECTION_LIFETIME, "{:?}", began.elapsed());
+        assert!(
+            began.elapsed() < CONNECTION_LIFETIME,
+            "{:?}",
+            began.elapsed()
+        );
         stop(served).await;
     }
 }
