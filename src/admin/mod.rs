@@ -30,6 +30,8 @@ pub mod labels;
 pub mod metrics;
 pub mod server;
 pub mod status;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use board::{Board, SpoolGauge};
 pub use labels::{CertKind, Reloaded};

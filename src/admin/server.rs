@@ -149,7 +149,7 @@ async fn serve_connection(tcp: TcpStream, router: Router, stop: CancellationToke
 mod tests {
     use super::*;
     use crate::admin::client::{self, ClientError};
-    use crate::admin::metrics::tests::value;
+    use crate::admin::testing::value;
     use crate::admin::{Board, CertEntry, CertKind, LinkState, LinkTracker, ReplicationState};
     use crate::admin::{SpoolDepth, SpoolGauge};
     use crate::audit::Direction;
