@@ -7,6 +7,7 @@
 //! `pki` mints and inspects the certificates the `tls` layer trusts, and
 //! `gateway` wires one site's pieces together for `pairgate run`.
 
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod demo;

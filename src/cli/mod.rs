@@ -5,6 +5,7 @@ mod audit;
 mod cert;
 mod gateway;
 mod policy;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,8 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Build and run a complete two-site pairing on loopback.
     Demo(gateway::DemoArgs),
+    /// Ask the running gateway's admin endpoint for its state.
+    Status(status::StatusArgs),
 }
 
 pub fn dispatch(command: Command) -> Result<(), Failure> {
@@ -53,6 +56,7 @@ pub fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Policy(c) => policy::policy(c),
         Command::Audit(c) => audit::audit(c),
         Command::Demo(a) => gateway::demo(a),
+        Command::Status(a) => status::status(a),
     }
 }
 

@@ -1,0 +1,100 @@
+//! [`Board`]: a ready-made [`StatusSource`] that assembles `/status` from
+//! the pieces a gateway already has — its names, the [`LinkTracker`], the
+//! [`Metrics`] (connection totals, certificates) and the spool's depth.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::metrics::Metrics;
+use super::status::{
+    CertificateStatus, DirectionStatus, LinkTracker, SpoolDepth, Status, StatusSource,
+};
+use crate::audit::Direction;
+
+/// What waits in the spool, per direction; the spool implements it. A
+/// gateway without `[spool]` passes none and both directions show empty.
+pub trait SpoolGauge: Send + Sync {
+    /// What waits in `direction` now (may read the disk; called off the reactor).
+    fn depth(&self, direction: Direction) -> SpoolDepth;
+}
+
+/// The status of one gateway, assembled on request.
+pub struct Board {
+    pub pool: String,
+    pub peer_pool: String,
+    pub started: OffsetDateTime,
+    pub sync_interval: Duration,
+    pub link: Arc<LinkTracker>,
+    pub metrics: Arc<Metrics>,
+    pub spool: Option<Arc<dyn SpoolGauge>>,
+}
+
+impl Board {
+    /// A board started now, with no spool.
+    pub fn new(
+        pool: String,
+        peer_pool: String,
+        sync_interval: Duration,
+        link: Arc<LinkTracker>,
+        metrics: Arc<Metrics>,
+    ) -> Board {
+        Board {
+            pool,
+            peer_pool,
+            started: OffsetDateTime::now_utc(),
+            sync_interval,
+            link,
+            metrics,
+            spool: None,
+        }
+    }
+
+    /// The same board reading spool depth from `spool`.
+    pub fn with_spool(self, spool: Arc<dyn SpoolGauge>) -> Board {
+        Board {
+            spool: Some(spool),
+            ..self
+        }
+    }
+
+    /// The status as of `now`.
+    pub fn status_at(&self, now: OffsetDateTime) -> Status {
+        let link_up = self.link.is_up();
+        let directions = [Direction::Outbound, Direction::Inbound]
+            .into_iter()
+            .map(|direction| {
+                let depth = self
+                    .spool
+                    .as_ref()
+                    .map_or_else(SpoolDepth::default, |s| s.depth(direction));
+                DirectionStatus::new(direction, link_up, &depth, self.sync_interval, now)
+            })
+            .collect();
+        let certificates = self
+            .metrics
+            .certificates()
+            .iter()
+            .map(|(kind, entry)| CertificateStatus::new(*kind, entry, now))
+            .collect();
+        Status {
+            pool: self.pool.clone(),
+            peer_pool: self.peer_pool.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started: self.started,
+            uptime_secs: Duration::try_from(now - self.started).map_or(0, |d| d.as_secs()),
+            peer_link: self.link.state(),
+            directions,
+            sync_interval_secs: self.sync_interval.as_secs(),
+            certificates,
+            connections: self.metrics.connection_counts(),
+        }
+    }
+}
+
+impl StatusSource for Board {
+    fn status(&self) -> Status {
+        self.status_at(OffsetDateTime::now_utc())
+    }
+}

@@ -1,0 +1,702 @@
+//! The gateway's Prometheus metrics: one [`Metrics`] per gateway, shared as
+//! `Arc<Metrics>`, with typed recording methods so no caller spells a label.
+//!
+//! All names start with `pairgate_`. What each family tells an operator:
+//!
+//! | family | meaning | alert on |
+//! | --- | --- | --- |
+//! | `connections_total{direction,service,decision}` | every connection decision | a sudden drop of `allow` for a service |
+//! | `denials_total{direction,reason}` | every refusal, by audit reason | any `not_paired`, `unknown_ca`, `revoked`, `bad_certificate` (someone who is not the pair is knocking); a rising `too_many_connections` |
+//! | `bytes_total{direction,service,flow}` | bytes relayed, `flow="in"` towards the connection's initiator side, `"out"` away from it, counted at close | failback throughput |
+//! | `handshake_failures_total{direction,reason}` | TLS handshakes that failed (a subset of denials) | outbound `peer_unreachable`: the WAN or the peer is down |
+//! | `handshake_seconds{direction}` | TLS handshake latency | p99 above a few seconds |
+//! | `active_connections{direction}` | connections open now | near `limits.max_connections` |
+//! | `certificate_expiry_timestamp_seconds{kind,sha256}` | `not_after` (Unix seconds) of our certificate (`own`), each trusted CA (`ca`), and each peer certificate seen (`peer`) | `min(...) - time() < 30 * 86400`: rotate within 30 days |
+//! | `spool_files{direction}`, `spool_bytes{direction}` | files (and bytes) waiting in the encrypted spool, `outbound` = to the peer, `inbound` = from the peer, not yet in the inbox | a cap being approached |
+//! | `spool_oldest_age_seconds{direction}` | age of the oldest waiting file: the replication lag this gateway adds | above the recovery point objective: 300 s (Skype for Business 2015/2019, CMS) or 1800 s (Lync 2013); warn well before, e.g. at half |
+//! | `reloads_total{what,result}` | reloads of certificates/CRL/policy | any `result="error"`: the gateway still runs the previous configuration |
+//! | `audit_events_total` | records handed to the audit log | flat while connections rise: the audit writer is stuck |
+//! | `up`, `build_info{version}` | always 1 | `absent(pairgate_up)` |
+//!
+//! The exposition is OpenMetrics text ([`CONTENT_TYPE`]), which Prometheus
+//! scrapes natively; counters carry the `_total` suffix there.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+use super::labels::{
+    decision_label, direction_label, CertKind, CertLabels, ConnLabels, DenyLabels, DirLabels,
+    FlowLabels, ReloadLabels, Reloaded, VersionLabels, DIRECTIONS,
+};
+use crate::audit::Direction;
+use crate::policy::{Decision, DenyReason};
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Handshake latency buckets, in seconds: 0.5 ms … 10 s.
+const HANDSHAKE_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How many distinct service names get their own label value; later ones
+/// (and over-long ones) are counted as `other`, so a peer offering random
+/// ALPN names cannot grow the registry without bound.
+const MAX_SERVICES: usize = 64;
+const MAX_SERVICE_LEN: usize = 64;
+/// How many peer certificates keep an expiry series; the oldest seen goes first.
+const MAX_PEER_CERTS: usize = 16;
+
+/// One certificate whose expiry is published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertEntry {
+    /// The first DNS SAN (the pool a gateway fronts); `None` for a CA.
+    pub pool: Option<String>,
+    /// Lower-case hex SHA-256 of the DER.
+    pub sha256: String,
+    /// End of validity, Unix seconds.
+    pub not_after: i64,
+}
+
+/// Connection totals for `/status`, read without walking the registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCounts {
+    pub active: u64,
+    pub allowed_total: u64,
+    pub denied_total: u64,
+}
+
+/// The registry and its families. Create once with [`Metrics::new`] and share.
+pub struct Metrics {
+    registry: Registry,
+    connections: Family<ConnLabels, Counter>,
+    denials: Family<DenyLabels, Counter>,
+    bytes: Family<FlowLabels, Counter>,
+    handshake_failures: Family<DenyLabels, Counter>,
+    handshake_seconds: Family<DirLabels, Histogram, fn() -> Histogram>,
+    active: Family<DirLabels, Gauge>,
+    cert_expiry: Family<CertLabels, Gauge>,
+    spool_files: Family<DirLabels, Gauge>,
+    spool_bytes: Family<DirLabels, Gauge>,
+    spool_oldest: Family<DirLabels, Gauge<f64, AtomicU64>>,
+    reloads: Family<ReloadLabels, Counter>,
+    audit_events: Counter,
+    services: Mutex<HashSet<String>>,
+    /// sha256 series currently published per certificate kind, oldest first.
+    cert_series: Mutex<HashMap<CertKind, Vec<CertEntry>>>,
+    allowed_total: AtomicU64,
+    denied_total: AtomicU64,
+    active_now: AtomicI64,
+}
+
+fn handshake_histogram() -> Histogram {
+    Histogram::new(HANDSHAKE_BUCKETS)
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every family registered, `up` = 1, `build_info` set,
+    /// and the per-direction gauges present at 0.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("pairgate");
+        let m = Metrics {
+            registry: Registry::default(),
+            connections: Family::default(),
+            denials: Family::default(),
+            bytes: Family::default(),
+            handshake_failures: Family::default(),
+            handshake_seconds: Family::new_with_constructor(handshake_histogram as fn() -> _),
+            active: Family::default(),
+            cert_expiry: Family::default(),
+            spool_files: Family::default(),
+            spool_bytes: Family::default(),
+            spool_oldest: Family::default(),
+            reloads: Family::default(),
+            audit_events: Counter::default(),
+            services: Mutex::new(HashSet::new()),
+            cert_series: Mutex::new(HashMap::new()),
+            allowed_total: AtomicU64::new(0),
+            denied_total: AtomicU64::new(0),
+            active_now: AtomicI64::new(0),
+        };
+        let r = &mut registry;
+        r.register(
+            "connections",
+            "Connection decisions by direction, service and decision",
+            m.connections.clone(),
+        );
+        r.register(
+            "denials",
+            "Refused connections by direction and audit reason",
+            m.denials.clone(),
+        );
+        r.register(
+            "bytes",
+            "Bytes relayed by direction, service and flow (in/out), counted at close",
+            m.bytes.clone(),
+        );
+        r.register(
+            "handshake_failures",
+            "Failed TLS handshakes by direction and reason",
+            m.handshake_failures.clone(),
+        );
+        r.register(
+            "handshake_seconds",
+            "TLS handshake duration in seconds",
+            m.handshake_seconds.clone(),
+        );
+        r.register(
+            "active_connections",
+            "Connections open now",
+            m.active.clone(),
+        );
+        r.register(
+            "certificate_expiry_timestamp_seconds",
+            "Certificate not_after as a Unix timestamp, by kind (own, peer, ca) and SHA-256",
+            m.cert_expiry.clone(),
+        );
+        r.register(
+            "spool_files",
+            "Files waiting in the encrypted spool, by direction",
+            m.spool_files.clone(),
+        );
+        r.register(
+            "spool_bytes",
+            "Bytes waiting in the encrypted spool, by direction",
+            m.spool_bytes.clone(),
+        );
+        r.register(
+            "spool_oldest_age_seconds",
+            "Age of the oldest waiting spool file in seconds (0 when none waits)",
+            m.spool_oldest.clone(),
+        );
+        r.register(
+            "reloads",
+            "Reloads of certificates, CRL and policy, by result",
+            m.reloads.clone(),
+        );
+        r.register(
+            "audit_events",
+            "Records handed to the audit log",
+            m.audit_events.clone(),
+        );
+        let up: Gauge = Gauge::default();
+        up.set(1);
+        r.register("up", "1 while the gateway runs", up);
+        let build: Family<VersionLabels, Gauge> = Family::default();
+        build
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        r.register(
+            "build_info",
+            "The running pairgate version (value always 1)",
+            build,
+        );
+        for direction in DIRECTIONS {
+            let labels = DirLabels { direction };
+            m.active.get_or_create(&labels).set(0);
+            m.spool_files.get_or_create(&labels).set(0);
+            m.spool_bytes.get_or_create(&labels).set(0);
+            m.spool_oldest.get_or_create(&labels).set(0.0);
+        }
+        Metrics { registry, ..m }
+    }
+
+    /// The label value for a service: itself, or `unknown` (not yet known,
+    /// e.g. a handshake that failed before ALPN) or `other` (past the cap).
+    fn service_label(&self, service: Option<&str>) -> String {
+        let Some(service) = service else {
+            return "unknown".to_owned();
+        };
+        if service.len() > MAX_SERVICE_LEN {
+            return "other".to_owned();
+        }
+        let mut known = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.contains(service) {
+            return service.to_owned();
+        }
+        if known.len() < MAX_SERVICES {
+            known.insert(service.to_owned());
+            return service.to_owned();
+        }
+        "other".to_owned()
+    }
+
+    /// Records one connection decision. A denial also counts in
+    /// `denials_total`, and a denial for a TLS-level reason (see
+    /// [`is_handshake_failure`]) also in `handshake_failures_total`, so call
+    /// this once per decision and nothing else.
+    pub fn connection(&self, direction: Direction, service: Option<&str>, decision: Decision) {
+        let direction = direction_label(direction);
+        self.connections
+            .get_or_create(&ConnLabels {
+                direction,
+                service: self.service_label(service),
+                decision: decision_label(decision),
+            })
+            .inc();
+        match decision {
+            Decision::Allow => {
+                self.allowed_total.fetch_add(1, Ordering::Relaxed);
+            }
+            Decision::Deny(reason) => {
+                self.denied_total.fetch_add(1, Ordering::Relaxed);
+                let labels = DenyLabels {
+                    direction,
+                    reason: reason.as_str(),
+                };
+                self.denials.get_or_create(&labels).inc();
+                if is_handshake_failure(reason) {
+                    self.handshake_failures.get_or_create(&labels).inc();
+                }
+            }
+        }
+    }
+
+    /// Records the bytes of a closed connection: `bytes_in` as `flow="in"`,
+    /// `bytes_out` as `flow="out"` (the same meaning as in the audit `close`).
+    pub fn closed(
+        &self,
+        direction: Direction,
+        service: Option<&str>,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        let direction = direction_label(direction);
+        let service = self.service_label(service);
+        for (flow, n) in [("in", bytes_in), ("out", bytes_out)] {
+            self.bytes
+                .get_or_create(&FlowLabels {
+                    direction,
+                    service: service.clone(),
+                    flow,
+                })
+                .inc_by(n);
+        }
+    }
+
+    /// Records the duration of a completed TLS handshake.
+    pub fn handshake(&self, direction: Direction, elapsed: Duration) {
+        self.handshake_seconds
+            .get_or_create(&DirLabels {
+                direction: direction_label(direction),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a connection as open until the returned guard is dropped.
+    pub fn active(self: &Arc<Self>, direction: Direction) -> ActiveGuard {
+        self.active
+            .get_or_create(&DirLabels {
+                direction: direction_label(direction),
+            })
+            .inc();
+        self.active_now.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard {
+            metrics: Arc::clone(self),
+            direction,
+        }
+    }
+
+    /// Publishes a certificate's expiry (and remembers it for `/status`).
+    /// `pool` is the certificate's first DNS SAN where it has one. For `own`
+    /// and `ca`, prefer [`Metrics::replace_certs`] after a reload so
+    /// rotated-out certificates disappear; `peer` series are kept for the
+    /// last 16 peer certificates seen.
+    pub fn cert_expiry(
+        &self,
+        kind: CertKind,
+        pool: Option<&str>,
+        sha256: &str,
+        not_after_unix: i64,
+    ) {
+        let mut series = self
+            .cert_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entries = series.entry(kind).or_default();
+        entries.retain(|e| e.sha256 != sha256);
+        entries.push(CertEntry {
+            pool: pool.map(str::to_owned),
+            sha256: sha256.to_owned(),
+            not_after: not_after_unix,
+        });
+        if kind == CertKind::Peer && entries.len() > MAX_PEER_CERTS {
+            let gone = entries.remove(0);
+            self.cert_expiry.remove(&CertLabels::new(kind, gone.sha256));
+        }
+        self.cert_expiry
+            .get_or_create(&CertLabels::new(kind, sha256.to_owned()))
+            .set(not_after_unix);
+    }
+
+    /// Replaces every `kind` series with `certs`: call after start and after
+    /// each reload for `own` and `ca`.
+    pub fn replace_certs(&self, kind: CertKind, certs: &[CertEntry]) {
+        let mut series = self
+            .cert_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entries = series.entry(kind).or_default();
+        for old in entries.drain(..) {
+            self.cert_expiry.remove(&CertLabels::new(kind, old.sha256));
+        }
+        for cert in certs {
+            entries.push(cert.clone());
+            self.cert_expiry
+                .get_or_create(&CertLabels::new(kind, cert.sha256.clone()))
+                .set(cert.not_after);
+        }
+    }
+
+    /// Every certificate published, `own` first, then `ca`, then `peer`
+    /// (most recently seen last).
+    pub fn certificates(&self) -> Vec<(CertKind, CertEntry)> {
+        let series = self
+            .cert_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::new();
+        for kind in [CertKind::Own, CertKind::Ca, CertKind::Peer] {
+            for entry in series.get(&kind).into_iter().flatten() {
+                out.push((kind, entry.clone()));
+            }
+        }
+        out
+    }
+
+    /// Publishes one spool direction's depth; `oldest_age` `None` (nothing
+    /// waits) shows as 0.
+    pub fn spool(
+        &self,
+        direction: Direction,
+        files: u64,
+        bytes: u64,
+        oldest_age: Option<Duration>,
+    ) {
+        let labels = DirLabels {
+            direction: direction_label(direction),
+        };
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.spool_files.get_or_create(&labels).set(clamp(files));
+        self.spool_bytes.get_or_create(&labels).set(clamp(bytes));
+        self.spool_oldest
+            .get_or_create(&labels)
+            .set(oldest_age.map_or(0.0, |d| d.as_secs_f64()));
+    }
+
+    /// Counts a reload of `what`, successful or not.
+    pub fn reload(&self, what: Reloaded, ok: bool) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                what: what.as_str(),
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
+    }
+
+    /// Counts one record handed to the audit log.
+    pub fn audit_event(&self) {
+        self.audit_events.inc();
+    }
+
+    /// Totals for `/status`.
+    pub fn connection_counts(&self) -> ConnectionCounts {
+        ConnectionCounts {
+            active: u64::try_from(self.active_now.load(Ordering::Relaxed)).unwrap_or(0),
+            allowed_total: self.allowed_total.load(Ordering::Relaxed),
+            denied_total: self.denied_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The whole registry as OpenMetrics text (ends with `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            // Writing into a String cannot fail; keep the scrape well-formed anyway.
+            tracing::error!(error = %e, "encoding metrics failed");
+            out.clear();
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+}
+
+/// Whether a denial reason means the TLS handshake itself failed.
+pub fn is_handshake_failure(reason: DenyReason) -> bool {
+    matches!(
+        reason,
+        DenyReason::NoClientCert
+            | DenyReason::BadCertificate
+            | DenyReason::UnknownCa
+            | DenyReason::Expired
+            | DenyReason::Revoked
+            | DenyReason::HandshakeTimeout
+            | DenyReason::HandshakeFailed
+            | DenyReason::PeerUnreachable
+    )
+}
+
+/// Decrements `active_connections` when dropped.
+#[must_use = "the connection counts as active only while the guard lives"]
+pub struct ActiveGuard {
+    metrics: Arc<Metrics>,
+    direction: Direction,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.metrics
+            .active
+            .get_or_create(&DirLabels {
+                direction: direction_label(self.direction),
+            })
+            .dec();
+        self.metrics.active_now.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::testing::value;
+
+    /// Parses an exposition with a Prometheus text parser; returns
+    /// (metric, sorted labels, value) for every scalar sample.
+    #[test]
+    fn fresh_registry_shows_up_build_info_and_zeroed_directions() {
+        let m = Metrics::new();
+        let text = m.encode();
+        assert!(text.ends_with("# EOF\n"));
+        assert_eq!(value(&text, "pairgate_up", &[]), Some(1.0));
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            value(&text, "pairgate_build_info", &[("version", version)]),
+            Some(1.0)
+        );
+        for d in ["outbound", "inbound"] {
+            assert_eq!(
+                value(&text, "pairgate_spool_files", &[("direction", d)]),
+                Some(0.0)
+            );
+            assert_eq!(
+                value(&text, "pairgate_active_connections", &[("direction", d)]),
+                Some(0.0)
+            );
+        }
+        assert_eq!(value(&text, "pairgate_audit_events_total", &[]), Some(0.0));
+    }
+
+    #[test]
+    fn a_denial_counts_once_in_each_family_it_belongs_to() {
+        let m = Metrics::new();
+        m.connection(
+            Direction::Inbound,
+            Some("cms-smb"),
+            Decision::Deny(DenyReason::NotPaired),
+        );
+        m.connection(
+            Direction::Inbound,
+            None,
+            Decision::Deny(DenyReason::UnknownCa),
+        );
+        m.connection(Direction::Outbound, Some("backup-smb"), Decision::Allow);
+        let text = m.encode();
+        let deny = [
+            ("direction", "inbound"),
+            ("service", "cms-smb"),
+            ("decision", "deny"),
+        ];
+        assert_eq!(value(&text, "pairgate_connections_total", &deny), Some(1.0));
+        let unknown = [
+            ("direction", "inbound"),
+            ("service", "unknown"),
+            ("decision", "deny"),
+        ];
+        assert_eq!(
+            value(&text, "pairgate_connections_total", &unknown),
+            Some(1.0)
+        );
+        let not_paired = [("direction", "inbound"), ("reason", "not_paired")];
+        assert_eq!(
+            value(&text, "pairgate_denials_total", &not_paired),
+            Some(1.0)
+        );
+        // not_paired is a policy decision after a good handshake, unknown_ca is TLS.
+        assert_eq!(
+            value(&text, "pairgate_handshake_failures_total", &not_paired),
+            None
+        );
+        let unknown_ca = [("direction", "inbound"), ("reason", "unknown_ca")];
+        assert_eq!(
+            value(&text, "pairgate_handshake_failures_total", &unknown_ca),
+            Some(1.0)
+        );
+        let counts = m.connection_counts();
+        assert_eq!((counts.allowed_total, counts.denied_total), (1, 2));
+    }
+
+    #[test]
+    fn active_guard_counts_while_alive() {
+        let m = Arc::new(Metrics::new());
+        let a = m.active(Direction::Outbound);
+        let b = m.active(Direction::Outbound);
+        let labels = [("direction", "outbound")];
+        assert_eq!(
+            value(&m.encode(), "pairgate_active_connections", &labels),
+            Some(2.0)
+        );
+        assert_eq!(m.connection_counts().active, 2);
+        drop(a);
+        drop(b);
+        assert_eq!(
+            value(&m.encode(), "pairgate_active_connections", &labels),
+            Some(0.0)
+        );
+        assert_eq!(m.connection_counts().active, 0);
+    }
+
+    #[test]
+    fn services_past_the_cap_or_too_long_become_other() {
+        let m = Metrics::new();
+        for i in 0..MAX_SERVICES + 5 {
+            m.connection(Direction::Inbound, Some(&format!("s{i}")), Decision::Allow);
+        }
+        m.connection(Direction::Inbound, Some(&"x".repeat(65)), Decision::Allow);
+        let text = m.encode();
+        let other = [
+            ("direction", "inbound"),
+            ("service", "other"),
+            ("decision", "allow"),
+        ];
+        assert_eq!(
+            value(&text, "pairgate_connections_total", &other),
+            Some(6.0)
+        );
+        let first = [
+            ("direction", "inbound"),
+            ("service", "s0"),
+            ("decision", "allow"),
+        ];
+        assert_eq!(
+            value(&text, "pairgate_connections_total", &first),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn replace_certs_drops_rotated_series_and_peers_are_capped() {
+        let m = Metrics::new();
+        let own = |sha: &str, t| CertEntry {
+            pool: Some("pool01.site1.example".into()),
+            sha256: sha.into(),
+            not_after: t,
+        };
+        m.replace_certs(CertKind::Own, &[own("aa", 100)]);
+        m.replace_certs(CertKind::Own, &[own("bb", 200)]);
+        let text = m.encode();
+        let metric = "pairgate_certificate_expiry_timestamp_seconds";
+        assert_eq!(
+            value(&text, metric, &[("kind", "own"), ("sha256", "aa")]),
+            None
+        );
+        assert_eq!(
+            value(&text, metric, &[("kind", "own"), ("sha256", "bb")]),
+            Some(200.0)
+        );
+        for i in 0..=MAX_PEER_CERTS {
+            m.cert_expiry(
+                CertKind::Peer,
+                Some("pool02"),
+                &format!("p{i}"),
+                1000 + i as i64,
+            );
+        }
+        let text = m.encode();
+        assert_eq!(
+            value(&text, metric, &[("kind", "peer"), ("sha256", "p0")]),
+            None
+        );
+        assert_eq!(
+            value(&text, metric, &[("kind", "peer"), ("sha256", "p16")]),
+            Some(1016.0)
+        );
+        let peers = m
+            .certificates()
+            .iter()
+            .filter(|(k, _)| *k == CertKind::Peer)
+            .count();
+        assert_eq!(peers, MAX_PEER_CERTS);
+        assert_eq!(m.certificates()[0], (CertKind::Own, own("bb", 200)));
+    }
+
+    #[test]
+    fn spool_bytes_reloads_and_handshakes_are_exposed() {
+        let m = Metrics::new();
+        m.spool(
+            Direction::Outbound,
+            2,
+            2048,
+            Some(Duration::from_millis(1500)),
+        );
+        m.spool(Direction::Inbound, 0, 0, None);
+        m.closed(Direction::Outbound, Some("backup-smb"), 10, 20);
+        m.reload(Reloaded::All, false);
+        m.reload(Reloaded::Certificates, true);
+        m.handshake(Direction::Outbound, Duration::from_millis(3));
+        m.audit_event();
+        let text = m.encode();
+        let out = [("direction", "outbound")];
+        assert_eq!(value(&text, "pairgate_spool_files", &out), Some(2.0));
+        assert_eq!(value(&text, "pairgate_spool_bytes", &out), Some(2048.0));
+        assert_eq!(
+            value(&text, "pairgate_spool_oldest_age_seconds", &out),
+            Some(1.5)
+        );
+        let inbound = [("direction", "inbound")];
+        assert_eq!(
+            value(&text, "pairgate_spool_oldest_age_seconds", &inbound),
+            Some(0.0)
+        );
+        let flow = |f| {
+            [
+                ("direction", "outbound"),
+                ("service", "backup-smb"),
+                ("flow", f),
+            ]
+        };
+        assert_eq!(
+            value(&text, "pairgate_bytes_total", &flow("in")),
+            Some(10.0)
+        );
+        assert_eq!(
+            value(&text, "pairgate_bytes_total", &flow("out")),
+            Some(20.0)
+        );
+        let failed = [("what", "all"), ("result", "error")];
+        assert_eq!(value(&text, "pairgate_reloads_total", &failed), Some(1.0));
+        let ok = [("what", "certificates"), ("result", "ok")];
+        assert_eq!(value(&text, "pairgate_reloads_total", &ok), Some(1.0));
+        assert_eq!(
+            value(&text, "pairgate_handshake_seconds_count", &out),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "pairgate_audit_events_total", &[]), Some(1.0));
+    }
+}

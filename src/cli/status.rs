@@ -1,0 +1,370 @@
+//! `pairgate status --config FILE [--json]`: ask the running gateway's admin
+//! endpoint (`admin.listen`) for `/status` and show it.
+//!
+//! Exit codes: 0 whenever the status was read — even if a direction is
+//! `disconnected` or `lagging`, because reporting that state is the command's
+//! job (scripts read `--json` and decide); 1 when the endpoint cannot be
+//! reached or answers something that is not a status (the gateway is not
+//! running, or `admin.listen` is wrong); 2 when the config is invalid or has
+//! no `[admin]` section.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+
+use pairgate::admin::client;
+use pairgate::admin::{CertKind, LinkState, ReplicationState, Status};
+use pairgate::audit::Direction;
+use pairgate::config::Config;
+
+use super::Failure;
+
+/// Certificates with fewer days left than this are flagged.
+const WARN_DAYS: i64 = 30;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The site's gateway config (TOML); its `admin.listen` is asked.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Print the `/status` JSON exactly as the gateway sent it.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn status(args: StatusArgs) -> Result<(), Failure> {
+    let config = Config::load(&args.config)?;
+    let Some(admin) = config.admin.as_ref() else {
+        return Err(Failure::Invalid(anyhow!(
+            "{}: no [admin] section, so there is no endpoint to ask — add `[admin]` with `listen = \"127.0.0.1:9101\"` and restart the gateway",
+            config.path.display()
+        )));
+    };
+    let addr = admin.listen;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::problem(format!("cannot start the runtime: {e}")))?;
+    let unreachable = |e: client::ClientError| {
+        Failure::problem(format!(
+            "{}: admin.listen = {addr}: {e}",
+            config.path.display()
+        ))
+    };
+    if args.json {
+        let reply = runtime
+            .block_on(client::get(addr, "/status"))
+            .map_err(unreachable)?;
+        if reply.status != 200 {
+            return Err(unreachable(client::ClientError::Status {
+                addr,
+                path: "/status".into(),
+                status: reply.status,
+            }));
+        }
+        println!("{}", reply.body.trim_end());
+        return Ok(());
+    }
+    let (_, status) = runtime
+        .block_on(client::status(addr))
+        .map_err(unreachable)?;
+    print!("{}", render(&status));
+    Ok(())
+}
+
+/// `2025-01-01 00:30:00 UTC`: readable, and unambiguous about the zone.
+fn when(t: time::OffsetDateTime) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| pairgate::audit::format_ts(t))
+}
+
+fn duration(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min {} s", s / 60, s % 60),
+        s if s < 172_800 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        s => format!("{} d {} h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// The readable report.
+fn render(status: &Status) -> String {
+    let mut out = format!(
+        "pairgate {} · {} ↔ {} · running {} (since {})\n",
+        status.version,
+        status.pool,
+        status.peer_pool,
+        duration(status.uptime_secs),
+        when(status.started)
+    );
+    let link = &status.peer_link;
+    let state = match link.state {
+        LinkState::Up => "up",
+        LinkState::Down => "DOWN",
+        LinkState::Unknown => "unknown (nothing sent or received yet)",
+    };
+    out.push_str(&format!("peer link: {state}"));
+    if let Some(since) = link.since {
+        out.push_str(&format!(" since {}", when(since)));
+    }
+    if let Some(error) = &link.last_error {
+        out.push_str(&format!(" (last error: {error})"));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "connections: {} active, {} allowed, {} denied since start\n\n",
+        status.connections.active,
+        status.connections.allowed_total,
+        status.connections.denied_total
+    ));
+
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "replication",
+        "state",
+        "lag",
+        "waiting",
+        "oldest waiting since",
+    ]);
+    for row in &status.directions {
+        let way = match row.direction {
+            Direction::Outbound => format!("outbound ({} → {})", status.pool, status.peer_pool),
+            Direction::Inbound => format!("inbound ({} → {})", status.peer_pool, status.pool),
+        };
+        let state = match row.state {
+            ReplicationState::Steady => "steady".to_owned(),
+            ReplicationState::Lagging => "LAGGING".to_owned(),
+            ReplicationState::Disconnected => "DISCONNECTED".to_owned(),
+        };
+        table.add_row([
+            way,
+            state,
+            duration(row.lag_secs),
+            format!("{} files, {} bytes", row.waiting_files, row.waiting_bytes),
+            row.oldest_waiting_since
+                .map_or_else(|| "-".to_owned(), when),
+        ]);
+    }
+    out.push_str(&format!("{table}\n"));
+    out.push_str(&format!(
+        "sync interval {} s: steady = nothing waits longer; lag counts against the RPO (5 min SfB, 30 min Lync 2013)\n\n",
+        status.sync_interval_secs
+    ));
+
+    let mut certs = Table::new();
+    certs.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "certificate",
+        "pool",
+        "sha256",
+        "not after",
+        "days left",
+    ]);
+    for c in &status.certificates {
+        let kind = match c.kind {
+            CertKind::Own => "own",
+            CertKind::Peer => "peer",
+            CertKind::Ca => "CA",
+        };
+        let days = match c.days_left {
+            d if d < 0 => format!("{d} EXPIRED"),
+            d if d < WARN_DAYS => format!("{d} RENEW"),
+            d => d.to_string(),
+        };
+        certs.add_row([
+            kind.to_owned(),
+            c.pool.clone().unwrap_or_else(|| "-".to_owned()),
+            c.sha256.chars().take(16).collect::<String>(),
+            when(c.not_after),
+            days,
+        ]);
+    }
+    if status.certificates.is_empty() {
+        out.push_str("certificates: none reported\n");
+    } else {
+        out.push_str(&format!("{certs}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pairgate::admin::{
+        CertificateStatus, ConnectionCounts, DirectionStatus, PeerLink, SpoolDepth,
+    };
+    use std::time::Duration;
+    use time::macros::datetime;
+
+    fn sample() -> Status {
+        let now = datetime!(2025-01-01 01:00:00 UTC);
+        let waiting = SpoolDepth {
+            files: 3,
+            bytes: 1234,
+            oldest_since: Some(datetime!(2025-01-01 00:50:00 UTC)),
+        };
+        let interval = Duration::from_secs(120);
+        Status {
+            pool: "pool01.site1.example".into(),
+            peer_pool: "pool02.site2.example".into(),
+            version: "0.1.0".into(),
+            started: datetime!(2025-01-01 00:00:00 UTC),
+            uptime_secs: 3600,
+            peer_link: PeerLink {
+                state: LinkState::Up,
+                since: Some(datetime!(2025-01-01 00:30:00 UTC)),
+                last_error: Some("connection refused".into()),
+            },
+            directions: vec![
+                DirectionStatus::new(Direction::Outbound, true, &waiting, interval, now),
+                DirectionStatus::new(
+                    Direction::Inbound,
+                    true,
+                    &SpoolDepth::default(),
+                    interval,
+                    now,
+                ),
+            ],
+            sync_interval_secs: 120,
+            certificates: vec![CertificateStatus {
+                kind: CertKind::Own,
+                pool: Some("pool01.site1.example".into()),
+                sha256: "0123456789abcdef0123".into(),
+                not_after: datetime!(2025-01-20 00:00:00 UTC),
+                days_left: 18,
+            }],
+            connections: ConnectionCounts {
+                active: 1,
+                allowed_total: 7,
+                denied_total: 2,
+            },
+        }
+    }
+
+    #[test]
+    fn report_shows_link_directions_and_certificates() {
+        let text = render(&sample());
+        assert!(
+            text.contains("peer link: up since 2025-01-01 00:30:00 UTC"),
+            "{text}"
+        );
+        assert!(text.contains("(last error: connection refused)"), "{text}");
+        assert!(
+            text.contains("outbound (pool01.site1.example → pool02.site2.example)"),
+            "{text}"
+        );
+        assert!(text.contains("LAGGING"), "{text}");
+        assert!(text.contains("10 min 0 s"), "{text}");
+        assert!(text.contains("steady"), "{text}");
+        assert!(text.contains("18 RENEW"), "{text}");
+        assert!(text.contains("0123456789abcdef"), "{text}");
+        assert!(
+            !text.contains("0123456789abcdef0123"),
+            "fingerprint is shortened: {text}"
+        );
+        assert!(text.contains("1 active, 7 allowed, 2 denied"), "{text}");
+    }
+
+    fn write_config(dir: &std::path::Path, admin: Option<std::net::SocketAddr>) -> PathBuf {
+        let config = dir.join("site1.toml");
+        let admin = admin.map_or(String::new(), |a| format!("[admin]\nlisten = \"{a}\"\n"));
+        std::fs::write(
+            &config,
+            format!(
+                "[gateway]\npool = \"a.x\"\npeer_pool = \"b.x\"\npolicy = \"p.toml\"\n\
+                 [tls]\ncert = \"c.crt\"\nkey = \"c.key\"\nca = \"ca.crt\"\n\
+                 [peer]\nlisten = \"127.0.0.1:7443\"\nconnect = \"127.0.0.1:7444\"\n\
+                 {admin}[audit]\npath = \"audit.jsonl\"\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        config
+    }
+
+    #[test]
+    fn reads_a_running_endpoint_in_both_modes() {
+        use std::sync::Arc;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Arc::new(pairgate::admin::Metrics::new());
+        let board = pairgate::admin::Board::new(
+            "a.x".into(),
+            "b.x".into(),
+            pairgate::admin::DEFAULT_SYNC_INTERVAL,
+            Arc::new(pairgate::admin::LinkTracker::new()),
+            metrics.clone(),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let served = runtime.spawn(pairgate::admin::serve(
+            listener,
+            metrics,
+            Arc::new(board),
+            stop.clone(),
+        ));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = write_config(dir.path(), Some(addr));
+        for json in [false, true] {
+            let result = status(StatusArgs {
+                config: config.clone(),
+                json,
+            });
+            assert!(
+                result.is_ok(),
+                "{:?}",
+                result.err().map(|f| f.error().to_string())
+            );
+        }
+        stop.cancel();
+        let _ = runtime.block_on(served);
+    }
+
+    #[test]
+    fn config_without_admin_is_exit_2_and_says_what_to_add() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = write_config(dir.path(), None);
+        let failure = status(StatusArgs {
+            config,
+            json: false,
+        })
+        .err()
+        .unwrap_or_else(|| panic!("a config without [admin] must fail"));
+        assert_eq!(failure.code(), 2, "{}", failure.error());
+        assert!(
+            failure.error().to_string().contains("add `[admin]`"),
+            "{}",
+            failure.error()
+        );
+    }
+
+    #[test]
+    fn unreachable_endpoint_is_exit_1() {
+        // A port that was just free: bind, note, release.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = write_config(dir.path(), Some(addr));
+        for json in [false, true] {
+            let failure = status(StatusArgs {
+                config: config.clone(),
+                json,
+            })
+            .err()
+            .unwrap_or_else(|| panic!("nothing listens on {addr}"));
+            assert_eq!(failure.code(), 1, "{}", failure.error());
+            let message = failure.error().to_string();
+            assert!(message.contains("is the gateway running"), "{message}");
+        }
+    }
+}
