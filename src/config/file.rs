@@ -53,6 +53,7 @@ pub(crate) struct RawPeer {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub listen: Spanned<String>,
+    pub sync_interval_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

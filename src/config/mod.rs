@@ -77,6 +77,14 @@ impl Peer {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// The Backup Service's sync interval (`admin.sync_interval_secs`,
+    /// default 120): a direction whose oldest waiting item is older than this
+    /// is reported `lagging`.
+    pub sync_interval: Duration,
+}
+
+impl Admin {
+    pub const DEFAULT_SYNC_INTERVAL_SECS: u64 = 120;
 }
 
 #[derive(Debug, Clone)]

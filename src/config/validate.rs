@@ -61,6 +61,19 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let admin = match &raw.admin {
         Some(a) => Some(Admin {
             listen: v.listen("admin.listen", &a.get_ref().listen)?,
+            sync_interval: match &a.get_ref().sync_interval_secs {
+                // The Backup Service allows 5 s to 3 h.
+                Some(i) if !(5..=10_800).contains(i.get_ref()) => {
+                    return Err(v.invalid(
+                        &i.span(),
+                        "admin.sync_interval_secs",
+                        format!("{} is outside the Backup Service's 5 s to 3 h", i.get_ref()),
+                        "use the pool pair's sync interval in seconds (default 120)",
+                    ))
+                }
+                Some(i) => Duration::from_secs(*i.get_ref()),
+                None => Duration::from_secs(Admin::DEFAULT_SYNC_INTERVAL_SECS),
+            },
         }),
         None => None,
     };

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::admin::{self, Board, CertEntry, CertKind, Metrics};
 use crate::audit::{AuditError, AuditLog, Direction, Event};
 use crate::config::{Config, ConfigError};
 use crate::policy::{Policy, PolicyError};
@@ -83,6 +84,8 @@ pub struct Running {
     pub peer_addr: SocketAddr,
     /// (service, bound address) of each tunnel listener, in config order.
     pub tunnel_addrs: Vec<(String, SocketAddr)>,
+    /// The admin endpoint's bound address, if `[admin]` is configured.
+    pub admin_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
     config: Config,
 }
@@ -118,7 +121,13 @@ pub async fn start(
         .iter()
         .map(|e| (e.service.clone(), e.target.clone()))
         .collect();
+    let admin_listener = match &config.admin {
+        Some(admin) => Some(bind(&config, "admin.listen".into(), admin.listen).await?),
+        None => None,
+    };
     let shutdown = Shutdown::new();
+    let metrics = Arc::new(Metrics::new());
+    publish_cert_expiry(&metrics, &material);
     let ctx = Arc::new(Context::new(
         config.gateway.pool.clone(),
         config.gateway.peer_pool.clone(),
@@ -131,6 +140,7 @@ pub async fn start(
         },
         audit.clone(),
         shutdown.clone(),
+        metrics.clone(),
     ));
 
     let peer_addr = peer_listener.local_addr().map_err(GatewayError::Runtime)?;
@@ -157,11 +167,24 @@ pub async fn start(
             move |ctx, tcp, addr, slot| proxy::handle_outbound(ctx, spec.clone(), tcp, addr, slot),
         ));
     }
-    shutdown.spawn(proxy::control::heartbeat(
-        ctx.clone(),
-        config.peer.heartbeat,
-    ));
-    audit.record(Event::GatewayStart {
+    let mut admin_addr = None;
+    if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {
+        admin_addr = Some(listener.local_addr().map_err(GatewayError::Runtime)?);
+        let board = Board::new(
+            config.gateway.pool.clone(),
+            config.gateway.peer_pool.clone(),
+            admin.sync_interval,
+            ctx.link.clone(),
+            metrics.clone(),
+        );
+        shutdown.spawn(admin::serve(
+            listener,
+            metrics.clone(),
+            Arc::new(board),
+            shutdown.stop_token().clone(),
+        ));
+    }
+    ctx.record(Event::GatewayStart {
         pool: config.gateway.pool.clone(),
         peer_pool: config.gateway.peer_pool.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -174,6 +197,7 @@ pub async fn start(
     Ok(Running {
         peer_addr,
         tunnel_addrs,
+        admin_addr,
         ctx,
         config,
     })
@@ -188,6 +212,9 @@ impl Running {
         );
         for (service, addr) in &self.tunnel_addrs {
             line.push_str(&format!(" tunnel.{service}={addr}"));
+        }
+        if let Some(addr) = self.admin_addr {
+            line.push_str(&format!(" admin={addr}"));
         }
         line
     }
@@ -270,5 +297,45 @@ fn running_as_root() -> bool {
     #[cfg(not(unix))]
     {
         false
+    }
+}
+
+/// Publishes our own and the trusted CA certificates' expiry (metrics and
+/// `/status`), and warns in the log from 30 days before either expires.
+fn publish_cert_expiry(metrics: &Metrics, material: &Material) {
+    let own = CertEntry {
+        pool: Some(material.identity.pool.clone()),
+        sha256: material.identity.sha256.clone(),
+        not_after: material.identity.not_after,
+    };
+    metrics.replace_certs(CertKind::Own, &[own]);
+    let cas: Vec<CertEntry> = material
+        .ca_expiry
+        .iter()
+        .map(|(sha256, not_after)| CertEntry {
+            pool: None,
+            sha256: sha256.clone(),
+            not_after: *not_after,
+        })
+        .collect();
+    metrics.replace_certs(CertKind::Ca, &cas);
+    warn_expiry(material);
+}
+
+/// Days from which an approaching expiry is logged as a warning.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+fn warn_expiry(material: &Material) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let days = |t: i64| (t - now).div_euclid(86_400);
+    let own = days(material.identity.not_after);
+    if own < EXPIRY_WARNING_DAYS {
+        tracing::warn!(days_left = own, sha256 = %material.identity.sha256, "own certificate expires soon: run `pairgate cert rotate`");
+    }
+    for (sha256, not_after) in &material.ca_expiry {
+        let left = days(*not_after);
+        if left < EXPIRY_WARNING_DAYS {
+            tracing::warn!(days_left = left, %sha256, "trusted CA certificate expires soon: run `pairgate ca rotate`");
+        }
     }
 }

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::admin::Reloaded;
 use crate::audit::{CertReload, Event, PolicyReload};
 use crate::policy::Policy;
 use crate::proxy::Live;
@@ -65,7 +66,8 @@ impl Running {
                 (false, Some(e))
             }
         };
-        self.ctx.audit.record(Event::PolicyReload(PolicyReload {
+        self.ctx.metrics.reload(Reloaded::Policy, ok);
+        self.ctx.record(Event::PolicyReload(PolicyReload {
             trigger: trigger.to_owned(),
             ok,
             path: path.display().to_string(),
@@ -88,6 +90,7 @@ impl Running {
                     policy: current.policy.clone(),
                     material: material.clone(),
                 }));
+                super::publish_cert_expiry(&self.ctx.metrics, &material);
                 let revoked_closed = self
                     .ctx
                     .registry
@@ -120,7 +123,8 @@ impl Running {
             }
         };
         let ok = event.ok;
-        self.ctx.audit.record(Event::CertReload(event));
+        self.ctx.metrics.reload(Reloaded::Certificates, ok);
+        self.ctx.record(Event::CertReload(event));
         ok
     }
 

@@ -83,7 +83,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             "audit head is not 64 hex digits",
         ));
     }
-    ctx.audit.record(Event::PeerAuditHead(audit::PeerAuditHead {
+    ctx.record(Event::PeerAuditHead(audit::PeerAuditHead {
         peer_addr: track.peer_addr.clone(),
         peer_pool: track.peer_pool.clone().unwrap_or_default(),
         cert_sha256: track.cert_sha256.clone().unwrap_or_default(),
@@ -145,14 +145,17 @@ pub async fn heartbeat(ctx: Arc<Context>, every: Duration) {
     loop {
         let result = heartbeat_once(&ctx).await;
         let up = result.is_ok();
-        ctx.link.set(result.clone());
+        match &result {
+            Ok(()) => ctx.link.up(),
+            Err(e) => ctx.link.down(e.clone()),
+        }
         if was_up != Some(up) {
             let error = result.err();
             match &error {
                 None => tracing::info!(peer = %ctx.peer_connect, "peer link up"),
                 Some(e) => tracing::warn!(error = %e, "peer link down"),
             }
-            ctx.audit.record(Event::PeerLink(audit::PeerLink {
+            ctx.record(Event::PeerLink(audit::PeerLink {
                 state: if up { "up" } else { "down" }.to_owned(),
                 error,
             }));

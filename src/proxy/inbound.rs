@@ -2,7 +2,6 @@
 //! handshake timeout) → identity → policy → audit → relay to the local target.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
@@ -14,6 +13,7 @@ use tracing::Instrument;
 
 use super::relay::{relay, Counters};
 use super::{Context, Track};
+use crate::admin::CertKind;
 use crate::audit::Direction;
 use crate::policy::{self, Decision, DenyReason, Request};
 use crate::tls::{self, Observed};
@@ -27,9 +27,8 @@ pub async fn handle_inbound(
 ) {
     let mut track = Track::new(&ctx, Direction::Inbound, addr);
     let span = tracing::info_span!("inbound", conn = track.id, peer_addr = %addr);
-    ctx.active.fetch_add(1, Ordering::Relaxed);
+    let _active = ctx.metrics.active(Direction::Inbound);
     inbound(&ctx, tcp, &mut track).instrument(span).await;
-    ctx.active.fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
@@ -38,13 +37,14 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
     if pending.is_none() {
         let detail = "too many handshakes in progress from this source".to_owned();
         return track.decide(
-            &ctx.audit,
+            ctx,
             Decision::Deny(DenyReason::TooManyConnections),
             Some(detail),
         );
     }
     let live = ctx.snapshot();
     let seen = Arc::new(Observed::default());
+    let started = std::time::Instant::now();
     let handshake = tokio::time::timeout(
         ctx.limits.handshake_timeout,
         handshake(tcp, &live.material, &seen),
@@ -57,20 +57,21 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
     track.cert_sha256 = seen.fingerprint();
     let mut stream = match handshake {
         Err(_elapsed) => {
-            return track.decide(
-                &ctx.audit,
-                Decision::Deny(DenyReason::HandshakeTimeout),
-                None,
-            );
+            return track.decide(ctx, Decision::Deny(DenyReason::HandshakeTimeout), None);
         }
         Ok(Err(e)) => {
             let reason =
                 tls::rustls_error(&e).map_or(DenyReason::HandshakeFailed, tls::deny_reason);
-            return track.decide(&ctx.audit, Decision::Deny(reason), Some(e.to_string()));
+            return track.decide(ctx, Decision::Deny(reason), Some(e.to_string()));
         }
         Ok(Ok(stream)) => stream,
     };
     drop(pending);
+    ctx.metrics.handshake(Direction::Inbound, started.elapsed());
+    if let Some(id) = seen.identity() {
+        ctx.metrics
+            .cert_expiry(CertKind::Peer, Some(&id.pool), &id.sha256, id.not_after);
+    }
 
     let (_, conn) = stream.get_ref();
     if conn.alpn_protocol() == Some(tls::ALPN_CONTROL) {
@@ -98,7 +99,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
         // No pg1 ALPN: the client did not name a service.
         (Some(_), None) => Decision::Deny(DenyReason::ServiceNotAllowed),
     };
-    track.decide(&ctx.audit, decision, None);
+    track.decide(ctx, decision, None);
     if decision != Decision::Allow {
         let _ = stream.shutdown().await;
         return;
@@ -106,7 +107,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
 
     let target = match track.service.as_ref().and_then(|s| ctx.exports.get(s)) {
         Some(target) => target.clone(),
-        None => return track.close(&ctx.audit, 0, 0, Some("no export for service".to_owned())),
+        None => return track.close(ctx, 0, 0, Some("no export for service".to_owned())),
     };
     let backend =
         match tokio::time::timeout(ctx.limits.handshake_timeout, TcpStream::connect(&target)).await
@@ -115,7 +116,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
             Ok(Err(e)) => {
                 let _ = stream.shutdown().await;
                 return track.close(
-                    &ctx.audit,
+                    ctx,
                     0,
                     0,
                     Some(format!("export target {target} unreachable: {e}")),
@@ -124,7 +125,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
             Err(_) => {
                 let _ = stream.shutdown().await;
                 return track.close(
-                    &ctx.audit,
+                    ctx,
                     0,
                     0,
                     Some(format!("export target {target} did not answer in time")),
@@ -147,7 +148,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
         &counters,
     )
     .await;
-    track.finish(&ctx.audit, &reg, &counters, end);
+    track.finish(ctx, &reg, &counters, end);
 }
 
 /// Reads the ClientHello, answers with a config that offers the ALPN the
@@ -190,7 +191,7 @@ async fn control(
         } else {
             DenyReason::BadCertificate
         };
-        track.decide(&ctx.audit, Decision::Deny(reason), None);
+        track.decide(ctx, Decision::Deny(reason), None);
         let _ = stream.shutdown().await;
         return;
     }

@@ -51,11 +51,7 @@ pub async fn serve<H, Fut>(
             }
             Err(_) => {
                 let track = Track::new(&ctx, direction, addr);
-                track.decide(
-                    &ctx.audit,
-                    Decision::Deny(DenyReason::TooManyConnections),
-                    None,
-                );
+                track.decide(&ctx, Decision::Deny(DenyReason::TooManyConnections), None);
                 drop(stream);
             }
         }

@@ -13,7 +13,6 @@
 
 pub mod control;
 mod inbound;
-mod link;
 mod listener;
 mod outbound;
 mod pending;
@@ -21,7 +20,6 @@ mod registry;
 pub mod relay;
 
 pub use inbound::handle_inbound;
-pub use link::{Link, LinkState};
 pub use listener::serve;
 pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
 pub use registry::{Registration, Registry};
@@ -33,6 +31,7 @@ use std::time::Instant;
 
 use tokio::sync::{watch, Semaphore};
 
+use crate::admin::{LinkTracker, Metrics};
 use crate::audit::{self, AuditLog, Direction, Event};
 use crate::config::Limits;
 use crate::policy::{Decision, Policy};
@@ -61,14 +60,13 @@ pub struct Context {
     pub shutdown: Shutdown,
     /// Caps concurrent connections across all listeners.
     pub slots: Arc<Semaphore>,
-    /// Connections currently open (allowed and relaying, or in handshake).
-    pub active: AtomicU64,
     /// Established connections and their peers' certificates.
     pub registry: Registry,
     /// Handshakes in progress per source on the peer listener.
     pub pending: pending::Pending,
-    /// Whether the peer gateway answered the last heartbeat.
-    pub link: Link,
+    /// Whether the peer gateway is reachable (heartbeats and tunnels).
+    pub link: Arc<LinkTracker>,
+    pub metrics: Arc<Metrics>,
     next_id: AtomicU64,
 }
 
@@ -83,6 +81,7 @@ impl Context {
         live: Live,
         audit: AuditLog,
         shutdown: Shutdown,
+        metrics: Arc<Metrics>,
     ) -> Context {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         Context {
@@ -95,12 +94,18 @@ impl Context {
             audit,
             shutdown,
             slots,
-            active: AtomicU64::new(0),
             registry: Registry::default(),
             pending: pending::Pending::default(),
-            link: Link::default(),
+            link: Arc::new(LinkTracker::new()),
+            metrics,
             next_id: AtomicU64::new(1),
         }
+    }
+
+    /// Records an audit event and counts it.
+    pub fn record(&self, event: Event) {
+        self.metrics.audit_event();
+        self.audit.record(event);
     }
 
     /// The current policy and TLS material.
@@ -137,7 +142,9 @@ impl Track {
         }
     }
 
-    fn decide(&self, audit: &AuditLog, decision: Decision, detail: Option<String>) {
+    fn decide(&self, ctx: &Context, decision: Decision, detail: Option<String>) {
+        ctx.metrics
+            .connection(self.direction, self.service.as_deref(), decision);
         match decision {
             Decision::Allow => tracing::info!(
                 service = self.service.as_deref(),
@@ -148,7 +155,7 @@ impl Track {
                 tracing::warn!(%reason, service = self.service.as_deref(), peer_pool = self.peer_pool.as_deref(), detail = detail.as_deref(), "denied")
             }
         }
-        audit.record(Event::Connection(audit::Connection {
+        ctx.record(Event::Connection(audit::Connection {
             conn_id: self.id,
             direction: self.direction,
             peer_addr: self.peer_addr.clone(),
@@ -165,14 +172,14 @@ impl Track {
     /// its peer was revoked gets a `revoked` denial first.
     fn finish(
         &self,
-        audit: &AuditLog,
+        ctx: &Context,
         reg: &Registration<'_>,
         counters: &relay::Counters,
         end: relay::End,
     ) {
         let error = if reg.was_revoked() {
             self.decide(
-                audit,
+                ctx,
                 Decision::Deny(crate::policy::DenyReason::Revoked),
                 Some("established connection closed: peer certificate revoked".to_owned()),
             );
@@ -181,14 +188,16 @@ impl Track {
             end.error_text()
         };
         self.close(
-            audit,
+            ctx,
             counters.forward.load(Ordering::Relaxed),
             counters.backward.load(Ordering::Relaxed),
             error,
         );
     }
 
-    fn close(&self, audit: &AuditLog, bytes_in: u64, bytes_out: u64, error: Option<String>) {
+    fn close(&self, ctx: &Context, bytes_in: u64, bytes_out: u64, error: Option<String>) {
+        ctx.metrics
+            .closed(self.direction, self.service.as_deref(), bytes_in, bytes_out);
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(
             bytes_in,
@@ -197,7 +206,7 @@ impl Track {
             error = error.as_deref(),
             "closed"
         );
-        audit.record(Event::Close(audit::Close {
+        ctx.record(Event::Close(audit::Close {
             conn_id: self.id,
             direction: self.direction,
             peer_addr: self.peer_addr.clone(),

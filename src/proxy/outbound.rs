@@ -2,7 +2,6 @@
 //! the peer gateway → mTLS handshake naming the service → relay.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -14,6 +13,7 @@ use tracing::Instrument;
 
 use super::relay::{relay, Counters};
 use super::{Context, Track};
+use crate::admin::CertKind;
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
 use crate::tls::{self, Observed};
@@ -36,11 +36,10 @@ pub async fn handle_outbound(
     let mut track = Track::new(&ctx, Direction::Outbound, addr);
     track.service = Some(tunnel.service.clone());
     let span = tracing::info_span!("outbound", conn = track.id, peer_addr = %addr, service = %tunnel.service);
-    ctx.active.fetch_add(1, Ordering::Relaxed);
+    let _active = ctx.metrics.active(Direction::Outbound);
     outbound(&ctx, &tunnel, client, addr, &mut track)
         .instrument(span)
         .await;
-    ctx.active.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Whether `addr` may use a tunnel with these source networks.
@@ -60,11 +59,7 @@ async fn outbound(
     track: &mut Track,
 ) {
     if !source_allowed(&tunnel.allow_sources, addr.ip()) {
-        return track.decide(
-            &ctx.audit,
-            Decision::Deny(DenyReason::SourceNotAllowed),
-            None,
-        );
+        return track.decide(ctx, Decision::Deny(DenyReason::SourceNotAllowed), None);
     }
     let live = ctx.snapshot();
     let seen = Arc::new(Observed::default());
@@ -90,6 +85,7 @@ async fn outbound(
                 (reason, e)
             })
     };
+    let started = std::time::Instant::now();
     let result = tokio::time::timeout(ctx.limits.handshake_timeout, connect).await;
     if let Some(id) = seen.identity() {
         track.peer_pool = Some(id.pool);
@@ -97,19 +93,27 @@ async fn outbound(
     track.cert_sha256 = seen.fingerprint();
     let stream = match result {
         Err(_elapsed) => {
-            return track.decide(
-                &ctx.audit,
-                Decision::Deny(DenyReason::HandshakeTimeout),
-                None,
-            )
+            ctx.link.down(format!(
+                "peer gateway {}: handshake timed out",
+                ctx.peer_connect
+            ));
+            return track.decide(ctx, Decision::Deny(DenyReason::HandshakeTimeout), None);
         }
         Ok(Err((reason, e))) => {
             let detail = format!("peer gateway {}: {e}", ctx.peer_connect);
-            return track.decide(&ctx.audit, Decision::Deny(reason), Some(detail));
+            ctx.link.down(detail.clone());
+            return track.decide(ctx, Decision::Deny(reason), Some(detail));
         }
         Ok(Ok(stream)) => stream,
     };
-    track.decide(&ctx.audit, Decision::Allow, None);
+    ctx.metrics
+        .handshake(Direction::Outbound, started.elapsed());
+    ctx.link.up();
+    if let Some(id) = seen.identity() {
+        ctx.metrics
+            .cert_expiry(CertKind::Peer, Some(&id.pool), &id.sha256, id.not_after);
+    }
+    track.decide(ctx, Decision::Allow, None);
     let (_, conn) = stream.get_ref();
     let chain: Vec<_> = conn
         .peer_certificates()
@@ -132,7 +136,7 @@ async fn outbound(
         &counters,
     )
     .await;
-    track.finish(&ctx.audit, &reg, &counters, end);
+    track.finish(ctx, &reg, &counters, end);
 }
 
 #[cfg(test)]

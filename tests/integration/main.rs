@@ -8,6 +8,7 @@ mod harness;
 
 mod cli;
 mod lifecycle;
+mod observe;
 mod refusals;
 mod smb;
 mod tunnel;
