@@ -565,7 +565,7 @@ target = "127.0.0.1:4450"
             "connect = \"127.0.0.1:7444\"\n",
             "connect = \"127.0.0.1:7444\"\ntimeout = 5\n",
         ));
-        assert!(message.starts_with("/srv/pg/site1.toml:14:1: in [peer]: unknown field `timeout`, expected `listen` or `connect` — remove it"), "{message}");
+        assert!(message.starts_with("/srv/pg/site1.toml:14:1: in [peer]: unknown field `timeout`, expected one of `listen`, `connect`, `heartbeat_secs` — remove it"), "{message}");
         let message = error(&format!("{BASE}\n[metrics]\nlisten = \"127.0.0.1:1\"\n"));
         assert!(
             message.starts_with("/srv/pg/site1.toml:30:2: unknown field `metrics`"),
