@@ -51,6 +51,16 @@ pub enum Event {
     PeerAuditHead(PeerAuditHead),
     /// The link to the peer gateway changed state (`up` / `down`).
     PeerLink(PeerLink),
+    /// First record of a log file that replaced a rotated one: its chain
+    /// starts afresh (`prev` = 64 zeros) and names the previous file's head.
+    LogContinued(LogContinued),
+}
+
+/// See [`Event::LogContinued`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogContinued {
+    /// Hash of the last line of the previous file.
+    pub previous_head: String,
 }
 
 /// See [`Event::PeerAuditHead`].

@@ -29,7 +29,7 @@ use ring::digest;
 use time::OffsetDateTime;
 
 use super::chain::{line_hash, render_line, GENESIS};
-use super::event::{Event, LogRepaired};
+use super::event::{Event, LogContinued, LogRepaired};
 use super::tail::recover_tail;
 use super::AuditError;
 
@@ -39,6 +39,8 @@ pub const MAX_BATCH: usize = 1024;
 enum Msg {
     Record(OffsetDateTime, Event),
     Flush(mpsc::SyncSender<Result<(), (io::ErrorKind, String)>>),
+    /// Reopen the path if the file was rotated away by an external tool.
+    Reopen,
 }
 
 /// A cheap, cloneable handle to the append-only, hash-chained log. The writer
@@ -151,6 +153,15 @@ impl AuditLog {
         }
     }
 
+    /// Reopens the log if an external tool rotated it away (call on
+    /// SIGHUP): later events go to a new file at the same path, whose first
+    /// record names the previous file's chain head. A no-op otherwise.
+    pub fn reopen(&self) {
+        if let Some(tx) = &self.inner.tx {
+            let _ = tx.send(Msg::Reopen);
+        }
+    }
+
     /// Waits until every event recorded before this call is written and synced.
     ///
     /// # Errors
@@ -231,6 +242,20 @@ impl Writer {
             match msg {
                 Msg::Record(ts, event) => events.push((ts, event)),
                 Msg::Flush(done) => waiters.push(done),
+                Msg::Reopen => {
+                    // Everything recorded before the reopen goes to the old file.
+                    if !events.is_empty() {
+                        if let Err(e) = self.write(&events) {
+                            tracing::error!(path = %self.path.display(), error = %e, "audit write failed");
+                            self.error.get_or_insert((e.kind(), e.to_string()));
+                        }
+                        events.clear();
+                    }
+                    if let Err(e) = self.reopen() {
+                        tracing::error!(path = %self.path.display(), error = %e, "audit reopen failed");
+                        self.error.get_or_insert((e.kind(), e.to_string()));
+                    }
+                }
             }
         }
         if !events.is_empty() || self.needs_resync {
@@ -246,6 +271,37 @@ impl Writer {
                 let _ = done.send(result.clone());
             }
         }
+    }
+
+    /// After an external tool moved the log away (logrotate), opens a new
+    /// file at the path. A fresh file starts a new chain whose first record
+    /// names the previous file's last hash, so the two chains stay linked.
+    fn reopen(&mut self) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let ours = self.file.metadata()?;
+            if let Ok(now) = std::fs::metadata(&self.path) {
+                if (now.dev(), now.ino()) == (ours.dev(), ours.ino()) {
+                    return Ok(()); // not rotated
+                }
+            }
+        }
+        let previous_head = self.prev;
+        let mut options = OpenOptions::new();
+        options.read(true).append(true).create(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
+        self.file = options.open(&self.path)?;
+        self.needs_resync = true;
+        self.resync()?;
+        if self.prev == GENESIS {
+            let event = Event::LogContinued(LogContinued {
+                previous_head: hex::encode(previous_head),
+            });
+            self.write(&[(OffsetDateTime::now_utc(), event)])?;
+        }
+        Ok(())
     }
 
     fn write(&mut self, events: &[(OffsetDateTime, Event)]) -> io::Result<()> {
@@ -507,5 +563,36 @@ mod tests {
         }
         log.flush().expect("flush");
         assert_eq!(verified(&path).lines, 1000);
+    }
+
+    #[test]
+    fn reopen_after_external_rotation_links_the_chains() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.jsonl");
+        let rotated = dir.path().join("log.jsonl.1");
+        let log = AuditLog::open(&path).expect("open");
+        for i in 0..3 {
+            log.record(sample_event(i));
+        }
+        log.flush().expect("flush");
+        log.reopen(); // not rotated: nothing happens
+        log.flush().expect("flush");
+        assert_eq!(verified(&path).lines, 3);
+
+        std::fs::rename(&path, &rotated).expect("rotate");
+        log.reopen();
+        log.record(sample_event(3));
+        log.flush().expect("flush");
+        let old = verified(&rotated);
+        assert_eq!(old.lines, 3);
+        let new = verified(&path);
+        assert_eq!(new.lines, 2);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let first: serde_json::Value =
+            serde_json::from_str(text.lines().next().expect("line")).expect("json");
+        assert_eq!(first["event"], "log_continued");
+        assert_eq!(first["previous_head"], hex::encode(old.head));
+        assert_eq!(first["prev"], "0".repeat(64));
+        assert_eq!(log.head(), new.head);
     }
 }

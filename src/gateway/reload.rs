@@ -29,6 +29,8 @@ use super::{tls_sources, Running};
 
 /// How often the watcher looks at the TLS files.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(1000);
+/// How often approaching certificate expiry is logged again.
+const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
 /// How long files must stay unchanged before a reload is attempted.
 const SETTLE: Duration = Duration::from_millis(250);
 
@@ -36,6 +38,8 @@ impl Running {
     /// Reloads policy and TLS material (SIGHUP). Each half is validated and
     /// published on its own; a failure keeps that half as it was.
     pub fn reload_all(&self, trigger: &str) {
+        // logrotate moves the audit log away and then signals us.
+        self.ctx.audit.reopen();
         self.reload_policy(trigger);
         self.reload_tls(trigger);
     }
@@ -163,10 +167,15 @@ pub async fn watch(running: Arc<Running>) {
     let files = running.watched_files();
     let mut last = digests(&files);
     let stop = running.ctx.shutdown.stop_token().clone();
+    let mut last_expiry_check = std::time::Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(WATCH_INTERVAL) => {}
+        }
+        if last_expiry_check.elapsed() >= EXPIRY_CHECK_EVERY {
+            super::warn_expiry(&running.ctx.snapshot().material);
+            last_expiry_check = std::time::Instant::now();
         }
         let now = digests(&files);
         if same(&now, &last) {
