@@ -9,6 +9,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`pairgate audit query … | head`) like
+    // other command-line tools, instead of panicking in println!.
+    sigpipe::reset();
     let args = cli::Cli::parse();
     cli::init_tracing(args.verbose);
     match cli::dispatch(args.command) {

@@ -129,7 +129,7 @@ impl Filter {
         else {
             return false;
         };
-        self.since.map_or(true, |s| ts >= s) && self.until.map_or(true, |u| ts <= u)
+        self.since.is_none_or(|s| ts >= s) && self.until.is_none_or(|u| ts <= u)
     }
 }
 

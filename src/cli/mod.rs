@@ -3,6 +3,7 @@
 
 mod audit;
 mod cert;
+mod docs;
 mod gateway;
 mod policy;
 mod status;
@@ -12,8 +13,11 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "pairgate",
-    version,
-    about = "Security gateway for paired Lync / Skype for Business pools"
+    version = VERSION,
+    about = "Security gateway for paired Lync / Skype for Business pools",
+    long_about = "Security gateway for the replication traffic between two paired Lync Server 2013 / \
+Skype for Business Front End pools: plaintext stays inside each site, only mutually authenticated \
+TLS 1.3 pinned to the pair crosses the WAN, files wait encrypted, every decision is audited."
 )]
 pub struct Cli {
     /// More diagnostics on stderr (-v debug, -vv trace). RUST_LOG overrides.
@@ -22,6 +26,14 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `pairgate --version`: the crate version and the git revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("PAIRGATE_GIT_REV"),
+    ")"
+);
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -45,6 +57,10 @@ pub enum Command {
     Demo(gateway::DemoArgs),
     /// Ask the running gateway's admin endpoint for its state.
     Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages (pairgate.1 and one per subcommand).
+    Man(docs::ManArgs),
 }
 
 pub fn dispatch(command: Command) -> Result<(), Failure> {
@@ -56,6 +72,8 @@ pub fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Policy(c) => policy::policy(c),
         Command::Audit(c) => audit::audit(c),
         Command::Demo(a) => gateway::demo(a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
         Command::Status(a) => status::status(a),
     }
 }

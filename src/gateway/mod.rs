@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, Board, CertEntry, CertKind, Metrics};
@@ -258,9 +259,11 @@ pub fn run(path: &Path) -> Result<(), GatewayError> {
         let running = Arc::new(start(config, policy, material, audit).await?);
         running.ctx.shutdown.spawn(reload::watch(running.clone()));
         println!("{}", running.ready_line());
+        systemd(&[NotifyState::Ready, NotifyState::Status("serving")]);
         let reason = wait_for_signals(&running)
             .await
             .map_err(GatewayError::Runtime)?;
+        systemd(&[NotifyState::Stopping]);
         running.stop(reason).await;
         Ok(())
     })
@@ -276,7 +279,11 @@ async fn wait_for_signals(running: &Running) -> std::io::Result<&'static str> {
         tokio::select! {
             _ = term.recv() => return Ok("SIGTERM"),
             _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => running.reload_all("signal"),
+            _ = hup.recv() => {
+                systemd(&[NotifyState::Reloading]);
+                running.reload_all("signal");
+                systemd(&[NotifyState::Ready]);
+            }
         }
     }
 }
@@ -337,5 +344,13 @@ fn warn_expiry(material: &Material) {
         if left < EXPIRY_WARNING_DAYS {
             tracing::warn!(days_left = left, %sha256, "trusted CA certificate expires soon: run `pairgate ca rotate`");
         }
+    }
+}
+
+/// Tells systemd (`Type=notify`) about readiness, reloads and stopping; a
+/// no-op when not started by systemd.
+fn systemd(state: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify systemd");
     }
 }

@@ -289,7 +289,7 @@ pub(crate) fn latest_crl(
             if !crl_signed_by(&der, ca_der) {
                 continue;
             }
-            if best.as_ref().map_or(true, |(n, _)| number > *n) {
+            if best.as_ref().is_none_or(|(n, _)| number > *n) {
                 best = Some((number, der));
             }
         }

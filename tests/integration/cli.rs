@@ -318,3 +318,20 @@ fn audit_verify_finds_tampering_and_names_the_line() {
         stderr(&out)
     );
 }
+
+#[test]
+fn version_completions_and_man_pages() {
+    let out = pairgate(&["--version"]);
+    assert_eq!(code(&out), 0);
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(v.starts_with("pairgate 0.") && v.contains("(git "), "{v}");
+    let out = pairgate(&["completions", "bash"]);
+    assert_eq!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pairgate"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = pairgate(&["man", "--out", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&out), 0);
+    let page = std::fs::read_to_string(dir.path().join("pairgate.1")).unwrap();
+    assert!(page.contains(".TH pairgate"));
+    assert!(dir.path().join("pairgate-run.1").exists());
+}
