@@ -32,7 +32,9 @@ pub use chain::{
     check_line, format_ts, line_hash, render_line, verify, ChainBreak, ChainSummary, Fault,
     VerifyError, GENESIS,
 };
-pub use event::{CertReload, Close, Connection, Direction, Event, LogRepaired, PolicyReload};
+pub use event::{
+    CertReload, Close, Connection, Direction, Event, LogRepaired, PolicyReload, SpoolFile,
+};
 pub use query::{matches, parse_time, query, Filter, QueryStats, Record, TimeSpecError};
 pub use sink::AuditLog;
 pub use summary::{summary, Counts, Flow, Summary};

@@ -23,6 +23,7 @@ use crate::config::{Config, ConfigError};
 use crate::policy::{Policy, PolicyError};
 use crate::proxy::{self, Context, Live, TunnelSpec};
 use crate::shutdown::Shutdown;
+use crate::spool::{Spool, SpoolError};
 use crate::tls::{Material, Sources, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,8 @@ pub enum GatewayError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("spool: {0}")]
+    Spool(#[from] SpoolError),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -52,7 +55,10 @@ impl GatewayError {
     pub fn is_invalid_input(&self) -> bool {
         !matches!(
             self,
-            GatewayError::Bind { .. } | GatewayError::Runtime(_) | GatewayError::Audit(_)
+            GatewayError::Bind { .. }
+                | GatewayError::Runtime(_)
+                | GatewayError::Audit(_)
+                | GatewayError::Spool(SpoolError::Io { .. })
         )
     }
 }
@@ -119,7 +125,17 @@ pub async fn start(
         .map(|e| (e.service.clone(), e.target.clone()))
         .collect();
     let shutdown = Shutdown::new();
-    let ctx = Arc::new(Context::new(
+    let spool = match &config.spool {
+        Some(cfg) => {
+            let (cfg, audit) = (cfg.clone(), audit.clone());
+            let opened = tokio::task::spawn_blocking(move || Spool::open(&cfg, audit))
+                .await
+                .map_err(|e| GatewayError::Runtime(std::io::Error::other(e)))?;
+            Some(opened?)
+        }
+        None => None,
+    };
+    let mut ctx = Context::new(
         config.gateway.pool.clone(),
         config.gateway.peer_pool.clone(),
         config.peer.connect.clone(),
@@ -131,7 +147,12 @@ pub async fn start(
         },
         audit.clone(),
         shutdown.clone(),
-    ));
+    );
+    ctx.spool = spool;
+    let ctx = Arc::new(ctx);
+    if let Some(spool) = &ctx.spool {
+        spool.spawn(&ctx);
+    }
 
     let peer_addr = peer_listener.local_addr().map_err(GatewayError::Runtime)?;
     shutdown.spawn(proxy::serve(

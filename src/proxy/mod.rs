@@ -61,6 +61,8 @@ pub struct Context {
     pub active: AtomicU64,
     /// Established connections and their peers' certificates.
     pub registry: Registry,
+    /// The store-and-forward spool, when `[spool]` is configured.
+    pub spool: Option<Arc<crate::spool::Spool>>,
     next_id: AtomicU64,
 }
 
@@ -89,6 +91,7 @@ impl Context {
             slots,
             active: AtomicU64::new(0),
             registry: Registry::default(),
+            spool: None,
             next_id: AtomicU64::new(1),
         }
     }
@@ -104,18 +107,22 @@ impl Context {
 }
 
 /// The audit facts of one connection, filled in as they become known.
-struct Track {
-    id: u64,
+pub(crate) struct Track {
+    pub(crate) id: u64,
     direction: Direction,
     peer_addr: String,
-    peer_pool: Option<String>,
-    cert_sha256: Option<String>,
-    service: Option<String>,
+    pub(crate) peer_pool: Option<String>,
+    pub(crate) cert_sha256: Option<String>,
+    pub(crate) service: Option<String>,
     started: Instant,
 }
 
 impl Track {
-    fn new(ctx: &Context, direction: Direction, peer_addr: std::net::SocketAddr) -> Track {
+    pub(crate) fn new(
+        ctx: &Context,
+        direction: Direction,
+        peer_addr: std::net::SocketAddr,
+    ) -> Track {
         Track {
             id: ctx.next_id(),
             direction,
@@ -127,7 +134,7 @@ impl Track {
         }
     }
 
-    fn decide(&self, audit: &AuditLog, decision: Decision, detail: Option<String>) {
+    pub(crate) fn decide(&self, audit: &AuditLog, decision: Decision, detail: Option<String>) {
         match decision {
             Decision::Allow => tracing::info!(
                 service = self.service.as_deref(),
@@ -178,7 +185,13 @@ impl Track {
         );
     }
 
-    fn close(&self, audit: &AuditLog, bytes_in: u64, bytes_out: u64, error: Option<String>) {
+    pub(crate) fn close(
+        &self,
+        audit: &AuditLog,
+        bytes_in: u64,
+        bytes_out: u64,
+        error: Option<String>,
+    ) {
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(
             bytes_in,
