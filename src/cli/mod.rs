@@ -5,6 +5,7 @@ mod audit;
 mod cert;
 mod gateway;
 mod policy;
+mod spool;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +43,9 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Build and run a complete two-site pairing on loopback.
     Demo(gateway::DemoArgs),
+    /// The encrypted store-and-forward spool: keys, listing, verification.
+    #[command(subcommand)]
+    Spool(spool::SpoolCommand),
 }
 
 pub fn dispatch(command: Command) -> Result<(), Failure> {
@@ -53,6 +57,7 @@ pub fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Policy(c) => policy::policy(c),
         Command::Audit(c) => audit::audit(c),
         Command::Demo(a) => gateway::demo(a),
+        Command::Spool(c) => spool::spool(c),
     }
 }
 

@@ -9,4 +9,5 @@ mod harness;
 mod cli;
 mod refusals;
 mod smb;
+mod spool;
 mod tunnel;
