@@ -295,3 +295,109 @@ async fn repeated_sigkill_of_sender_and_receiver_loses_and_duplicates_nothing() 
     let sent = lines.iter().filter(|v| v["event"] == "spool_sent").count();
     eprintln!("kill loop: {sent} spool_sent, {resent} of them answered ALREADY after a crash");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_spool_file_is_named_by_verify_then_quarantined_and_others_flow() {
+    let (mut pair, d1, d2, _root) = spool_pairing().await;
+    pair.site1.terminate();
+    let outgoing = d1.spool.join("outgoing");
+    let bad = outgoing.join("0123456789abcdef0123456789abcdef.pgs");
+    std::fs::write(&bad, [0x42u8; 300]).unwrap();
+    let out = Command::new(bin())
+        .args(["spool", "verify", "--config"])
+        .arg(pair.site1.config())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&bad.display().to_string()), "{stderr}");
+
+    let data = content(b"QUARANTINE-TEST-MARKER", 200_000);
+    drop_file(&d1.outbox, "good.bin", &data);
+    pair.site1 = Gateway::start(&pair.site1.config());
+    let want = BTreeMap::from([("good.bin".to_owned(), data)]);
+    wait_delivered(&d2.inbox, &want, 60);
+    let q = pair.site1.wait_audit("spool_quarantined", |v| {
+        v["event"] == "spool_quarantined"
+    });
+    assert!(q["reason"].as_str().unwrap().contains("magic"), "{q}");
+    assert!(!bad.exists());
+    assert_eq!(count(&d1.spool.join("quarantine")), 1);
+}
+
+/// Spool ingest throughput beside `cp` + `sync`, and the outbox → peer
+/// inbox delay of a 1 MB file. Run with
+/// `cargo test --release --test integration spool::measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_ingest_and_delivery_delay() {
+    let root = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
+    let (files, size) = (16usize, 16usize << 20);
+    let make = |dir: &Path| {
+        std::fs::create_dir_all(dir).unwrap();
+        for i in 0..files {
+            let mut data = pattern(size);
+            data[0] = i as u8;
+            std::fs::write(dir.join(format!("f{i}")), data).unwrap();
+        }
+    };
+    let mb = (files * size) as f64 / 1e6;
+    let src = root.path().join("src");
+    make(&src);
+    Command::new("sync").status().unwrap();
+    let start = Instant::now();
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(&src)
+        .arg(root.path().join("copy"))
+        .status()
+        .unwrap()
+        .success());
+    Command::new("sync").status().unwrap();
+    let cp_s = start.elapsed().as_secs_f64();
+
+    let outbox = root.path().join("outbox");
+    make(&outbox);
+    Command::new("sync").status().unwrap();
+    let store = pairgate::spool::Store::new(
+        &root.path().join("spool"),
+        pairgate::spool::MasterKey::generate().unwrap(),
+        &outbox,
+        &root.path().join("inbox"),
+        None,
+        None,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let done = store.scan_outbox().unwrap();
+    let spool_s = start.elapsed().as_secs_f64();
+    assert_eq!(done.len(), files);
+    println!(
+        "{mb:.0} MB in {files} files: spool ingest (hash + AES-256-GCM + fsync + rename + unlink) \
+         {:.0} MB/s; cp -r + sync {:.0} MB/s",
+        mb / spool_s,
+        mb / cp_s
+    );
+
+    let (_pair, d1, d2, _r) = spool_pairing().await;
+    let mut delays = Vec::new();
+    for i in 0..7 {
+        let data = content(b"LATENCY", 1_000_000);
+        let name = format!("one-mb-{i}.bin");
+        let start = Instant::now();
+        drop_file(&d1.outbox, &name, &data);
+        while !d2.inbox.join(&name).exists() {
+            assert!(start.elapsed() < Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        delays.push(start.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    delays.sort_by(f64::total_cmp);
+    println!(
+        "1 MB outbox -> peer inbox (link up): median {:.0} ms, min {:.0} ms, max {:.0} ms",
+        delays[delays.len() / 2],
+        delays[0],
+        delays[delays.len() - 1]
+    );
+}
