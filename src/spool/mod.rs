@@ -77,6 +77,14 @@
 //! the async link and blocking file I/O: memory does not depend on file
 //! size, and there is no size limit below the format's 2^32 records.
 //!
+//! Measured once (release, 2-core VM, same disk;
+//! `cargo test --release --test integration spool::measure -- --ignored --nocapture`):
+//! ingest of 16 × 16 MiB at 210 MB/s (SHA-256 pass + AES-256-GCM sealing
+//! pass with its own SHA-256 check + fsync + rename + unlink) beside
+//! `cp -r` + `sync` at 1346 MB/s (page-cache copy, one sync); a 1 MB file
+//! goes outbox → peer inbox in a median 112 ms (95–130 ms) with the link
+//! up, most of it the 100 ms outbox poll.
+//!
 //! # Why a file format of our own
 //!
 //! Spooled files are backups and configuration exports of a Lync / Skype for

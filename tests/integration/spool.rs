@@ -317,9 +317,9 @@ async fn a_tampered_spool_file_is_named_by_verify_then_quarantined_and_others_fl
     pair.site1 = Gateway::start(&pair.site1.config());
     let want = BTreeMap::from([("good.bin".to_owned(), data)]);
     wait_delivered(&d2.inbox, &want, 60);
-    let q = pair.site1.wait_audit("spool_quarantined", |v| {
-        v["event"] == "spool_quarantined"
-    });
+    let q = pair
+        .site1
+        .wait_audit("spool_quarantined", |v| v["event"] == "spool_quarantined");
     assert!(q["reason"].as_str().unwrap().contains("magic"), "{q}");
     assert!(!bad.exists());
     assert_eq!(count(&d1.spool.join("quarantine")), 1);
