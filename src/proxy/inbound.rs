@@ -102,7 +102,13 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
             let peer_pool = track.peer_pool.clone().unwrap_or_default();
             let (stats, result) = tokio::select! {
                 r = spool.receive(stream, &peer_pool, ctx.limits.idle_timeout, ctx.shutdown.stop_token()) => r,
-                () = reg.token.cancelled() => (Default::default(), Err(crate::spool::SpoolError::Task("closed".into()))),
+                () = reg.token.cancelled() => (
+                    Default::default(),
+                    Err(crate::spool::SpoolError::Link {
+                        peer: peer_pool.clone(),
+                        detail: "closed: peer certificate revoked or grace period over".into(),
+                    }),
+                ),
             };
             return track.close(
                 &ctx.audit,

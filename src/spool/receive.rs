@@ -260,8 +260,14 @@ fn seal_into(
     let sealer = Sealer::random(&store.key, meta).map_err(SpoolError::codec(tmp))?;
     let file = File::create_new(tmp).map_err(SpoolError::io("create", tmp))?;
     let mut w = BufWriter::with_capacity(256 * 1024, file);
-    seal_stream(sealer, reader, &mut w).map_err(SpoolError::codec(tmp))?;
-    finish_file(w, tmp).map(drop)
+    let sealed = seal_stream(sealer, reader, &mut w)
+        .map_err(SpoolError::codec(tmp))
+        .and_then(|_| finish_file(w, tmp).map(drop));
+    if sealed.is_err() {
+        // Also when the connection task was dropped mid-file.
+        let _ = fs::remove_file(tmp);
+    }
+    sealed
 }
 
 #[cfg(test)]
