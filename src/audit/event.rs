@@ -45,6 +45,18 @@ pub enum Event {
     CertReload(CertReload),
     /// The policy was reloaded (or a reload was refused).
     PolicyReload(PolicyReload),
+    /// A file from the outbox is now encrypted and durable in the spool.
+    SpoolIn(SpoolFile),
+    /// The peer acknowledged a spooled file; the local copy was deleted.
+    SpoolSent(SpoolFile),
+    /// A received file was placed in the inbox.
+    SpoolDelivered(SpoolFile),
+    /// A spool file failed authentication (or could not be read) and was
+    /// moved to `quarantine/`.
+    SpoolQuarantined(SpoolFile),
+    /// A file was left in the outbox because the spool is full (`max_bytes`)
+    /// or the file cannot be spooled (bad name).
+    SpoolRefused(SpoolFile),
     /// The peer gateway's audit chain head, as it reported it over the
     /// authenticated control channel: anchors the peer's log in ours, so
     /// rewriting either log's history needs both sites.
@@ -81,6 +93,26 @@ pub struct PeerLink {
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One spool file event. `id` is empty when no id was assigned yet (refusals).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpoolFile {
+    pub id: String,
+    pub name: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_pool: Option<String>,
+    /// Milliseconds since the file entered the spool at its origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
+    /// Why (quarantine, refusal, renamed delivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The inbox name used when it differs from `name`, or the quarantine path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// Outcome of a TLS material reload. Fingerprints are of our own leaf.

@@ -6,6 +6,7 @@ mod cert;
 mod docs;
 mod gateway;
 mod policy;
+mod spool;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -61,6 +62,9 @@ pub enum Command {
     Completions(docs::CompletionsArgs),
     /// Write the man pages (pairgate.1 and one per subcommand).
     Man(docs::ManArgs),
+    /// The encrypted store-and-forward spool: keys, listing, verification.
+    #[command(subcommand)]
+    Spool(spool::SpoolCommand),
 }
 
 pub fn dispatch(command: Command) -> Result<(), Failure> {
@@ -75,6 +79,7 @@ pub fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
         Command::Status(a) => status::status(a),
+        Command::Spool(c) => spool::spool(c),
     }
 }
 

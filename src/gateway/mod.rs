@@ -8,6 +8,7 @@
 //! already open keep the snapshot they started with.
 
 mod reload;
+mod replication;
 
 pub use reload::WATCH_INTERVAL;
 
@@ -15,6 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
@@ -25,6 +27,7 @@ use crate::config::{Config, ConfigError};
 use crate::policy::{Policy, PolicyError};
 use crate::proxy::{self, Context, Live, TunnelSpec};
 use crate::shutdown::Shutdown;
+use crate::spool::{Spool, SpoolError};
 use crate::tls::{Material, Sources, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,8 @@ pub enum GatewayError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("spool: {0}")]
+    Spool(#[from] SpoolError),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -54,7 +59,10 @@ impl GatewayError {
     pub fn is_invalid_input(&self) -> bool {
         !matches!(
             self,
-            GatewayError::Bind { .. } | GatewayError::Runtime(_) | GatewayError::Audit(_)
+            GatewayError::Bind { .. }
+                | GatewayError::Runtime(_)
+                | GatewayError::Audit(_)
+                | GatewayError::Spool(SpoolError::Io { .. })
         )
     }
 }
@@ -127,9 +135,19 @@ pub async fn start(
         None => None,
     };
     let shutdown = Shutdown::new();
+    let spool = match &config.spool {
+        Some(cfg) => {
+            let (cfg, audit) = (cfg.clone(), audit.clone());
+            let opened = tokio::task::spawn_blocking(move || Spool::open(&cfg, audit))
+                .await
+                .map_err(|e| GatewayError::Runtime(std::io::Error::other(e)))?;
+            Some(opened?)
+        }
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     publish_cert_expiry(&metrics, &material);
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         config.gateway.pool.clone(),
         config.gateway.peer_pool.clone(),
         config.peer.connect.clone(),
@@ -142,7 +160,12 @@ pub async fn start(
         audit.clone(),
         shutdown.clone(),
         metrics.clone(),
-    ));
+    );
+    ctx.spool = spool;
+    let ctx = Arc::new(ctx);
+    if let Some(spool) = &ctx.spool {
+        spool.spawn(&ctx);
+    }
 
     let peer_addr = peer_listener.local_addr().map_err(GatewayError::Runtime)?;
     shutdown.spawn(proxy::serve(
@@ -168,6 +191,11 @@ pub async fn start(
             move |ctx, tcp, addr, slot| proxy::handle_outbound(ctx, spec.clone(), tcp, addr, slot),
         ));
     }
+    let replication = Arc::new(replication::Replication { ctx: ctx.clone() });
+    shutdown.spawn(replication::publish(
+        replication.clone(),
+        Duration::from_secs(2),
+    ));
     let mut admin_addr = None;
     if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {
         admin_addr = Some(listener.local_addr().map_err(GatewayError::Runtime)?);
@@ -177,7 +205,8 @@ pub async fn start(
             admin.sync_interval,
             ctx.link.clone(),
             metrics.clone(),
-        );
+        )
+        .with_spool(replication.clone());
         shutdown.spawn(admin::serve(
             listener,
             metrics.clone(),

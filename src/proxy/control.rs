@@ -7,18 +7,37 @@
 //! Wire: one JSON object per line, at most [`MAX_LINE`] bytes, each way:
 //! `{"v":1,"type":"audit_head","pool":…,"head":…,"ts":…}` then `{"v":1,"type":"ok"}`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
+use time::OffsetDateTime;
+
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use super::{Context, Track};
 use crate::audit::{self, Event};
-use crate::tls::{self, Observed};
+use crate::spool::DirDepth;
+use crate::tls;
+
+/// What the peer last reported waiting towards us, and when.
+/// Filled from each `audit_head` message the peer sends.
+#[derive(Debug, Default)]
+pub struct PeerBacklog {
+    last: Mutex<Option<(DirDepth, OffsetDateTime)>>,
+}
+
+impl PeerBacklog {
+    pub fn set(&self, depth: DirDepth, at: OffsetDateTime) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((depth, at));
+        }
+    }
+
+    pub fn get(&self) -> Option<(DirDepth, OffsetDateTime)> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+}
 
 /// Longest control line accepted.
 pub const MAX_LINE: u64 = 4096;
@@ -31,10 +50,22 @@ pub enum Message {
         pool: String,
         head: String,
         ts: String,
+        /// What the sender's spool holds waiting for us (absent: no spool).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outbound: Option<Backlog>,
     },
     Ok {
         v: u32,
     },
+}
+
+/// A spool backlog as carried on the control channel.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Backlog {
+    pub files: u64,
+    pub bytes: u64,
+    #[serde(default)]
+    pub oldest_age_secs: Option<u64>,
 }
 
 /// Reads one control line; errors on oversize, EOF or invalid JSON.
@@ -71,7 +102,10 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::TimedOut, "control message timed out")
         })??;
-    let Message::AuditHead { head, ts, .. } = msg else {
+    let Message::AuditHead {
+        head, ts, outbound, ..
+    } = msg
+    else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "expected audit_head",
@@ -83,6 +117,13 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             "audit head is not 64 hex digits",
         ));
     }
+    let backlog = outbound.map_or_else(DirDepth::default, |b| DirDepth {
+        files: b.files,
+        bytes: b.bytes,
+        oldest_age: b.oldest_age_secs.map(Duration::from_secs),
+    });
+    ctx.peer_backlog
+        .set(backlog, time::OffsetDateTime::now_utc());
     ctx.record(Event::PeerAuditHead(audit::PeerAuditHead {
         peer_addr: track.peer_addr.clone(),
         peer_pool: track.peer_pool.clone().unwrap_or_default(),
@@ -99,25 +140,35 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 /// # Errors
 /// Any failure to reach, authenticate or talk to the peer, as text.
 pub async fn heartbeat_once(ctx: &Context) -> Result<(), String> {
-    let live = ctx.snapshot();
-    let seen = Arc::new(Observed::default());
-    let config = tls::client_config(
-        &live.material,
-        tls::ALPN_CONTROL.to_vec(),
-        &ctx.peer_pool,
-        &seen,
+    let backlog = match ctx.spool.clone() {
+        Some(spool) => tokio::task::spawn_blocking(move || spool.depth().outbound)
+            .await
+            .ok()
+            .map(|d| Backlog {
+                files: d.files,
+                bytes: d.bytes,
+                oldest_age_secs: d.oldest_age.map(|a| a.as_secs()),
+            }),
+        None => None,
+    };
+    // The heartbeat is not a connection anyone asked for: its outcome is
+    // audited as link state changes and as the peer's `peer_audit_head`.
+    let mut track = Track::new(
+        ctx,
+        crate::audit::Direction::Outbound,
+        ([0, 0, 0, 0], 0).into(),
     );
+    let tls = super::dial_peer(ctx, tls::ALPN_CONTROL.to_vec(), &mut track)
+        .await
+        .map_err(|(_, detail)| detail)?;
     let exchange = async {
-        let tcp = TcpStream::connect(&ctx.peer_connect).await?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(ctx.peer_pool.clone()).map_err(std::io::Error::other)?;
-        let tls = TlsConnector::from(config).connect(name, tcp).await?;
         let mut stream = BufReader::new(tls);
         let msg = Message::AuditHead {
             v: 1,
             pool: ctx.local_pool.clone(),
             head: hex::encode(ctx.audit.head()),
             ts: crate::audit::chain::format_ts(time::OffsetDateTime::now_utc()),
+            outbound: backlog,
         };
         write_message(stream.get_mut(), &msg).await?;
         match read_message(&mut stream).await? {
@@ -128,7 +179,7 @@ pub async fn heartbeat_once(ctx: &Context) -> Result<(), String> {
             )),
         }
     };
-    match tokio::time::timeout(ctx.limits.handshake_timeout * 2, exchange).await {
+    match tokio::time::timeout(ctx.limits.handshake_timeout, exchange).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("peer gateway {}: {e}", ctx.peer_connect)),
         Err(_) => Err(format!(
@@ -180,6 +231,11 @@ mod tests {
             pool: "p".into(),
             head: "0".repeat(64),
             ts: "t".into(),
+            outbound: Some(Backlog {
+                files: 2,
+                bytes: 9,
+                oldest_age_secs: Some(130),
+            }),
         };
         write_message(&mut a, &msg).await.unwrap();
         let mut b = BufReader::new(b);

@@ -91,7 +91,8 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
                 local_pool: &ctx.local_pool,
                 peer_pool,
                 service,
-                exported: ctx.exports.contains_key(service),
+                exported: ctx.exports.contains_key(service)
+                    || (service == tls::SPOOL_SERVICE && ctx.spool.is_some()),
             },
         ),
         // A verified chain without a DNS SAN identifies no pool.
@@ -103,6 +104,34 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
     if decision != Decision::Allow {
         let _ = stream.shutdown().await;
         return;
+    }
+
+    if track.service.as_deref() == Some(tls::SPOOL_SERVICE) {
+        if let Some(spool) = ctx.spool.clone() {
+            let reg = ctx.registry.register(
+                track.id,
+                Direction::Inbound,
+                chain,
+                ctx.shutdown.hard_token(),
+            );
+            let peer_pool = track.peer_pool.clone().unwrap_or_default();
+            let (stats, result) = tokio::select! {
+                r = spool.receive(stream, &peer_pool, ctx.limits.idle_timeout, ctx.shutdown.stop_token()) => r,
+                () = reg.token.cancelled() => (
+                    Default::default(),
+                    Err(crate::spool::SpoolError::Link {
+                        peer: peer_pool.clone(),
+                        detail: "closed: peer certificate revoked or grace period over".into(),
+                    }),
+                ),
+            };
+            return track.close(
+                ctx,
+                stats.bytes_in,
+                stats.bytes_out,
+                result.err().map(|e| e.to_string()),
+            );
+        }
     }
 
     let target = match track.service.as_ref().and_then(|s| ctx.exports.get(s)) {

@@ -12,6 +12,7 @@
 //! touches another's task.
 
 pub mod control;
+mod dial;
 mod inbound;
 mod listener;
 mod outbound;
@@ -19,6 +20,7 @@ mod pending;
 mod registry;
 pub mod relay;
 
+pub(crate) use dial::dial_peer;
 pub use inbound::handle_inbound;
 pub use listener::serve;
 pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
@@ -67,6 +69,10 @@ pub struct Context {
     /// Whether the peer gateway is reachable (heartbeats and tunnels).
     pub link: Arc<LinkTracker>,
     pub metrics: Arc<Metrics>,
+    /// What the peer last reported waiting in its spool for us.
+    pub peer_backlog: control::PeerBacklog,
+    /// The store-and-forward spool, when `[spool]` is configured.
+    pub spool: Option<Arc<crate::spool::Spool>>,
     next_id: AtomicU64,
 }
 
@@ -98,6 +104,8 @@ impl Context {
             pending: pending::Pending::default(),
             link: Arc::new(LinkTracker::new()),
             metrics,
+            peer_backlog: control::PeerBacklog::default(),
+            spool: None,
             next_id: AtomicU64::new(1),
         }
     }
@@ -119,18 +127,22 @@ impl Context {
 }
 
 /// The audit facts of one connection, filled in as they become known.
-struct Track {
-    id: u64,
+pub(crate) struct Track {
+    pub(crate) id: u64,
     direction: Direction,
     peer_addr: String,
-    peer_pool: Option<String>,
-    cert_sha256: Option<String>,
-    service: Option<String>,
+    pub(crate) peer_pool: Option<String>,
+    pub(crate) cert_sha256: Option<String>,
+    pub(crate) service: Option<String>,
     started: Instant,
 }
 
 impl Track {
-    fn new(ctx: &Context, direction: Direction, peer_addr: std::net::SocketAddr) -> Track {
+    pub(crate) fn new(
+        ctx: &Context,
+        direction: Direction,
+        peer_addr: std::net::SocketAddr,
+    ) -> Track {
         Track {
             id: ctx.next_id(),
             direction,
@@ -142,7 +154,7 @@ impl Track {
         }
     }
 
-    fn decide(&self, ctx: &Context, decision: Decision, detail: Option<String>) {
+    pub(crate) fn decide(&self, ctx: &Context, decision: Decision, detail: Option<String>) {
         ctx.metrics
             .connection(self.direction, self.service.as_deref(), decision);
         match decision {
@@ -195,7 +207,13 @@ impl Track {
         );
     }
 
-    fn close(&self, ctx: &Context, bytes_in: u64, bytes_out: u64, error: Option<String>) {
+    pub(crate) fn close(
+        &self,
+        ctx: &Context,
+        bytes_in: u64,
+        bytes_out: u64,
+        error: Option<String>,
+    ) {
         ctx.metrics
             .closed(self.direction, self.service.as_deref(), bytes_in, bytes_out);
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);

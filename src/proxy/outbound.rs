@@ -5,18 +5,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio_rustls::TlsConnector;
 use tracing::Instrument;
 
+use super::dial::dial_peer;
 use super::relay::{relay, Counters};
 use super::{Context, Track};
-use crate::admin::CertKind;
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
-use crate::tls::{self, Observed};
+use crate::tls::{self};
 
 /// The tunnel a listener serves.
 #[derive(Debug, Clone)]
@@ -61,58 +59,10 @@ async fn outbound(
     if !source_allowed(&tunnel.allow_sources, addr.ip()) {
         return track.decide(ctx, Decision::Deny(DenyReason::SourceNotAllowed), None);
     }
-    let live = ctx.snapshot();
-    let seen = Arc::new(Observed::default());
-    let config = tls::client_config(
-        &live.material,
-        tls::alpn_for(&tunnel.service),
-        &ctx.peer_pool,
-        &seen,
-    );
-    let connect = async {
-        let tcp = TcpStream::connect(&ctx.peer_connect)
-            .await
-            .map_err(|e| (DenyReason::PeerUnreachable, e))?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(ctx.peer_pool.clone())
-            .map_err(|e| (DenyReason::BadCertificate, std::io::Error::other(e)))?;
-        TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| {
-                let reason =
-                    tls::rustls_error(&e).map_or(DenyReason::PeerUnreachable, tls::deny_reason);
-                (reason, e)
-            })
+    let stream = match dial_peer(ctx, tls::alpn_for(&tunnel.service), track).await {
+        Ok(stream) => stream,
+        Err((reason, detail)) => return track.decide(ctx, Decision::Deny(reason), Some(detail)),
     };
-    let started = std::time::Instant::now();
-    let result = tokio::time::timeout(ctx.limits.handshake_timeout, connect).await;
-    if let Some(id) = seen.identity() {
-        track.peer_pool = Some(id.pool);
-    }
-    track.cert_sha256 = seen.fingerprint();
-    let stream = match result {
-        Err(_elapsed) => {
-            ctx.link.down(format!(
-                "peer gateway {}: handshake timed out",
-                ctx.peer_connect
-            ));
-            return track.decide(ctx, Decision::Deny(DenyReason::HandshakeTimeout), None);
-        }
-        Ok(Err((reason, e))) => {
-            let detail = format!("peer gateway {}: {e}", ctx.peer_connect);
-            ctx.link.down(detail.clone());
-            return track.decide(ctx, Decision::Deny(reason), Some(detail));
-        }
-        Ok(Ok(stream)) => stream,
-    };
-    ctx.metrics
-        .handshake(Direction::Outbound, started.elapsed());
-    ctx.link.up();
-    if let Some(id) = seen.identity() {
-        ctx.metrics
-            .cert_expiry(CertKind::Peer, Some(&id.pool), &id.sha256, id.not_after);
-    }
     track.decide(ctx, Decision::Allow, None);
     let (_, conn) = stream.get_ref();
     let chain: Vec<_> = conn

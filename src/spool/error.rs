@@ -121,3 +121,59 @@ impl SpoolCodecError {
         move |source| Self::Io { action, source }
     }
 }
+
+/// Errors of the spool store, its transfer protocol and its tools.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// A filesystem operation on a spool, outbox or inbox path failed.
+    #[error("{action} {path}: {source}; check that the folder exists, is writable by the gateway and the disk is not full")]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A spool file failed to seal or open.
+    #[error("{path}: {source}")]
+    Codec {
+        path: std::path::PathBuf,
+        #[source]
+        source: SpoolCodecError,
+    },
+    /// The spool key file is missing, malformed or not private.
+    #[error(transparent)]
+    Key(#[from] super::key::KeyError),
+    /// The peer broke the transfer protocol.
+    #[error(transparent)]
+    Wire(#[from] super::wire::WireError),
+    /// The peer refused a file (it says why).
+    #[error("the peer refused {id}: {message}")]
+    Refused { id: String, message: String },
+    /// The transfer connection failed.
+    #[error("spool link to {peer}: {detail}")]
+    Link { peer: String, detail: String },
+    /// A background task died (a bug).
+    #[error("spool task failed: {0}; this is a bug in pairgate, please report it")]
+    Task(String),
+}
+
+impl SpoolError {
+    /// Wraps an I/O error with the action and the path.
+    pub(crate) fn io(
+        action: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_owned();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// Wraps a codec error with the file it concerns.
+    pub(crate) fn codec(path: &std::path::Path) -> impl FnOnce(SpoolCodecError) -> Self {
+        let path = path.to_owned();
+        move |source| Self::Codec { path, source }
+    }
+}

@@ -25,7 +25,7 @@ pub const POOL3: &str = "pool03.site3.example";
 pub const POLICY: &str = r#"
 [[pair]]
 pools = ["pool01.site1.example", "pool02.site2.example"]
-services = ["backup-smb", "cms-smb"]
+services = ["backup-smb", "cms-smb", "spool"]
 
 [[pair]]
 pools = ["pool03.site3.example", "pool04.site4.example"]

@@ -11,4 +11,5 @@ mod lifecycle;
 mod observe;
 mod refusals;
 mod smb;
+mod spool;
 mod tunnel;

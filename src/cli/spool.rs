@@ -1,0 +1,163 @@
+//! `pairgate spool keygen|ls|verify|rekey`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context as _};
+use clap::{Args, Subcommand};
+use comfy_table::Table;
+
+use pairgate::config::Config;
+use pairgate::spool::{tools, MasterKey, Store};
+
+use super::Failure;
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// Write a new spool master key (0600; refuses to overwrite).
+    Keygen(KeygenArgs),
+    /// List the files in the spool (outgoing, incoming, quarantine).
+    Ls(LsArgs),
+    /// Authenticate every spool file in full (exit 1 naming each bad file).
+    Verify(ConfigArgs),
+    /// Re-encrypt the spool under a new key (stop the gateway first; safe
+    /// to interrupt and run again). Then point `spool.key` at the new key.
+    Rekey(RekeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The site's gateway config (TOML) with a [spool] section.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// One JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The new key file (from `pairgate spool keygen`).
+    #[arg(long)]
+    pub new_key: PathBuf,
+}
+
+pub fn spool(command: SpoolCommand) -> Result<(), Failure> {
+    match command {
+        SpoolCommand::Keygen(a) => keygen(&a.out),
+        SpoolCommand::Ls(a) => ls(&a.config.config, a.json),
+        SpoolCommand::Verify(a) => verify(&a),
+        SpoolCommand::Rekey(a) => rekey(&a.config.config, &a.new_key),
+    }
+}
+
+fn keygen(out: &Path) -> Result<(), Failure> {
+    let key = MasterKey::generate()?;
+    key.write_key_file(out)?;
+    println!("wrote {} (key id {})", out.display(), key.key_id());
+    Ok(())
+}
+
+fn open(config: &Path) -> Result<Store, Failure> {
+    let config = Config::load(config)?;
+    let spool = config.spool.as_ref().ok_or_else(|| {
+        Failure::Invalid(anyhow!(
+            "{}: has no [spool] section; add one (dir, key, outbox, inbox) to use the spool",
+            config.path.display()
+        ))
+    })?;
+    Ok(Store::open(spool, None)?)
+}
+
+fn ls(config: &Path, json: bool) -> Result<(), Failure> {
+    let store = open(config)?;
+    let files = tools::list(&store)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&files).context("render JSON")?
+        );
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.set_header(["state", "id", "name", "size", "created", "age", "problem"]);
+    for f in &files {
+        table.add_row([
+            serde_json::to_value(f.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            f.id.clone(),
+            f.name.clone().unwrap_or_default(),
+            f.size.map(|s| s.to_string()).unwrap_or_default(),
+            f.created.clone().unwrap_or_default(),
+            f.age_s.map(|s| format!("{s}s")).unwrap_or_default(),
+            f.problem.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+    println!("{} file(s)", files.len());
+    Ok(())
+}
+
+fn verify(args: &ConfigArgs) -> Result<(), Failure> {
+    let store = open(&args.config)?;
+    let (good, bad) = tools::verify(&store)?;
+    for b in &bad {
+        eprintln!("BAD {}: {}", b.path.display(), b.reason);
+    }
+    println!("{good} good, {} bad", bad.len());
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::problem(format!(
+            "{} spool file(s) failed authentication: {}; move them to quarantine/ (the gateway \
+             does this itself) and have the sender re-send them",
+            bad.len(),
+            bad.iter()
+                .map(|b| b.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+}
+
+fn rekey(config: &Path, new_key: &Path) -> Result<(), Failure> {
+    let store = open(config)?;
+    let new = MasterKey::load_key_file(new_key)?;
+    let report = tools::rekey(&store, &new)?;
+    println!(
+        "rekeyed {}, already under the new key {}, failed {}",
+        report.rekeyed,
+        report.skipped,
+        report.failed.len()
+    );
+    for b in &report.failed {
+        eprintln!("FAILED {}: {}", b.path.display(), b.reason);
+    }
+    if !report.failed.is_empty() {
+        return Err(Failure::problem(
+            "some files could not be re-encrypted (listed above); check them with `pairgate spool verify`",
+        ));
+    }
+    println!(
+        "now set spool.key = \"{}\" in {} and start the gateway",
+        new_key.display(),
+        config.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! The receiving side of a `pg1-spool` connection.
+//!
+//! For each OFFER: ALREADY if the id is in `incoming/` or marked delivered
+//! (dedupe), ERROR if it is being received on another connection or the
+//! spool is full, else ACCEPT. The DATA is re-encrypted under our own key as
+//! it arrives (a blocking sealer fed through a channel) into `tmp/`; after
+//! END the sealer has checked size and SHA-256 against the OFFER, the file
+//! is fsynced, renamed into `incoming/<id>.pgs`, the folder fsynced, and
+//! only then is ACK sent.
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::error::SpoolError;
+use super::intake::{finish_file, sealed_estimate};
+use super::link::{ChannelReader, FrameIo, LinkStats};
+use super::metadata::Metadata;
+use super::seal::Sealer;
+use super::store::{durable_rename, lock, Area, Store};
+use super::stream::seal_stream;
+use super::wire::{Frame, Receiver, WireError, VERSION};
+use super::Spool;
+
+/// Removes an id from the in-progress set when the transfer ends.
+struct Receiving<'a> {
+    store: &'a Store,
+    id: String,
+}
+
+impl Drop for Receiving<'_> {
+    fn drop(&mut self) {
+        lock(&self.store.receiving).remove(&self.id);
+    }
+}
+
+/// How one offered file ended.
+enum FileEnd {
+    /// Durable in `incoming/`; ACK it.
+    Stored,
+    /// This file failed (bad digest, disk error, sender aborted): tell the
+    /// sender (unless it aborted) and go on with the next.
+    Failed(String),
+    /// The sender gave up on this file (ERROR frame); no answer.
+    Aborted,
+}
+
+impl Spool {
+    /// Serves one inbound spool connection from `peer_pool` until it ends.
+    /// Stops between files when `stop` is cancelled.
+    ///
+    /// # Errors
+    /// The protocol or link error that ended the connection.
+    pub async fn receive<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        peer_pool: &str,
+        idle: Duration,
+        stop: &CancellationToken,
+    ) -> (LinkStats, Result<(), SpoolError>) {
+        let mut io = FrameIo::new(stream, idle, peer_pool);
+        let result = self.serve(&mut io, peer_pool, stop).await;
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "spool receive ended");
+            if let SpoolError::Wire(w) = e {
+                let _ = io
+                    .send(
+                        &Frame::Error {
+                            message: w.to_string(),
+                        },
+                        true,
+                    )
+                    .await;
+            }
+        }
+        io.close().await;
+        (io.stats, result)
+    }
+
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut FrameIo<S>,
+        peer_pool: &str,
+        stop: &CancellationToken,
+    ) -> Result<(), SpoolError> {
+        let mut seq = Receiver::default();
+        loop {
+            let frame = tokio::select! {
+                f = io.read_frame() => f?,
+                () = stop.cancelled() => return Ok(()),
+            };
+            let Some(frame) = frame else { return Ok(()) };
+            seq.on_frame(&frame)?;
+            match frame {
+                Frame::Hello { .. } => io.send(&Frame::Hello { version: VERSION }, true).await?,
+                Frame::Offer(meta) => match self.answer(&meta) {
+                    Err(reply) => {
+                        seq.decline();
+                        io.send(&reply, true).await?;
+                    }
+                    Ok(_guard) => {
+                        io.send(&Frame::Accept { offset: 0 }, true).await?;
+                        seq.accept();
+                        match self.take_file(io, &mut seq, &meta, peer_pool).await? {
+                            FileEnd::Stored => {
+                                io.send(
+                                    &Frame::Ack {
+                                        id: meta.id.clone(),
+                                    },
+                                    true,
+                                )
+                                .await?;
+                                self.wake_deliver.notify_one();
+                            }
+                            FileEnd::Failed(message) => {
+                                io.send(&Frame::Error { message }, true).await?;
+                            }
+                            FileEnd::Aborted => {}
+                        }
+                    }
+                },
+                other => {
+                    return Err(WireError::Sequence {
+                        frame: other.name(),
+                        state: "here",
+                    }
+                    .into())
+                }
+            }
+        }
+    }
+
+    /// Decides about an OFFER: `Ok(guard)` to accept, `Err(reply)` to
+    /// answer ALREADY or ERROR.
+    fn answer(&self, meta: &Metadata) -> Result<Receiving<'_>, Frame> {
+        let store = &self.store;
+        if store.is_known(&meta.id) {
+            return Err(Frame::Already {
+                id: meta.id.clone(),
+            });
+        }
+        if !lock(&store.receiving).insert(meta.id.clone()) {
+            return Err(Frame::Error {
+                message: format!("{} is being received on another connection; retry", meta.id),
+            });
+        }
+        let guard = Receiving {
+            store,
+            id: meta.id.clone(),
+        };
+        if let Some(max) = store.max_bytes {
+            if store.used_bytes() + sealed_estimate(meta.size) > max {
+                store.counters.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(Frame::Error {
+                    message: format!("receiving spool is full (max_bytes = {max}); retry later"),
+                });
+            }
+        }
+        Ok(guard)
+    }
+
+    /// Receives the DATA of an accepted file into `incoming/`.
+    async fn take_file<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        io: &mut FrameIo<S>,
+        seq: &mut Receiver,
+        offer: &Metadata,
+        peer_pool: &str,
+    ) -> Result<FileEnd, SpoolError> {
+        let mut meta = offer.clone();
+        meta.extra.clear();
+        meta.extra
+            .insert("from_pool".into(), serde_json::Value::from(peer_pool));
+        let store = self.store.clone();
+        let tmp = store.tmp_path(&meta.id);
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(16);
+        let sealer = tokio::task::spawn_blocking({
+            let (store, tmp, meta) = (store.clone(), tmp.clone(), meta.clone());
+            move || seal_into(&store, &tmp, &meta, ChannelReader::new(rx))
+        });
+        let mut tx = Some(tx);
+        let outcome = loop {
+            let frame = match io.read_frame().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break Err(WireError::Truncated.into()),
+                Err(e) => break Err(e),
+            };
+            if let Err(e) = seq.on_frame(&frame) {
+                break Err(e.into());
+            }
+            match frame {
+                Frame::Data(bytes) => {
+                    let sent = match &tx {
+                        Some(tx) => tx.send(bytes).await.is_ok(),
+                        None => false,
+                    };
+                    if !sent {
+                        // The sealer stopped early (disk error): drain to END.
+                        tx = None;
+                    }
+                }
+                Frame::End => break Ok(true),
+                Frame::Error { message } => {
+                    tracing::warn!(id = %meta.id, %message, "sender aborted a file");
+                    break Ok(false);
+                }
+                _ => break Err(WireError::Truncated.into()),
+            }
+        };
+        drop(tx);
+        let sealed = sealer
+            .await
+            .map_err(|e| SpoolError::Task(e.to_string()))
+            .and_then(|r| r);
+        let complete = match outcome {
+            Ok(complete) => complete,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        if !complete {
+            let _ = fs::remove_file(&tmp);
+            return Ok(FileEnd::Aborted);
+        }
+        if let Err(e) = sealed {
+            let _ = fs::remove_file(&tmp);
+            tracing::warn!(id = %meta.id, error = %e, "received file refused");
+            return Ok(FileEnd::Failed(e.to_string()));
+        }
+        let dest = store.path(Area::Incoming, &meta.id);
+        let renamed =
+            tokio::task::spawn_blocking(move || durable_rename(&tmp, &dest).map(|()| tmp)).await;
+        match renamed {
+            Ok(Ok(_)) => {
+                self.store.counters.received.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(id = %meta.id, size = meta.size, "received");
+                Ok(FileEnd::Stored)
+            }
+            Ok(Err(e)) => Ok(FileEnd::Failed(e.to_string())),
+            Err(e) => Err(SpoolError::Task(e.to_string())),
+        }
+    }
+}
+
+/// Seals what `reader` yields into `tmp` under our key and fsyncs it.
+fn seal_into(
+    store: &Arc<Store>,
+    tmp: &PathBuf,
+    meta: &Metadata,
+    reader: ChannelReader,
+) -> Result<(), SpoolError> {
+    let sealer = Sealer::random(&store.key, meta).map_err(SpoolError::codec(tmp))?;
+    let file = File::create_new(tmp).map_err(SpoolError::io("create", tmp))?;
+    let mut w = BufWriter::with_capacity(256 * 1024, file);
+    let sealed = seal_stream(sealer, reader, &mut w)
+        .map_err(SpoolError::codec(tmp))
+        .and_then(|_| finish_file(w, tmp).map(drop));
+    if sealed.is_err() {
+        // Also when the connection task was dropped mid-file.
+        let _ = fs::remove_file(tmp);
+    }
+    sealed
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::spool::store::tests::store;
+    use crate::spool::stream::{decrypt_stream, digest_stream};
+
+    async fn exchange(spool: &Spool, frames: Vec<Frame>) -> (Vec<Frame>, Result<(), SpoolError>) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut client = FrameIo::new(a, Duration::from_secs(5), "test");
+        let stop = CancellationToken::new();
+        let server = spool.receive(b, "pool01.site1.example", Duration::from_secs(5), &stop);
+        let client = async move {
+            for f in &frames {
+                client.send(f, true).await.unwrap();
+            }
+            client.close().await;
+            let mut got = Vec::new();
+            while let Ok(Some(f)) = client.read_frame().await {
+                got.push(f);
+            }
+            got
+        };
+        let ((_, result), got) = tokio::join!(server, client);
+        (got, result)
+    }
+
+    fn offer(data: &[u8]) -> Metadata {
+        let (size, sha) = digest_stream(data).unwrap();
+        Metadata::new("x.bin", size, &sha).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_acks_dedupes_and_refuses_a_bad_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::from_store(store(dir.path()));
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 13) as u8).collect();
+        let m = offer(&data);
+        let hello = Frame::Hello { version: VERSION };
+        let frames = vec![
+            hello.clone(),
+            Frame::Offer(m.clone()),
+            Frame::Data(data[..70_000].to_vec()),
+            Frame::Data(data[70_000..].to_vec()),
+            Frame::End,
+            Frame::Offer(m.clone()),
+        ];
+        let (got, result) = exchange(&spool, frames).await;
+        result.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                hello.clone(),
+                Frame::Accept { offset: 0 },
+                Frame::Ack { id: m.id.clone() },
+                Frame::Already { id: m.id.clone() },
+            ]
+        );
+        let sealed = std::fs::read(spool.store.path(Area::Incoming, &m.id)).unwrap();
+        let mut out = Vec::new();
+        let meta = decrypt_stream(&sealed[..], &mut out, &spool.store.key).unwrap();
+        assert!(out == data);
+        assert_eq!(meta.extra["from_pool"], "pool01.site1.example");
+
+        // Same size, different bytes: the digest check refuses it, no ACK.
+        let mut lie = offer(b"abc");
+        lie.sha256 = m.sha256.clone();
+        let frames = vec![
+            hello.clone(),
+            Frame::Offer(lie.clone()),
+            Frame::Data(b"abc".to_vec()),
+            Frame::End,
+        ];
+        let (got, result) = exchange(&spool, frames).await;
+        result.unwrap();
+        assert!(matches!(got.last(), Some(Frame::Error { .. })), "{got:?}");
+        assert!(!spool.store.path(Area::Incoming, &lie.id).exists());
+        assert_eq!(
+            std::fs::read_dir(spool.store.root.join("tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn protocol_violations_close_the_connection_and_leave_no_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::from_store(store(dir.path()));
+        let m = offer(b"abcd");
+        let (_, result) = exchange(&spool, vec![Frame::Offer(m.clone())]).await;
+        assert!(matches!(
+            result,
+            Err(SpoolError::Wire(WireError::Sequence { .. }))
+        ));
+        let frames = vec![
+            Frame::Hello { version: VERSION },
+            Frame::Offer(m.clone()),
+            Frame::Data(b"abcdef".to_vec()),
+        ];
+        let (got, result) = exchange(&spool, frames).await;
+        assert!(matches!(
+            result,
+            Err(SpoolError::Wire(WireError::Malformed { .. }))
+        ));
+        assert!(matches!(got.last(), Some(Frame::Error { .. })));
+        // Cut off mid-file.
+        let frames = vec![
+            Frame::Hello { version: VERSION },
+            Frame::Offer(m.clone()),
+            Frame::Data(b"ab".to_vec()),
+        ];
+        let (_, result) = exchange(&spool, frames).await;
+        assert!(result.is_err());
+        assert!(!spool.store.path(Area::Incoming, &m.id).exists());
+        assert_eq!(
+            std::fs::read_dir(spool.store.root.join("tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert!(lock(&spool.store.receiving).is_empty());
+    }
+}

@@ -1,0 +1,466 @@
+//! The spool directory: its folders, durable renames, listing, quarantine,
+//! dedupe markers and depth. Every other spool part goes through this
+//! "filesystem seam"; the layout and its crash rules are in the module doc
+//! of [`crate::spool`].
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use time::OffsetDateTime;
+
+use super::error::SpoolError;
+use super::key::MasterKey;
+use super::metadata::Metadata;
+use super::stream::read_metadata;
+use crate::audit::{AuditLog, Event, SpoolFile};
+
+/// Sealed files waiting for the peer's acknowledgement.
+pub const OUTGOING: &str = "outgoing";
+/// Sealed files received and acknowledged, not yet in the inbox.
+pub const INCOMING: &str = "incoming";
+/// Files being written; anything here after a crash is garbage.
+pub const TMP: &str = "tmp";
+/// Files that failed authentication.
+pub const QUARANTINE: &str = "quarantine";
+/// One empty marker per delivered id, for dedupe.
+pub const DELIVERED: &str = "delivered";
+/// Extension of sealed files.
+pub const EXT: &str = "pgs";
+
+/// Where a spool file sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Area {
+    Outgoing,
+    Incoming,
+    Quarantine,
+}
+
+impl Area {
+    /// The folder name under the spool root.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Area::Outgoing => OUTGOING,
+            Area::Incoming => INCOMING,
+            Area::Quarantine => QUARANTINE,
+        }
+    }
+}
+
+/// One sealed file found in an area.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub area: Area,
+    pub path: PathBuf,
+    /// The file name without `.pgs` (the id for outgoing/incoming).
+    pub id: String,
+    /// Size on disk (sealed).
+    pub bytes: u64,
+    /// The authenticated metadata, or why it could not be read.
+    pub meta: Result<Metadata, String>,
+}
+
+/// Number, bytes and age of the oldest file of one direction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DirDepth {
+    pub files: u64,
+    /// Plaintext bytes.
+    pub bytes: u64,
+    /// Age of the oldest file, measured from its `created` at the origin.
+    pub oldest_age: Option<Duration>,
+}
+
+/// Spool depth: outbound = waiting for the peer, inbound = received, not
+/// yet delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Depth {
+    pub outbound: DirDepth,
+    pub inbound: DirDepth,
+}
+
+/// Event counters since start (for metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub ingested: AtomicU64,
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    pub delivered: AtomicU64,
+    pub quarantined: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+/// The spool directory of one site.
+pub struct Store {
+    pub(crate) root: PathBuf,
+    pub(crate) key: MasterKey,
+    pub(crate) outbox: PathBuf,
+    pub(crate) inbox: PathBuf,
+    pub(crate) max_bytes: Option<u64>,
+    audit: Option<AuditLog>,
+    cache: Mutex<HashMap<PathBuf, Metadata>>,
+    /// Ids sealed into `outgoing/` whose plaintext is not yet deleted: the
+    /// forwarder must not send them yet (see the crash table).
+    pub(crate) pending: Mutex<HashSet<String>>,
+    /// Ids being received right now (one connection per id).
+    pub(crate) receiving: Mutex<HashSet<String>>,
+    /// Outbox files already refused (name, size, mtime), audited once.
+    pub(crate) refused: Mutex<HashSet<(String, u64, i128)>>,
+    pub counters: Counters,
+}
+
+impl Store {
+    /// Opens (creating the folders of) a spool at `root`.
+    ///
+    /// # Errors
+    /// [`SpoolError::Io`] if a folder cannot be created.
+    pub fn new(
+        root: &Path,
+        key: MasterKey,
+        outbox: &Path,
+        inbox: &Path,
+        max_bytes: Option<u64>,
+        audit: Option<AuditLog>,
+    ) -> Result<Store, SpoolError> {
+        for sub in [OUTGOING, INCOMING, TMP, QUARANTINE, DELIVERED] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).map_err(SpoolError::io("create folder", &dir))?;
+        }
+        private_dir(root)?;
+        for dir in [outbox, inbox] {
+            fs::create_dir_all(dir).map_err(SpoolError::io("create folder", dir))?;
+        }
+        Ok(Store {
+            root: root.to_owned(),
+            key,
+            outbox: outbox.to_owned(),
+            inbox: inbox.to_owned(),
+            max_bytes,
+            audit,
+            cache: Mutex::default(),
+            pending: Mutex::default(),
+            receiving: Mutex::default(),
+            refused: Mutex::default(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Opens the spool of a config's `[spool]` section, loading its key
+    /// (refused unless private).
+    ///
+    /// # Errors
+    /// [`SpoolError::Key`] or [`SpoolError::Io`].
+    pub fn open(cfg: &crate::config::Spool, audit: Option<AuditLog>) -> Result<Store, SpoolError> {
+        let key = MasterKey::load_key_file(&cfg.key)?;
+        Store::new(&cfg.dir, key, &cfg.outbox, &cfg.inbox, cfg.max_bytes, audit)
+    }
+
+    /// The spool root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Path of a sealed file for `id` in `area`.
+    pub fn path(&self, area: Area, id: &str) -> PathBuf {
+        self.root.join(area.dir()).join(format!("{id}.{EXT}"))
+    }
+
+    /// A fresh, unique path in `tmp/`.
+    pub(crate) fn tmp_path(&self, what: &str) -> PathBuf {
+        let mut r = [0u8; 8];
+        let _ = SystemRandom::new().fill(&mut r);
+        self.root
+            .join(TMP)
+            .join(format!("{what}.{}.part", hex::encode(r)))
+    }
+
+    /// Records an audit event (no-op for offline tools).
+    pub(crate) fn audit(&self, event: Event) {
+        if let Some(audit) = &self.audit {
+            audit.record(event);
+        }
+    }
+
+    /// Reads (and caches) the metadata of a sealed file.
+    ///
+    /// # Errors
+    /// [`SpoolError::Io`] or [`SpoolError::Codec`].
+    pub fn metadata(&self, path: &Path) -> Result<Metadata, SpoolError> {
+        if let Some(m) = lock(&self.cache).get(path) {
+            return Ok(m.clone());
+        }
+        let file = File::open(path).map_err(SpoolError::io("open", path))?;
+        let meta =
+            read_metadata(io::BufReader::new(file), &self.key).map_err(SpoolError::codec(path))?;
+        lock(&self.cache).insert(path.to_owned(), meta.clone());
+        Ok(meta)
+    }
+
+    /// Forgets the cached metadata of a file that was moved or deleted.
+    pub(crate) fn forget(&self, path: &Path) {
+        lock(&self.cache).remove(path);
+    }
+
+    /// The sealed files of an area, oldest `created` first (unreadable ones
+    /// first of all, so they get quarantined promptly).
+    ///
+    /// # Errors
+    /// [`SpoolError::Io`] if the folder cannot be listed.
+    pub fn entries(&self, area: Area) -> Result<Vec<Entry>, SpoolError> {
+        let dir = self.root.join(area.dir());
+        let mut out = Vec::new();
+        for item in fs::read_dir(&dir).map_err(SpoolError::io("list", &dir))? {
+            let item = item.map_err(SpoolError::io("list", &dir))?;
+            let path = item.path();
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(&format!(".{EXT}")))
+            else {
+                continue;
+            };
+            let Ok(stat) = item.metadata() else { continue };
+            if !stat.is_file() {
+                continue;
+            }
+            let meta = self.metadata(&path).map_err(|e| e.to_string());
+            out.push(Entry {
+                area,
+                id: id.to_owned(),
+                path,
+                bytes: stat.len(),
+                meta,
+            });
+        }
+        out.sort_by(|a, b| match (&a.meta, &b.meta) {
+            (Ok(x), Ok(y)) => (x.created, &a.id).cmp(&(y.created, &b.id)),
+            (Err(_), Ok(_)) => std::cmp::Ordering::Less,
+            (Ok(_), Err(_)) => std::cmp::Ordering::Greater,
+            (Err(_), Err(_)) => a.id.cmp(&b.id),
+        });
+        Ok(out)
+    }
+
+    /// Sealed bytes in `outgoing/` + `incoming/` (what `max_bytes` caps).
+    pub fn used_bytes(&self) -> u64 {
+        [OUTGOING, INCOMING, TMP]
+            .iter()
+            .filter_map(|sub| fs::read_dir(self.root.join(sub)).ok())
+            .flat_map(|rd| rd.filter_map(Result::ok))
+            .filter_map(|e| e.metadata().ok())
+            .filter(fs::Metadata::is_file)
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Files, plaintext bytes and oldest age per direction.
+    pub fn depth(&self) -> Depth {
+        let now = OffsetDateTime::now_utc();
+        let one = |area| {
+            let mut d = DirDepth::default();
+            for e in self.entries(area).unwrap_or_default() {
+                d.files += 1;
+                if let Ok(m) = &e.meta {
+                    d.bytes += m.size;
+                    let age = (now - m.created).try_into().unwrap_or(Duration::ZERO);
+                    d.oldest_age = Some(d.oldest_age.map_or(age, |o: Duration| o.max(age)));
+                }
+            }
+            d
+        };
+        Depth {
+            outbound: one(Area::Outgoing),
+            inbound: one(Area::Incoming),
+        }
+    }
+
+    /// Moves a bad file to `quarantine/`, audits and counts it. Never
+    /// fails: if even the move fails the file is deleted so it cannot block
+    /// the queue (it failed authentication, so nothing of value is lost).
+    pub fn quarantine(&self, path: &Path, meta: Option<&Metadata>, reason: &str) {
+        self.forget(path);
+        let name = path.file_name().map_or_else(
+            || "unnamed".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let qdir = self.root.join(QUARANTINE);
+        let mut dest = qdir.join(&name);
+        let mut n = 1;
+        while dest.exists() {
+            dest = qdir.join(format!("{name}.{n}"));
+            n += 1;
+        }
+        if fs::rename(path, &dest).is_err() {
+            let _ = fs::remove_file(path);
+        }
+        let _ = sync_dir(&qdir);
+        if let Some(parent) = path.parent() {
+            let _ = sync_dir(parent);
+        }
+        tracing::warn!(file = %path.display(), %reason, "spool file quarantined");
+        self.counters.quarantined.fetch_add(1, Ordering::Relaxed);
+        let id = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.audit(Event::SpoolQuarantined(SpoolFile {
+            id: meta.map_or(id, |m| m.id.clone()),
+            name: meta.map(|m| m.name.clone()).unwrap_or_default(),
+            size: meta.map_or(0, |m| m.size),
+            peer_pool: None,
+            age_ms: meta.map(age_ms),
+            reason: Some(reason.to_owned()),
+            path: Some(dest.display().to_string()),
+        }));
+    }
+
+    /// Whether `id` was received already (acknowledged and either waiting
+    /// in `incoming/` or delivered).
+    pub fn is_known(&self, id: &str) -> bool {
+        self.path(Area::Incoming, id).exists() || self.root.join(DELIVERED).join(id).exists()
+    }
+
+    /// Durably records `id` as delivered.
+    ///
+    /// # Errors
+    /// [`SpoolError::Io`].
+    pub fn mark_delivered(&self, id: &str) -> Result<(), SpoolError> {
+        let dir = self.root.join(DELIVERED);
+        let path = dir.join(id);
+        File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(SpoolError::io("write delivery marker", &path))?;
+        sync_dir(&dir).map_err(SpoolError::io("sync", &dir))
+    }
+}
+
+/// Milliseconds since the file's `created`.
+pub(crate) fn age_ms(meta: &Metadata) -> u64 {
+    let ms = (OffsetDateTime::now_utc() - meta.created).whole_milliseconds();
+    u64::try_from(ms).unwrap_or(0)
+}
+
+/// fsyncs a directory so a rename or unlink in it is durable.
+///
+/// # Errors
+/// The underlying I/O error.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Renames `from` to `to` and makes it durable (fsync of `to`'s folder).
+///
+/// # Errors
+/// [`SpoolError::Io`].
+pub fn durable_rename(from: &Path, to: &Path) -> Result<(), SpoolError> {
+    fs::rename(from, to).map_err(SpoolError::io("rename into", to))?;
+    let dir = to.parent().unwrap_or(Path::new("."));
+    sync_dir(dir).map_err(SpoolError::io("sync", dir))
+}
+
+/// Deletes `path` and makes it durable.
+///
+/// # Errors
+/// [`SpoolError::Io`] (a file already gone is fine).
+pub fn durable_remove(path: &Path) -> Result<(), SpoolError> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SpoolError::io("delete", path)(e)),
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir(dir).map_err(SpoolError::io("sync", dir))
+}
+
+fn private_dir(root: &Path) -> Result<(), SpoolError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+            .map_err(SpoolError::io("restrict permissions of", root))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::spool::stream::encrypt_seekable;
+
+    pub(crate) fn store(dir: &Path) -> Store {
+        Store::new(
+            &dir.join("spool"),
+            MasterKey::from_bytes([7; 32]),
+            &dir.join("outbox"),
+            &dir.join("inbox"),
+            None,
+            None,
+        )
+        .unwrap()
+    }
+
+    /// Seals `data` as `name` straight into `area`; returns the metadata.
+    pub(crate) fn put(store: &Store, area: Area, name: &str, data: &[u8]) -> Metadata {
+        let tmp = store.tmp_path("test");
+        let meta = encrypt_seekable(
+            io::Cursor::new(data),
+            File::create(&tmp).unwrap(),
+            &store.key,
+            name,
+        )
+        .unwrap();
+        durable_rename(&tmp, &store.path(area, &meta.id)).unwrap();
+        meta
+    }
+
+    #[test]
+    fn entries_depth_and_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let a = put(&s, Area::Outgoing, "a", b"hello");
+        put(&s, Area::Outgoing, "b", &[1; 70_000]);
+        put(&s, Area::Incoming, "c", b"x");
+        let out = s.entries(Area::Outgoing).unwrap();
+        assert_eq!(out.len(), 2);
+        let d = s.depth();
+        assert_eq!((d.outbound.files, d.outbound.bytes), (2, 70_005));
+        assert_eq!((d.inbound.files, d.inbound.bytes), (1, 1));
+        assert!(d.outbound.oldest_age.is_some());
+        assert!(s.used_bytes() > 70_006);
+
+        // A garbage file sorts first, with its problem; quarantine moves it.
+        let bad = s.root.join(OUTGOING).join("junk.pgs");
+        fs::write(&bad, [b'x'; 80]).unwrap();
+        let out = s.entries(Area::Outgoing).unwrap();
+        assert_eq!(out[0].id, "junk");
+        assert!(out[0].meta.as_ref().unwrap_err().contains("magic"));
+        s.quarantine(&bad, None, "bad magic");
+        assert!(!bad.exists());
+        assert!(s.root.join(QUARANTINE).join("junk.pgs").exists());
+        assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 2);
+        assert_eq!(s.entries(Area::Quarantine).unwrap().len(), 1);
+        assert_eq!(s.counters.quarantined.load(Ordering::Relaxed), 1);
+
+        assert!(!s.is_known(&a.id));
+        s.mark_delivered(&a.id).unwrap();
+        assert!(s.is_known(&a.id));
+    }
+}
