@@ -8,6 +8,7 @@
 //! `gateway` wires one site's pieces together for `pairgate run`.
 
 pub mod audit;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod gateway;

@@ -2,6 +2,7 @@
 //! each command returns `Result<(), Failure>` and prints its own output.
 
 mod audit;
+mod bench;
 mod cert;
 mod gateway;
 mod policy;
@@ -42,6 +43,8 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Build and run a complete two-site pairing on loopback.
     Demo(gateway::DemoArgs),
+    /// Measure pairgate side by side with HAProxy and stunnel on loopback.
+    Bench(bench::BenchArgs),
 }
 
 pub fn dispatch(command: Command) -> Result<(), Failure> {
@@ -53,6 +56,7 @@ pub fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Policy(c) => policy::policy(c),
         Command::Audit(c) => audit::audit(c),
         Command::Demo(a) => gateway::demo(a),
+        Command::Bench(a) => bench::bench(a),
     }
 }
 
