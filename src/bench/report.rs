@@ -284,7 +284,13 @@ impl Report {
         table.set_header(header);
         for metric in Metric::ALL {
             let mut row = vec![metric.label().to_owned()];
-            row.extend(self.subjects.iter().map(|s| cell(metric, &s.median)));
+            row.extend(self.subjects.iter().map(|s| {
+                let value = cell(metric, &s.median);
+                match spread(metric, &s.rounds) {
+                    Some(pct) if s.rounds.len() > 1 => format!("{value} ±{pct:.0}%"),
+                    _ => value,
+                }
+            }));
             table.add_row(row);
         }
         let mut failed = vec!["failed connections".to_owned()];
@@ -328,6 +334,19 @@ impl Report {
         }
         out
     }
+}
+
+/// Half the range over rounds, as a percentage of the median: how much to
+/// trust a difference between two subjects.
+pub fn spread(metric: Metric, rounds: &[Figures]) -> Option<f64> {
+    let values: Vec<f64> = rounds.iter().filter_map(|f| metric.of(f)).collect();
+    let mid = median(&values)?;
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(*v), hi.max(*v))
+        });
+    (mid.abs() > 0.0).then(|| (hi - lo) / 2.0 / mid.abs() * 100.0)
 }
 
 fn cell(metric: Metric, f: &Figures) -> String {
@@ -455,6 +474,19 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["spool"]["status"], "not_available");
         assert_eq!(json["verdicts"][0]["met"], true);
+    }
+
+    #[test]
+    fn spread_is_half_the_range_over_the_median() {
+        let rounds = [
+            figures(90.0, 1.0, 1.0, 1.0),
+            figures(100.0, 1.0, 1.0, 1.0),
+            figures(110.0, 1.0, 1.0, 1.0),
+        ];
+        assert_eq!(spread(Metric::Bulk1, &rounds), Some(10.0));
+        assert_eq!(spread(Metric::RttP50, &rounds), Some(0.0));
+        assert_eq!(spread(Metric::RttAdded, &rounds), None);
+        assert_eq!(spread(Metric::Bulk1, &[]), None);
     }
 
     #[test]
