@@ -418,3 +418,27 @@ pub fn pattern(len: usize) -> Vec<u8> {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect()
 }
+
+/// A loopback server that reads each connection to EOF (the client's
+/// half-close), counting the bytes without looking at them, then answers the
+/// count as a big-endian `u64` and closes. Cheap on purpose: the benchmark
+/// measures the path in front of it, not the backend.
+///
+/// # Errors
+/// When it cannot bind.
+pub async fn discard_backend() -> Result<SocketAddr, LabError> {
+    serve_backend(|mut stream| async move {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total: u64 = 0;
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => total += n as u64,
+                Err(_) => return,
+            }
+        }
+        let _ = stream.write_all(&total.to_be_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await
+}

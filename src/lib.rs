@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod gateway;

@@ -2,6 +2,7 @@
 //! each command returns `Result<(), Failure>` and prints its own output.
 
 mod audit;
+mod bench;
 mod cert;
 mod docs;
 mod gateway;
@@ -65,6 +66,8 @@ pub enum Command {
     /// The encrypted store-and-forward spool: keys, listing, verification.
     #[command(subcommand)]
     Spool(spool::SpoolCommand),
+    /// Measure pairgate side by side with HAProxy and stunnel on loopback.
+    Bench(bench::BenchArgs),
 }
 
 pub fn dispatch(command: Command) -> Result<(), Failure> {
@@ -80,6 +83,7 @@ pub fn dispatch(command: Command) -> Result<(), Failure> {
         Command::Man(a) => docs::man(a),
         Command::Status(a) => status::status(a),
         Command::Spool(c) => spool::spool(c),
+        Command::Bench(a) => bench::bench(a),
     }
 }
 

@@ -1,0 +1,93 @@
+//! `pairgate bench`: pairgate side by side with HAProxy and stunnel.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use clap::{Args, ValueEnum};
+
+use super::Failure;
+use pairgate::bench::{self, BenchError, Measure, Options, Rival};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Also run the same load against an equivalent rival proxy pair (repeatable).
+    #[arg(long = "vs", value_enum)]
+    pub vs: Vec<RivalArg>,
+    /// Short run (one round, shorter phases): a smoke test, under ~30 s.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the report as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Interleaved rounds whose medians are reported (default 3; 1 with --quick).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Run only these measurements (repeatable), e.g. while profiling.
+    #[arg(long, value_enum)]
+    pub only: Vec<MeasureArg>,
+    /// Keep certificates, configs and logs in DIR (default: a temporary folder, removed).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RivalArg {
+    Haproxy,
+    Stunnel,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MeasureArg {
+    Bulk,
+    Latency,
+    Connect,
+    Memory,
+}
+
+pub fn bench(args: BenchArgs) -> Result<(), Failure> {
+    let mut rivals = Vec::new();
+    for r in args.vs {
+        let rival = match r {
+            RivalArg::Haproxy => Rival::Haproxy,
+            RivalArg::Stunnel => Rival::Stunnel,
+        };
+        if !rivals.contains(&rival) {
+            rivals.push(rival);
+        }
+    }
+    let only = args
+        .only
+        .iter()
+        .map(|m| match m {
+            MeasureArg::Bulk => Measure::Bulk,
+            MeasureArg::Latency => Measure::Latency,
+            MeasureArg::Connect => Measure::Connect,
+            MeasureArg::Memory => Measure::Memory,
+        })
+        .collect();
+    let options = Options {
+        rivals,
+        quick: args.quick,
+        rounds: args.rounds,
+        only,
+        dir: args.dir,
+        command: std::env::args()
+            .enumerate()
+            .map(|(i, a)| if i == 0 { "pairgate".to_owned() } else { a })
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; its numbers mean little (cargo build --release)");
+    }
+    let report = bench::run(&options).map_err(|e| match e {
+        BenchError::Usage(_) => Failure::Invalid(anyhow!(e)),
+        e => Failure::Problem(anyhow!(e)),
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
