@@ -22,12 +22,13 @@
 pub mod load;
 pub mod report;
 pub mod rivals;
+mod spool;
 pub mod subjects;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use report::{Figures, Machine, Report, SpoolFigures, SubjectResult};
+use report::{Figures, Machine, Report, SubjectResult};
 pub use rivals::Rival;
 use subjects::{Lab, Running};
 
@@ -134,15 +135,6 @@ impl Plan {
     }
 }
 
-/// Spool ingest MB/s (against `cp` + `sync` of the same files) and the
-/// outbox→peer-inbox delay of a 1 MB file. The spool forwarder is not built
-/// yet, so this reports that instead of a number.
-pub fn measure_spool(_lab_dir: &Path) -> SpoolFigures {
-    SpoolFigures::NotAvailable {
-        reason: "spool not built yet".into(),
-    }
-}
-
 /// Runs the benchmark and returns what it found. Progress goes to stderr.
 ///
 /// # Errors
@@ -185,7 +177,7 @@ pub fn run(options: &Options) -> Result<Report, BenchError> {
             })
             .collect(),
         verdicts: Vec::new(),
-        spool: measure_spool(&dir),
+        spool: spool::measure(&dir, &exe, options.quick),
     };
     report.conclude();
     Ok(report)
@@ -355,12 +347,6 @@ mod tests {
         .unwrap();
         assert!(only.wants(Measure::Bulk) && !only.wants(Measure::Memory));
         assert!(full.wants(Measure::Memory));
-    }
-
-    #[test]
-    fn spool_is_not_faked() {
-        let figures = measure_spool(Path::new("/nonexistent"));
-        assert_eq!(report::spool_text(&figures), "n/a (spool not built yet)");
     }
 
     #[test]
