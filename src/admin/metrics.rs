@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::labels::{
     decision_label, direction_label, CertKind, CertLabels, ConnLabels, DenyLabels, DirLabels,
-    FlowLabels, ReloadLabels, Reloaded, VersionLabels, DIRECTIONS,
+    FlowLabels, ReloadLabels, Reloaded, SpoolEventLabels, VersionLabels, DIRECTIONS,
 };
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
@@ -89,6 +89,9 @@ pub struct Metrics {
     spool_bytes: Family<DirLabels, Gauge>,
     spool_oldest: Family<DirLabels, Gauge<f64, AtomicU64>>,
     reloads: Family<ReloadLabels, Counter>,
+    spool_events: Family<SpoolEventLabels, Counter>,
+    /// Last totals seen per spool event, to turn totals into increments.
+    spool_seen: Mutex<HashMap<&'static str, u64>>,
     audit_events: Counter,
     services: Mutex<HashSet<String>>,
     /// sha256 series currently published per certificate kind, oldest first.
@@ -126,6 +129,8 @@ impl Metrics {
             spool_bytes: Family::default(),
             spool_oldest: Family::default(),
             reloads: Family::default(),
+            spool_events: Family::default(),
+            spool_seen: Mutex::new(HashMap::new()),
             audit_events: Counter::default(),
             services: Mutex::new(HashSet::new()),
             cert_series: Mutex::new(HashMap::new()),
@@ -188,6 +193,11 @@ impl Metrics {
             "reloads",
             "Reloads of certificates, CRL and policy, by result",
             m.reloads.clone(),
+        );
+        r.register(
+            "spool_files_events",
+            "Spool files by event: ingested, sent, received, delivered, quarantined, refused (cap)",
+            m.spool_events.clone(),
         );
         r.register(
             "audit_events",
@@ -412,6 +422,23 @@ impl Metrics {
     }
 
     /// Counts one record handed to the audit log.
+    /// Publishes the spool's running totals (e.g. `("refused", 3)`); each
+    /// counter advances by what the total grew since the last call.
+    pub fn spool_totals(&self, totals: &[(&'static str, u64)]) {
+        let Ok(mut seen) = self.spool_seen.lock() else {
+            return;
+        };
+        for (event, total) in totals {
+            let last = seen.entry(event).or_insert(0);
+            if *total > *last {
+                self.spool_events
+                    .get_or_create(&SpoolEventLabels { event })
+                    .inc_by(*total - *last);
+                *last = *total;
+            }
+        }
+    }
+
     pub fn audit_event(&self) {
         self.audit_events.inc();
     }

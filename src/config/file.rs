@@ -70,6 +70,8 @@ pub(crate) struct RawSpool {
     pub outbox: Spanned<String>,
     pub inbox: Spanned<String>,
     pub max_bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub old_keys: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

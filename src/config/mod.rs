@@ -99,6 +99,9 @@ pub struct Spool {
     pub outbox: PathBuf,
     pub inbox: PathBuf,
     pub max_bytes: Option<u64>,
+    /// Previous master keys: files sealed under them (key id in each header)
+    /// still drain after `spool.key` moved to a new key.
+    pub old_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

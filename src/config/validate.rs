@@ -258,6 +258,11 @@ impl Validator<'_> {
             outbox: self.file_path("spool.outbox", &raw.outbox)?,
             inbox: self.file_path("spool.inbox", &raw.inbox)?,
             max_bytes,
+            old_keys: raw
+                .old_keys
+                .iter()
+                .map(|k| self.file_path("spool.old_keys", k))
+                .collect::<Result<_, _>>()?,
         })
     }
 

@@ -84,6 +84,13 @@ pub fn tls_sources(config: &Config) -> Sources {
 /// The first invalid file, with its name and the fix.
 pub fn load(path: &Path) -> Result<(Config, Policy, Material), GatewayError> {
     let (config, policy) = crate::config::load_with_policy(path)?;
+    if let Some(spool) = &config.spool {
+        // A missing, malformed or non-private spool key is caught here, not
+        // only when the spool first opens.
+        for key in std::iter::once(&spool.key).chain(&spool.old_keys) {
+            crate::spool::MasterKey::load_key_file(key).map_err(crate::spool::SpoolError::from)?;
+        }
+    }
     let material = Material::load(&tls_sources(&config), &config.gateway.pool)?;
     Ok((config, policy, material))
 }

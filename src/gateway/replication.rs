@@ -78,6 +78,18 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
             [Direction::Outbound, Direction::Inbound].map(|d| (d, r.depth(d)))
         })
         .await;
+        if let Some(spool) = &replication.ctx.spool {
+            let c = &spool.store.counters;
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            replication.ctx.metrics.spool_totals(&[
+                ("ingested", n(&c.ingested)),
+                ("sent", n(&c.sent)),
+                ("received", n(&c.received)),
+                ("delivered", n(&c.delivered)),
+                ("quarantined", n(&c.quarantined)),
+                ("refused", n(&c.refused)),
+            ]);
+        }
         if let Ok(depths) = depths {
             let now = OffsetDateTime::now_utc();
             for (direction, d) in depths {

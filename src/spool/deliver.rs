@@ -105,8 +105,12 @@ impl Store {
         let src = File::open(sealed).map_err(SpoolError::io("open", sealed))?;
         let out = File::create(tmp).map_err(SpoolError::io("create", tmp))?;
         let mut w = BufWriter::with_capacity(256 * 1024, out);
-        decrypt_stream(BufReader::with_capacity(256 * 1024, src), &mut w, &self.key)
-            .map_err(SpoolError::codec(sealed))?;
+        decrypt_stream(
+            BufReader::with_capacity(256 * 1024, src),
+            &mut w,
+            self.key_for(sealed),
+        )
+        .map_err(SpoolError::codec(sealed))?;
         finish_file(w, tmp).map(drop)
     }
 

@@ -204,7 +204,7 @@ impl Spool {
             decrypt_stream(
                 BufReader::with_capacity(256 * 1024, file),
                 ChannelWriter { tx },
-                &key_store.key,
+                key_store.key_for(&path),
             )
             .map_err(SpoolError::codec(&path))
         });

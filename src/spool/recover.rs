@@ -75,7 +75,7 @@ impl Store {
             let verified = File::open(&entry.path)
                 .map_err(|e| e.to_string())
                 .and_then(|f| {
-                    decrypt_stream(BufReader::new(f), io::sink(), &self.key)
+                    decrypt_stream(BufReader::new(f), io::sink(), self.key_for(&entry.path))
                         .map_err(|e| e.to_string())
                 });
             match verified {

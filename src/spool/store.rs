@@ -99,6 +99,8 @@ pub struct Counters {
 pub struct Store {
     pub(crate) root: PathBuf,
     pub(crate) key: MasterKey,
+    /// Previous keys, only for reading files sealed before a key change.
+    pub(crate) old_keys: Vec<MasterKey>,
     pub(crate) outbox: PathBuf,
     pub(crate) inbox: PathBuf,
     pub(crate) max_bytes: Option<u64>,
@@ -138,6 +140,7 @@ impl Store {
         Ok(Store {
             root: root.to_owned(),
             key,
+            old_keys: Vec::new(),
             outbox: outbox.to_owned(),
             inbox: inbox.to_owned(),
             max_bytes,
@@ -157,7 +160,28 @@ impl Store {
     /// [`SpoolError::Key`] or [`SpoolError::Io`].
     pub fn open(cfg: &crate::config::Spool, audit: Option<AuditLog>) -> Result<Store, SpoolError> {
         let key = MasterKey::load_key_file(&cfg.key)?;
-        Store::new(&cfg.dir, key, &cfg.outbox, &cfg.inbox, cfg.max_bytes, audit)
+        let mut store = Store::new(&cfg.dir, key, &cfg.outbox, &cfg.inbox, cfg.max_bytes, audit)?;
+        for old in &cfg.old_keys {
+            store.old_keys.push(MasterKey::load_key_file(old)?);
+        }
+        Ok(store)
+    }
+
+    /// The key that sealed the file at `path`, chosen by the key id in its
+    /// header: the current key, or one of `old_keys`. When none matches (or
+    /// the header is unreadable) the current key is returned, so opening the
+    /// file reports the problem (`WrongKey`, tampering) as usual.
+    pub(crate) fn key_for(&self, path: &Path) -> &MasterKey {
+        let mut header = [0u8; 16];
+        let read = File::open(path).and_then(|mut f| io::Read::read_exact(&mut f, &mut header));
+        if read.is_err() {
+            return &self.key;
+        }
+        let id = &header[8..16];
+        std::iter::once(&self.key)
+            .chain(&self.old_keys)
+            .find(|k| k.key_id().0 == id)
+            .unwrap_or(&self.key)
     }
 
     /// The spool root folder.
@@ -195,8 +219,8 @@ impl Store {
             return Ok(m.clone());
         }
         let file = File::open(path).map_err(SpoolError::io("open", path))?;
-        let meta =
-            read_metadata(io::BufReader::new(file), &self.key).map_err(SpoolError::codec(path))?;
+        let meta = read_metadata(io::BufReader::new(file), self.key_for(path))
+            .map_err(SpoolError::codec(path))?;
         lock(&self.cache).insert(path.to_owned(), meta.clone());
         Ok(meta)
     }
@@ -429,6 +453,37 @@ pub(crate) mod tests {
         .unwrap();
         durable_rename(&tmp, &store.path(area, &meta.id)).unwrap();
         meta
+    }
+
+    #[test]
+    fn files_under_an_old_key_drain_when_it_is_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = store(dir.path());
+        let meta = put(&old, Area::Incoming, "before-the-key-change", b"payload");
+        let path = old.path(Area::Incoming, &meta.id);
+        let reopen = |old_keys: Vec<MasterKey>| {
+            let mut s = Store::new(
+                &dir.path().join("spool"),
+                MasterKey::from_bytes([8; 32]),
+                &dir.path().join("outbox"),
+                &dir.path().join("inbox"),
+                None,
+                None,
+            )
+            .unwrap();
+            s.old_keys = old_keys;
+            s
+        };
+        let without = reopen(vec![]);
+        assert!(matches!(
+            without.metadata(&path),
+            Err(SpoolError::Codec { .. })
+        ));
+        let with = reopen(vec![MasterKey::from_bytes([7; 32])]);
+        assert_eq!(with.metadata(&path).unwrap().id, meta.id);
+        with.deliver_all().unwrap();
+        let delivered = std::fs::read(dir.path().join("inbox/before-the-key-change")).unwrap();
+        assert_eq!(delivered, b"payload");
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn verify(store: &Store) -> Result<(usize, Vec<Bad>), SpoolError> {
             let checked = File::open(&e.path)
                 .map_err(|err| err.to_string())
                 .and_then(|f| {
-                    decrypt_stream(BufReader::new(f), std::io::sink(), &store.key)
+                    decrypt_stream(BufReader::new(f), std::io::sink(), store.key_for(&e.path))
                         .map_err(|err| err.to_string())
                 });
             match checked {
@@ -157,16 +157,21 @@ fn key_id_of(path: &Path) -> std::io::Result<KeyId> {
 
 fn rekey_file(store: &Store, path: &Path, new_key: &MasterKey) -> Result<(), SpoolError> {
     let open = || File::open(path).map_err(SpoolError::io("open", path));
-    let meta =
-        read_metadata(BufReader::new(open()?), &store.key).map_err(SpoolError::codec(path))?;
+    let meta = read_metadata(BufReader::new(open()?), store.key_for(path))
+        .map_err(SpoolError::codec(path))?;
     let sealer = Sealer::random(new_key, &meta).map_err(SpoolError::codec(path))?;
     let tmp = store.tmp_path(&format!("rekey-{}", meta.id));
     let out = File::create_new(&tmp).map_err(SpoolError::io("create", &tmp))?;
     let source = open()?;
     let (tx, rx) = mpsc::channel(8);
     let (opened, sealed) = std::thread::scope(|s| {
-        let reader =
-            s.spawn(|| decrypt_stream(BufReader::new(source), ChannelWriter { tx }, &store.key));
+        let reader = s.spawn(|| {
+            decrypt_stream(
+                BufReader::new(source),
+                ChannelWriter { tx },
+                store.key_for(path),
+            )
+        });
         let mut w = BufWriter::new(out);
         let sealed = seal_stream(sealer, ChannelReader::new(rx), &mut w)
             .map_err(SpoolError::codec(&tmp))

@@ -335,3 +335,77 @@ fn version_completions_and_man_pages() {
     assert!(page.contains(".TH pairgate"));
     assert!(dir.path().join("pairgate-run.1").exists());
 }
+
+/// Materialises the PKI and keys an example config refers to (paths as in
+/// the example, relative to a copy of its folder), then runs `pairgate check`.
+fn check_example(example_dir: &str, configs: &[&str], pki_rel: &str, keys: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(example_dir);
+    let copy = tmp.path().join("conf");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&p, copy.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let certs = copy.join(pki_rel);
+    let certs_s = certs.to_str().unwrap();
+    assert_eq!(code(&pairgate(&["ca", "init", "--dir", certs_s])), 0);
+    std::fs::write(certs.join("ca.crl"), b"").unwrap();
+    for config in configs {
+        let text = std::fs::read_to_string(copy.join(config)).unwrap();
+        let value: toml::Value = toml::from_str(&text).unwrap();
+        let pool = value["gateway"]["pool"].as_str().unwrap();
+        let cert = value["tls"]["cert"].as_str().unwrap();
+        let prefix = copy.join(cert.trim_end_matches(".crt"));
+        let out = pairgate(&[
+            "cert",
+            "issue",
+            "--ca-dir",
+            certs_s,
+            "--pool",
+            pool,
+            "--out",
+            prefix.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    for key in keys {
+        let path = copy.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        assert_eq!(
+            code(&pairgate(&[
+                "spool",
+                "keygen",
+                "--out",
+                path.to_str().unwrap()
+            ])),
+            0
+        );
+    }
+    for config in configs {
+        let out = pairgate(&["check", "--config", copy.join(config).to_str().unwrap()]);
+        assert_eq!(code(&out), 0, "{example_dir}/{config}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn the_example_configs_under_policy_pass_check() {
+    check_example(
+        "policy",
+        &["site1.toml", "site2.toml"],
+        "../certs",
+        &["../keys/site1-spool.key", "../keys/site2-spool.key"],
+    );
+}
+
+#[test]
+fn the_operator_guide_example_configs_pass_check() {
+    check_example(
+        "docs/examples",
+        &["site1.toml", "site2.toml"],
+        "tls",
+        &["keys/site1-spool.key", "keys/site2-spool.key"],
+    );
+}
