@@ -93,6 +93,7 @@ pub struct Metrics {
     /// Last totals seen per spool event, to turn totals into increments.
     spool_seen: Mutex<HashMap<&'static str, u64>>,
     audit_events: Counter,
+    peer_link_up: Gauge,
     services: Mutex<HashSet<String>>,
     /// sha256 series currently published per certificate kind, oldest first.
     cert_series: Mutex<HashMap<CertKind, Vec<CertEntry>>>,
@@ -132,6 +133,7 @@ impl Metrics {
             spool_events: Family::default(),
             spool_seen: Mutex::new(HashMap::new()),
             audit_events: Counter::default(),
+            peer_link_up: Gauge::default(),
             services: Mutex::new(HashSet::new()),
             cert_series: Mutex::new(HashMap::new()),
             allowed_total: AtomicU64::new(0),
@@ -198,6 +200,11 @@ impl Metrics {
             "spool_files_events",
             "Spool files by event: ingested, sent, received, delivered, quarantined, refused (cap)",
             m.spool_events.clone(),
+        );
+        r.register(
+            "peer_link_up",
+            "1 when the peer gateway answered the last attempt, 0 when it did not, -1 before any attempt",
+            m.peer_link_up.clone(),
         );
         r.register(
             "audit_events",
@@ -422,6 +429,16 @@ impl Metrics {
     }
 
     /// Counts one record handed to the audit log.
+    /// Publishes the peer link state: `Some(true)` up, `Some(false)` down,
+    /// `None` not tried yet.
+    pub fn peer_link(&self, up: Option<bool>) {
+        self.peer_link_up.set(match up {
+            Some(true) => 1,
+            Some(false) => 0,
+            None => -1,
+        });
+    }
+
     /// Publishes the spool's running totals (e.g. `("refused", 3)`); each
     /// counter advances by what the total grew since the last call.
     pub fn spool_totals(&self, totals: &[(&'static str, u64)]) {

@@ -78,6 +78,12 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
             [Direction::Outbound, Direction::Inbound].map(|d| (d, r.depth(d)))
         })
         .await;
+        let link = replication.ctx.link.state().state;
+        replication.ctx.metrics.peer_link(match link {
+            crate::admin::LinkState::Up => Some(true),
+            crate::admin::LinkState::Down => Some(false),
+            _ => None,
+        });
         if let Some(spool) = &replication.ctx.spool {
             let c = &spool.store.counters;
             let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);

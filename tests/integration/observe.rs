@@ -120,6 +120,19 @@ async fn metrics_and_status_follow_traffic_and_the_peer() {
     let _ = round_trip(pair.tunnel, b"anyone?").await;
     let s = wait_status(admin, "link down", |s| s["peer_link"]["state"] == "down").await;
     assert_eq!(s["directions"][0]["state"], "disconnected");
+    // The link gauge follows (refreshed every couple of seconds).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = get(admin, "/metrics").await;
+        if sample(&metrics, "pairgate_peer_link_up", &[]) == Some(0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pairgate_peer_link_up never went to 0"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (_, metrics) = get(admin, "/metrics").await;
     let unreachable = [("direction", "outbound"), ("reason", "peer_unreachable")];
     assert_eq!(

@@ -197,7 +197,8 @@ pub fn ca_rotate(args: CaRotateArgs) -> Result<(), Failure> {
     }
     println!("Next steps, in this order:");
     println!(
-        "  1. Copy {} to BOTH sites and set tls.ca to it (gateways reload it).",
+        "  1. At BOTH sites, copy {} over the file tls.ca names (running gateways pick it up; \
+         changing the tls.ca path itself would need a restart).",
         done.bundle_path.display()
     );
     println!(
@@ -211,7 +212,7 @@ pub fn ca_rotate(args: CaRotateArgs) -> Result<(), Failure> {
         }
     );
     println!(
-        "  3. Once both sites run on the new certificates, set tls.ca back to {} at both sites.",
+        "  3. Once both sites run on the new certificates, copy {} over the tls.ca file at both sites.",
         args.dir.join(pki::CA_CERT_FILE).display()
     );
     println!(
