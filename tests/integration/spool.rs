@@ -401,3 +401,67 @@ async fn measure_ingest_and_delivery_delay() {
         delays[delays.len() - 1]
     );
 }
+
+/// `/status` per direction, driven by a real peer: steady → disconnected
+/// (peer stopped, a file waits) → lagging (peer back but its spool is full,
+/// so the file waits longer than the sync interval while the link is up)
+/// → steady (peer restarted with room; the file is delivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_follows_replication_steady_disconnected_lagging_steady() {
+    let root = tempfile::tempdir().unwrap();
+    let (x1, d1) = spool_section(root.path(), "site1");
+    let (x2, d2) = spool_section(root.path(), "site2");
+    let admin_port = free_port();
+    let admin: std::net::SocketAddr = ([127, 0, 0, 1], admin_port).into();
+    let mut pair = Pairing::start_with(move |s1, s2| {
+        s1.extra = format!("{x1}\n[admin]\nlisten = \"{admin}\"\nsync_interval_secs = 5\n");
+        s2.extra = x2;
+    })
+    .await;
+    let outbound = |s: &serde_json::Value| s["directions"][0].clone();
+    let status = || async move {
+        let reply = pairgate::admin::client::get(admin, "/status")
+            .await
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&reply.body).unwrap()
+    };
+    let wait = |what: &'static str, pred: fn(&serde_json::Value) -> bool| async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = status().await;
+            if pred(&s["directions"][0]) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "never {what}: {s:#}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    assert_eq!(outbound(&status().await)["state"], "steady");
+
+    pair.site2.terminate();
+    drop_file(&d1.outbox, "package.zip", &content(b"LAG", 10_000));
+    wait("disconnected", |d| {
+        d["state"] == "disconnected" && d["waiting_files"] == 1
+    })
+    .await;
+
+    // The peer is back, but its spool refuses the file: the link is up and
+    // the file keeps waiting, past the 5 s sync interval.
+    let mut spec = pair.site2_spec.clone();
+    spec.extra = format!("{}max_bytes = 1000\n", spec.extra);
+    spec.write(pair.dir.path()).unwrap();
+    pair.site2 = Gateway::start(&pair.site2.config());
+    let s = wait("lagging", |d| d["state"] == "lagging").await;
+    assert!(outbound(&s)["lag_secs"].as_u64().unwrap() >= 5, "{s:#}");
+    assert_eq!(s["peer_link"]["state"], "up");
+
+    // Restarted with room: delivered, and steady again.
+    pair.site2.terminate();
+    pair.site2_spec.write(pair.dir.path()).unwrap();
+    pair.site2 = Gateway::start(&pair.site2.config());
+    wait("steady", |d| {
+        d["state"] == "steady" && d["waiting_files"] == 0
+    })
+    .await;
+    assert!(d2.inbox.join("package.zip").exists());
+}
