@@ -28,7 +28,7 @@ pub(crate) async fn dial_peer(
     ctx: &Context,
     alpn: Vec<u8>,
     track: &mut Track,
-) -> Result<TlsStream<TcpStream>, (DenyReason, String)> {
+) -> Result<TlsStream<super::PeerTcp>, (DenyReason, String)> {
     let live = ctx.snapshot();
     let seen = Arc::new(Observed::default());
     let config = tls::client_config(&live.material, alpn, &ctx.peer_pool, &seen);
@@ -40,7 +40,7 @@ pub(crate) async fn dial_peer(
         let name = ServerName::try_from(ctx.peer_pool.clone())
             .map_err(|e| (DenyReason::BadCertificate, e.to_string()))?;
         TlsConnector::from(config)
-            .connect(name, tcp)
+            .connect(name, super::ReadAhead::new(tcp))
             .await
             .map_err(|e| {
                 let reason =

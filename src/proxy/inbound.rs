@@ -186,8 +186,12 @@ async fn handshake(
     tcp: TcpStream,
     material: &tls::Material,
     seen: &Arc<Observed>,
-) -> std::io::Result<TlsStream<TcpStream>> {
-    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+) -> std::io::Result<TlsStream<super::PeerTcp>> {
+    let start = LazyConfigAcceptor::new(
+        rustls::server::Acceptor::default(),
+        super::ReadAhead::new(tcp),
+    )
+    .await?;
     let alpn = start.client_hello().alpn().and_then(|mut offered| {
         offered
             .find(|p| *p == tls::ALPN_CONTROL || tls::service_from_alpn(p).is_some())
@@ -203,7 +207,7 @@ async fn handshake(
 /// as a denial when refused).
 async fn control(
     ctx: &Context,
-    mut stream: TlsStream<TcpStream>,
+    mut stream: TlsStream<super::PeerTcp>,
     track: &mut Track,
     policy: &crate::policy::Policy,
 ) {

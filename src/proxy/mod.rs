@@ -17,11 +17,16 @@ mod inbound;
 mod listener;
 mod outbound;
 mod pending;
+mod readahead;
 mod registry;
 pub mod relay;
 
 pub(crate) use dial::dial_peer;
 pub use inbound::handle_inbound;
+pub use readahead::ReadAhead;
+
+/// The transport under every TLS connection between the gateways.
+pub type PeerTcp = ReadAhead<tokio::net::TcpStream>;
 pub use listener::serve;
 pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
 pub use registry::{Registration, Registry};

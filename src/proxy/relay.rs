@@ -12,8 +12,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-/// Relay buffer per direction. A multiple of the 16 KiB TLS record size.
+/// Relay buffer per direction while data flows in bulk. A multiple of the
+/// 16 KiB TLS record size.
 const BUF_SIZE: usize = 64 * 1024;
+/// Relay buffer per direction otherwise (held by the task, even when idle).
+const SMALL_BUF: usize = 4 * 1024;
 
 /// Bytes moved in each direction.
 #[derive(Debug, Default)]
@@ -84,6 +87,11 @@ where
 }
 
 /// Copies one direction; on EOF shuts down the writer (half-close).
+///
+/// Reads start into a small buffer that lives in the task; only when data
+/// arrives faster than it holds does a [`BUF_SIZE`] buffer get allocated,
+/// and it is released again once traffic turns small. An idle connection so
+/// costs a few KiB, a bulk transfer gets big reads.
 async fn pump<R, W>(
     mut from: R,
     mut to: W,
@@ -94,19 +102,34 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; BUF_SIZE];
+    let mut small = [0u8; SMALL_BUF];
+    let mut big: Vec<u8> = Vec::new();
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = if big.is_empty() {
+            from.read(&mut small).await?
+        } else {
+            from.read(&mut big).await?
+        };
         if n == 0 {
             // Ignore errors here: the other side may already be gone, and the
             // opposite direction reports its own failure.
             let _ = to.shutdown().await;
             return Ok(());
         }
-        to.write_all(&buf[..n]).await?;
+        let data = if big.is_empty() {
+            &small[..n]
+        } else {
+            &big[..n]
+        };
+        to.write_all(data).await?;
         to.flush().await?;
         count.fetch_add(n as u64, Ordering::Relaxed);
         activity.fetch_add(1, Ordering::Relaxed);
+        if big.is_empty() && n == SMALL_BUF {
+            big = vec![0u8; BUF_SIZE];
+        } else if !big.is_empty() && n < SMALL_BUF {
+            big = Vec::new();
+        }
     }
 }
 

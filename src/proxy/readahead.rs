@@ -1,0 +1,145 @@
+//! A read-ahead buffer under TLS.
+//!
+//! rustls pulls ciphertext from the socket 4 KiB at a time, so a 16 KiB
+//! record costs four `read` syscalls and a bulk transfer spends its time in
+//! the kernel. [`ReadAhead`] serves those small reads from one large read.
+//! Its buffer exists only while data is flowing: it is allocated when a read
+//! is needed and released as soon as it has been drained after a short read
+//! (nothing more queued), so an idle tunnelled connection holds none.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Size of one read-ahead from the socket.
+const CAPACITY: usize = 64 * 1024;
+
+pub struct ReadAhead<S> {
+    inner: S,
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+}
+
+impl<S> ReadAhead<S> {
+    pub fn new(inner: S) -> ReadAhead<S> {
+        ReadAhead {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+            filled: 0,
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pos == this.filled {
+            // A caller that reads big chunks gains nothing from us.
+            if out.remaining() >= CAPACITY {
+                return Pin::new(&mut this.inner).poll_read(cx, out);
+            }
+            if this.buf.is_empty() {
+                this.buf = vec![0; CAPACITY];
+            }
+            let mut rb = ReadBuf::new(&mut this.buf);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
+            this.filled = rb.filled().len();
+            this.pos = 0;
+            if this.filled == 0 {
+                this.buf = Vec::new();
+                return Poll::Ready(Ok(()));
+            }
+        }
+        let n = out.remaining().min(this.filled - this.pos);
+        out.put_slice(&this.buf[this.pos..this.pos + n]);
+        this.pos += n;
+        if this.pos == this.filled && this.filled < CAPACITY {
+            // Drained after a short read: the peer has paused; give it back.
+            this.buf = Vec::new();
+            this.pos = 0;
+            this.filled = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ReadAhead<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn small_reads_see_every_byte_in_order_and_the_buffer_goes_away() {
+        let (mut w, r) = tokio::io::duplex(256 * 1024);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut ra = ReadAhead::new(r);
+        let writer = {
+            let data = data.clone();
+            tokio::spawn(async move {
+                w.write_all(&data).await.unwrap();
+                w.shutdown().await.unwrap();
+            })
+        };
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = ra.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+        }
+        writer.await.unwrap();
+        assert_eq!(got, data);
+        assert!(ra.buf.is_empty(), "released at EOF");
+    }
+
+    #[tokio::test]
+    async fn an_idle_stream_holds_no_buffer() {
+        let (mut w, r) = tokio::io::duplex(1024);
+        let mut ra = ReadAhead::new(r);
+        w.write_all(b"hello").await.unwrap();
+        let mut five = [0u8; 5];
+        ra.read_exact(&mut five).await.unwrap();
+        assert_eq!(&five, b"hello");
+        assert!(ra.buf.is_empty());
+    }
+}
