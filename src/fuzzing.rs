@@ -247,5 +247,37 @@ mod tests {
         ] {
             check_decision(&policy, local, peer, service, exported);
         }
+        let req = Request {
+            local_pool: "a.x",
+            peer_pool: "B.X",
+            service: "spool",
+            exported: true,
+        };
+        assert_eq!(evaluate(&policy, &req), Decision::Allow);
+        fuzz_policy(text.as_bytes());
+    }
+
+    #[test]
+    fn config_messages_stay_on_one_line_even_for_crafted_values() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let good = std::fs::read_to_string(root.join("policy/site1.toml")).unwrap();
+        assert!(Config::parse(&good, Path::new("/x/site1.toml")).is_ok());
+        let text = good.replacen("\"pool01.site1.example\"", "\"pool01\\u001b[2J\\nx\"", 1);
+        let err = Config::parse(&text, Path::new("/x/site1.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(r#""pool01\u{1b}[2J\nx" is not a valid pool name"#),
+            "{err}"
+        );
+        fuzz_config(text.as_bytes());
+        let policy = "[[pair]]\npools = [\"a\\nb.x\", \"c.x\"]\nservices = [\"spool\"]\n";
+        let err = Policy::parse(policy, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(r#""a\nb.x" is not a valid pool name"#),
+            "{err}"
+        );
     }
 }
