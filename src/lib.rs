@@ -12,6 +12,7 @@ pub mod audit;
 pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod fuzzing;
 pub mod gateway;
 pub mod lab;
 pub mod pki;

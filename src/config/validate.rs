@@ -17,7 +17,7 @@ use super::{
     Admin, Audit, Config, ConfigError, ConfigLines, Export, Gateway, Limits, Peer, Spool, Tls,
     Tunnel,
 };
-use crate::policy::source::line_of_span;
+use crate::policy::source::{line_of_span, one_line};
 use crate::policy::{is_valid_pool_name, is_valid_service_name};
 
 /// Validates a parsed config file; `text` is its text (for line numbers), `path` its
@@ -151,8 +151,8 @@ impl Validator<'_> {
             path: self.path.to_path_buf(),
             line: line_of_span(self.text, span),
             key: key.to_owned(),
-            problem,
-            fix: fix.into(),
+            problem: one_line(&problem),
+            fix: one_line(&fix.into()),
         }
     }
 

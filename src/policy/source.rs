@@ -28,6 +28,21 @@ pub(crate) fn at_column(path: &Path, line: usize, column: usize) -> String {
     }
 }
 
+/// `text` with control characters (newline, tab, escape, …) written as escapes
+/// (`\n`), so a value quoted in a message cannot break it over several lines
+/// or hide part of it.
+pub(crate) fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The 1-based line of byte `offset` in `text` (offsets past the end count as the last line).
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = floor_char_boundary(text, offset);
@@ -213,5 +228,11 @@ mod tests {
         let problem = toml_problem(text, &err.expect("must fail"));
         assert!(problem.line >= 2, "{problem:?}");
         assert!(!problem.message.contains('\n'), "{}", problem.message);
+    }
+
+    #[test]
+    fn one_line_escapes_control_characters_only() {
+        assert_eq!(one_line("a\nb\t\u{1b}[2J"), "a\\nb\\t\\u{1b}[2J");
+        assert_eq!(one_line("pool01.é \"x\""), "pool01.é \"x\"");
     }
 }

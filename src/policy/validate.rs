@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::file::{RawPair, RawPolicy};
-use super::source::line_of_span;
+use super::source::{line_of_span, one_line};
 use super::{
     is_valid_pool_name, is_valid_service_name, Pair, PairAt, Policy, PolicyError, BUILTIN_SERVICES,
 };
@@ -50,8 +50,8 @@ impl Validator<'_> {
             path: self.path.to_path_buf(),
             line: line_of_span(self.text, span),
             key,
-            problem,
-            fix,
+            problem: one_line(&problem),
+            fix: one_line(&fix),
         }
     }
 

@@ -32,24 +32,25 @@ pub async fn handle_inbound(
 }
 
 async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
-    let source = tcp.peer_addr().map(|a| a.ip()).ok();
-    let pending = source.and_then(|ip| ctx.pending.enter(ip, ctx.limits.max_handshakes_per_source));
-    if pending.is_none() {
-        let detail = "too many handshakes in progress from this source".to_owned();
-        return track.decide(
-            ctx,
-            Decision::Deny(DenyReason::TooManyConnections),
-            Some(detail),
-        );
-    }
+    let source = tcp
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let pending = ctx
+        .pending
+        .enter(source, ctx.limits.max_handshakes_per_source, track.id);
     let live = ctx.snapshot();
     let seen = Arc::new(Observed::default());
     let started = std::time::Instant::now();
-    let handshake = tokio::time::timeout(
+    let handshake = tokio::select! {
+        result = tokio::time::timeout(
         ctx.limits.handshake_timeout,
         handshake(tcp, &live.material, &seen),
-    )
-    .await;
+    ) => result,
+        () = pending.evicted.cancelled() => {
+            let detail = "evicted: too many handshakes in progress from this source".to_owned();
+            return track.decide(ctx, Decision::Deny(DenyReason::TooManyConnections), Some(detail));
+        }
+    };
     // Whatever the outcome, the audit shows the certificate that was presented.
     if let Some(id) = seen.identity() {
         track.peer_pool = Some(id.pool);

@@ -7,6 +7,7 @@
 mod harness;
 
 mod cli;
+mod hostile;
 mod lifecycle;
 mod observe;
 mod refusals;
