@@ -1,22 +1,37 @@
-//! `pairgate demo`: a complete two-site pairing on loopback, in under a
-//! minute — CA and certificates, policy, two gateway configs, two real
-//! gateway processes, replication-like traffic both ways, a peer outage and
-//! the recovery, then what the audit logs recorded and where it all is.
+//! `pairgate demo`: a complete two-site pairing on loopback in under a
+//! minute — the README's first command.
+//!
+//! It builds the pairing CA, both gateway certificates, the policy and two
+//! site configs (with spool and admin endpoint), starts both gateways as real
+//! processes, and then walks through what an operator cares about: SMB-like
+//! bulk traffic through the tunnel both ways, a batch of replication packages
+//! through the encrypted spool, an outage of the peer site (files wait
+//! encrypted, the lag grows), the recovery, a live certificate rotation under
+//! an open connection, and finally what the audit logs recorded.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use comfy_table::Table;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::lab::{self, GatewayProcess, LabError, Pki, SiteSpec, POOL1, POOL2};
 use crate::pki::Validity;
+use crate::spool::MasterKey;
 
 const POLICY: &str = "# The pairing manifest: the same file at both sites.\n\
 [[pair]]\npools = [\"pool01.site1.example\", \"pool02.site2.example\"]\n\
-services = [\"backup-smb\", \"cms-smb\", \"cms-https\"]\n";
+services = [\"backup-smb\", \"cms-smb\", \"spool\"]\n";
 
-/// Bytes pushed each way in the bulk phase.
-const BULK: u64 = 256 * 1024 * 1024;
+/// MiB pushed each way in the bulk phase, by default.
+pub const DEFAULT_BULK_MIB: u64 = 256;
+/// Replication packages sent through the spool, and their size.
+const PACKAGES: usize = 20;
+const PACKAGE_SIZE: usize = 1024 * 1024;
+/// Marker written into every spooled file, to prove none of it is on disk
+/// in plaintext while it waits.
+const MARKER: &[u8] = b"CONFIDENTIAL-CONTACT-LIST";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -30,14 +45,22 @@ fn step(msg: impl Into<String>) -> DemoError {
     DemoError::Step(msg.into())
 }
 
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
+    move |e| step(format!("{what}: {e}"))
+}
+
 /// Runs the demo in `dir` (default: a fresh folder under the temp dir).
 ///
 /// # Errors
 /// When any step does not behave as the demo expects; the message says which.
-pub fn run(dir: Option<PathBuf>) -> Result<(), DemoError> {
+pub fn run(dir: Option<PathBuf>, bulk_mib: u64) -> Result<(), DemoError> {
     let dir = match dir {
         Some(d) => d,
-        None => std::env::temp_dir().join(format!("pairgate-demo-{}", std::process::id())),
+        None => std::env::temp_dir().join(format!(
+            "pairgate-demo-{}-{}",
+            std::process::id(),
+            time::OffsetDateTime::now_utc().unix_timestamp()
+        )),
     };
     if dir.join("site1.toml").exists() {
         return Err(step(format!(
@@ -45,190 +68,442 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), DemoError> {
             dir.display()
         )));
     }
-    std::fs::create_dir_all(&dir).map_err(|e| step(format!("create {}: {e}", dir.display())))?;
-    let exe = std::env::current_exe()
-        .map_err(|e| step(format!("cannot find the pairgate binary: {e}")))?;
+    std::fs::create_dir_all(&dir).map_err(io("create the demo folder"))?;
+    let exe = std::env::current_exe().map_err(io("find the pairgate binary"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| step(format!("runtime: {e}")))?;
-    runtime.block_on(demo(&dir, &exe))
+        .map_err(io("start the runtime"))?;
+    runtime.block_on(Demo::new(dir, exe, bulk_mib << 20).run())
 }
 
-async fn demo(dir: &Path, exe: &Path) -> Result<(), DemoError> {
-    let started = Instant::now();
-    println!(
-        "pairgate demo — two paired pools on loopback, in {}\n",
-        dir.display()
+/// One site of the demo: its spec, its folders, its running gateway.
+struct Site {
+    spec: SiteSpec,
+    config: PathBuf,
+    outbox: PathBuf,
+    inbox: PathBuf,
+    spool: PathBuf,
+    admin: std::net::SocketAddr,
+    gateway: Option<GatewayProcess>,
+}
+
+struct Demo {
+    dir: PathBuf,
+    bulk: u64,
+    exe: PathBuf,
+    started: Instant,
+    step: usize,
+}
+
+fn spinner(msg: String) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("   {spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar.set_message(msg);
+    bar
+}
 
-    println!("1. Pairing CA, gateway certificates, policy, site configs");
-    let pki = Pki::create(&dir.join("certs"), "pairgate demo pairing CA")?;
-    let cert1 = pki.issue("site1", POOL1, Validity::days_from_now(397))?;
-    let cert2 = pki.issue("site2", POOL2, Validity::days_from_now(397))?;
-    std::fs::write(dir.join("policy.toml"), POLICY)
-        .map_err(|e| step(format!("write policy: {e}")))?;
-    // Each site's "File Store": a backend that checks what arrives.
-    let store1 = lab::digest_backend().await?;
-    let store2 = lab::digest_backend().await?;
-    let (p1, p2) = (lab::free_port()?, lab::free_port()?);
-    let site1 = SiteSpec {
-        name: "site1".into(),
-        pool: POOL1.into(),
-        peer_pool: POOL2.into(),
-        cert: cert1,
-        ca: pki.ca_path(),
-        crl: None,
-        peer_listen: p1,
-        peer_connect: p2,
-        tunnels: vec![(
-            "backup-smb".into(),
-            lab::free_port()?,
-            vec!["127.0.0.0/8".into()],
-        )],
-        exports: vec![("backup-smb".into(), store1)],
-        extra: String::new(),
-    };
-    let site2 = SiteSpec {
-        name: "site2".into(),
-        pool: POOL2.into(),
-        peer_pool: POOL1.into(),
-        cert: cert2,
-        ca: pki.ca_path(),
-        crl: None,
-        peer_listen: p2,
-        peer_connect: p1,
-        tunnels: vec![(
-            "backup-smb".into(),
-            lab::free_port()?,
-            vec!["127.0.0.0/8".into()],
-        )],
-        exports: vec![("backup-smb".into(), store2)],
-        extra: String::new(),
-    };
-    let config1 = site1.write(dir)?;
-    let config2 = site2.write(dir)?;
-    println!(
-        "   CA {}\n   site1 {}\n   site2 {}",
-        pki.ca_path().display(),
-        config1.display(),
-        config2.display()
-    );
+impl Demo {
+    fn new(dir: PathBuf, exe: PathBuf, bulk: u64) -> Demo {
+        Demo {
+            dir,
+            bulk,
+            exe,
+            started: Instant::now(),
+            step: 0,
+        }
+    }
 
-    println!("2. Starting both gateways (mutual TLS 1.3 between them)");
-    let _gw1 = GatewayProcess::start(exe, &config1, Some(&dir.join("site1.log")))?;
-    let mut gw2 = GatewayProcess::start(exe, &config2, Some(&dir.join("site2.log")))?;
-    println!("   site1 {}\n   site2 {}", _gw1.ready, gw2.ready);
+    fn heading(&mut self, title: &str) {
+        self.step += 1;
+        println!("\n{}. {title}", self.step);
+    }
 
-    println!("3. Replication traffic through the tunnels, both directions");
-    let t1 = site1
-        .tunnel_addr(0)
-        .ok_or_else(|| step("site1 has no tunnel"))?;
-    let t2 = site2
-        .tunnel_addr(0)
-        .ok_or_else(|| step("site2 has no tunnel"))?;
-    for (label, tunnel) in [("site1 → site2", t1), ("site2 → site1", t2)] {
+    async fn run(mut self) -> Result<(), DemoError> {
+        println!(
+            "pairgate demo — two paired pools on loopback, in {}",
+            self.dir.display()
+        );
+        self.heading("Pairing CA, gateway certificates, policy, spool keys, site configs");
+        let pki = Pki::create(&self.dir.join("certs"), "pairgate demo pairing CA")?;
+        let mut sites = self.build_sites(&pki).await?;
+        println!("   CA        {}", pki.ca_path().display());
+        for s in &sites {
+            println!("   {:<9} {}", s.spec.name, s.config.display());
+        }
+
+        self.heading("Both gateways start (mutual TLS 1.3 between them, pinned to the pair)");
+        for s in &mut sites {
+            s.gateway = Some(self.start(&s.config)?);
+            println!(
+                "   {} {}",
+                s.spec.name,
+                s.gateway.as_ref().map_or("", |g| g.ready.as_str())
+            );
+        }
+
+        self.heading("SMB-like bulk traffic through the tunnel, both directions");
+        for (from, label) in [(0, "site1 → site2"), (1, "site2 → site1")] {
+            let tunnel = sites[from]
+                .spec
+                .tunnel_addr(0)
+                .ok_or_else(|| step("no tunnel"))?;
+            let bar = spinner(format!("{label}: streaming {} MiB", self.bulk >> 20));
+            let t = Instant::now();
+            let digest = lab::stream_bulk(tunnel, self.bulk)
+                .await
+                .map_err(io(label))?;
+            bar.finish_and_clear();
+            if digest != lab::bulk_digest(self.bulk) {
+                return Err(step(format!(
+                    "{label}: the far File Store received different bytes"
+                )));
+            }
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "   {label}: {} MiB in {secs:.2} s = {:.0} MB/s, SHA-256 checked at the far end",
+                self.bulk >> 20,
+                self.bulk as f64 / secs / 1e6
+            );
+        }
+
+        self.heading("Replication packages through the encrypted spool");
         let t = Instant::now();
-        let digest = lab::stream_bulk(tunnel, BULK)
+        let names = drop_packages(&sites[0].outbox, "package", PACKAGES)?;
+        wait_files(&sites[1].inbox, &names, "delivery to site2's inbox").await?;
+        println!(
+            "   {PACKAGES} × {} MiB: site1 outbox → site2 inbox in {:.2} s, each exactly once and identical",
+            PACKAGE_SIZE >> 20,
+            t.elapsed().as_secs_f64()
+        );
+
+        self.heading("Outage: site2's gateway goes down; site1 keeps taking files");
+        sites[1].gateway.take();
+        let waiting = drop_packages(&sites[0].outbox, "during-outage", 10)?;
+        wait_outbox_empty(&sites[0].outbox).await?;
+        let plaintext = contains_marker(&sites[0].spool);
+        println!(
+            "   10 packages wait in site1's spool, AES-256-GCM encrypted: {}",
+            if plaintext {
+                "PLAINTEXT FOUND (unexpected)"
+            } else {
+                "no plaintext on disk"
+            }
+        );
+        if plaintext {
+            return Err(step("plaintext found in the spool"));
+        }
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let s = status(sites[0].admin).await?;
+            let out = &s["directions"][0];
+            println!(
+                "   site1 status: peer link {}, outbound {} — {} files waiting, oldest {} s",
+                s["peer_link"]["state"].as_str().unwrap_or("?"),
+                out["state"].as_str().unwrap_or("?"),
+                out["waiting_files"],
+                out["lag_secs"]
+            );
+        }
+
+        self.heading("Recovery: site2's gateway is back");
+        let t = Instant::now();
+        sites[1].gateway = Some(self.start(&sites[1].config)?);
+        wait_files(&sites[1].inbox, &waiting, "delivery after recovery").await?;
+        let s = status(sites[0].admin).await?;
+        println!(
+            "   the 10 waiting packages arrived {:.2} s after site2 came back; site1 outbound is {}",
+            t.elapsed().as_secs_f64(),
+            s["directions"][0]["state"].as_str().unwrap_or("?")
+        );
+
+        self.heading("Live certificate rotation under an open connection");
+        self.rotate(&pki, &sites).await?;
+
+        self.heading("What the audit logs recorded");
+        for s in &mut sites {
+            if let Some(mut g) = s.gateway.take() {
+                let _ = g.terminate();
+            }
+        }
+        self.summary(&sites)?;
+        println!(
+            "\nDone in {:.1} s. Everything is in {}:\n  certs/ (CA and gateway certificates; keys 0600), policy.toml, site1.toml / site2.toml,\n  \
+             site*/spool (encrypted), site*/outbox, site*/inbox, site*-audit.jsonl (hash-chained audit), site*.log.\n  \
+             Try: pairgate audit summary --log {}/site1-audit.jsonl\n       pairgate cert inspect {}/certs/site1.crt",
+            self.started.elapsed().as_secs_f64(),
+            self.dir.display(),
+            self.dir.display(),
+            self.dir.display()
+        );
+        Ok(())
+    }
+
+    fn start(&self, config: &Path) -> Result<GatewayProcess, DemoError> {
+        let name = config
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("site");
+        Ok(GatewayProcess::start(
+            &self.exe,
+            config,
+            Some(&self.dir.join(format!("{name}.log"))),
+        )?)
+    }
+
+    async fn build_sites(&self, pki: &Pki) -> Result<Vec<Site>, DemoError> {
+        std::fs::write(self.dir.join("policy.toml"), POLICY).map_err(io("write the policy"))?;
+        let ports = [lab::free_port()?, lab::free_port()?];
+        let mut sites = Vec::new();
+        for (i, (name, pool, peer)) in [("site1", POOL1, POOL2), ("site2", POOL2, POOL1)]
+            .into_iter()
+            .enumerate()
+        {
+            // Each site's "File Store": a backend that checks what arrives.
+            let store = lab::digest_backend().await?;
+            let key = self.dir.join(format!("{name}-spool.key"));
+            MasterKey::generate()
+                .and_then(|k| k.write_key_file(&key))
+                .map_err(|e| step(e.to_string()))?;
+            let admin = std::net::SocketAddr::from(([127, 0, 0, 1], lab::free_port()?));
+            let base = self.dir.join(name);
+            let spec = SiteSpec {
+                name: name.into(),
+                pool: pool.into(),
+                peer_pool: peer.into(),
+                cert: pki.issue(name, pool, Validity::days_from_now(397))?,
+                ca: pki.ca_path(),
+                crl: None,
+                peer_listen: ports[i],
+                peer_connect: ports[1 - i],
+                tunnels: vec![("backup-smb".into(), lab::free_port()?, vec!["127.0.0.0/8".into()])],
+                exports: vec![("backup-smb".into(), store)],
+                extra: format!(
+                    "\n[spool]\ndir = \"{name}/spool\"\nkey = \"{}\"\noutbox = \"{name}/outbox\"\ninbox = \"{name}/inbox\"\n\
+                     \n[admin]\nlisten = \"{admin}\"\nsync_interval_secs = 5\n",
+                    key.display()
+                ),
+            };
+            let config = spec.write(&self.dir)?;
+            sites.push(Site {
+                spec,
+                config,
+                outbox: base.join("outbox"),
+                inbox: base.join("inbox"),
+                spool: base.join("spool"),
+                admin,
+                gateway: None,
+            });
+        }
+        Ok(sites)
+    }
+
+    async fn rotate(&self, pki: &Pki, sites: &[Site]) -> Result<(), DemoError> {
+        let tunnel = sites[0]
+            .spec
+            .tunnel_addr(0)
+            .ok_or_else(|| step("no tunnel"))?;
+        // A long replication session, open across the rotation.
+        let mut held = tokio::net::TcpStream::connect(tunnel)
             .await
-            .map_err(|e| step(format!("{label}: {e}")))?;
-        if digest != lab::bulk_digest(BULK) {
+            .map_err(io("open a session"))?;
+        held.write_all(b"before rotation ")
+            .await
+            .map_err(io("write"))?;
+        let prefix = sites[1].spec.cert.0.with_extension("");
+        let rotated = crate::pki::rotate_leaf(&pki.ca, &prefix, Validity::days_from_now(397))
+            .map_err(|e| step(e.to_string()))?;
+        println!(
+            "   site2 certificate rotated: {}… → {}…",
+            &rotated.old_sha256[..16],
+            &rotated.new_sha256[..16]
+        );
+        let audit = sites[1]
+            .gateway
+            .as_ref()
+            .map(|g| g.audit.clone())
+            .ok_or_else(|| step("site2 is down"))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = std::fs::read_to_string(&audit).unwrap_or_default();
+            if text.contains(&format!("\"new_sha256\":\"{}\"", rotated.new_sha256)) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(step("site2 did not pick up its new certificate"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!("   site2 reloaded it by itself (file watch), no restart");
+        held.write_all(b"after rotation")
+            .await
+            .map_err(io("write"))?;
+        held.shutdown().await.map_err(io("half-close"))?;
+        let mut digest = Vec::new();
+        held.read_to_end(&mut digest).await.map_err(io("read"))?;
+        let want = ring::digest::digest(&ring::digest::SHA256, b"before rotation after rotation");
+        if digest != want.as_ref() {
+            return Err(step("the session open across the rotation lost bytes"));
+        }
+        println!("   the session opened before the rotation carried on to the end, intact");
+        let fresh = lab::round_trip(tunnel, b"new session")
+            .await
+            .map_err(io("new session"))?;
+        if fresh != ring::digest::digest(&ring::digest::SHA256, b"new session").as_ref() {
+            return Err(step("a new session after the rotation failed"));
+        }
+        println!("   new sessions use the new certificate");
+        Ok(())
+    }
+
+    fn summary(&self, sites: &[Site]) -> Result<(), DemoError> {
+        let mut table = Table::new();
+        table.set_header([
+            "site",
+            "allowed",
+            "denied (reasons)",
+            "MiB relayed",
+            "spooled in",
+            "sent",
+            "delivered",
+            "chain",
+        ]);
+        for s in sites {
+            let path = self.dir.join(format!("{}-audit.jsonl", s.spec.name));
+            let text = std::fs::read_to_string(&path).map_err(io("read the audit log"))?;
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let count = |event: &str| lines.iter().filter(|v| v["event"] == event).count();
+            let conns = lines.iter().filter(|v| v["event"] == "connection");
+            let allowed = conns.clone().filter(|v| v["decision"] == "allow").count();
+            let mut reasons: Vec<String> = conns
+                .filter(|v| v["decision"] == "deny")
+                .filter_map(|v| v["reason"].as_str().map(str::to_owned))
+                .collect();
+            let denied = reasons.len();
+            reasons.sort();
+            reasons.dedup();
+            let bytes: u64 = lines
+                .iter()
+                .filter(|v| v["event"] == "close")
+                .filter_map(|v| v["bytes_in"].as_u64())
+                .sum();
+            let chain = match crate::audit::verify(std::io::BufReader::new(
+                std::fs::File::open(&path).map_err(io("open the audit log"))?,
+            )) {
+                Ok(summary) => format!("intact, {} lines", summary.lines),
+                Err(e) => format!("BROKEN: {e}"),
+            };
+            table.add_row([
+                s.spec.name.clone(),
+                allowed.to_string(),
+                if reasons.is_empty() {
+                    denied.to_string()
+                } else {
+                    format!("{denied} ({})", reasons.join(", "))
+                },
+                (bytes >> 20).to_string(),
+                count("spool_in").to_string(),
+                count("spool_sent").to_string(),
+                count("spool_delivered").to_string(),
+                chain,
+            ]);
+        }
+        println!("{table}");
+        Ok(())
+    }
+}
+
+/// Drops `n` packages into `outbox` the way a producer must (dot-name, then
+/// rename) and returns their names.
+fn drop_packages(
+    outbox: &Path,
+    prefix: &str,
+    n: usize,
+) -> Result<Vec<(String, Vec<u8>)>, DemoError> {
+    let mut names = Vec::new();
+    for i in 0..n {
+        let name = format!("{prefix}-{i:02}.zip");
+        let mut data = lab::pattern(PACKAGE_SIZE);
+        data[..MARKER.len()].copy_from_slice(MARKER);
+        data[MARKER.len()] = i as u8;
+        let tmp = outbox.join(format!(".{name}.partial"));
+        std::fs::write(&tmp, &data).map_err(io("write into the outbox"))?;
+        std::fs::rename(&tmp, outbox.join(&name)).map_err(io("rename into the outbox"))?;
+        names.push((name, data));
+    }
+    Ok(names)
+}
+
+/// Waits until every file arrived in `inbox` with the right content.
+async fn wait_files(
+    inbox: &Path,
+    files: &[(String, Vec<u8>)],
+    what: &str,
+) -> Result<(), DemoError> {
+    let bar = spinner(format!("waiting for {what}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let arrived = files
+            .iter()
+            .filter(|(name, data)| std::fs::read(inbox.join(name)).is_ok_and(|got| &got == data))
+            .count();
+        bar.set_message(format!("{what}: {arrived}/{}", files.len()));
+        if arrived == files.len() {
+            bar.finish_and_clear();
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bar.finish_and_clear();
             return Err(step(format!(
-                "{label}: the far File Store received different bytes"
+                "{what}: only {arrived} of {} files arrived",
+                files.len()
             )));
         }
-        let secs = t.elapsed().as_secs_f64();
-        println!(
-            "   {label}: {} MiB in {secs:.2} s = {:.0} MB/s, SHA-256 verified at the far end",
-            BULK >> 20,
-            BULK as f64 / secs / 1e6
-        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut small_ok = 0;
-    for i in 0..50 {
-        let payload = lab::pattern(1000 + i * 97);
-        if lab::round_trip(t1, &payload).await.ok().as_deref()
-            == Some(ring::digest::digest(&ring::digest::SHA256, &payload).as_ref())
-        {
-            small_ok += 1;
+}
+
+async fn wait_outbox_empty(outbox: &Path) -> Result<(), DemoError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(outbox).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    }) > 0
+    {
+        if Instant::now() > deadline {
+            return Err(step("the outbox was not taken into the spool"));
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("   50 small exchanges site1 → site2: {small_ok} ok");
-
-    println!("4. Outage: site2's gateway goes down");
-    gw2.terminate()?;
-    let lost = lab::round_trip(t1, b"replication package")
-        .await
-        .unwrap_or_default();
-    println!(
-        "   site1 → site2 attempt: {} (audited at site1 as peer_unreachable)",
-        if lost.is_empty() {
-            "refused, nothing leaves site1 in plaintext"
-        } else {
-            "unexpectedly answered"
-        }
-    );
-
-    println!("5. Recovery: site2's gateway is back");
-    gw2 = GatewayProcess::start(exe, &config2, Some(&dir.join("site2.log")))?;
-    let digest = lab::stream_bulk(t1, 8 << 20)
-        .await
-        .map_err(|e| step(format!("after recovery: {e}")))?;
-    if digest != lab::bulk_digest(8 << 20) {
-        return Err(step(
-            "after recovery: the far File Store received different bytes",
-        ));
-    }
-    println!("   site1 → site2: 8 MiB delivered and verified, no restart of site1 needed");
-    gw2.terminate()?;
-    drop(_gw1);
-
-    println!("6. What the audit logs recorded");
-    let mut table = Table::new();
-    table.set_header([
-        "site",
-        "allowed",
-        "denied",
-        "denial reasons",
-        "bytes relayed",
-    ]);
-    for name in ["site1", "site2"] {
-        let path = dir.join(format!("{name}-audit.jsonl"));
-        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        let conns = lines.iter().filter(|v| v["event"] == "connection");
-        let allowed = conns.clone().filter(|v| v["decision"] == "allow").count();
-        let mut reasons: Vec<String> = conns
-            .filter(|v| v["decision"] == "deny")
-            .filter_map(|v| v["reason"].as_str().map(str::to_owned))
-            .collect();
-        reasons.sort();
-        let denied = reasons.len();
-        reasons.dedup();
-        let bytes: u64 = lines
-            .iter()
-            .filter(|v| v["event"] == "close")
-            .filter_map(|v| v["bytes_in"].as_u64())
-            .sum();
-        table.add_row([
-            name.to_owned(),
-            allowed.to_string(),
-            denied.to_string(),
-            reasons.join(", "),
-            format!("{} MiB", bytes >> 20),
-        ]);
-    }
-    println!("{table}");
-    println!(
-        "\nDone in {:.1} s. Everything is in {}:\n  certs/ (CA and gateway certificates; keys 0600), policy.toml,\n  \
-         site1.toml / site2.toml (configs), site*-audit.jsonl (hash-chained audit), site*.log (diagnostics).\n  \
-         Try: pairgate audit verify --log {}/site1-audit.jsonl",
-        started.elapsed().as_secs_f64(),
-        dir.display(),
-        dir.display()
-    );
     Ok(())
+}
+
+/// Whether any file under `dir` contains the plaintext marker.
+fn contains_marker(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            contains_marker(&path)
+        } else {
+            std::fs::read(&path).is_ok_and(|b| b.windows(MARKER.len()).any(|w| w == MARKER))
+        }
+    })
+}
+
+async fn status(admin: std::net::SocketAddr) -> Result<serde_json::Value, DemoError> {
+    let reply = crate::admin::client::get(admin, "/status")
+        .await
+        .map_err(|e| step(e.to_string()))?;
+    serde_json::from_str(&reply.body).map_err(|e| step(format!("/status: {e}")))
 }

@@ -27,6 +27,9 @@ pub struct DemoArgs {
     /// Where to build the two sites (default: a fresh temporary folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// MiB to stream each way in the bulk phase.
+    #[arg(long, value_name = "MIB", default_value_t = pairgate::demo::DEFAULT_BULK_MIB)]
+    pub bulk_mib: u64,
 }
 
 fn classify(e: GatewayError) -> Failure {
@@ -79,5 +82,5 @@ pub fn check(args: CheckArgs) -> Result<(), Failure> {
 }
 
 pub fn demo(args: DemoArgs) -> Result<(), Failure> {
-    pairgate::demo::run(args.dir).map_err(|e| Failure::Problem(anyhow!(e)))
+    pairgate::demo::run(args.dir, args.bulk_mib).map_err(|e| Failure::Problem(anyhow!(e)))
 }

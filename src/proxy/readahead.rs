@@ -11,25 +11,29 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::io::poll_read_buf;
 
 /// Size of one read-ahead from the socket.
 const CAPACITY: usize = 64 * 1024;
 
 pub struct ReadAhead<S> {
     inner: S,
-    buf: Vec<u8>,
-    pos: usize,
-    filled: usize,
+    /// Read ahead but not yet handed out. Its memory is reserved without
+    /// being zeroed, so pages are touched only as data lands in them.
+    buf: BytesMut,
+    /// Whether the last read from the socket returned less than asked:
+    /// nothing more was queued.
+    short: bool,
 }
 
 impl<S> ReadAhead<S> {
     pub fn new(inner: S) -> ReadAhead<S> {
         ReadAhead {
             inner,
-            buf: Vec::new(),
-            pos: 0,
-            filled: 0,
+            buf: BytesMut::new(),
+            short: false,
         }
     }
 
@@ -45,31 +49,27 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.pos == this.filled {
+        if this.buf.is_empty() {
             // A caller that reads big chunks gains nothing from us.
             if out.remaining() >= CAPACITY {
                 return Pin::new(&mut this.inner).poll_read(cx, out);
             }
-            if this.buf.is_empty() {
-                this.buf = vec![0; CAPACITY];
+            if this.buf.capacity() < CAPACITY {
+                this.buf = BytesMut::with_capacity(CAPACITY);
             }
-            let mut rb = ReadBuf::new(&mut this.buf);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
-            this.filled = rb.filled().len();
-            this.pos = 0;
-            if this.filled == 0 {
-                this.buf = Vec::new();
+            let want = this.buf.capacity();
+            let n = ready!(poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buf))?;
+            this.short = n < want;
+            if n == 0 {
+                this.buf = BytesMut::new();
                 return Poll::Ready(Ok(()));
             }
         }
-        let n = out.remaining().min(this.filled - this.pos);
-        out.put_slice(&this.buf[this.pos..this.pos + n]);
-        this.pos += n;
-        if this.pos == this.filled && this.filled < CAPACITY {
+        let n = out.remaining().min(this.buf.len());
+        out.put_slice(&this.buf.split_to(n));
+        if this.buf.is_empty() && this.short {
             // Drained after a short read: the peer has paused; give it back.
-            this.buf = Vec::new();
-            this.pos = 0;
-            this.filled = 0;
+            this.buf = BytesMut::new();
         }
         Poll::Ready(Ok(()))
     }
@@ -129,7 +129,7 @@ mod tests {
         }
         writer.await.unwrap();
         assert_eq!(got, data);
-        assert!(ra.buf.is_empty(), "released at EOF");
+        assert_eq!(ra.buf.capacity(), 0, "released at EOF");
     }
 
     #[tokio::test]
@@ -140,6 +140,6 @@ mod tests {
         let mut five = [0u8; 5];
         ra.read_exact(&mut five).await.unwrap();
         assert_eq!(&five, b"hello");
-        assert!(ra.buf.is_empty());
+        assert_eq!(ra.buf.capacity(), 0, "released once drained");
     }
 }

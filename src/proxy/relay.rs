@@ -9,13 +9,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 /// Relay buffer per direction while data flows in bulk. A multiple of the
 /// 16 KiB TLS record size.
 const BUF_SIZE: usize = 64 * 1024;
-/// Relay buffer per direction otherwise (held by the task, even when idle).
+/// Relay buffer per direction otherwise.
 const SMALL_BUF: usize = 4 * 1024;
 
 /// Bytes moved in each direction.
@@ -88,10 +89,10 @@ where
 
 /// Copies one direction; on EOF shuts down the writer (half-close).
 ///
-/// Reads start into a small buffer that lives in the task; only when data
-/// arrives faster than it holds does a [`BUF_SIZE`] buffer get allocated,
-/// and it is released again once traffic turns small. An idle connection so
-/// costs a few KiB, a bulk transfer gets big reads.
+/// Reads start into a small buffer; only when data arrives faster than it
+/// holds does a [`BUF_SIZE`] buffer take its place, and it is given back once
+/// traffic turns small. Buffers are reserved without zeroing, so an idle
+/// connection costs almost nothing and a bulk transfer gets big reads.
 async fn pump<R, W>(
     mut from: R,
     mut to: W,
@@ -102,33 +103,26 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut small = [0u8; SMALL_BUF];
-    let mut big: Vec<u8> = Vec::new();
+    // Reserved, not zeroed: an idle connection touches almost none of it.
+    let mut buf = BytesMut::with_capacity(SMALL_BUF);
     loop {
-        let n = if big.is_empty() {
-            from.read(&mut small).await?
-        } else {
-            from.read(&mut big).await?
-        };
+        let capacity = buf.capacity();
+        let n = from.read_buf(&mut buf).await?;
         if n == 0 {
             // Ignore errors here: the other side may already be gone, and the
             // opposite direction reports its own failure.
             let _ = to.shutdown().await;
             return Ok(());
         }
-        let data = if big.is_empty() {
-            &small[..n]
-        } else {
-            &big[..n]
-        };
-        to.write_all(data).await?;
+        to.write_all(&buf).await?;
         to.flush().await?;
+        buf.clear();
         count.fetch_add(n as u64, Ordering::Relaxed);
         activity.fetch_add(1, Ordering::Relaxed);
-        if big.is_empty() && n == SMALL_BUF {
-            big = vec![0u8; BUF_SIZE];
-        } else if !big.is_empty() && n < SMALL_BUF {
-            big = Vec::new();
+        if n == capacity && capacity < BUF_SIZE {
+            buf = BytesMut::with_capacity(BUF_SIZE);
+        } else if n < SMALL_BUF && capacity > SMALL_BUF {
+            buf = BytesMut::with_capacity(SMALL_BUF);
         }
     }
 }

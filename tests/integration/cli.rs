@@ -409,3 +409,33 @@ fn the_operator_guide_example_configs_pass_check() {
         &["keys/site1-spool.key", "keys/site2-spool.key"],
     );
 }
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = pairgate(&["demo", "--dir", demo.to_str().unwrap(), "--bulk-mib", "8"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{text}\n{}", stderr(&out));
+    for shown in [
+        "no plaintext on disk",
+        "disconnected",
+        "carried on to the end, intact",
+        "intact,",
+    ] {
+        assert!(text.contains(shown), "demo output lacks {shown:?}:\n{text}");
+    }
+    // What it leaves behind passes the tools it points to.
+    let audit = demo.join("site1-audit.jsonl");
+    assert_eq!(
+        code(&pairgate(&[
+            "audit",
+            "verify",
+            "--log",
+            audit.to_str().unwrap()
+        ])),
+        0
+    );
+    let again = pairgate(&["demo", "--dir", demo.to_str().unwrap()]);
+    assert_ne!(code(&again), 0, "refuses to reuse a demo folder");
+}
