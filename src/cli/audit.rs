@@ -20,7 +20,7 @@ use super::Failure;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain of a log; exit 1 naming the first altered line.
-    Verify(LogArg),
+    Verify(VerifyArgs),
     /// Connections allowed and denied, and bytes, per peer pool and service.
     Summary(SummaryArgs),
     /// Print the lines that match all the given filters.
@@ -32,6 +32,15 @@ pub struct LogArg {
     /// The audit log (JSON lines).
     #[arg(long, value_name = "FILE")]
     pub log: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub log: LogArg,
+    /// Print the outcome as one JSON object (the exit code is the same).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -75,7 +84,7 @@ pub struct QueryArgs {
 
 pub fn audit(command: AuditCommand) -> Result<(), Failure> {
     match command {
-        AuditCommand::Verify(args) => verify(&args.log),
+        AuditCommand::Verify(args) => verify(&args.log.log, args.json),
         AuditCommand::Summary(args) => summary(&args.log.log, args.json),
         AuditCommand::Query(args) => query(args),
     }
@@ -91,18 +100,31 @@ fn open(path: &Path) -> anyhow::Result<BufReader<File>> {
     Ok(BufReader::with_capacity(1 << 20, file))
 }
 
-fn verify(path: &Path) -> Result<(), Failure> {
+fn verify(path: &Path, json: bool) -> Result<(), Failure> {
     let file = path.display();
     match audit::verify(open(path)?) {
         Ok(chain) => {
-            println!(
-                "ok: {} lines, chain intact, head {}",
-                chain.lines,
-                hex::encode(chain.head)
-            );
+            if json {
+                let doc = serde_json::json!({
+                    "log": path, "ok": true, "lines": chain.lines, "head": hex::encode(chain.head)
+                });
+                println!("{doc}");
+            } else {
+                println!(
+                    "ok: {} lines, chain intact, head {}",
+                    chain.lines,
+                    hex::encode(chain.head)
+                );
+            }
             Ok(())
         }
         Err(VerifyError::Broken(b)) => {
+            if json {
+                let doc = serde_json::json!({
+                    "log": path, "ok": false, "line": b.line, "fault": b.fault.to_string()
+                });
+                println!("{doc}");
+            }
             let why = match b.fault {
                 Fault::Incomplete(_) => {
                     "the last write was cut short (crash or full disk); the gateway cuts it off \

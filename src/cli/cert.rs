@@ -108,6 +108,9 @@ pub struct CheckArgs {
     /// PEM files to check.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+    /// Print one JSON object per certificate (a JSON array), same exit code.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn ca(command: CaCommand) -> Result<(), Failure> {
@@ -245,57 +248,111 @@ fn verdict(info: &CertInfo, now: OffsetDateTime, warn_days: u32) -> Verdict {
 
 fn cert_check(args: CheckArgs) -> Result<(), Failure> {
     let now = OffsetDateTime::now_utc();
-    let mut bad_files: Vec<&Path> = Vec::new();
-    for file in &args.files {
-        if !check_file(file, now, args.warn_days) {
-            bad_files.push(file);
+    let rows: Vec<CheckRow> = args
+        .files
+        .iter()
+        .flat_map(|file| check_file(file, now, args.warn_days))
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        for row in &rows {
+            match row.index {
+                Some(i) => println!("{} [{i}] {}: {}", row.file, row.subject, row.text),
+                None => println!("{}: {}", row.file, row.text),
+            }
         }
     }
-    if bad_files.is_empty() {
+    let mut bad: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| r.file.as_str())
+        .collect();
+    bad.dedup();
+    if bad.is_empty() {
         return Ok(());
     }
-    let names: Vec<String> = bad_files.iter().map(|p| p.display().to_string()).collect();
     Err(Failure::problem(format!(
         "certificate problem in {}: renew with `pairgate cert rotate` (or `pairgate cert issue`) \
          before it expires, fix the clock if a certificate is not yet valid, and check that \
          unreadable files are PEM certificates",
-        names.join(", ")
+        bad.join(", ")
     )))
 }
 
-/// Prints one line per certificate of `file`; returns whether all were fine.
-fn check_file(file: &Path, now: OffsetDateTime, warn_days: u32) -> bool {
+/// One line of `cert check`: a certificate, or a file that could not be read.
+#[derive(Debug, Serialize)]
+struct CheckRow {
+    file: String,
+    /// 1-based position in the file; none for an unreadable file.
+    index: Option<usize>,
+    subject: String,
+    /// `ok`, `expires_soon`, `expired`, `not_yet_valid` or `unreadable`.
+    verdict: &'static str,
+    days_left: Option<i64>,
+    ok: bool,
+    #[serde(skip)]
+    text: String,
+}
+
+/// Checks every certificate of `file`.
+fn check_file(file: &Path, now: OffsetDateTime, warn_days: u32) -> Vec<CheckRow> {
+    let name = file.display().to_string();
     let infos = match pki::inspect_file(file, now) {
         Ok(infos) => infos,
         Err(e) => {
-            println!("{}: unreadable: {e}", file.display());
-            return false;
+            return vec![CheckRow {
+                file: name,
+                index: None,
+                subject: String::new(),
+                verdict: "unreadable",
+                days_left: None,
+                ok: false,
+                text: format!("unreadable: {e}"),
+            }]
         }
     };
-    let mut all_ok = true;
-    for (i, info) in infos.iter().enumerate() {
-        let what = match verdict(info, now, warn_days) {
-            Verdict::Ok => format!("ok, expires in {} days", info.days_left),
-            Verdict::ExpiresSoon => {
-                all_ok = false;
-                format!(
-                    "expires in {} days ({})",
-                    info.days_left,
-                    rfc3339(info.not_after)
-                )
+    infos
+        .iter()
+        .enumerate()
+        .map(|(i, info)| {
+            let (verdict, ok, text) = match verdict(info, now, warn_days) {
+                Verdict::Ok => (
+                    "ok",
+                    true,
+                    format!("ok, expires in {} days", info.days_left),
+                ),
+                Verdict::ExpiresSoon => (
+                    "expires_soon",
+                    false,
+                    format!(
+                        "expires in {} days ({})",
+                        info.days_left,
+                        rfc3339(info.not_after)
+                    ),
+                ),
+                Verdict::Expired => (
+                    "expired",
+                    false,
+                    format!("EXPIRED on {}", rfc3339(info.not_after)),
+                ),
+                Verdict::NotYetValid => (
+                    "not_yet_valid",
+                    false,
+                    format!("not yet valid (from {})", rfc3339(info.not_before)),
+                ),
+            };
+            CheckRow {
+                file: name.clone(),
+                index: Some(i + 1),
+                subject: info.subject.clone(),
+                verdict,
+                days_left: Some(info.days_left),
+                ok,
+                text,
             }
-            Verdict::Expired => {
-                all_ok = false;
-                format!("EXPIRED on {}", rfc3339(info.not_after))
-            }
-            Verdict::NotYetValid => {
-                all_ok = false;
-                format!("not yet valid (from {})", rfc3339(info.not_before))
-            }
-        };
-        println!("{} [{}] {}: {what}", file.display(), i + 1, info.subject);
-    }
-    all_ok
+        })
+        .collect()
 }
 
 /// RFC 3339 in UTC, whole seconds (what the certificate itself carries).

@@ -20,6 +20,9 @@ pub struct CheckArgs {
     /// The site's gateway config (TOML).
     #[arg(long)]
     pub config: PathBuf,
+    /// Print what was checked as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +51,32 @@ pub fn check(args: CheckArgs) -> Result<(), Failure> {
     let (config, policy, material) = gateway::load(&args.config).map_err(classify)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let days = |t: i64| (t - now).div_euclid(86_400);
+    if args.json {
+        let doc = serde_json::json!({
+            "config": config.path,
+            "ok": true,
+            "pool": config.gateway.pool,
+            "peer_pool": config.gateway.peer_pool,
+            "policy": policy.path,
+            "certificate": {
+                "path": config.tls.cert,
+                "sha256": material.identity.sha256,
+                "days_left": days(material.identity.not_after),
+            },
+            "trusted_cas": material.ca_expiry.iter().map(|(sha, not_after)| {
+                serde_json::json!({ "sha256": sha, "days_left": days(*not_after) })
+            }).collect::<Vec<_>>(),
+            "tunnels": config.tunnels.iter().map(|t| {
+                serde_json::json!({ "service": t.service, "listen": t.listen.to_string(), "allow_sources": t.allow_sources.iter().map(ToString::to_string).collect::<Vec<_>>() })
+            }).collect::<Vec<_>>(),
+            "exports": config.exports.iter().map(|e| {
+                serde_json::json!({ "service": e.service, "target": e.target })
+            }).collect::<Vec<_>>(),
+            "spool": config.spool.is_some(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
     println!("ok: {}", config.path.display());
     println!(
         "  pool {} paired with {} in {}",

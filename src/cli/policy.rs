@@ -18,6 +18,9 @@ pub enum PolicyCommand {
 pub struct CheckArgs {
     /// The policy file, e.g. policy/pairing.toml.
     pub file: PathBuf,
+    /// Print the validated pairs as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn policy(command: PolicyCommand) -> Result<(), Failure> {
@@ -34,7 +37,17 @@ fn check(args: &CheckArgs) -> Result<(), Failure> {
             args.file.display()
         );
     }
-    print!("{}", summary(&policy));
+    if args.json {
+        let pairs: Vec<serde_json::Value> = policy
+            .pairs
+            .iter()
+            .map(|p| serde_json::json!({ "pools": p.pools, "services": p.services }))
+            .collect();
+        let doc = serde_json::json!({ "file": policy.path, "valid": true, "pairs": pairs });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", summary(&policy));
+    }
     Ok(())
 }
 
@@ -88,7 +101,7 @@ mod tests {
             "[[pair]]\npools = [\"a.x\", \"a.x\"]\nservices = [\"spool\"]\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let failure = policy(PolicyCommand::Check(CheckArgs { file })).err();
+        let failure = policy(PolicyCommand::Check(CheckArgs { file, json: false })).err();
         let failure = failure.unwrap_or_else(|| panic!("self-pair must fail"));
         assert_eq!(failure.code(), 2);
         assert!(failure.error().to_string().contains("with itself"));

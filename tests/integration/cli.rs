@@ -439,3 +439,45 @@ fn the_demo_runs_end_to_end() {
     let again = pairgate(&["demo", "--dir", demo.to_str().unwrap()]);
     assert_ne!(code(&again), 0, "refuses to reuse a demo folder");
 }
+
+#[test]
+fn read_commands_speak_json() {
+    let (dir, _pki, spec) = setup();
+    let config = dir.path().join("site1.toml");
+    let out = pairgate(&["check", "--json", "--config", config.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pool"], POOL1);
+    assert_eq!(v["certificate"]["sha256"].as_str().unwrap().len(), 64);
+
+    let policy = dir.path().join("policy.toml");
+    let out = pairgate(&["policy", "check", "--json", policy.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pairs"][0]["pools"], serde_json::json!([POOL1, POOL2]));
+
+    let out = pairgate(&[
+        "cert",
+        "check",
+        "--json",
+        "--warn-days",
+        "1",
+        spec.cert.0.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["verdict"], "ok");
+    assert_eq!(v[1]["index"], 2, "the chain's CA is checked too");
+
+    let log = dir.path().join("audit.jsonl");
+    {
+        let audit = pairgate::audit::AuditLog::open(&log).unwrap();
+        audit.record(pairgate::audit::Event::GatewayStop { reason: "x".into() });
+        audit.flush().unwrap();
+    }
+    let out = pairgate(&["audit", "verify", "--json", "--log", log.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["ok"].clone(), v["lines"].clone()),
+        (serde_json::json!(true), serde_json::json!(1))
+    );
+}

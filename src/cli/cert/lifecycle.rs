@@ -381,6 +381,7 @@ mod tests {
         cert(CertCommand::Check(CheckArgs {
             warn_days: 5,
             files: vec![bundle.clone()],
+            json: false,
         }))
         .unwrap();
         assert_eq!(
