@@ -335,9 +335,19 @@ where
         .map_err(io("bind backend"))?;
     let addr = listener.local_addr().map_err(io("backend address"))?;
     tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(handle(stream));
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(handle(stream));
+                }
+                // e.g. a connection reset while it waited to be accepted:
+                // keep serving the others.
+                Err(e) => {
+                    eprintln!("lab backend: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
         }
     });
     Ok(addr)

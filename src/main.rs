@@ -9,10 +9,14 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // Die quietly on a closed pipe (`pairgate audit query … | head`) like
-    // other command-line tools, instead of panicking in println!.
-    sigpipe::reset();
     let args = cli::Cli::parse();
+    // Die quietly on a closed pipe (`pairgate audit query … | head`) like
+    // other command-line tools, instead of panicking in println!. Never for
+    // the long-running commands: a gateway writes to sockets whose peer may
+    // be gone (writev has no MSG_NOSIGNAL), and SIGPIPE would kill it.
+    if args.command.prints_for_a_pipe() {
+        sigpipe::reset();
+    }
     cli::init_tracing(args.verbose);
     match cli::dispatch(args.command) {
         Ok(()) => ExitCode::SUCCESS,

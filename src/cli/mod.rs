@@ -70,6 +70,14 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
+impl Command {
+    /// Commands whose output is for a person or a pipe, which may die on
+    /// SIGPIPE; the gateway, the demo and the bench never may.
+    pub fn prints_for_a_pipe(&self) -> bool {
+        !matches!(self, Command::Run(_) | Command::Demo(_) | Command::Bench(_))
+    }
+}
+
 pub fn dispatch(command: Command) -> Result<(), Failure> {
     match command {
         Command::Ca(c) => cert::ca(c),
