@@ -137,6 +137,8 @@ pub async fn latency(addr: SocketAddr, samples: usize) -> Result<Vec<f64>, Bench
 pub struct ConnectRate {
     /// Completed exchanges per second.
     pub per_sec: f64,
+    /// Completed exchanges.
+    pub ok: u64,
     /// Connections that failed (refused, reset, short echo).
     pub failed: u64,
 }
@@ -177,6 +179,7 @@ pub async fn connect_rate(
     }
     Ok(ConnectRate {
         per_sec: ok as f64 / start.elapsed().as_secs_f64(),
+        ok,
         failed,
     })
 }

@@ -22,6 +22,7 @@
 pub mod load;
 pub mod report;
 pub mod rivals;
+pub mod soak;
 mod spool;
 pub mod subjects;
 

@@ -28,6 +28,10 @@ pub struct BenchArgs {
     /// Keep certificates, configs and logs in DIR (default: a temporary folder, removed).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Instead of the comparison: SECS of open/close churn through pairgate,
+    /// sampling both gateways' memory (e.g. 600 for the 10-minute soak).
+    #[arg(long, value_name = "SECS")]
+    pub soak: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -45,6 +49,16 @@ pub enum MeasureArg {
 }
 
 pub fn bench(args: BenchArgs) -> Result<(), Failure> {
+    if let Some(secs) = args.soak {
+        let report = bench::soak::run(args.dir.as_deref(), secs, 8)
+            .map_err(|e| Failure::Problem(anyhow!(e)))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.render());
+        }
+        return Ok(());
+    }
     let mut rivals = Vec::new();
     for r in args.vs {
         let rival = match r {
