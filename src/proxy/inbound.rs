@@ -11,7 +11,6 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::Instrument;
 
-use super::relay::{relay, Counters};
 use super::{Context, Track};
 use crate::admin::CertKind;
 use crate::audit::Direction;
@@ -42,10 +41,12 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
     let seen = Arc::new(Observed::default());
     let started = std::time::Instant::now();
     let handshake = tokio::select! {
-        result = tokio::time::timeout(
-        ctx.limits.handshake_timeout,
-        handshake(tcp, &live.material, &seen),
-    ) => result,
+        // Boxed: the handshake's state is large and short-lived; kept
+        // inline it would stay allocated in every idle connection's task.
+        result = Box::pin(tokio::time::timeout(
+            ctx.limits.handshake_timeout,
+            handshake(tcp, &live.material, &seen),
+        )) => result,
         () = pending.evicted.cancelled() => {
             let detail = "evicted: too many handshakes in progress from this source".to_owned();
             return track.decide(ctx, Decision::Deny(DenyReason::TooManyConnections), Some(detail));
@@ -76,15 +77,10 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
 
     let (_, conn) = stream.get_ref();
     if conn.alpn_protocol() == Some(tls::ALPN_CONTROL) {
-        return control(ctx, stream, track, &live.policy).await;
+        return Box::pin(control(ctx, stream, track, &live.policy)).await;
     }
     track.service = conn.alpn_protocol().and_then(tls::service_from_alpn);
-    let chain: Vec<_> = conn
-        .peer_certificates()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| c.clone().into_owned())
-        .collect();
+    let leaf = super::peer_leaf(conn.peer_certificates());
     let decision = match (&track.peer_pool, &track.service) {
         (Some(peer_pool), Some(service)) => policy::evaluate(
             &live.policy,
@@ -112,12 +108,12 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
             let reg = ctx.registry.register(
                 track.id,
                 Direction::Inbound,
-                chain,
+                leaf,
                 ctx.shutdown.hard_token(),
             );
             let peer_pool = track.peer_pool.clone().unwrap_or_default();
             let (stats, result) = tokio::select! {
-                r = spool.receive(stream, &peer_pool, ctx.limits.idle_timeout, ctx.shutdown.stop_token()) => r,
+                r = Box::pin(spool.receive(stream, &peer_pool, ctx.limits.idle_timeout, ctx.shutdown.stop_token())) => r,
                 () = reg.token.cancelled() => (
                     Default::default(),
                     Err(crate::spool::SpoolError::Link {
@@ -163,22 +159,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
             }
         };
     let _ = backend.set_nodelay(true);
-    let reg = ctx.registry.register(
-        track.id,
-        Direction::Inbound,
-        chain,
-        ctx.shutdown.hard_token(),
-    );
-    let counters = Counters::default();
-    let end = relay(
-        stream,
-        backend,
-        ctx.limits.idle_timeout,
-        &reg.token,
-        &counters,
-    )
-    .await;
-    track.finish(ctx, &reg, &counters, end);
+    super::relay_allowed(ctx, track, leaf, stream, backend).await;
 }
 
 /// Reads the ClientHello, answers with a config that offers the ALPN the

@@ -131,6 +131,39 @@ impl Context {
     }
 }
 
+/// What a connection keeps of the certificates its peer presented, to
+/// re-check revocation when the CRL changes: the leaf alone. Our chains are
+/// leaf → pairing CA, and the CA is a trust anchor, so the leaf is enough to
+/// verify again; rustls keeps the full chain for the handshake anyway.
+fn peer_leaf(
+    certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    certs
+        .and_then(|c| c.first())
+        .map(|leaf| vec![leaf.clone().into_owned()])
+        .unwrap_or_default()
+}
+
+/// Relays an allowed connection to its end, registered so that a CRL which
+/// revokes the peer closes it, then audits the close.
+async fn relay_allowed<A, B>(
+    ctx: &Context,
+    track: &Track,
+    leaf: Vec<rustls::pki_types::CertificateDer<'static>>,
+    a: A,
+    b: B,
+) where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let reg = ctx
+        .registry
+        .register(track.id, track.direction, leaf, ctx.shutdown.hard_token());
+    let counters = relay::Counters::default();
+    let end = relay::relay(a, b, ctx.limits.idle_timeout, &reg.token, &counters).await;
+    track.finish(ctx, &reg, &counters, end);
+}
+
 /// The audit facts of one connection, filled in as they become known.
 pub(crate) struct Track {
     pub(crate) id: u64,

@@ -10,7 +10,6 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::dial::dial_peer;
-use super::relay::{relay, Counters};
 use super::{Context, Track};
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
@@ -59,34 +58,15 @@ async fn outbound(
     if !source_allowed(&tunnel.allow_sources, addr.ip()) {
         return track.decide(ctx, Decision::Deny(DenyReason::SourceNotAllowed), None);
     }
-    let stream = match dial_peer(ctx, tls::alpn_for(&tunnel.service), track).await {
+    // Boxed: the handshake's state is large and short-lived (see inbound).
+    let stream = match Box::pin(dial_peer(ctx, tls::alpn_for(&tunnel.service), track)).await {
         Ok(stream) => stream,
         Err((reason, detail)) => return track.decide(ctx, Decision::Deny(reason), Some(detail)),
     };
     track.decide(ctx, Decision::Allow, None);
     let (_, conn) = stream.get_ref();
-    let chain: Vec<_> = conn
-        .peer_certificates()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| c.clone().into_owned())
-        .collect();
-    let reg = ctx.registry.register(
-        track.id,
-        Direction::Outbound,
-        chain,
-        ctx.shutdown.hard_token(),
-    );
-    let counters = Counters::default();
-    let end = relay(
-        client,
-        stream,
-        ctx.limits.idle_timeout,
-        &reg.token,
-        &counters,
-    )
-    .await;
-    track.finish(ctx, &reg, &counters, end);
+    let leaf = super::peer_leaf(conn.peer_certificates());
+    super::relay_allowed(ctx, track, leaf, client, stream).await;
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 //! rustls pulls ciphertext from the socket 4 KiB at a time, so a 16 KiB
 //! record costs four `read` syscalls and a bulk transfer spends its time in
 //! the kernel. [`ReadAhead`] serves those small reads from one large read.
-//! Its buffer exists only while data is flowing: it is allocated when a read
-//! is needed and released as soon as it has been drained after a short read
-//! (nothing more queued), so an idle tunnelled connection holds none.
+//! Its buffer exists only while data is flowing: reads go straight into the
+//! caller's buffer until one fills it, and the read-ahead buffer is released
+//! as soon as a short read (nothing more queued) has been drained — so an
+//! idle tunnelled connection, which spends its life waiting for a read,
+//! holds none.
 
 use std::io;
 use std::pin::Pin;
@@ -23,9 +25,9 @@ pub struct ReadAhead<S> {
     /// Read ahead but not yet handed out. Its memory is reserved without
     /// being zeroed, so pages are touched only as data lands in them.
     buf: BytesMut,
-    /// Whether the last read from the socket returned less than asked:
-    /// nothing more was queued.
-    short: bool,
+    /// Whether data is arriving faster than it is read (the last read
+    /// filled its buffer): then reads go through our larger buffer.
+    flowing: bool,
 }
 
 impl<S> ReadAhead<S> {
@@ -33,7 +35,7 @@ impl<S> ReadAhead<S> {
         ReadAhead {
             inner,
             buf: BytesMut::new(),
-            short: false,
+            flowing: false,
         }
     }
 
@@ -50,16 +52,22 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.buf.is_empty() {
-            // A caller that reads big chunks gains nothing from us.
-            if out.remaining() >= CAPACITY {
-                return Pin::new(&mut this.inner).poll_read(cx, out);
+            // Until data arrives faster than the caller reads it, read
+            // straight into the caller's buffer: an idle connection, which
+            // spends its life waiting here, holds no buffer of ours.
+            if !this.flowing || out.remaining() >= CAPACITY {
+                let before = out.filled().len();
+                ready!(Pin::new(&mut this.inner).poll_read(cx, out))?;
+                this.flowing = out.filled().len() > before && out.remaining() == 0;
+                return Poll::Ready(Ok(()));
             }
             if this.buf.capacity() < CAPACITY {
                 this.buf = BytesMut::with_capacity(CAPACITY);
             }
             let want = this.buf.capacity();
             let n = ready!(poll_read_buf(Pin::new(&mut this.inner), cx, &mut this.buf))?;
-            this.short = n < want;
+            // A short read means nothing more was queued: back to direct reads.
+            this.flowing = n == want;
             if n == 0 {
                 this.buf = BytesMut::new();
                 return Poll::Ready(Ok(()));
@@ -67,8 +75,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
         }
         let n = out.remaining().min(this.buf.len());
         out.put_slice(&this.buf.split_to(n));
-        if this.buf.is_empty() && this.short {
-            // Drained after a short read: the peer has paused; give it back.
+        if this.buf.is_empty() && !this.flowing {
             this.buf = BytesMut::new();
         }
         Poll::Ready(Ok(()))

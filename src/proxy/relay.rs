@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 /// 16 KiB TLS record size.
 const BUF_SIZE: usize = 64 * 1024;
 /// Relay buffer per direction otherwise.
-const SMALL_BUF: usize = 4 * 1024;
+const SMALL_BUF: usize = 512;
 
 /// Bytes moved in each direction.
 #[derive(Debug, Default)]

@@ -37,8 +37,14 @@ pub const ALPN_CONTROL: &[u8] = b"pg1-control";
 pub const SPOOL_SERVICE: &str = "spool";
 
 /// The crypto provider for every TLS config pairgate builds.
+///
+/// One shared instance: configs are built per connection and keep their
+/// provider alive as long as the connection lives.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
 }
 
 /// ALPN protocol id for a service: `pg1/<service>`, or `pg1-spool`.
