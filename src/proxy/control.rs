@@ -193,6 +193,9 @@ pub async fn heartbeat_once(ctx: &Context) -> Result<(), String> {
 pub async fn heartbeat(ctx: Arc<Context>, every: Duration) {
     let stop = ctx.shutdown.stop_token().clone();
     let mut was_up: Option<bool> = None;
+    // Let the first head the peer anchors include our start record.
+    let audit = ctx.audit.clone();
+    let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     loop {
         let result = heartbeat_once(&ctx).await;
         let up = result.is_ok();
