@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::Instrument;
 
-use super::{Context, Track};
+use super::pending::PendingGuard;
+use super::{Admission, Context, Track};
 use crate::admin::CertKind;
 use crate::audit::Direction;
 use crate::policy::{self, Decision, DenyReason, Request};
@@ -22,21 +22,29 @@ pub async fn handle_inbound(
     ctx: Arc<Context>,
     tcp: TcpStream,
     addr: SocketAddr,
-    _slot: OwnedSemaphorePermit,
+    admission: Admission,
 ) {
     let mut track = Track::new(&ctx, Direction::Inbound, addr);
     let span = tracing::info_span!("inbound", conn = track.id, peer_addr = %addr);
     let _active = ctx.metrics.active(Direction::Inbound);
-    inbound(&ctx, tcp, &mut track).instrument(span).await;
+    let Admission {
+        slot: _slot,
+        pending,
+    } = admission;
+    // The accept loop always takes the place for the peer listener.
+    let pending = pending.unwrap_or_else(|| {
+        ctx.pending.enter(
+            addr.ip(),
+            ctx.limits.max_handshakes_per_source,
+            u64::MAX - track.id,
+        )
+    });
+    inbound(&ctx, tcp, &mut track, pending)
+        .instrument(span)
+        .await;
 }
 
-async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track) {
-    let source = tcp
-        .peer_addr()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    let pending = ctx
-        .pending
-        .enter(source, ctx.limits.max_handshakes_per_source, track.id);
+async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: PendingGuard) {
     let live = ctx.snapshot();
     let seen = Arc::new(Observed::default());
     let started = std::time::Instant::now();

@@ -10,21 +10,31 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::pending::PendingGuard;
 use super::{Context, Track};
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
 
-/// Accepts until shutdown, handing each connection with its slot to `handle`.
+/// What the accept loop grants a connection: its slot under the global cap
+/// and, on the peer listener, its place among its source's pending
+/// handshakes (taken here, in accept order).
+pub struct Admission {
+    pub slot: OwnedSemaphorePermit,
+    pub pending: Option<PendingGuard>,
+}
+
+/// Accepts until shutdown, handing each connection with its admission to `handle`.
 pub async fn serve<H, Fut>(
     listener: TcpListener,
     ctx: Arc<Context>,
     direction: Direction,
     handle: H,
 ) where
-    H: Fn(Arc<Context>, TcpStream, SocketAddr, OwnedSemaphorePermit) -> Fut,
+    H: Fn(Arc<Context>, TcpStream, SocketAddr, Admission) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut backoff = Duration::from_millis(5);
+    let mut arrivals = 0u64;
     loop {
         let accepted = tokio::select! {
             () = ctx.shutdown.stop_token().cancelled() => return,
@@ -45,9 +55,15 @@ pub async fn serve<H, Fut>(
         };
         let _ = stream.set_nodelay(true);
         match ctx.slots.clone().try_acquire_owned() {
-            Ok(permit) => {
+            Ok(slot) => {
+                arrivals += 1;
+                let pending = (direction == Direction::Inbound).then(|| {
+                    ctx.pending
+                        .enter(addr.ip(), ctx.limits.max_handshakes_per_source, arrivals)
+                });
+                let admission = Admission { slot, pending };
                 ctx.shutdown
-                    .spawn(handle(ctx.clone(), stream, addr, permit));
+                    .spawn(handle(ctx.clone(), stream, addr, admission));
             }
             Err(_) => {
                 let track = Track::new(&ctx, direction, addr);

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::dial::dial_peer;
-use super::{Context, Track};
+use super::{Admission, Context, Track};
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
 use crate::tls::{self};
@@ -28,7 +27,7 @@ pub async fn handle_outbound(
     tunnel: Arc<TunnelSpec>,
     client: TcpStream,
     addr: SocketAddr,
-    _slot: OwnedSemaphorePermit,
+    _admission: Admission,
 ) {
     let mut track = Track::new(&ctx, Direction::Outbound, addr);
     track.service = Some(tunnel.service.clone());

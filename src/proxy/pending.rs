@@ -12,18 +12,20 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+type Queues = Mutex<HashMap<IpAddr, VecDeque<(u64, CancellationToken)>>>;
+
 #[derive(Default)]
 pub struct Pending {
-    by_source: Mutex<HashMap<IpAddr, VecDeque<(u64, CancellationToken)>>>,
+    by_source: Arc<Queues>,
 }
 
 /// One connection's place in the handshake count; released on drop.
-pub struct PendingGuard<'a> {
-    pending: &'a Pending,
+pub struct PendingGuard {
+    by_source: Arc<Queues>,
     source: IpAddr,
     id: u64,
     /// Cancelled when a newer handshake from the same source evicted this one.
@@ -33,7 +35,10 @@ pub struct PendingGuard<'a> {
 impl Pending {
     /// Takes a place for handshake `id` from `source`, evicting the oldest
     /// pending handshake of that source if it already holds `limit`.
-    pub fn enter(&self, source: IpAddr, limit: usize, id: u64) -> PendingGuard<'_> {
+    ///
+    /// Called by the accept loop, in accept order, so "oldest" means the
+    /// connection that arrived first.
+    pub fn enter(&self, source: IpAddr, limit: usize, id: u64) -> PendingGuard {
         let evicted = CancellationToken::new();
         if let Ok(mut map) = self.by_source.lock() {
             let queue = map.entry(source).or_default();
@@ -45,7 +50,7 @@ impl Pending {
             queue.push_back((id, evicted.clone()));
         }
         PendingGuard {
-            pending: self,
+            by_source: self.by_source.clone(),
             source,
             id,
             evicted,
@@ -53,9 +58,9 @@ impl Pending {
     }
 }
 
-impl Drop for PendingGuard<'_> {
+impl Drop for PendingGuard {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.pending.by_source.lock() {
+        if let Ok(mut map) = self.by_source.lock() {
             if let Some(queue) = map.get_mut(&self.source) {
                 queue.retain(|(id, _)| *id != self.id);
                 if queue.is_empty() {
