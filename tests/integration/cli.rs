@@ -62,26 +62,9 @@ fn policy_check_accepts_the_example_and_rejects_each_broken_manifest() {
     assert!(seen >= 4);
 }
 
-/// A valid two-site setup on disk (nothing running).
+/// A valid site on disk (nothing running).
 fn setup() -> (tempfile::TempDir, Pki, SiteSpec) {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&dir.path().join("pki"), "cli CA");
-    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
-    let spec = SiteSpec {
-        name: "site1".into(),
-        pool: POOL1.into(),
-        peer_pool: POOL2.into(),
-        cert: pki.issue("site1", POOL1, Validity::days_from_now(30)),
-        ca: pki.ca_path(),
-        crl: None,
-        peer_listen: free_port(),
-        peer_connect: free_port(),
-        tunnels: vec![("backup-smb".into(), free_port(), vec!["10.1.0.0/16".into()])],
-        exports: vec![("backup-smb".into(), "127.0.0.1:4450".parse().unwrap())],
-        extra: String::new(),
-    };
-    spec.write(dir.path()).unwrap();
-    (dir, pki, spec)
+    site_on_disk()
 }
 
 #[test]

@@ -97,6 +97,29 @@ impl Gateway {
     }
 }
 
+/// One valid site on disk, nothing running: a fresh CA, site1's certificate,
+/// the test policy and `site1.toml` (one tunnel for 10.1.0.0/16, one export).
+pub fn site_on_disk() -> (tempfile::TempDir, Pki, SiteSpec) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(&dir.path().join("pki"), "test pairing CA");
+    std::fs::write(dir.path().join("policy.toml"), POLICY).expect("policy");
+    let spec = SiteSpec {
+        name: "site1".into(),
+        pool: POOL1.into(),
+        peer_pool: POOL2.into(),
+        cert: pki.issue("site1", POOL1, Validity::days_from_now(30)),
+        ca: pki.ca_path(),
+        crl: None,
+        peer_listen: free_port(),
+        peer_connect: free_port(),
+        tunnels: vec![("backup-smb".into(), free_port(), vec!["10.1.0.0/16".into()])],
+        exports: vec![("backup-smb".into(), ([127, 0, 0, 1], 4450).into())],
+        extra: String::new(),
+    };
+    spec.write(dir.path()).expect("write site1.toml");
+    (dir, pki, spec)
+}
+
 /// The standard two-site pairing: site1 tunnels backup-smb and cms-smb to
 /// site2, which exports both to an echo backend.
 pub struct Pairing {

@@ -7,7 +7,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pairgate::pki::Validity;
 
 use super::{junk, run_for, text};
 use crate::harness::*;
@@ -71,23 +70,8 @@ fn write_0600(path: &Path, bytes: &[u8]) {
 
 /// A valid site on disk (nothing running): its folder, spec and config path.
 fn site() -> (tempfile::TempDir, SiteSpec, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(&dir.path().join("pki"), "hostile CA");
-    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
-    let spec = SiteSpec {
-        name: "site1".into(),
-        pool: POOL1.into(),
-        peer_pool: POOL2.into(),
-        cert: pki.issue("site1", POOL1, Validity::days_from_now(30)),
-        ca: pki.ca_path(),
-        crl: None,
-        peer_listen: free_port(),
-        peer_connect: free_port(),
-        tunnels: vec![],
-        exports: vec![("backup-smb".into(), "127.0.0.1:4450".parse().unwrap())],
-        extra: String::new(),
-    };
-    let config = spec.write(dir.path()).unwrap();
+    let (dir, _pki, spec) = site_on_disk();
+    let config = dir.path().join("site1.toml");
     (dir, spec, config)
 }
 
