@@ -28,7 +28,7 @@ pub fn sample_event(i: u64) -> Event {
     let peer_addr = format!("127.0.0.{}:{}", 2 + k % 50, 40000 + k % 20000);
     let cert = format!("{:064x}", k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let denied = k % 4 == 3;
-    if i % 2 == 0 || denied {
+    if i.is_multiple_of(2) || denied {
         Event::Connection(Connection {
             conn_id: k,
             direction: Direction::Inbound,

@@ -15,6 +15,9 @@ use crate::proxy::Context;
 
 /// How often the outbox is scanned.
 pub const OUTBOX_POLL: Duration = Duration::from_millis(100);
+/// With a file watch on the outbox, a scan still runs this often as a
+/// safety net (events can be dropped, e.g. on an overflowing queue).
+const OUTBOX_RESCAN: Duration = Duration::from_secs(2);
 /// How often `incoming/` is looked at when no receive woke delivery.
 const DELIVER_POLL: Duration = Duration::from_millis(500);
 
@@ -60,6 +63,15 @@ impl Spool {
 
     async fn intake_loop(self: Arc<Self>, ctx: Arc<Context>) {
         let stop = ctx.shutdown.stop_token().clone();
+        // A file landing in the outbox wakes intake at once; without a
+        // watch (inotify unavailable or exhausted) the outbox is polled.
+        let woken = Arc::new(Notify::new());
+        let watch = watch_outbox(&self.store.outbox, woken.clone());
+        let every = if watch.is_some() {
+            OUTBOX_RESCAN
+        } else {
+            OUTBOX_POLL
+        };
         loop {
             let store = self.store.clone();
             let scanned = tokio::task::spawn_blocking(move || store.scan_outbox()).await;
@@ -73,7 +85,8 @@ impl Spool {
                 Err(e) => tracing::error!(error = %e, "outbox scan task failed"),
             }
             tokio::select! {
-                () = tokio::time::sleep(OUTBOX_POLL) => {}
+                () = woken.notified() => {}
+                () = tokio::time::sleep(every) => {}
                 () = stop.cancelled() => return,
             }
         }
@@ -93,6 +106,34 @@ impl Spool {
                 () = tokio::time::sleep(DELIVER_POLL) => {}
                 () = stop.cancelled() => return,
             }
+        }
+    }
+}
+
+/// Watches `outbox` for new entries, waking `woken` on each; `None` (and a
+/// warning) when the platform's watch cannot be set up.
+fn watch_outbox(
+    outbox: &std::path::Path,
+    woken: Arc<Notify>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            woken.notify_one();
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the outbox; polling it instead");
+            return None;
+        }
+    };
+    match watcher.watch(outbox, notify::RecursiveMode::NonRecursive) {
+        Ok(()) => Some(watcher),
+        Err(e) => {
+            tracing::warn!(error = %e, outbox = %outbox.display(), "cannot watch the outbox; polling it instead");
+            None
         }
     }
 }

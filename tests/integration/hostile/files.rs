@@ -7,7 +7,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-
 use super::{junk, run_for, text};
 use crate::harness::*;
 
