@@ -142,22 +142,12 @@ impl Plan {
 /// When a subject cannot be started or stops relaying under load.
 pub fn run(options: &Options) -> Result<Report, BenchError> {
     let plan = Plan::new(options)?;
-    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
-        what: "find the pairgate binary".into(),
-        source,
-    })?;
+    let (exe, runtime) = exe_and_runtime()?;
     let mut versions = vec![String::new(), env!("CARGO_PKG_VERSION").to_owned()];
     for rival in &options.rivals {
         versions.push(rivals::version(*rival)?);
     }
     let (dir, _cleanup) = workdir(options.dir.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| BenchError::Io {
-            what: "start the runtime".into(),
-            source,
-        })?;
     let rounds = runtime.block_on(run_rounds(&dir, &exe, &options.rivals, &plan))?;
     let mut report = Report {
         date: time::OffsetDateTime::now_utc()
@@ -182,6 +172,23 @@ pub fn run(options: &Options) -> Result<Report, BenchError> {
     };
     report.conclude();
     Ok(report)
+}
+
+/// The pairgate binary to start the gateways from (this one) and a runtime
+/// for the load generators and backends.
+fn exe_and_runtime() -> Result<(PathBuf, tokio::runtime::Runtime), BenchError> {
+    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
+        what: "find the pairgate binary".into(),
+        source,
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| BenchError::Io {
+            what: "start the runtime".into(),
+            source,
+        })?;
+    Ok((exe, runtime))
 }
 
 /// Removes a temporary bench folder when dropped.

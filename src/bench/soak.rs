@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::subjects::{Lab, Running};
-use super::{load, ready, workdir, BenchError};
+use super::{exe_and_runtime, load, ready, workdir, BenchError};
 use crate::lab;
 
 /// What a soak found.
@@ -49,17 +49,7 @@ impl SoakReport {
 /// When the pair cannot be started or stops relaying.
 pub fn run(dir: Option<&Path>, seconds: u64, workers: usize) -> Result<SoakReport, BenchError> {
     let (dir, _cleanup) = workdir(dir)?;
-    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
-        what: "find the pairgate binary".into(),
-        source,
-    })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| BenchError::Io {
-            what: "start the runtime".into(),
-            source,
-        })?;
+    let (exe, runtime) = exe_and_runtime()?;
     runtime.block_on(async {
         let echo = lab::echo_backend().await?;
         let discard = lab::discard_backend().await?;
