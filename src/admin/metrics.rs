@@ -456,8 +456,13 @@ impl Metrics {
         }
     }
 
-    pub fn audit_event(&self) {
-        self.audit_events.inc();
+    /// Publishes the audit log's running total of recorded events; the
+    /// counter advances by what the total grew since the last call.
+    pub fn audit_total(&self, total: u64) {
+        let seen = self.audit_events.get();
+        if total > seen {
+            self.audit_events.inc_by(total - seen);
+        }
     }
 
     /// Totals for `/status`.
@@ -704,7 +709,7 @@ mod tests {
         m.reload(Reloaded::All, false);
         m.reload(Reloaded::Certificates, true);
         m.handshake(Direction::Outbound, Duration::from_millis(3));
-        m.audit_event();
+        m.audit_total(1);
         let text = m.encode();
         let out = [("direction", "outbound")];
         assert_eq!(value(&text, "pairgate_spool_files", &out), Some(2.0));

@@ -57,6 +57,8 @@ struct Inner {
     head: Arc<std::sync::Mutex<[u8; 32]>>,
     tx: Option<mpsc::Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
+    /// Events handed to the writer since open, whoever recorded them.
+    recorded: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Inner {
@@ -121,6 +123,7 @@ impl AuditLog {
                 head,
                 tx: Some(tx),
                 thread: Some(thread),
+                recorded: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -148,9 +151,21 @@ impl AuditLog {
             Some(tx) => tx.send(Msg::Record(ts, event)).is_ok(),
             None => false,
         };
-        if !sent {
+        if sent {
+            self.inner
+                .recorded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
             tracing::error!(path = %self.inner.path.display(), "audit writer gone, event dropped");
         }
+    }
+
+    /// How many events were handed to the writer since the log was opened
+    /// (by every handle: gateway, proxy, spool).
+    pub fn recorded(&self) -> u64 {
+        self.inner
+            .recorded
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Reopens the log if an external tool rotated it away (call on

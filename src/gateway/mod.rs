@@ -221,7 +221,7 @@ pub async fn start(
             shutdown.stop_token().clone(),
         ));
     }
-    ctx.record(Event::GatewayStart {
+    ctx.audit.record(Event::GatewayStart {
         pool: config.gateway.pool.clone(),
         peer_pool: config.gateway.peer_pool.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -71,7 +71,7 @@ impl Running {
             }
         };
         self.ctx.metrics.reload(Reloaded::Policy, ok);
-        self.ctx.record(Event::PolicyReload(PolicyReload {
+        self.ctx.audit.record(Event::PolicyReload(PolicyReload {
             trigger: trigger.to_owned(),
             ok,
             path: path.display().to_string(),
@@ -128,7 +128,7 @@ impl Running {
         };
         let ok = event.ok;
         self.ctx.metrics.reload(Reloaded::Certificates, ok);
-        self.ctx.record(Event::CertReload(event));
+        self.ctx.audit.record(Event::CertReload(event));
         ok
     }
 

@@ -78,6 +78,10 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
             [Direction::Outbound, Direction::Inbound].map(|d| (d, r.depth(d)))
         })
         .await;
+        replication
+            .ctx
+            .metrics
+            .audit_total(replication.ctx.audit.recorded());
         let link = replication.ctx.link.state().state;
         replication.ctx.metrics.peer_link(match link {
             crate::admin::LinkState::Up => Some(true),

@@ -124,7 +124,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     });
     ctx.peer_backlog
         .set(backlog, time::OffsetDateTime::now_utc());
-    ctx.record(Event::PeerAuditHead(audit::PeerAuditHead {
+    ctx.audit.record(Event::PeerAuditHead(audit::PeerAuditHead {
         peer_addr: track.peer_addr.clone(),
         peer_pool: track.peer_pool.clone().unwrap_or_default(),
         cert_sha256: track.cert_sha256.clone().unwrap_or_default(),
@@ -209,7 +209,7 @@ pub async fn heartbeat(ctx: Arc<Context>, every: Duration) {
                 None => tracing::info!(peer = %ctx.peer_connect, "peer link up"),
                 Some(e) => tracing::warn!(error = %e, "peer link down"),
             }
-            ctx.record(Event::PeerLink(audit::PeerLink {
+            ctx.audit.record(Event::PeerLink(audit::PeerLink {
                 state: if up { "up" } else { "down" }.to_owned(),
                 error,
             }));

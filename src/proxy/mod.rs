@@ -115,12 +115,6 @@ impl Context {
         }
     }
 
-    /// Records an audit event and counts it.
-    pub fn record(&self, event: Event) {
-        self.metrics.audit_event();
-        self.audit.record(event);
-    }
-
     /// The current policy and TLS material.
     pub fn snapshot(&self) -> Arc<Live> {
         self.live.borrow().clone()
@@ -205,7 +199,7 @@ impl Track {
                 tracing::warn!(%reason, service = self.service.as_deref(), peer_pool = self.peer_pool.as_deref(), detail = detail.as_deref(), "denied")
             }
         }
-        ctx.record(Event::Connection(audit::Connection {
+        ctx.audit.record(Event::Connection(audit::Connection {
             conn_id: self.id,
             direction: self.direction,
             peer_addr: self.peer_addr.clone(),
@@ -262,7 +256,7 @@ impl Track {
             error = error.as_deref(),
             "closed"
         );
-        ctx.record(Event::Close(audit::Close {
+        ctx.audit.record(Event::Close(audit::Close {
             conn_id: self.id,
             direction: self.direction,
             peer_addr: self.peer_addr.clone(),
