@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     match cli::dispatch(args.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("pairgate: {:#}", failure.error());
+            eprintln!("pairgate: {}", cli::render_error(failure.error()));
             ExitCode::from(failure.code())
         }
     }

@@ -66,6 +66,15 @@ pub fn spool(command: SpoolCommand) -> Result<(), Failure> {
 }
 
 fn keygen(out: &Path) -> Result<(), Failure> {
+    // `--out keys/site1-spool.key` in a fresh folder means "make keys/".
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        pairgate::pki::create_dir_private(dir).map_err(|e| {
+            Failure::Invalid(anyhow!(
+                "--out {}: {e} — choose a path whose folders can be created",
+                out.display()
+            ))
+        })?;
+    }
     let key = MasterKey::generate()?;
     key.write_key_file(out)?;
     println!("wrote {} (key id {})", out.display(), key.key_id());

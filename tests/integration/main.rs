@@ -10,6 +10,7 @@ mod cli;
 mod hostile;
 mod lifecycle;
 mod observe;
+mod quickstart;
 mod refusals;
 mod smb;
 mod spool;
