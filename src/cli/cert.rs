@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use comfy_table::{presets, Table};
+use comfy_table::Table;
 use pairgate::pki::{self, Ca, CertInfo, LeafRequest, Validity};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -210,8 +210,7 @@ fn inspect_json(infos: &[CertInfo]) -> anyhow::Result<String> {
 }
 
 fn inspect_table(info: &CertInfo) -> Table {
-    let mut table = Table::new();
-    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    let mut table = pairgate::table::new();
     let days = if info.days_left < 0 {
         format!("{} (EXPIRED)", info.days_left)
     } else {

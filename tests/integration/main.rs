@@ -12,6 +12,7 @@ mod lifecycle;
 mod observe;
 mod quickstart;
 mod refusals;
+mod reports;
 mod smb;
 mod spool;
 mod tunnel;
