@@ -1,6 +1,7 @@
 //! The `pairgate` binary: parse the command line, start diagnostics, dispatch,
-//! and map the outcome to the contract's exit codes (0 ok, 1 problem found,
-//! 2 bad usage or invalid input). All real work lives in the library.
+//! and map the outcome to the exit codes of `docs/reference.md` (0 ok,
+//! 1 problem found, 2 bad usage or invalid input). All real work lives in
+//! the library.
 
 mod cli;
 

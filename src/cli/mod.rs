@@ -1,5 +1,7 @@
 //! Command-line definitions (clap) and dispatch. One file per command group;
 //! each command returns `Result<(), Failure>` and prints its own output.
+//! Every command and flag is documented in `docs/reference.md` ("Commands");
+//! `docs::tests` fails when one is missing there.
 
 mod audit;
 mod bench;

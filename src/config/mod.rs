@@ -11,6 +11,10 @@
 //!
 //! Every error is one line, `FILE:LINE: KEY: WHAT IS WRONG — WHAT TO DO`, because an
 //! operator at 3 a.m. during a failover should not have to guess.
+//!
+//! Every key, its default and its rules are listed in `docs/reference.md`
+//! ("Config file"); `tests/integration/reference.rs` fails when a key of
+//! `file.rs` is missing there.
 
 mod file;
 mod files;

@@ -11,6 +11,7 @@ mod hostile;
 mod lifecycle;
 mod observe;
 mod quickstart;
+mod reference;
 mod refusals;
 mod reports;
 mod smb;
