@@ -12,7 +12,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -361,7 +360,7 @@ impl Demo {
     }
 
     fn summary(&self, sites: &[Site]) -> Result<(), DemoError> {
-        let mut table = Table::new();
+        let mut table = crate::table::new();
         table.set_header([
             "site",
             "allowed",

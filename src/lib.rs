@@ -5,7 +5,8 @@
 //! `config` (what the operator wrote) → `policy` (who may talk to whom) →
 //! `tls` (who the peer is) → `proxy` (moving bytes) → `audit` (what happened).
 //! `pki` mints and inspects the certificates the `tls` layer trusts, and
-//! `gateway` wires one site's pieces together for `pairgate run`.
+//! `gateway` wires one site's pieces together for `pairgate run`; `table`
+//! is the one style of every table a command prints.
 
 pub mod admin;
 pub mod audit;
@@ -20,4 +21,5 @@ pub mod policy;
 pub mod proxy;
 pub mod shutdown;
 pub mod spool;
+pub mod table;
 pub mod tls;

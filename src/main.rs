@@ -1,6 +1,7 @@
 //! The `pairgate` binary: parse the command line, start diagnostics, dispatch,
-//! and map the outcome to the contract's exit codes (0 ok, 1 problem found,
-//! 2 bad usage or invalid input). All real work lives in the library.
+//! and map the outcome to the exit codes of `docs/reference.md` (0 ok,
+//! 1 problem found, 2 bad usage or invalid input). All real work lives in
+//! the library.
 
 mod cli;
 
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
     match cli::dispatch(args.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("pairgate: {:#}", failure.error());
+            eprintln!("pairgate: {}", cli::render_error(failure.error()));
             ExitCode::from(failure.code())
         }
     }

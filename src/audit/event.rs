@@ -3,8 +3,10 @@
 //! An [`Event`] serializes as one JSON object whose `event` field is the
 //! variant name in snake case; [`chain::render_line`](super::chain::render_line)
 //! wraps it with `ts` in front and `prev` at the end. The field names are part of
-//! the public audit contract: add fields (with `#[serde(default)]` so old lines
-//! still parse) and variants freely, but never rename or remove one.
+//! the public audit contract, documented in `docs/reference.md` ("Audit log";
+//! `tests/integration/reference.rs` checks every event and field is there):
+//! add fields (with `#[serde(default)]` so old lines still parse) and
+//! variants freely, but never rename or remove one.
 
 use serde::{Deserialize, Serialize};
 

@@ -6,7 +6,6 @@
 //! of pairgate's medians to a rival's, always written pairgate ÷ rival, so
 //! "throughput ≥ 1.3×" and "p50 ≤ 0.9×" read the way the issue states them.
 
-use comfy_table::Table;
 use serde::Serialize;
 
 use super::load::median;
@@ -278,7 +277,7 @@ impl Report {
             "pairgate bench — {} — {} ({} build)\nmachine: {} × {}, Linux {}\n{} round(s), medians shown; all traffic on 127.0.0.1\n\n",
             self.date, self.command, m.build, m.nproc, m.cpu_model, m.kernel, self.rounds
         );
-        let mut table = Table::new();
+        let mut table = crate::table::new();
         let mut header = vec!["measure".to_owned()];
         header.extend(self.subjects.iter().map(|s| s.name.clone()));
         table.set_header(header);
@@ -302,7 +301,7 @@ impl Report {
         table.add_row(failed);
         out += &format!("{table}\n");
         if !self.verdicts.is_empty() {
-            let mut targets = Table::new();
+            let mut targets = crate::table::new();
             targets.set_header([
                 "target (pairgate ÷ rival)",
                 "rival",

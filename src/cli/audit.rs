@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use pairgate::audit::{self, Counts, Fault, Filter, Record, Summary, VerifyError};
 use pairgate::policy::Verdict;
 use time::OffsetDateTime;
@@ -159,8 +158,8 @@ fn summary(path: &Path, json: bool) -> Result<(), Failure> {
 }
 
 fn print_summary(s: &Summary) {
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+    let mut table = pairgate::table::new();
+    table.set_header([
         "peer pool",
         "service",
         "allowed",

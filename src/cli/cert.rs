@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use comfy_table::{presets, Table};
+use comfy_table::Table;
 use pairgate::pki::{self, Ca, CertInfo, LeafRequest, Validity};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -25,19 +25,20 @@ const MAX_DAYS: u32 = 36_500;
 
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
-    /// Create a new private pairing CA: DIR/ca.crt and DIR/ca.key (0600).
-    /// Refuses to overwrite an existing CA.
+    /// Create a new private pairing CA: DIR/ca.crt, DIR/ca.key (0600) and
+    /// an empty CRL DIR/ca.crl. Refuses to overwrite an existing CA.
     Init(CaInitArgs),
     /// Replace the CA: new DIR/ca.crt and DIR/ca.key, DIR/bundle.crt (new +
     /// previous CA) for the overlap, previous CA kept in DIR/previous.
     Rotate(lifecycle::CaRotateArgs),
-    /// Show the CRLs in DIR/ca.crl: issuer, number, next update, revoked serials.
+    /// Show the CRLs in DIR/ca.crl: issuer, number, next update, revoked
+    /// serials; --refresh re-signs them first (creating an empty one).
     Crl(lifecycle::CaCrlArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct CaInitArgs {
-    /// Directory for ca.crt and ca.key (created 0700 if missing).
+    /// Directory for ca.crt, ca.key and ca.crl (created 0700 if missing).
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
     /// The CA's common name.
@@ -134,7 +135,11 @@ pub fn cert(command: CertCommand) -> Result<(), Failure> {
 fn ca_init(args: CaInitArgs) -> Result<(), Failure> {
     let ca = Ca::generate(&args.name, Validity::days_from_now(args.days))?;
     ca.write_new(&args.dir)?;
-    let info = pki::inspect_der(ca.cert_der(), OffsetDateTime::now_utc())?;
+    let now = OffsetDateTime::now_utc();
+    let info = pki::inspect_der(ca.cert_der(), now)?;
+    // The first, empty CRL: a site can name `tls.crl` from the start, and the
+    // first revocation only replaces a file the gateways already watch.
+    let crl = pki::refresh_crl(&args.dir, pki::DEFAULT_NEXT_UPDATE_DAYS, now)?;
     let dir = args.dir.display();
     println!("Created pairing CA {:?} in {dir}", args.name);
     println!(
@@ -144,6 +149,10 @@ fn ca_init(args: CaInitArgs) -> Result<(), Failure> {
     println!(
         "  {}  private key, mode 0600: keep it offline once both sites have their certificates",
         args.dir.join(pki::CA_KEY_FILE).display()
+    );
+    println!(
+        "  {}  empty CRL (nothing revoked): give it to both sites (tls.crl, optional)",
+        crl.crl_path.display()
     );
     println!("  sha256 {}", info.sha256);
     println!("  valid until {}", rfc3339(info.not_after));
@@ -201,8 +210,7 @@ fn inspect_json(infos: &[CertInfo]) -> anyhow::Result<String> {
 }
 
 fn inspect_table(info: &CertInfo) -> Table {
-    let mut table = Table::new();
-    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    let mut table = pairgate::table::new();
     let days = if info.days_left < 0 {
         format!("{} (EXPIRED)", info.days_left)
     } else {

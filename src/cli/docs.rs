@@ -35,3 +35,62 @@ pub fn man(args: ManArgs) -> Result<(), Failure> {
     println!("man pages written to {}", args.out.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every leaf command `pairgate a b` of the clap definitions, with its long flags.
+    fn commands(cmd: &clap::Command, path: &str, out: &mut Vec<(String, Vec<String>)>) {
+        let subcommands: Vec<&clap::Command> = cmd
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subcommands.is_empty() {
+            let flags = cmd
+                .get_arguments()
+                .filter(|a| !a.is_global_set())
+                .filter_map(|a| a.get_long())
+                .filter(|l| !["help", "version", "verbose"].contains(l))
+                .map(|l| format!("--{l}"))
+                .collect();
+            out.push((path.to_owned(), flags));
+        }
+        for sub in subcommands {
+            commands(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    /// `docs/reference.md` names every command in a table row (`` `pairgate
+    /// ca init …` ``) that lists every one of its flags.
+    #[test]
+    fn the_reference_names_every_command_and_flag() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reference.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut all = Vec::new();
+        commands(&Cli::command(), "pairgate", &mut all);
+        assert!(all.len() > 20, "{all:?}");
+        let mut missing = Vec::new();
+        for (command, flags) in &all {
+            let row = doc.lines().find(|l| {
+                l.starts_with("| `")
+                    && (l.contains(&format!("`{command} ")) || l.contains(&format!("`{command}`")))
+            });
+            match row {
+                None => missing.push(format!("{command} (no table row)")),
+                Some(row) => {
+                    for flag in flags {
+                        if !row.contains(flag.as_str()) {
+                            missing.push(format!("{command} {flag}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "docs/reference.md lacks (add them to the command's row): {missing:?}"
+        );
+        assert!(doc.contains("`--verbose`"), "the global flag");
+    }
+}

@@ -1,5 +1,7 @@
 //! Command-line definitions (clap) and dispatch. One file per command group;
 //! each command returns `Result<(), Failure>` and prints its own output.
+//! Every command and flag is documented in `docs/reference.md` ("Commands");
+//! `docs::tests` fails when one is missing there.
 
 mod audit;
 mod bench;
@@ -128,6 +130,22 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// The one line printed for a failed command: the error, then each cause
+/// whose text the line does not already hold. Many errors print their source
+/// in their own message (`key file X: No such file…`) and also expose it as
+/// `source()`; `{:#}` would say the same OS error two or three times.
+pub fn render_error(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 /// Diagnostics go to stderr through `tracing`; the audit log is separate.
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
@@ -143,4 +161,29 @@ pub fn init_tracing(verbose: u8) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("key file k: {source}; check the path")]
+    struct Repeats {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_the_message_already_holds_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone (os error 2)");
+        let error = anyhow::Error::new(Repeats { source: io })
+            .context("spool: key file k: gone (os error 2); check the path");
+        assert_eq!(
+            render_error(&error),
+            "spool: key file k: gone (os error 2); check the path"
+        );
+        let plain = anyhow::anyhow!("outer").context("top");
+        assert_eq!(render_error(&plain), "top: outer");
+    }
 }

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _};
 use clap::{Args, Subcommand};
-use comfy_table::Table;
 
 use pairgate::config::Config;
 use pairgate::spool::{tools, MasterKey, Store};
@@ -18,7 +17,7 @@ pub enum SpoolCommand {
     /// List the files in the spool (outgoing, incoming, quarantine).
     Ls(LsArgs),
     /// Authenticate every spool file in full (exit 1 naming each bad file).
-    Verify(ConfigArgs),
+    Verify(VerifyArgs),
     /// Re-encrypt the spool under a new key (stop the gateway first; safe
     /// to interrupt and run again). Then point `spool.key` at the new key.
     Rekey(RekeyArgs),
@@ -48,6 +47,16 @@ pub struct LsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// One JSON object (`config`, `ok`, `good`, `bad`: path and reason of
+    /// each bad file) instead of text; the exit code is the same.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RekeyArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -60,12 +69,21 @@ pub fn spool(command: SpoolCommand) -> Result<(), Failure> {
     match command {
         SpoolCommand::Keygen(a) => keygen(&a.out),
         SpoolCommand::Ls(a) => ls(&a.config.config, a.json),
-        SpoolCommand::Verify(a) => verify(&a),
+        SpoolCommand::Verify(a) => verify(&a.config.config, a.json),
         SpoolCommand::Rekey(a) => rekey(&a.config.config, &a.new_key),
     }
 }
 
 fn keygen(out: &Path) -> Result<(), Failure> {
+    // `--out keys/site1-spool.key` in a fresh folder means "make keys/".
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        pairgate::pki::create_dir_private(dir).map_err(|e| {
+            Failure::Invalid(anyhow!(
+                "--out {}: {e} — choose a path whose folders can be created",
+                out.display()
+            ))
+        })?;
+    }
     let key = MasterKey::generate()?;
     key.write_key_file(out)?;
     println!("wrote {} (key id {})", out.display(), key.key_id());
@@ -93,7 +111,7 @@ fn ls(config: &Path, json: bool) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    let mut table = Table::new();
+    let mut table = pairgate::table::new();
     table.set_header(["state", "id", "name", "size", "created", "age", "problem"]);
     for f in &files {
         table.add_row([
@@ -114,13 +132,26 @@ fn ls(config: &Path, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-fn verify(args: &ConfigArgs) -> Result<(), Failure> {
-    let store = open(&args.config)?;
+fn verify(config: &Path, json: bool) -> Result<(), Failure> {
+    let store = open(config)?;
     let (good, bad) = tools::verify(&store)?;
-    for b in &bad {
-        eprintln!("BAD {}: {}", b.path.display(), b.reason);
+    if json {
+        let doc = serde_json::json!({
+            "config": config,
+            "ok": bad.is_empty(),
+            "good": good,
+            "bad": bad.iter().map(|b| serde_json::json!({ "path": b.path, "reason": b.reason })).collect::<Vec<_>>(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).context("render JSON")?
+        );
+    } else {
+        for b in &bad {
+            eprintln!("BAD {}: {}", b.path.display(), b.reason);
+        }
+        println!("{good} good, {} bad", bad.len());
     }
-    println!("{good} good, {} bad", bad.len());
     if bad.is_empty() {
         Ok(())
     } else {

@@ -3,18 +3,26 @@
 //! "Parse, don't validate": `file` holds the TOML exactly as written (unknown keys are
 //! errors), `validate` turns it into a [`Config`] whose values are already typed
 //! (socket addresses, CIDR networks, absolute paths, durations), so nothing downstream
-//! re-checks them. `pairing` cross-checks a config against its policy file: the
-//! gateway's pool must be paired with `gateway.peer_pool`, and every tunnelled,
-//! exported or spooled service must be allowed for that pair.
+//! re-checks them. `files` checks that the files the config names are there
+//! (naming the key and the command that makes each one), and `pairing`
+//! cross-checks a config against its policy file: the gateway's pool must be
+//! paired with `gateway.peer_pool`, and every tunnelled, exported or spooled
+//! service must be allowed for that pair.
 //!
 //! Every error is one line, `FILE:LINE: KEY: WHAT IS WRONG — WHAT TO DO`, because an
 //! operator at 3 a.m. during a failover should not have to guess.
+//!
+//! Every key, its default and its rules are listed in `docs/reference.md`
+//! ("Config file"); `tests/integration/reference.rs` fails when a key of
+//! `file.rs` is missing there.
 
 mod file;
+mod files;
 mod pairing;
 mod validate;
 mod values;
 
+pub use files::{check_files, FileError};
 pub use pairing::{check_against_policy, load_with_policy, PairingError};
 
 use std::net::SocketAddr;
@@ -166,6 +174,8 @@ pub struct ConfigLines {
     pub tunnels: Vec<usize>,
     /// Each `[[export]]`'s `service`, in order.
     pub exports: Vec<usize>,
+    /// Each path key as written (`tls.cert`, `spool.old_keys[0]`, …).
+    pub paths: std::collections::BTreeMap<String, usize>,
 }
 
 /// Why a config file was rejected. Every message is one line naming the file (and
@@ -186,6 +196,10 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+
+    /// A file the config names is missing or unreadable (boxed: it names two files).
+    #[error(transparent)]
+    File(Box<FileError>),
 
     /// A value that parses as TOML but is not acceptable.
     #[error("{}: {key}: {problem} — {fix}", at(path, *line))]

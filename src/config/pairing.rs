@@ -16,14 +16,17 @@ use crate::policy::{Pair, Policy};
 /// How a config disagrees with its policy; reached through [`ConfigError::Pairing`].
 #[derive(Debug, thiserror::Error)]
 pub enum PairingError {
-    /// The policy has no pair containing `gateway.pool`.
-    #[error("{}: gateway.pool: {} has no pair for \"{pool}\" — add [[pair]] pools = [\"{pool}\", \"{peer_pool}\"] to {}, or correct gateway.pool", at(config, *line), policy.display(), policy.display())]
+    /// The policy has no pair containing `gateway.pool`. `advice` depends on
+    /// what else is known: most often a typo in `gateway.pool`, which the
+    /// certificate's pool or the pair of `gateway.peer_pool` reveals.
+    #[error("{}: gateway.pool: {} has no pair for \"{pool}\" — {advice}", at(config, *line), policy.display())]
     NotInPolicy {
         config: PathBuf,
         line: usize,
         policy: PathBuf,
         pool: String,
         peer_pool: String,
+        advice: String,
     },
 
     /// The policy pairs `gateway.pool` with a pool other than `gateway.peer_pool`.
@@ -74,6 +77,7 @@ pub fn check_against_policy(config: &Config, policy: &Policy) -> Result<(), Conf
             policy: policy.path.clone(),
             pool: gateway.pool.clone(),
             peer_pool: gateway.peer_pool.clone(),
+            advice: unpaired_advice(config, policy, certificate_pool(config).as_deref()),
         }
         .into());
     };
@@ -125,6 +129,49 @@ pub fn check_against_policy(config: &Config, policy: &Policy) -> Result<(), Conf
     Ok(())
 }
 
+/// The pool the certificate at `tls.cert` identifies (its first DNS SAN),
+/// if it can be read; only for advice.
+fn certificate_pool(config: &Config) -> Option<String> {
+    let chain = crate::tls::load_certs(&config.tls.cert).ok()?;
+    let leaf = chain.first()?;
+    crate::tls::identity_of(leaf).ok().map(|id| id.pool)
+}
+
+/// What to do when `gateway.pool` is in no pair. Adding a pair is the
+/// answer only when neither pool is paired yet: a pool is in at most one
+/// pair, so with `peer_pool` already paired the policy would refuse it.
+fn unpaired_advice(config: &Config, policy: &Policy, cert_pool: Option<&str>) -> String {
+    let gateway = &config.gateway;
+    let cert_pair = cert_pool
+        .filter(|c| !c.eq_ignore_ascii_case(&gateway.pool))
+        .and_then(|c| policy.peer_of(c).map(|peer| (c, peer)));
+    if let Some((cert_pool, its_peer)) = cert_pair {
+        let peer = if its_peer.eq_ignore_ascii_case(&gateway.peer_pool) {
+            String::new()
+        } else {
+            format!(" and peer_pool = \"{its_peer}\"")
+        };
+        return format!(
+            "the certificate {} (tls.cert) is for \"{cert_pool}\", which the policy pairs with \
+             \"{its_peer}\": set pool = \"{cert_pool}\"{peer}",
+            config.tls.cert.display()
+        );
+    }
+    if let Some(partner) = policy.peer_of(&gateway.peer_pool) {
+        return format!(
+            "it pairs peer_pool \"{}\" with \"{partner}\" (a pool is in at most one pair): set \
+             pool = \"{partner}\" if that is this site's pool, or correct peer_pool",
+            gateway.peer_pool
+        );
+    }
+    format!(
+        "add [[pair]] pools = [\"{}\", \"{}\"] to {}, or correct gateway.pool",
+        gateway.pool,
+        gateway.peer_pool,
+        policy.path.display()
+    )
+}
+
 fn not_allowed(
     config: &Config,
     policy: &Policy,
@@ -147,13 +194,16 @@ fn not_allowed(
     .into()
 }
 
-/// Loads a config, then the policy it names (`gateway.policy`), then cross-checks them.
-/// Certificates are not read; that is the `tls` module's job.
+/// Loads a config, checks that the files it names are there, loads the
+/// policy it names (`gateway.policy`), then cross-checks them. Certificates
+/// are not validated; that is the `tls` module's job.
 ///
 /// # Errors
-/// Any [`ConfigError`]; an invalid policy file is [`ConfigError::Policy`].
+/// Any [`ConfigError`]: [`ConfigError::File`] for a missing file, an invalid
+/// policy file is [`ConfigError::Policy`].
 pub fn load_with_policy(path: &Path) -> Result<(Config, Policy), ConfigError> {
     let config = Config::load(path)?;
+    super::check_files(&config)?;
     let policy = Policy::load(&config.gateway.policy)?;
     check_against_policy(&config, &policy)?;
     Ok((config, policy))
@@ -215,13 +265,16 @@ target = "127.0.0.1:4450"
     }
 
     #[test]
-    fn example_site_configs_load_with_their_policy() {
+    fn example_site_configs_agree_with_their_policy() {
         for (name, pool, peer) in [
             ("site1.toml", "pool01.site1.example", "pool02.site2.example"),
             ("site2.toml", "pool02.site2.example", "pool01.site1.example"),
         ] {
-            let (config, policy) =
-                load_with_policy(&example(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            // Not `load_with_policy`: the certificates and keys these name
+            // are made by the README's quick start, not kept in the repository.
+            let config = Config::load(&example(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let policy = Policy::load(&config.gateway.policy).unwrap_or_else(|e| panic!("{e}"));
+            check_against_policy(&config, &policy).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(
                 (
                     config.gateway.pool.as_str(),
@@ -232,7 +285,7 @@ target = "127.0.0.1:4450"
             assert_eq!(policy.peer_of(pool), Some(peer));
             assert_eq!(config.gateway.policy, example("pairing.toml"));
             assert!(
-                config.tls.ca.ends_with("policy/../certs/ca.crt"),
+                config.tls.ca.ends_with("policy/../certs/ca/ca.crt"),
                 "{}",
                 config.tls.ca.display()
             );
@@ -265,12 +318,54 @@ target = "127.0.0.1:4450"
     }
 
     #[test]
-    fn pool_missing_from_policy_says_what_to_add() {
+    fn pool_missing_from_policy_says_what_to_add_only_when_the_policy_would_take_it() {
+        // Neither pool is paired: adding the pair is the fix.
+        let message = cross_error(
+            &CONFIG
+                .replace(
+                    "pool = \"pool01.site1.example\"",
+                    "pool = \"pool09.site1.example\"",
+                )
+                .replace(
+                    "peer_pool = \"pool02.site2.example\"",
+                    "peer_pool = \"pool08.site2.example\"",
+                ),
+        );
+        assert!(message.starts_with("/srv/pg/site1.toml:2: gateway.pool: /srv/pg/pairing.toml has no pair for \"pool09.site1.example\" — add [[pair]] pools = [\"pool09.site1.example\", \"pool08.site2.example\"]"), "{message}");
+        // peer_pool is paired already: a pair with it would be refused (1:1).
         let message = cross_error(&CONFIG.replace(
             "pool = \"pool01.site1.example\"",
-            "pool = \"pool09.site1.example\"",
+            "pool = \"pool01.site1.exmaple\"",
         ));
-        assert!(message.starts_with("/srv/pg/site1.toml:2: gateway.pool: /srv/pg/pairing.toml has no pair for \"pool09.site1.example\" — add [[pair]] pools = [\"pool09.site1.example\", \"pool02.site2.example\"]"), "{message}");
+        assert!(message.ends_with("has no pair for \"pool01.site1.exmaple\" — it pairs peer_pool \"pool02.site2.example\" with \"pool01.site1.example\" (a pool is in at most one pair): set pool = \"pool01.site1.example\" if that is this site's pool, or correct peer_pool"), "{message}");
+    }
+
+    #[test]
+    fn a_typo_in_the_pool_is_named_from_the_certificate() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ca = crate::pki::Ca::generate("t", crate::pki::Validity::days_from_now(2))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let request = crate::pki::LeafRequest {
+            pool: "pool03.site1.example".into(),
+            dns: vec![],
+            ips: vec![],
+            validity: crate::pki::Validity::days_from_now(2),
+        };
+        let issued = ca.issue(&request).unwrap_or_else(|e| panic!("{e}"));
+        issued
+            .write(&dir.path().join("c"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = CONFIG.replace(
+            "pool = \"pool01.site1.example\"",
+            "pool = \"pool03.site1.exmaple\"",
+        );
+        let config =
+            Config::parse(&text, &dir.path().join("site1.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let message = check_against_policy(&config, &policy())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.ends_with(&format!("the certificate {} (tls.cert) is for \"pool03.site1.example\", which the policy pairs with \"pool04.site2.example\": set pool = \"pool03.site1.example\" and peer_pool = \"pool04.site2.example\"", dir.path().join("c.crt").display())), "{message}");
     }
 
     #[test]
@@ -306,13 +401,18 @@ target = "127.0.0.1:4450"
             std::fs::write(path, text).unwrap_or_else(|e| panic!("{e}"))
         };
         write(config_path.clone(), CONFIG);
-        // Missing policy file.
+        // Files are checked for presence only (their content is the tls loader's).
+        for file in ["c.crt", "c.key", "ca.crt"] {
+            write(dir.path().join(file), "x");
+        }
+        // Missing policy file: the key that names it.
         let message = load_with_policy(&config_path)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            message.contains("pairing.toml: cannot read the policy file"),
+            message.contains("site1.toml:4: gateway.policy: ")
+                && message.contains("pairing.toml does not exist"),
             "{message}"
         );
         // Invalid policy file: its own error, naming it.

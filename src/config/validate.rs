@@ -131,7 +131,35 @@ impl Validator<'_> {
     fn lines(&self, raw: &RawConfig) -> ConfigLines {
         let tunnels = raw.tunnel.iter();
         let exports = raw.export.iter();
+        let gateway = raw.gateway.get_ref();
+        let tls = raw.tls.get_ref();
+        let mut paths: Vec<(String, &Spanned<String>)> = vec![
+            ("gateway.policy".into(), &gateway.policy),
+            ("tls.cert".into(), &tls.cert),
+            ("tls.key".into(), &tls.key),
+            ("tls.ca".into(), &tls.ca),
+            ("audit.path".into(), &raw.audit.get_ref().path),
+        ];
+        paths.extend(tls.crl.as_ref().map(|c| ("tls.crl".into(), c)));
+        if let Some(spool) = &raw.spool {
+            let spool = spool.get_ref();
+            for (key, value) in [
+                ("dir", &spool.dir),
+                ("key", &spool.key),
+                ("outbox", &spool.outbox),
+                ("inbox", &spool.inbox),
+            ] {
+                paths.push((format!("spool.{key}"), value));
+            }
+            for (i, old) in spool.old_keys.iter().enumerate() {
+                paths.push((format!("spool.old_keys[{i}]"), old));
+            }
+        }
         ConfigLines {
+            paths: paths
+                .into_iter()
+                .map(|(key, value)| (key, self.line(value)))
+                .collect(),
             pool: self.line(&raw.gateway.get_ref().pool),
             peer_pool: self.line(&raw.gateway.get_ref().peer_pool),
             spool: raw.spool.as_ref().map_or(0, |s| self.line(s)),

@@ -95,8 +95,12 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiE
 }
 
 /// Creates `dir` and its parents if missing; new directories get 0700 (the
-/// parents of keys should not be listable by others).
-pub(crate) fn create_dir_private(dir: &Path) -> Result<(), PkiError> {
+/// parents of keys should not be listable by others). Existing directories
+/// keep their mode.
+///
+/// # Errors
+/// [`PkiError::Io`] naming the directory.
+pub fn create_dir_private(dir: &Path) -> Result<(), PkiError> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }

@@ -23,7 +23,8 @@
 //!   on expired certificates and lost keys), [`revoke`] (`cert revoke`: the
 //!   issuing CA's CRL in `DIR/ca.crl`), [`rotate_ca`] (`ca rotate`: new CA,
 //!   `bundle.crt` and `previous/` for the overlap), [`inspect_crl_file`] /
-//!   [`revoked_serials`] to read CRLs back.
+//!   [`revoked_serials`] to read CRLs back, [`refresh_crl`] (`ca init`'s
+//!   first, empty CRL and `ca crl --refresh`).
 //!
 //! # Files and secrets
 //!
@@ -38,6 +39,7 @@ mod error;
 mod files;
 mod inspect;
 mod leaf;
+mod refresh;
 mod revoke;
 mod rollover;
 mod rotate;
@@ -53,9 +55,13 @@ pub use crl::{
     RevokedEntry, CRL_FILE,
 };
 pub use error::PkiError;
-pub use files::{check_key_permissions, read_text, suffixed, write_public_file, write_secret_file};
+pub use files::{
+    check_key_permissions, create_dir_private, read_text, suffixed, write_public_file,
+    write_secret_file,
+};
 pub use inspect::{inspect_der, inspect_file, inspect_pem, CertInfo};
 pub use leaf::validate_dns_name;
+pub use refresh::{refresh_crl, CrlRefresh};
 pub use revoke::{revoke, Revocation, RevokeRequest, DEFAULT_NEXT_UPDATE_DAYS};
 pub use rollover::{rotate_ca, CaRotateOptions, CaRotation, BUNDLE_FILE, PREVIOUS_DIR};
 pub use rotate::{rotate_leaf, LeafRotation};

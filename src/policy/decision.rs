@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Why a connection was refused. The serialized names are part of the public
-/// audit contract (`reason` field); never rename one.
+/// audit contract (`reason` field, listed in `docs/reference.md`); never rename one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DenyReason {

@@ -72,6 +72,14 @@ pub struct CaCrlArgs {
     /// next_update, revoked: serial, revoked_at, reason).
     #[arg(long)]
     pub json: bool,
+    /// First re-sign the CRL with the next number and fresh dates, entries
+    /// unchanged (creates an empty CRL if there is none). Needs DIR/ca.key.
+    #[arg(long)]
+    pub refresh: bool,
+    /// With --refresh: days until the CRL's next update.
+    #[arg(long, value_name = "N", default_value_t = pki::DEFAULT_NEXT_UPDATE_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=3650), requires = "refresh")]
+    pub next_update_days: u32,
 }
 
 pub fn cert_rotate(args: RotateArgs) -> Result<(), Failure> {
@@ -148,9 +156,10 @@ pub fn cert_revoke(args: RevokeArgs) -> Result<(), Failure> {
     }
     println!(
         "Next: copy {} to both sites (tls.crl); gateways reload it by themselves and refuse \
-         the revoked certificate on new connections. Run `pairgate cert revoke` again before \
-         the next update to refresh it.",
-        done.crl_path.display()
+         the revoked certificate on new connections. Refresh it before the next update with \
+         `pairgate ca crl --dir {} --refresh`.",
+        done.crl_path.display(),
+        args.ca_dir.display()
     );
     Ok(())
 }
@@ -231,6 +240,21 @@ struct CrlJson<'a> {
 }
 
 pub fn ca_crl(args: CaCrlArgs) -> Result<(), Failure> {
+    if args.refresh {
+        let done = pki::refresh_crl(&args.dir, args.next_update_days, OffsetDateTime::now_utc())?;
+        // Stdout stays the listing (JSON with --json); what changed goes to stderr.
+        eprintln!(
+            "{} {} (CRL number {}{}); copy it to both sites (tls.crl), gateways reload it by themselves",
+            if done.created { "created" } else { "refreshed" },
+            done.crl_path.display(),
+            done.crl.number,
+            if done.previous.is_some() {
+                ", and the previous CA's"
+            } else {
+                ""
+            }
+        );
+    }
     let path = args.dir.join(pki::CRL_FILE);
     let crls = if path.exists() {
         pki::inspect_crl_file(&path)?
@@ -253,7 +277,7 @@ pub fn ca_crl(args: CaCrlArgs) -> Result<(), Failure> {
     for (i, crl) in crls.iter().enumerate() {
         let next = match crl.next_update {
             Some(t) if t < now => format!(
-                "{} (OVERDUE: refresh with `pairgate cert revoke`)",
+                "{} (OVERDUE: refresh with `pairgate ca crl --refresh`)",
                 rfc3339(t)
             ),
             Some(t) => rfc3339(t),
@@ -347,12 +371,17 @@ mod tests {
         cert(CertCommand::Revoke(revoke_args(dir, "site1.crt"))).unwrap();
         let crl = dir.join("ca").join(pki::CRL_FILE);
         assert_eq!(pki::revoked_serials(&crl).unwrap().len(), 1);
-        assert_eq!(pki::inspect_crl_file(&crl).unwrap()[0].number, 2);
+        // `ca init` wrote CRL 1 (empty); each revocation re-signed it.
+        assert_eq!(pki::inspect_crl_file(&crl).unwrap()[0].number, 3);
         ca(CaCommand::Crl(CaCrlArgs {
             dir: dir.join("ca"),
             json: true,
+            refresh: true,
+            next_update_days: 7,
         }))
         .unwrap();
+        let refreshed = pki::inspect_crl_file(&crl).unwrap();
+        assert_eq!((refreshed[0].number, refreshed[0].revoked.len()), (4, 1));
 
         let other = tempfile::tempdir().unwrap();
         setup(other.path());
