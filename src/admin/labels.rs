@@ -58,6 +58,8 @@ pub enum Reloaded {
     /// The gateway's certificate and key, or the CA bundle.
     Certificates,
     Crl,
+    /// The config file itself (SIGHUP re-reads it first).
+    Config,
 }
 
 impl Reloaded {
@@ -67,6 +69,7 @@ impl Reloaded {
             Reloaded::Policy => "policy",
             Reloaded::Certificates => "certificates",
             Reloaded::Crl => "crl",
+            Reloaded::Config => "config",
         }
     }
 }

@@ -7,10 +7,12 @@
 //! policy and TLS material and publishes it only if it is valid; connections
 //! already open keep the snapshot they started with.
 
+mod config_diff;
 mod reload;
 mod replication;
 
-pub use reload::WATCH_INTERVAL;
+pub use config_diff::restart_needed;
+pub use reload::{Reload, Reloader, Request as ReloadRequest, WATCH_INTERVAL};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -293,10 +295,19 @@ pub fn run(path: &Path) -> Result<(), GatewayError> {
         .map_err(GatewayError::Runtime)?;
     runtime.block_on(async move {
         let running = Arc::new(start(config, policy, material, audit).await?);
-        running.ctx.shutdown.spawn(reload::watch(running.clone()));
+        let (reloader, requests) = reload::reloader();
+        let stop = running.ctx.shutdown.stop_token().clone();
+        running
+            .ctx
+            .shutdown
+            .spawn(reload::own(running.clone(), requests, stop));
+        running
+            .ctx
+            .shutdown
+            .spawn(reload::watch(running.clone(), reloader.clone()));
         println!("{}", running.ready_line());
         systemd(&[NotifyState::Ready, NotifyState::Status("serving")]);
-        let reason = wait_for_signals(&running)
+        let reason = wait_for_signals(&reloader)
             .await
             .map_err(GatewayError::Runtime)?;
         systemd(&[NotifyState::Stopping]);
@@ -306,7 +317,7 @@ pub fn run(path: &Path) -> Result<(), GatewayError> {
 }
 
 #[cfg(unix)]
-async fn wait_for_signals(running: &Running) -> std::io::Result<&'static str> {
+async fn wait_for_signals(reloader: &Reloader) -> std::io::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -315,17 +326,13 @@ async fn wait_for_signals(running: &Running) -> std::io::Result<&'static str> {
         tokio::select! {
             _ = term.recv() => return Ok("SIGTERM"),
             _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => {
-                systemd(&[NotifyState::Reloading]);
-                running.reload_all("signal");
-                systemd(&[NotifyState::Ready]);
-            }
+            _ = hup.recv() => reloader.request(reload::Request::All),
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_running: &Running) -> std::io::Result<&'static str> {
+async fn wait_for_signals(_reloader: &Reloader) -> std::io::Result<&'static str> {
     tokio::signal::ctrl_c().await?;
     Ok("ctrl-c")
 }

@@ -7,6 +7,7 @@
 mod harness;
 
 mod cli;
+mod field;
 mod hostile;
 mod lifecycle;
 mod observe;
