@@ -29,6 +29,7 @@ use time::OffsetDateTime;
 
 use super::labels::CertKind;
 use super::metrics::{CertEntry, ConnectionCounts};
+use super::sessions::ServiceStatus;
 use crate::audit::Direction;
 
 /// The Backup Service's default sync interval.
@@ -51,6 +52,11 @@ pub struct Status {
     pub sync_interval_secs: u64,
     pub certificates: Vec<CertificateStatus>,
     pub connections: ConnectionCounts,
+    /// Each configured tunnel (outbound) and export (inbound): whether its
+    /// sessions work. `directions` judge the spool only; this is the
+    /// tunnelled traffic (SMB, HTTPS).
+    #[serde(default)]
+    pub services: Vec<ServiceStatus>,
 }
 
 /// Whether the peer gateway is reachable.
@@ -429,6 +435,7 @@ mod tests {
             sync_interval_secs: 120,
             certificates: vec![],
             connections: ConnectionCounts::default(),
+            services: vec![],
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["started"], "2025-01-01T00:00:00Z");

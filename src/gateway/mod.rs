@@ -23,7 +23,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 
-use crate::admin::{self, Board, CertEntry, CertKind, Metrics};
+use crate::admin::{self, Board, CertEntry, CertKind, Metrics, ServiceRole};
 use crate::audit::{AuditError, AuditLog, Direction, Event};
 use crate::config::{Config, ConfigError};
 use crate::policy::{Policy, PolicyError};
@@ -155,6 +155,13 @@ pub async fn start(
         None => None,
     };
     let metrics = Arc::new(Metrics::new());
+    metrics.declare_services(
+        config
+            .admin
+            .as_ref()
+            .map_or(admin::DEFAULT_SYNC_INTERVAL, |a| a.sync_interval),
+        &configured_services(&config),
+    );
     publish_cert_expiry(&metrics, &material);
     let mut ctx = Context::new(
         config.gateway.pool.clone(),
@@ -348,6 +355,19 @@ fn running_as_root() -> bool {
     {
         false
     }
+}
+
+/// Each tunnel (outbound) and export (inbound) of the config, in config order.
+fn configured_services(config: &Config) -> Vec<(ServiceRole, String)> {
+    let tunnels = config
+        .tunnels
+        .iter()
+        .map(|t| (ServiceRole::Tunnel, t.service.clone()));
+    let exports = config
+        .exports
+        .iter()
+        .map(|e| (ServiceRole::Export, e.service.clone()));
+    tunnels.chain(exports).collect()
 }
 
 /// Publishes our own and the trusted CA certificates' expiry (metrics and
