@@ -17,6 +17,7 @@
 //! | `reloads_total{what,result}` | reloads of certificates/CRL/policy/config file | any `result="error"`: the gateway still runs the previous configuration |
 //! | `sessions_total{direction,service,result}` | sessions of each configured tunnel (`outbound`) and export (`inbound`) that ended `ok` or `failed` | any increase of `result="failed"` for `backup-smb`: the Backup Service's SMB path is broken, whatever the spool says |
 //! | `session_last_success_timestamp_seconds{direction,service}`, `session_last_failure_timestamp_seconds{…}` | when a session of the service last ended well / failed (0: never since start) | `time() - last_success > 2 * sync interval` while sessions are expected |
+//! | `peer_clock_skew_seconds` | the peer gateway's clock minus ours, from the control-channel heartbeat (0 until measured) | `abs(...) > 30`: certificates will look not yet valid or expired to one side; fix NTP |
 //! | `audit_events_total` | records handed to the audit log | flat while connections rise: the audit writer is stuck |
 //! | `up`, `build_info{version}` | always 1 | `absent(pairgate_up)` |
 //!
@@ -113,6 +114,7 @@ pub struct Metrics {
     spool_seen: Mutex<HashMap<&'static str, u64>>,
     audit_events: Counter,
     peer_link_up: Gauge,
+    peer_clock_skew: Gauge<f64, AtomicU64>,
     services: Mutex<HashSet<String>>,
     /// sha256 series currently published per certificate kind, oldest first.
     cert_series: Mutex<HashMap<CertKind, Vec<CertEntry>>>,
@@ -157,6 +159,7 @@ impl Metrics {
             spool_seen: Mutex::new(HashMap::new()),
             audit_events: Counter::default(),
             peer_link_up: Gauge::default(),
+            peer_clock_skew: Gauge::default(),
             services: Mutex::new(HashSet::new()),
             cert_series: Mutex::new(HashMap::new()),
             allowed_total: AtomicU64::new(0),
@@ -243,6 +246,11 @@ impl Metrics {
             "peer_link_up",
             "1 when the peer gateway answered the last attempt, 0 when it did not, -1 before any attempt",
             m.peer_link_up.clone(),
+        );
+        r.register(
+            "peer_clock_skew_seconds",
+            "The peer gateway's clock minus ours, measured on the control channel heartbeat (0 until measured)",
+            m.peer_clock_skew.clone(),
         );
         r.register(
             "audit_events",
@@ -581,6 +589,11 @@ impl Metrics {
             Some(false) => 0,
             None => -1,
         });
+    }
+
+    /// Publishes the measured offset of the peer's clock (peer minus ours).
+    pub fn peer_clock_skew(&self, skew_secs: Option<f64>) {
+        self.peer_clock_skew.set(skew_secs.unwrap_or(0.0));
     }
 
     /// Publishes the spool's running totals (e.g. `("refused", 3)`); each

@@ -45,5 +45,6 @@ pub use sessions::{
 };
 pub use status::{
     replication_state, CertificateStatus, DirectionStatus, LinkState, LinkTracker, PeerLink,
-    ReplicationState, SpoolDepth, Status, StatusSource, DEFAULT_SYNC_INTERVAL,
+    ReplicationState, SpoolDepth, Status, StatusSource, CLOCK_SKEW_WARN_SECS,
+    DEFAULT_SYNC_INTERVAL,
 };

@@ -70,7 +70,7 @@ pub enum LinkState {
 }
 
 /// The peer link as `/status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerLink {
     pub state: LinkState,
     /// When the link entered `state`; `None` while `unknown`.
@@ -79,7 +79,19 @@ pub struct PeerLink {
     /// The last reason the link was down (kept after it comes back up).
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The peer gateway's clock minus ours, in seconds, measured on the
+    /// control channel's heartbeat (`None` until measured). Certificates
+    /// look not yet valid or expired to a clock that is off.
+    #[serde(default)]
+    pub clock_skew_secs: Option<f64>,
+    /// When `clock_skew_secs` was measured (our clock).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub clock_skew_measured: Option<OffsetDateTime>,
 }
+
+/// A peer clock further off than this is logged (once, and once when it is
+/// back within it) and flagged by `pairgate status`.
+pub const CLOCK_SKEW_WARN_SECS: f64 = 30.0;
 
 /// Replication state of one direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,6 +237,8 @@ impl LinkTracker {
                 state: LinkState::Unknown,
                 since: None,
                 last_error: None,
+                clock_skew_secs: None,
+                clock_skew_measured: None,
             }),
         }
     }
@@ -257,6 +271,31 @@ impl LinkTracker {
             link.since = Some(now);
         }
         link.last_error = Some(error);
+    }
+
+    /// Records the peer's clock offset (peer minus ours, seconds) measured
+    /// at `now`. Returns `Some(too_far)` when the offset crossed
+    /// [`CLOCK_SKEW_WARN_SECS`] either way (or is the first measurement and
+    /// too far), so the caller logs the change once.
+    pub fn clock_skew(&self, skew_secs: f64, now: OffsetDateTime) -> Option<bool> {
+        let mut link = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let was = link.clock_skew_secs.map(|s| s.abs() > CLOCK_SKEW_WARN_SECS);
+        let is = skew_secs.abs() > CLOCK_SKEW_WARN_SECS;
+        link.clock_skew_secs = Some(skew_secs);
+        link.clock_skew_measured = Some(now);
+        match was {
+            Some(was) if was != is => Some(is),
+            None if is => Some(true),
+            _ => None,
+        }
+    }
+
+    /// The last measured peer clock offset (peer minus ours), in seconds.
+    pub fn skew_secs(&self) -> Option<f64> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clock_skew_secs
     }
 
     /// The link as `/status` shows it.
@@ -391,6 +430,31 @@ mod tests {
     }
 
     #[test]
+    fn clock_skew_reports_crossing_the_warning_threshold_once() {
+        let t = datetime!(2025-01-01 00:00:00 UTC);
+        let link = LinkTracker::new();
+        assert_eq!(
+            link.clock_skew(0.2, t),
+            None,
+            "fine from the start: nothing to log"
+        );
+        assert_eq!(link.clock_skew(-7200.0, t), Some(true));
+        assert_eq!(
+            link.clock_skew(-7199.0, t),
+            None,
+            "still off: logged already"
+        );
+        assert_eq!(link.clock_skew(1.0, t), Some(false), "back in step");
+        assert_eq!(link.skew_secs(), Some(1.0));
+        let fresh = LinkTracker::new();
+        assert_eq!(
+            fresh.clock_skew(90.0, t),
+            Some(true),
+            "first measurement already off"
+        );
+    }
+
+    #[test]
     fn certificate_days_left_round_down_and_go_negative() {
         let now = datetime!(2025-01-01 00:00:00 UTC);
         let entry = |not_after: OffsetDateTime| CertEntry {
@@ -424,6 +488,8 @@ mod tests {
                 state: LinkState::Down,
                 since: Some(datetime!(2025-01-01 00:00:30 UTC)),
                 last_error: Some("refused".into()),
+                clock_skew_secs: Some(-7200.5),
+                clock_skew_measured: Some(datetime!(2025-01-01 00:00:10 UTC)),
             },
             directions: vec![DirectionStatus::new(
                 Direction::Outbound,
@@ -441,6 +507,7 @@ mod tests {
         assert_eq!(json["started"], "2025-01-01T00:00:00Z");
         assert_eq!(json["peer_link"]["state"], "down");
         assert_eq!(json["peer_link"]["since"], "2025-01-01T00:00:30Z");
+        assert_eq!(json["peer_link"]["clock_skew_secs"], -7200.5);
         assert_eq!(json["directions"][0]["direction"], "outbound");
         assert_eq!(json["directions"][0]["state"], "disconnected");
         assert_eq!(json["directions"][0]["lag_secs"], 0);

@@ -17,6 +17,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use pairgate::admin::client;
 use pairgate::admin::{
     CertKind, LinkState, ReplicationState, ServiceRole, ServiceState, ServiceStatus, Status,
+    CLOCK_SKEW_WARN_SECS,
 };
 use pairgate::audit::Direction;
 use pairgate::config::Config;
@@ -122,6 +123,9 @@ fn render(status: &Status) -> String {
         }
     }
     out.push('\n');
+    if let Some(skew) = link.clock_skew_secs {
+        out.push_str(&clock(skew));
+    }
     out.push_str(&format!(
         "connections: {} active, {} allowed, {} denied since start\n\n",
         status.connections.active,
@@ -196,6 +200,22 @@ fn render(status: &Status) -> String {
         out.push_str(&format!("{certs}\n"));
     }
     out
+}
+
+/// The peer's clock against ours, flagged when it is far enough off to
+/// make certificates look not yet valid or expired.
+fn clock(skew: f64) -> String {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let off = skew.abs().round() as u64;
+    let way = if skew < 0.0 { "behind" } else { "ahead of" };
+    if skew.abs() > CLOCK_SKEW_WARN_SECS {
+        format!(
+            "peer clock: {} {way} ours — OFF: certificates look not yet valid or expired across the pair, lag figures drift; fix time synchronisation (NTP) at both sites\n",
+            duration(off)
+        )
+    } else {
+        format!("peer clock: in step ({skew:+.1} s)\n")
+    }
 }
 
 fn bytes(n: u64) -> String {
@@ -305,6 +325,8 @@ mod tests {
                 state: LinkState::Up,
                 since: Some(datetime!(2025-01-01 00:30:00 UTC)),
                 last_error: Some("handshake timed out".into()),
+                clock_skew_secs: Some(-7200.4),
+                clock_skew_measured: Some(datetime!(2025-01-01 00:59:30 UTC)),
             },
             directions: vec![
                 DirectionStatus::new(Direction::Outbound, true, &waiting, interval, now),
@@ -387,6 +409,10 @@ mod tests {
             "fingerprint is shortened: {text}"
         );
         assert!(text.contains("1 active, 7 allowed, 2 denied"), "{text}");
+        assert!(
+            text.contains("peer clock: 2 h 0 min behind ours — OFF"),
+            "{text}"
+        );
         assert!(
             text.contains("store-and-forward spool only"),
             "the footer says what steady covers: {text}"
