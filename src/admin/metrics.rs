@@ -44,14 +44,12 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-use strum::IntoEnumIterator;
-
 use super::labels::{
     decision_label, direction_label, CertKind, CertLabels, ConnLabels, DenyLabels, DirLabels,
     FlowLabels, ReloadLabels, Reloaded, ServiceLabels, SessionLabels, SpoolEventLabels,
-    VersionLabels, DIRECTIONS,
+    VersionLabels,
 };
-use super::sessions::{ServiceRole, ServiceStatus, SessionOutcome, Sessions};
+use super::sessions::Sessions;
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
 
@@ -274,117 +272,6 @@ impl Metrics {
         m.peer_link_up.set(-1);
         m.start_known_series();
         Metrics { registry, ..m }
-    }
-
-    /// Creates (at 0) every series whose labels are known without config:
-    /// per direction, each denial reason (and the handshake-failure ones),
-    /// the gauges and the handshake histogram; each reload kind × outcome.
-    fn start_known_series(&self) {
-        for direction in DIRECTIONS {
-            let labels = DirLabels { direction };
-            self.active.get_or_create(&labels).set(0);
-            self.spool_files.get_or_create(&labels).set(0);
-            self.spool_bytes.get_or_create(&labels).set(0);
-            self.spool_oldest.get_or_create(&labels).set(0.0);
-            drop(self.handshake_seconds.get_or_create(&labels));
-            for reason in DenyReason::iter() {
-                let labels = DenyLabels {
-                    direction,
-                    reason: reason.as_str(),
-                };
-                drop(self.denials.get_or_create(&labels));
-                if is_handshake_failure(reason) {
-                    drop(self.handshake_failures.get_or_create(&labels));
-                }
-            }
-        }
-        for what in Reloaded::iter() {
-            for result in ["ok", "error"] {
-                drop(self.reloads.get_or_create(&ReloadLabels {
-                    what: what.as_str(),
-                    result,
-                }));
-            }
-        }
-    }
-
-    /// Declares the configured services — each tunnel (`outbound`) and
-    /// export (`inbound`) — and the sync interval that "sessions in the
-    /// last interval" counts over. Their connection, byte and session
-    /// series start at 0, and their sessions are tracked for `/status`.
-    /// Call once at start, before traffic.
-    pub fn declare_services(&self, interval: Duration, services: &[(ServiceRole, String)]) {
-        self.sessions.set_interval(interval);
-        for (role, service) in services {
-            self.sessions.declare(*role, service);
-            let direction = direction_label(role.direction());
-            let service = self.service_label(Some(service));
-            for decision in ["allow", "deny"] {
-                drop(self.connections.get_or_create(&ConnLabels {
-                    direction,
-                    service: service.clone(),
-                    decision,
-                }));
-            }
-            for flow in ["in", "out"] {
-                drop(self.bytes.get_or_create(&FlowLabels {
-                    direction,
-                    service: service.clone(),
-                    flow,
-                }));
-            }
-            for result in ["ok", "failed"] {
-                drop(self.sessions_total.get_or_create(&SessionLabels {
-                    direction,
-                    service: service.clone(),
-                    result,
-                }));
-            }
-            let labels = ServiceLabels { direction, service };
-            self.session_last_success.get_or_create(&labels).set(0);
-            self.session_last_failure.get_or_create(&labels).set(0);
-        }
-    }
-
-    /// Records how a session of `service` ended; the proxy calls it once
-    /// per session (a refusal, or the close of a relayed connection).
-    /// Services not declared with [`Metrics::declare_services`] (the spool,
-    /// the control channel, names a peer made up) are ignored.
-    pub fn session_ended(
-        &self,
-        direction: Direction,
-        service: Option<&str>,
-        outcome: SessionOutcome<'_>,
-    ) {
-        let Some(service) = service else { return };
-        let now = time::OffsetDateTime::now_utc();
-        if !self.sessions.ended(direction, service, outcome, now) {
-            return;
-        }
-        let direction = direction_label(direction);
-        let failed = matches!(outcome, SessionOutcome::Failed { .. });
-        self.sessions_total
-            .get_or_create(&SessionLabels {
-                direction,
-                service: service.to_owned(),
-                result: if failed { "failed" } else { "ok" },
-            })
-            .inc();
-        let last = if failed {
-            &self.session_last_failure
-        } else {
-            &self.session_last_success
-        };
-        last.get_or_create(&ServiceLabels {
-            direction,
-            service: service.to_owned(),
-        })
-        .set(now.unix_timestamp());
-    }
-
-    /// Each declared service's sessions as of `now`, for `/status`.
-    pub fn services(&self, now: time::OffsetDateTime) -> Vec<ServiceStatus> {
-        self.sessions.status_at(now)
     }
 
     /// The label value for a service: itself, or `unknown` (not yet known,
@@ -679,6 +566,8 @@ impl Drop for ActiveGuard {
     }
 }
 
+#[path = "metrics_known.rs"]
+mod known;
 #[cfg(test)]
 #[path = "metrics_tests.rs"]
 mod tests;

@@ -1,7 +1,9 @@
 //! Unit tests of [`super::Metrics`], read back with a Prometheus text parser.
 
 use super::*;
+use crate::admin::sessions::{ServiceRole, SessionOutcome};
 use crate::admin::testing::value;
+use strum::IntoEnumIterator;
 
 /// Parses an exposition with a Prometheus text parser; returns
 /// (metric, sorted labels, value) for every scalar sample.

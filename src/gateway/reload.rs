@@ -295,6 +295,15 @@ fn digests(files: &[PathBuf]) -> Vec<Option<ring::digest::Digest>> {
         .collect()
 }
 
+/// [`digests`] on a blocking thread: a file on a hung mount (or a FIFO)
+/// must not stall a runtime worker.
+async fn digests_off_reactor(files: &Arc<Vec<PathBuf>>) -> Vec<Option<ring::digest::Digest>> {
+    let files = files.clone();
+    tokio::task::spawn_blocking(move || digests(&files))
+        .await
+        .unwrap_or_default()
+}
+
 fn same(a: &[Option<ring::digest::Digest>], b: &[Option<ring::digest::Digest>]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| match (x, y) {
@@ -307,8 +316,8 @@ fn same(a: &[Option<ring::digest::Digest>], b: &[Option<ring::digest::Digest>]) 
 /// Watches the TLS files until shutdown, asking `reloader` for a TLS
 /// reload when they change.
 pub async fn watch(running: Arc<Running>, reloader: Reloader) {
-    let files = running.watched_files();
-    let mut last = digests(&files);
+    let files = Arc::new(running.watched_files());
+    let mut last = digests_off_reactor(&files).await;
     let stop = running.ctx.shutdown.stop_token().clone();
     let mut last_expiry_check = std::time::Instant::now();
     loop {
@@ -320,7 +329,7 @@ pub async fn watch(running: Arc<Running>, reloader: Reloader) {
             super::warn_expiry(&running.ctx.snapshot().material);
             last_expiry_check = std::time::Instant::now();
         }
-        let now = digests(&files);
+        let now = digests_off_reactor(&files).await;
         if same(&now, &last) {
             continue;
         }
@@ -328,7 +337,7 @@ pub async fn watch(running: Arc<Running>, reloader: Reloader) {
         let mut settled = now;
         loop {
             tokio::time::sleep(SETTLE).await;
-            let again = digests(&files);
+            let again = digests_off_reactor(&files).await;
             if same(&again, &settled) {
                 break;
             }

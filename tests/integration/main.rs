@@ -8,6 +8,7 @@ mod harness;
 
 mod cli;
 mod field;
+mod field_clock;
 mod hostile;
 mod lifecycle;
 mod observe;
