@@ -17,6 +17,7 @@
 //! | `reloads_total{what,result}` | reloads of certificates/CRL/policy/config file | any `result="error"`: the gateway still runs the previous configuration |
 //! | `sessions_total{direction,service,result}` | sessions of each configured tunnel (`outbound`) and export (`inbound`) that ended `ok` or `failed` | any increase of `result="failed"` for `backup-smb`: the Backup Service's SMB path is broken, whatever the spool says |
 //! | `session_last_success_timestamp_seconds{direction,service}`, `session_last_failure_timestamp_seconds{…}` | when a session of the service last ended well / failed (0: never since start) | `time() - last_success > 2 * sync interval` while sessions are expected |
+//! | `session_last_success_bytes{direction,service}` | bytes (both ways) of that last good session | |
 //! | `peer_clock_skew_seconds` | the peer gateway's clock minus ours, from the control-channel heartbeat (0 until measured) | `abs(...) > 30`: certificates will look not yet valid or expired to one side; fix NTP |
 //! | `audit_events_total` | records handed to the audit log | flat while connections rise: the audit writer is stuck |
 //! | `up`, `build_info{version}` | always 1 | `absent(pairgate_up)` |
@@ -104,6 +105,7 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     sessions_total: Family<SessionLabels, Counter>,
     session_last_success: Family<ServiceLabels, Gauge>,
+    session_last_success_bytes: Family<ServiceLabels, Gauge>,
     session_last_failure: Family<ServiceLabels, Gauge>,
     /// Per-service session records for `/status`.
     sessions: Sessions,
@@ -151,6 +153,7 @@ impl Metrics {
             reloads: Family::default(),
             sessions_total: Family::default(),
             session_last_success: Family::default(),
+            session_last_success_bytes: Family::default(),
             session_last_failure: Family::default(),
             sessions: Sessions::default(),
             spool_events: Family::default(),
@@ -229,6 +232,11 @@ impl Metrics {
             "session_last_success_timestamp_seconds",
             "When a session of the service last ended well, Unix seconds (0: not since start)",
             m.session_last_success.clone(),
+        );
+        r.register(
+            "session_last_success_bytes",
+            "Bytes (both ways) of the service's last session that ended well (0: none since start)",
+            m.session_last_success_bytes.clone(),
         );
         r.register(
             "session_last_failure_timestamp_seconds",

@@ -89,6 +89,9 @@ impl Metrics {
             }
             let labels = ServiceLabels { direction, service };
             self.session_last_success.get_or_create(&labels).set(0);
+            self.session_last_success_bytes
+                .get_or_create(&labels)
+                .set(0);
             self.session_last_failure.get_or_create(&labels).set(0);
         }
     }
@@ -117,16 +120,29 @@ impl Metrics {
                 result: if failed { "failed" } else { "ok" },
             })
             .inc();
-        let last = if failed {
-            &self.session_last_failure
-        } else {
-            &self.session_last_success
-        };
-        last.get_or_create(&ServiceLabels {
+        let labels = ServiceLabels {
             direction,
             service: service.to_owned(),
-        })
-        .set(now.unix_timestamp());
+        };
+        match outcome {
+            SessionOutcome::Failed { .. } => {
+                self.session_last_failure
+                    .get_or_create(&labels)
+                    .set(now.unix_timestamp());
+            }
+            SessionOutcome::Ok {
+                bytes_in,
+                bytes_out,
+            } => {
+                self.session_last_success
+                    .get_or_create(&labels)
+                    .set(now.unix_timestamp());
+                let bytes = i64::try_from(bytes_in.saturating_add(bytes_out)).unwrap_or(i64::MAX);
+                self.session_last_success_bytes
+                    .get_or_create(&labels)
+                    .set(bytes);
+            }
+        }
     }
 
     /// Each declared service's sessions as of `now`, for `/status`.

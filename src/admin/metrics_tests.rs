@@ -299,6 +299,11 @@ fn sessions_of_declared_services_count_and_others_are_ignored() {
         detail: None,
     };
     m.session_ended(Direction::Outbound, Some("backup-smb"), failed);
+    let ok = SessionOutcome::Ok {
+        bytes_in: 100,
+        bytes_out: 23,
+    };
+    m.session_ended(Direction::Outbound, Some("backup-smb"), ok);
     m.session_ended(Direction::Inbound, Some("backup-smb"), failed);
     m.session_ended(Direction::Outbound, Some("made-up"), failed);
     m.session_ended(Direction::Outbound, None, failed);
@@ -309,6 +314,11 @@ fn sessions_of_declared_services_count_and_others_are_ignored() {
         ("result", "failed"),
     ];
     assert_eq!(value(&text, "pairgate_sessions_total", &labels), Some(1.0));
+    let service = [("direction", "outbound"), ("service", "backup-smb")];
+    assert_eq!(
+        value(&text, "pairgate_session_last_success_bytes", &service),
+        Some(123.0)
+    );
     assert!(!text.contains("made-up"), "{text}");
     let rows = m.services(time::OffsetDateTime::now_utc());
     assert_eq!(rows.len(), 1);

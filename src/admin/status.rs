@@ -17,6 +17,14 @@
 //! by the peer); `inbound` is the peer → this site (files received but not yet
 //! delivered into the inbox). The peer's own `/status` shows the other half.
 //!
+//! These states judge the **spool only**. Tunnelled traffic (the Backup
+//! Service's SMB on 445, CMS over HTTPS) never waits in the spool, so each
+//! configured tunnel and export has its own row in `services`
+//! ([`super::sessions`]): `ok` / `failing` / `idle`, its last success and
+//! last failure with the audit reason, and the sessions of the last interval.
+//! `peer_link.clock_skew_secs` is the peer's clock minus ours from the
+//! control-channel heartbeat; lag figures are computed on our clock alone.
+//!
 //! The shape here is a public interface (`pairgate status --json`, scripts):
 //! add fields, never rename or remove one. [`LinkTracker`] records the peer
 //! link's state; the gateway assembles a [`Status`] through [`StatusSource`].
