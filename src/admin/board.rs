@@ -1,6 +1,7 @@
 //! [`Board`]: a ready-made [`StatusSource`] that assembles `/status` from
 //! the pieces a gateway already has — its names, the [`LinkTracker`], the
-//! [`Metrics`] (connection totals, certificates) and the spool's depth.
+//! [`Metrics`] (connection totals, certificates, per-service sessions) and
+//! the spool's depth.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +90,7 @@ impl Board {
             sync_interval_secs: self.sync_interval.as_secs(),
             certificates,
             connections: self.metrics.connection_counts(),
+            services: self.metrics.services(now),
         }
     }
 }

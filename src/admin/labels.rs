@@ -50,7 +50,7 @@ impl CertKind {
 }
 
 /// What a reload touched, for `reloads_total{what}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter)]
 pub enum Reloaded {
     /// Policy, certificates and CRL together (SIGHUP).
     All,
@@ -58,6 +58,8 @@ pub enum Reloaded {
     /// The gateway's certificate and key, or the CA bundle.
     Certificates,
     Crl,
+    /// The config file itself (SIGHUP re-reads it first).
+    Config,
 }
 
 impl Reloaded {
@@ -67,6 +69,7 @@ impl Reloaded {
             Reloaded::Policy => "policy",
             Reloaded::Certificates => "certificates",
             Reloaded::Crl => "crl",
+            Reloaded::Config => "config",
         }
     }
 }
@@ -120,6 +123,19 @@ pub(crate) struct ReloadLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct SpoolEventLabels {
     pub event: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SessionLabels {
+    pub direction: &'static str,
+    pub service: String,
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ServiceLabels {
+    pub direction: &'static str,
+    pub service: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -14,9 +14,21 @@
 //! | `certificate_expiry_timestamp_seconds{kind,sha256}` | `not_after` (Unix seconds) of our certificate (`own`), each trusted CA (`ca`), and each peer certificate seen (`peer`) | `min(...) - time() < 30 * 86400`: rotate within 30 days |
 //! | `spool_files{direction}`, `spool_bytes{direction}` | files (and bytes) waiting in the encrypted spool, `outbound` = to the peer, `inbound` = from the peer, not yet in the inbox | a cap being approached |
 //! | `spool_oldest_age_seconds{direction}` | age of the oldest waiting file: the replication lag this gateway adds | above the recovery point objective: 300 s (Skype for Business 2015/2019, CMS) or 1800 s (Lync 2013); warn well before, e.g. at half |
-//! | `reloads_total{what,result}` | reloads of certificates/CRL/policy | any `result="error"`: the gateway still runs the previous configuration |
+//! | `reloads_total{what,result}` | reloads of certificates/CRL/policy/config file | any `result="error"`: the gateway still runs the previous configuration |
+//! | `sessions_total{direction,service,result}` | sessions of each configured tunnel (`outbound`) and export (`inbound`) that ended `ok` or `failed` | any increase of `result="failed"` for `backup-smb`: the Backup Service's SMB path is broken, whatever the spool says |
+//! | `session_last_success_timestamp_seconds{direction,service}`, `session_last_failure_timestamp_seconds{…}` | when a session of the service last ended well / failed (0: never since start) | `time() - last_success > 2 * sync interval` while sessions are expected |
+//! | `session_last_success_bytes{direction,service}` | bytes (both ways) of that last good session | |
+//! | `peer_clock_skew_seconds` | the peer gateway's clock minus ours, from the control-channel heartbeat (0 until measured) | `abs(...) > 30`: certificates will look not yet valid or expired to one side; fix NTP |
 //! | `audit_events_total` | records handed to the audit log | flat while connections rise: the audit writer is stuck |
 //! | `up`, `build_info{version}` | always 1 | `absent(pairgate_up)` |
+//!
+//! Every series whose labels can be known at start exists from start, at 0
+//! ([`Metrics::new`] and [`Metrics::declare_services`]): each denial reason
+//! per direction (from `DenyReason::iter()`, so a new reason is included
+//! without a list to keep in step), each reload kind and outcome, each
+//! configured service's connections, bytes and sessions. An `increase()`
+//! alert then sees the first event, not the birth of a series; a unit test
+//! fails for a family that is empty on a fresh registry.
 //!
 //! The exposition is OpenMetrics text ([`CONTENT_TYPE`]), which Prometheus
 //! scrapes natively; counters carry the `_total` suffix there.
@@ -35,8 +47,10 @@ use serde::{Deserialize, Serialize};
 
 use super::labels::{
     decision_label, direction_label, CertKind, CertLabels, ConnLabels, DenyLabels, DirLabels,
-    FlowLabels, ReloadLabels, Reloaded, SpoolEventLabels, VersionLabels, DIRECTIONS,
+    FlowLabels, ReloadLabels, Reloaded, ServiceLabels, SessionLabels, SpoolEventLabels,
+    VersionLabels,
 };
+use super::sessions::Sessions;
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
 
@@ -89,11 +103,18 @@ pub struct Metrics {
     spool_bytes: Family<DirLabels, Gauge>,
     spool_oldest: Family<DirLabels, Gauge<f64, AtomicU64>>,
     reloads: Family<ReloadLabels, Counter>,
+    sessions_total: Family<SessionLabels, Counter>,
+    session_last_success: Family<ServiceLabels, Gauge>,
+    session_last_success_bytes: Family<ServiceLabels, Gauge>,
+    session_last_failure: Family<ServiceLabels, Gauge>,
+    /// Per-service session records for `/status`.
+    sessions: Sessions,
     spool_events: Family<SpoolEventLabels, Counter>,
     /// Last totals seen per spool event, to turn totals into increments.
     spool_seen: Mutex<HashMap<&'static str, u64>>,
     audit_events: Counter,
     peer_link_up: Gauge,
+    peer_clock_skew: Gauge<f64, AtomicU64>,
     services: Mutex<HashSet<String>>,
     /// sha256 series currently published per certificate kind, oldest first.
     cert_series: Mutex<HashMap<CertKind, Vec<CertEntry>>>,
@@ -130,10 +151,16 @@ impl Metrics {
             spool_bytes: Family::default(),
             spool_oldest: Family::default(),
             reloads: Family::default(),
+            sessions_total: Family::default(),
+            session_last_success: Family::default(),
+            session_last_success_bytes: Family::default(),
+            session_last_failure: Family::default(),
+            sessions: Sessions::default(),
             spool_events: Family::default(),
             spool_seen: Mutex::new(HashMap::new()),
             audit_events: Counter::default(),
             peer_link_up: Gauge::default(),
+            peer_clock_skew: Gauge::default(),
             services: Mutex::new(HashSet::new()),
             cert_series: Mutex::new(HashMap::new()),
             allowed_total: AtomicU64::new(0),
@@ -197,6 +224,26 @@ impl Metrics {
             m.reloads.clone(),
         );
         r.register(
+            "sessions",
+            "Sessions of each configured tunnel (outbound) and export (inbound) that ended, by result (ok, failed)",
+            m.sessions_total.clone(),
+        );
+        r.register(
+            "session_last_success_timestamp_seconds",
+            "When a session of the service last ended well, Unix seconds (0: not since start)",
+            m.session_last_success.clone(),
+        );
+        r.register(
+            "session_last_success_bytes",
+            "Bytes (both ways) of the service's last session that ended well (0: none since start)",
+            m.session_last_success_bytes.clone(),
+        );
+        r.register(
+            "session_last_failure_timestamp_seconds",
+            "When a session of the service last failed, Unix seconds (0: not since start)",
+            m.session_last_failure.clone(),
+        );
+        r.register(
             "spool_files_events",
             "Spool files by event: ingested, sent, received, delivered, quarantined, refused (cap)",
             m.spool_events.clone(),
@@ -205,6 +252,11 @@ impl Metrics {
             "peer_link_up",
             "1 when the peer gateway answered the last attempt, 0 when it did not, -1 before any attempt",
             m.peer_link_up.clone(),
+        );
+        r.register(
+            "peer_clock_skew_seconds",
+            "The peer gateway's clock minus ours, measured on the control channel heartbeat (0 until measured)",
+            m.peer_clock_skew.clone(),
         );
         r.register(
             "audit_events",
@@ -225,13 +277,8 @@ impl Metrics {
             "The running pairgate version (value always 1)",
             build,
         );
-        for direction in DIRECTIONS {
-            let labels = DirLabels { direction };
-            m.active.get_or_create(&labels).set(0);
-            m.spool_files.get_or_create(&labels).set(0);
-            m.spool_bytes.get_or_create(&labels).set(0);
-            m.spool_oldest.get_or_create(&labels).set(0.0);
-        }
+        m.peer_link_up.set(-1);
+        m.start_known_series();
         Metrics { registry, ..m }
     }
 
@@ -439,6 +486,11 @@ impl Metrics {
         });
     }
 
+    /// Publishes the measured offset of the peer's clock (peer minus ours).
+    pub fn peer_clock_skew(&self, skew_secs: Option<f64>) {
+        self.peer_clock_skew.set(skew_secs.unwrap_or(0.0));
+    }
+
     /// Publishes the spool's running totals (e.g. `("refused", 3)`); each
     /// counter advances by what the total grew since the last call.
     pub fn spool_totals(&self, totals: &[(&'static str, u64)]) {
@@ -447,10 +499,10 @@ impl Metrics {
         };
         for (event, total) in totals {
             let last = seen.entry(event).or_insert(0);
+            // Created at 0 on the first report, so an alert sees the first event.
+            let counter = self.spool_events.get_or_create(&SpoolEventLabels { event });
             if *total > *last {
-                self.spool_events
-                    .get_or_create(&SpoolEventLabels { event })
-                    .inc_by(*total - *last);
+                counter.inc_by(*total - *last);
                 *last = *total;
             }
         }
@@ -495,6 +547,7 @@ pub fn is_handshake_failure(reason: DenyReason) -> bool {
             | DenyReason::BadCertificate
             | DenyReason::UnknownCa
             | DenyReason::Expired
+            | DenyReason::NotYetValid
             | DenyReason::Revoked
             | DenyReason::HandshakeTimeout
             | DenyReason::HandshakeFailed
@@ -521,231 +574,8 @@ impl Drop for ActiveGuard {
     }
 }
 
+#[path = "metrics_known.rs"]
+mod known;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::admin::testing::value;
-
-    /// Parses an exposition with a Prometheus text parser; returns
-    /// (metric, sorted labels, value) for every scalar sample.
-    #[test]
-    fn fresh_registry_shows_up_build_info_and_zeroed_directions() {
-        let m = Metrics::new();
-        let text = m.encode();
-        assert!(text.ends_with("# EOF\n"));
-        assert_eq!(value(&text, "pairgate_up", &[]), Some(1.0));
-        let version = env!("CARGO_PKG_VERSION");
-        assert_eq!(
-            value(&text, "pairgate_build_info", &[("version", version)]),
-            Some(1.0)
-        );
-        for d in ["outbound", "inbound"] {
-            assert_eq!(
-                value(&text, "pairgate_spool_files", &[("direction", d)]),
-                Some(0.0)
-            );
-            assert_eq!(
-                value(&text, "pairgate_active_connections", &[("direction", d)]),
-                Some(0.0)
-            );
-        }
-        assert_eq!(value(&text, "pairgate_audit_events_total", &[]), Some(0.0));
-    }
-
-    #[test]
-    fn a_denial_counts_once_in_each_family_it_belongs_to() {
-        let m = Metrics::new();
-        m.connection(
-            Direction::Inbound,
-            Some("cms-smb"),
-            Decision::Deny(DenyReason::NotPaired),
-        );
-        m.connection(
-            Direction::Inbound,
-            None,
-            Decision::Deny(DenyReason::UnknownCa),
-        );
-        m.connection(Direction::Outbound, Some("backup-smb"), Decision::Allow);
-        let text = m.encode();
-        let deny = [
-            ("direction", "inbound"),
-            ("service", "cms-smb"),
-            ("decision", "deny"),
-        ];
-        assert_eq!(value(&text, "pairgate_connections_total", &deny), Some(1.0));
-        let unknown = [
-            ("direction", "inbound"),
-            ("service", "unknown"),
-            ("decision", "deny"),
-        ];
-        assert_eq!(
-            value(&text, "pairgate_connections_total", &unknown),
-            Some(1.0)
-        );
-        let not_paired = [("direction", "inbound"), ("reason", "not_paired")];
-        assert_eq!(
-            value(&text, "pairgate_denials_total", &not_paired),
-            Some(1.0)
-        );
-        // not_paired is a policy decision after a good handshake, unknown_ca is TLS.
-        assert_eq!(
-            value(&text, "pairgate_handshake_failures_total", &not_paired),
-            None
-        );
-        let unknown_ca = [("direction", "inbound"), ("reason", "unknown_ca")];
-        assert_eq!(
-            value(&text, "pairgate_handshake_failures_total", &unknown_ca),
-            Some(1.0)
-        );
-        let counts = m.connection_counts();
-        assert_eq!((counts.allowed_total, counts.denied_total), (1, 2));
-    }
-
-    #[test]
-    fn active_guard_counts_while_alive() {
-        let m = Arc::new(Metrics::new());
-        let a = m.active(Direction::Outbound);
-        let b = m.active(Direction::Outbound);
-        let labels = [("direction", "outbound")];
-        assert_eq!(
-            value(&m.encode(), "pairgate_active_connections", &labels),
-            Some(2.0)
-        );
-        assert_eq!(m.connection_counts().active, 2);
-        drop(a);
-        drop(b);
-        assert_eq!(
-            value(&m.encode(), "pairgate_active_connections", &labels),
-            Some(0.0)
-        );
-        assert_eq!(m.connection_counts().active, 0);
-    }
-
-    #[test]
-    fn services_past_the_cap_or_too_long_become_other() {
-        let m = Metrics::new();
-        for i in 0..MAX_SERVICES + 5 {
-            m.connection(Direction::Inbound, Some(&format!("s{i}")), Decision::Allow);
-        }
-        m.connection(Direction::Inbound, Some(&"x".repeat(65)), Decision::Allow);
-        let text = m.encode();
-        let other = [
-            ("direction", "inbound"),
-            ("service", "other"),
-            ("decision", "allow"),
-        ];
-        assert_eq!(
-            value(&text, "pairgate_connections_total", &other),
-            Some(6.0)
-        );
-        let first = [
-            ("direction", "inbound"),
-            ("service", "s0"),
-            ("decision", "allow"),
-        ];
-        assert_eq!(
-            value(&text, "pairgate_connections_total", &first),
-            Some(1.0)
-        );
-    }
-
-    #[test]
-    fn replace_certs_drops_rotated_series_and_peers_are_capped() {
-        let m = Metrics::new();
-        let own = |sha: &str, t| CertEntry {
-            pool: Some("pool01.site1.example".into()),
-            sha256: sha.into(),
-            not_after: t,
-        };
-        m.replace_certs(CertKind::Own, &[own("aa", 100)]);
-        m.replace_certs(CertKind::Own, &[own("bb", 200)]);
-        let text = m.encode();
-        let metric = "pairgate_certificate_expiry_timestamp_seconds";
-        assert_eq!(
-            value(&text, metric, &[("kind", "own"), ("sha256", "aa")]),
-            None
-        );
-        assert_eq!(
-            value(&text, metric, &[("kind", "own"), ("sha256", "bb")]),
-            Some(200.0)
-        );
-        for i in 0..=MAX_PEER_CERTS {
-            m.cert_expiry(
-                CertKind::Peer,
-                Some("pool02"),
-                &format!("p{i}"),
-                1000 + i as i64,
-            );
-        }
-        let text = m.encode();
-        assert_eq!(
-            value(&text, metric, &[("kind", "peer"), ("sha256", "p0")]),
-            None
-        );
-        assert_eq!(
-            value(&text, metric, &[("kind", "peer"), ("sha256", "p16")]),
-            Some(1016.0)
-        );
-        let peers = m
-            .certificates()
-            .iter()
-            .filter(|(k, _)| *k == CertKind::Peer)
-            .count();
-        assert_eq!(peers, MAX_PEER_CERTS);
-        assert_eq!(m.certificates()[0], (CertKind::Own, own("bb", 200)));
-    }
-
-    #[test]
-    fn spool_bytes_reloads_and_handshakes_are_exposed() {
-        let m = Metrics::new();
-        m.spool(
-            Direction::Outbound,
-            2,
-            2048,
-            Some(Duration::from_millis(1500)),
-        );
-        m.spool(Direction::Inbound, 0, 0, None);
-        m.closed(Direction::Outbound, Some("backup-smb"), 10, 20);
-        m.reload(Reloaded::All, false);
-        m.reload(Reloaded::Certificates, true);
-        m.handshake(Direction::Outbound, Duration::from_millis(3));
-        m.audit_total(1);
-        let text = m.encode();
-        let out = [("direction", "outbound")];
-        assert_eq!(value(&text, "pairgate_spool_files", &out), Some(2.0));
-        assert_eq!(value(&text, "pairgate_spool_bytes", &out), Some(2048.0));
-        assert_eq!(
-            value(&text, "pairgate_spool_oldest_age_seconds", &out),
-            Some(1.5)
-        );
-        let inbound = [("direction", "inbound")];
-        assert_eq!(
-            value(&text, "pairgate_spool_oldest_age_seconds", &inbound),
-            Some(0.0)
-        );
-        let flow = |f| {
-            [
-                ("direction", "outbound"),
-                ("service", "backup-smb"),
-                ("flow", f),
-            ]
-        };
-        assert_eq!(
-            value(&text, "pairgate_bytes_total", &flow("in")),
-            Some(10.0)
-        );
-        assert_eq!(
-            value(&text, "pairgate_bytes_total", &flow("out")),
-            Some(20.0)
-        );
-        let failed = [("what", "all"), ("result", "error")];
-        assert_eq!(value(&text, "pairgate_reloads_total", &failed), Some(1.0));
-        let ok = [("what", "certificates"), ("result", "ok")];
-        assert_eq!(value(&text, "pairgate_reloads_total", &ok), Some(1.0));
-        assert_eq!(
-            value(&text, "pairgate_handshake_seconds_count", &out),
-            Some(1.0)
-        );
-        assert_eq!(value(&text, "pairgate_audit_events_total", &[]), Some(1.0));
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

@@ -16,8 +16,9 @@
 //! - `GET /healthz` — `ok` while the gateway runs (liveness only).
 //! - `GET /status` — [`Status`] JSON: the peer link, each replication
 //!   direction as `steady` / `lagging` / `disconnected` (see [`status`]),
-//!   certificates with days left, connection totals. `pairgate status`
-//!   renders it.
+//!   certificates with days left, connection totals, and each tunnelled or
+//!   exported service's last success and failure (see [`sessions`]).
+//!   `pairgate status` renders it.
 //!
 //! Wiring, for the gateway: create one `Arc<Metrics>` and one
 //! `Arc<LinkTracker>`; record with the typed methods (no label strings);
@@ -29,6 +30,7 @@ pub mod client;
 pub mod labels;
 pub mod metrics;
 pub mod server;
+pub mod sessions;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -37,7 +39,12 @@ pub use board::{Board, SpoolGauge};
 pub use labels::{CertKind, Reloaded};
 pub use metrics::{ActiveGuard, CertEntry, ConnectionCounts, Metrics, CONTENT_TYPE};
 pub use server::serve;
+pub use sessions::{
+    LastFailure, LastSuccess, ServiceRole, ServiceState, ServiceStatus, SessionCounts,
+    SessionOutcome,
+};
 pub use status::{
     replication_state, CertificateStatus, DirectionStatus, LinkState, LinkTracker, PeerLink,
-    ReplicationState, SpoolDepth, Status, StatusSource, DEFAULT_SYNC_INTERVAL,
+    ReplicationState, SpoolDepth, Status, StatusSource, CLOCK_SKEW_WARN_SECS,
+    DEFAULT_SYNC_INTERVAL,
 };

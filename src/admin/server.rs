@@ -299,7 +299,8 @@ mod tests {
             .iter()
             .find_map(|s| match &s.value {
                 prometheus_parse::Value::Histogram(b)
-                    if s.metric == "pairgate_handshake_seconds" =>
+                    if s.metric == "pairgate_handshake_seconds"
+                        && s.labels.get("direction") == Some("outbound") =>
                 {
                     Some(b.clone())
                 }

@@ -17,6 +17,14 @@
 //! by the peer); `inbound` is the peer → this site (files received but not yet
 //! delivered into the inbox). The peer's own `/status` shows the other half.
 //!
+//! These states judge the **spool only**. Tunnelled traffic (the Backup
+//! Service's SMB on 445, CMS over HTTPS) never waits in the spool, so each
+//! configured tunnel and export has its own row in `services`
+//! ([`super::sessions`]): `ok` / `failing` / `idle`, its last success and
+//! last failure with the audit reason, and the sessions of the last interval.
+//! `peer_link.clock_skew_secs` is the peer's clock minus ours from the
+//! control-channel heartbeat; lag figures are computed on our clock alone.
+//!
 //! The shape here is a public interface (`pairgate status --json`, scripts):
 //! add fields, never rename or remove one. [`LinkTracker`] records the peer
 //! link's state; the gateway assembles a [`Status`] through [`StatusSource`].
@@ -29,6 +37,7 @@ use time::OffsetDateTime;
 
 use super::labels::CertKind;
 use super::metrics::{CertEntry, ConnectionCounts};
+use super::sessions::ServiceStatus;
 use crate::audit::Direction;
 
 /// The Backup Service's default sync interval.
@@ -51,6 +60,11 @@ pub struct Status {
     pub sync_interval_secs: u64,
     pub certificates: Vec<CertificateStatus>,
     pub connections: ConnectionCounts,
+    /// Each configured tunnel (outbound) and export (inbound): whether its
+    /// sessions work. `directions` judge the spool only; this is the
+    /// tunnelled traffic (SMB, HTTPS).
+    #[serde(default)]
+    pub services: Vec<ServiceStatus>,
 }
 
 /// Whether the peer gateway is reachable.
@@ -64,7 +78,7 @@ pub enum LinkState {
 }
 
 /// The peer link as `/status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerLink {
     pub state: LinkState,
     /// When the link entered `state`; `None` while `unknown`.
@@ -73,7 +87,19 @@ pub struct PeerLink {
     /// The last reason the link was down (kept after it comes back up).
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The peer gateway's clock minus ours, in seconds, measured on the
+    /// control channel's heartbeat (`None` until measured). Certificates
+    /// look not yet valid or expired to a clock that is off.
+    #[serde(default)]
+    pub clock_skew_secs: Option<f64>,
+    /// When `clock_skew_secs` was measured (our clock).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub clock_skew_measured: Option<OffsetDateTime>,
 }
+
+/// A peer clock further off than this is logged (once, and once when it is
+/// back within it) and flagged by `pairgate status`.
+pub const CLOCK_SKEW_WARN_SECS: f64 = 30.0;
 
 /// Replication state of one direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +245,8 @@ impl LinkTracker {
                 state: LinkState::Unknown,
                 since: None,
                 last_error: None,
+                clock_skew_secs: None,
+                clock_skew_measured: None,
             }),
         }
     }
@@ -251,6 +279,31 @@ impl LinkTracker {
             link.since = Some(now);
         }
         link.last_error = Some(error);
+    }
+
+    /// Records the peer's clock offset (peer minus ours, seconds) measured
+    /// at `now`. Returns `Some(too_far)` when the offset crossed
+    /// [`CLOCK_SKEW_WARN_SECS`] either way (or is the first measurement and
+    /// too far), so the caller logs the change once.
+    pub fn clock_skew(&self, skew_secs: f64, now: OffsetDateTime) -> Option<bool> {
+        let mut link = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let was = link.clock_skew_secs.map(|s| s.abs() > CLOCK_SKEW_WARN_SECS);
+        let is = skew_secs.abs() > CLOCK_SKEW_WARN_SECS;
+        link.clock_skew_secs = Some(skew_secs);
+        link.clock_skew_measured = Some(now);
+        match was {
+            Some(was) if was != is => Some(is),
+            None if is => Some(true),
+            _ => None,
+        }
+    }
+
+    /// The last measured peer clock offset (peer minus ours), in seconds.
+    pub fn skew_secs(&self) -> Option<f64> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clock_skew_secs
     }
 
     /// The link as `/status` shows it.
@@ -385,6 +438,31 @@ mod tests {
     }
 
     #[test]
+    fn clock_skew_reports_crossing_the_warning_threshold_once() {
+        let t = datetime!(2025-01-01 00:00:00 UTC);
+        let link = LinkTracker::new();
+        assert_eq!(
+            link.clock_skew(0.2, t),
+            None,
+            "fine from the start: nothing to log"
+        );
+        assert_eq!(link.clock_skew(-7200.0, t), Some(true));
+        assert_eq!(
+            link.clock_skew(-7199.0, t),
+            None,
+            "still off: logged already"
+        );
+        assert_eq!(link.clock_skew(1.0, t), Some(false), "back in step");
+        assert_eq!(link.skew_secs(), Some(1.0));
+        let fresh = LinkTracker::new();
+        assert_eq!(
+            fresh.clock_skew(90.0, t),
+            Some(true),
+            "first measurement already off"
+        );
+    }
+
+    #[test]
     fn certificate_days_left_round_down_and_go_negative() {
         let now = datetime!(2025-01-01 00:00:00 UTC);
         let entry = |not_after: OffsetDateTime| CertEntry {
@@ -418,6 +496,8 @@ mod tests {
                 state: LinkState::Down,
                 since: Some(datetime!(2025-01-01 00:00:30 UTC)),
                 last_error: Some("refused".into()),
+                clock_skew_secs: Some(-7200.5),
+                clock_skew_measured: Some(datetime!(2025-01-01 00:00:10 UTC)),
             },
             directions: vec![DirectionStatus::new(
                 Direction::Outbound,
@@ -429,11 +509,13 @@ mod tests {
             sync_interval_secs: 120,
             certificates: vec![],
             connections: ConnectionCounts::default(),
+            services: vec![],
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["started"], "2025-01-01T00:00:00Z");
         assert_eq!(json["peer_link"]["state"], "down");
         assert_eq!(json["peer_link"]["since"], "2025-01-01T00:00:30Z");
+        assert_eq!(json["peer_link"]["clock_skew_secs"], -7200.5);
         assert_eq!(json["directions"][0]["direction"], "outbound");
         assert_eq!(json["directions"][0]["state"], "disconnected");
         assert_eq!(json["directions"][0]["lag_secs"], 0);

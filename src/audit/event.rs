@@ -47,6 +47,10 @@ pub enum Event {
     CertReload(CertReload),
     /// The policy was reloaded (or a reload was refused).
     PolicyReload(PolicyReload),
+    /// SIGHUP re-read the config file: `ok` when it is valid and changes
+    /// nothing that needs a restart (then policy and certificates reload);
+    /// otherwise nothing was reloaded and `error` / `restart_needed` say why.
+    ConfigReload(ConfigReload),
     /// A file from the outbox is now encrypted and durable in the spool.
     SpoolIn(SpoolFile),
     /// The peer acknowledged a spooled file; the local copy was deleted.
@@ -141,6 +145,20 @@ pub struct PolicyReload {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Outcome of re-reading the config file (SIGHUP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigReload {
+    pub trigger: String,
+    pub ok: bool,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Keys whose new values only a restart would apply (e.g.
+    /// `tunnel[0].listen`); the running configuration stays in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_needed: Vec<String>,
 }
 
 /// A decision about one connection.

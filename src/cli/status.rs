@@ -15,7 +15,10 @@ use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
 use pairgate::admin::client;
-use pairgate::admin::{CertKind, LinkState, ReplicationState, Status};
+use pairgate::admin::{
+    CertKind, LinkState, ReplicationState, ServiceRole, ServiceState, ServiceStatus, Status,
+    CLOCK_SKEW_WARN_SECS,
+};
 use pairgate::audit::Direction;
 use pairgate::config::Config;
 
@@ -112,10 +115,17 @@ fn render(status: &Status) -> String {
     if let Some(since) = link.since {
         out.push_str(&format!(" since {}", when(since)));
     }
-    if let Some(error) = &link.last_error {
-        out.push_str(&format!(" (last error: {error})"));
+    // The error is news only while the link is down; once it is back up,
+    // an old error reads as a current problem.
+    if link.state == LinkState::Down {
+        if let Some(error) = &link.last_error {
+            out.push_str(&format!(" — {error}"));
+        }
     }
     out.push('\n');
+    if let Some(skew) = link.clock_skew_secs {
+        out.push_str(&clock(skew));
+    }
     out.push_str(&format!(
         "connections: {} active, {} allowed, {} denied since start\n\n",
         status.connections.active,
@@ -152,9 +162,10 @@ fn render(status: &Status) -> String {
     }
     out.push_str(&format!("{table}\n"));
     out.push_str(&format!(
-        "sync interval {} s: steady = nothing waits longer; lag counts against the RPO (5 min SfB, 30 min Lync 2013)\n\n",
+        "replication rows judge the store-and-forward spool only (steady = no file waits longer than the sync interval, {} s);\nlag counts against the RPO (5 min SfB, 30 min Lync 2013). Tunnelled services (SMB, HTTPS) are judged below.\n\n",
         status.sync_interval_secs
     ));
+    out.push_str(&services(status));
 
     let mut certs = Table::new();
     certs.load_preset(UTF8_FULL_CONDENSED).set_header([
@@ -191,11 +202,107 @@ fn render(status: &Status) -> String {
     out
 }
 
+/// The peer's clock against ours, flagged when it is far enough off to
+/// make certificates look not yet valid or expired.
+fn clock(skew: f64) -> String {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let off = skew.abs().round() as u64;
+    let way = if skew < 0.0 { "behind" } else { "ahead of" };
+    if skew.abs() > CLOCK_SKEW_WARN_SECS {
+        format!(
+            "peer clock: {} {way} ours — OFF: certificates look not yet valid or expired across the pair, lag figures drift; fix time synchronisation (NTP) at both sites\n",
+            duration(off)
+        )
+    } else {
+        format!("peer clock: in step ({skew:+.1} s)\n")
+    }
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n < 10_000 => format!("{n} B"),
+        n if n < 10_000_000 => format!("{} kB", n / 1000),
+        n => format!("{} MB", n / 1_000_000),
+    }
+}
+
+/// The per-service table: does each tunnelled / exported service work?
+fn services(status: &Status) -> String {
+    if status.services.is_empty() {
+        return "services: no tunnel or export configured\n\n".to_owned();
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "service",
+        "state",
+        "last success",
+        "last failure",
+        "last interval",
+    ]);
+    for row in &status.services {
+        let way = match row.role {
+            ServiceRole::Tunnel => format!("{} (tunnel → {})", row.service, status.peer_pool),
+            ServiceRole::Export => format!("{} (export ← {})", row.service, status.peer_pool),
+        };
+        table.add_row([
+            way,
+            service_state(row).to_owned(),
+            row.last_success.as_ref().map_or_else(
+                || "-".to_owned(),
+                |s| {
+                    format!(
+                        "{}, {} in / {} out",
+                        when(s.at),
+                        bytes(s.bytes_in),
+                        bytes(s.bytes_out)
+                    )
+                },
+            ),
+            row.last_failure.as_ref().map_or_else(
+                || "-".to_owned(),
+                |f| format!("{}: {}", when(f.at), f.reason),
+            ),
+            format!(
+                "{} ok, {} failed",
+                row.sessions_in_interval.ok, row.sessions_in_interval.failed
+            ),
+        ]);
+    }
+    let mut out = format!("{table}\n");
+    out.push_str(&format!(
+        "state = how the last session that ended went; last interval = sessions ended in the last {} s\n",
+        status.sync_interval_secs
+    ));
+    if let Some(f) = status
+        .services
+        .iter()
+        .filter(|r| r.state == ServiceState::Failing)
+        .filter_map(|r| r.last_failure.as_ref().map(|f| (r, f)))
+        .next()
+    {
+        let (row, failure) = f;
+        if let Some(detail) = &failure.detail {
+            out.push_str(&format!("{} failing: {detail}\n", row.service));
+        }
+    }
+    out.push('\n');
+    out
+}
+
+fn service_state(row: &ServiceStatus) -> &'static str {
+    match row.state {
+        ServiceState::Ok => "ok",
+        ServiceState::Failing => "FAILING",
+        ServiceState::Idle => "idle (no session yet)",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use pairgate::admin::{
-        CertificateStatus, ConnectionCounts, DirectionStatus, PeerLink, SpoolDepth,
+        CertificateStatus, ConnectionCounts, DirectionStatus, LastFailure, LastSuccess, PeerLink,
+        SessionCounts, SpoolDepth,
     };
     use std::time::Duration;
     use time::macros::datetime;
@@ -217,7 +324,9 @@ mod tests {
             peer_link: PeerLink {
                 state: LinkState::Up,
                 since: Some(datetime!(2025-01-01 00:30:00 UTC)),
-                last_error: Some("connection refused".into()),
+                last_error: Some("handshake timed out".into()),
+                clock_skew_secs: Some(-7200.4),
+                clock_skew_measured: Some(datetime!(2025-01-01 00:59:30 UTC)),
             },
             directions: vec![
                 DirectionStatus::new(Direction::Outbound, true, &waiting, interval, now),
@@ -242,6 +351,36 @@ mod tests {
                 allowed_total: 7,
                 denied_total: 2,
             },
+            services: vec![
+                ServiceStatus {
+                    service: "backup-smb".into(),
+                    role: ServiceRole::Tunnel,
+                    direction: Direction::Outbound,
+                    state: ServiceState::Failing,
+                    last_success: Some(LastSuccess {
+                        at: datetime!(2025-01-01 00:40:00 UTC),
+                        bytes_in: 1_500_000,
+                        bytes_out: 2000,
+                    }),
+                    last_failure: Some(LastFailure {
+                        at: datetime!(2025-01-01 00:59:00 UTC),
+                        reason: "peer_unreachable".into(),
+                        detail: Some("peer gateway 127.0.0.1:7444: connection refused".into()),
+                    }),
+                    sessions_in_interval: SessionCounts { ok: 0, failed: 2 },
+                    sessions_total: SessionCounts { ok: 9, failed: 2 },
+                },
+                ServiceStatus {
+                    service: "cms-smb".into(),
+                    role: ServiceRole::Export,
+                    direction: Direction::Inbound,
+                    state: ServiceState::Idle,
+                    last_success: None,
+                    last_failure: None,
+                    sessions_in_interval: SessionCounts::default(),
+                    sessions_total: SessionCounts::default(),
+                },
+            ],
         }
     }
 
@@ -252,7 +391,10 @@ mod tests {
             text.contains("peer link: up since 2025-01-01 00:30:00 UTC"),
             "{text}"
         );
-        assert!(text.contains("(last error: connection refused)"), "{text}");
+        assert!(
+            !text.contains("handshake timed out"),
+            "an old link error is not shown while the link is up: {text}"
+        );
         assert!(
             text.contains("outbound (pool01.site1.example → pool02.site2.example)"),
             "{text}"
@@ -267,6 +409,39 @@ mod tests {
             "fingerprint is shortened: {text}"
         );
         assert!(text.contains("1 active, 7 allowed, 2 denied"), "{text}");
+        assert!(
+            text.contains("peer clock: 2 h 0 min behind ours — OFF"),
+            "{text}"
+        );
+        assert!(
+            text.contains("store-and-forward spool only"),
+            "the footer says what steady covers: {text}"
+        );
+        assert!(
+            text.contains("backup-smb (tunnel → pool02.site2.example)"),
+            "{text}"
+        );
+        assert!(text.contains("FAILING"), "{text}");
+        assert!(
+            text.contains("2025-01-01 00:59:00 UTC: peer_unreachable"),
+            "{text}"
+        );
+        assert!(text.contains("1500 kB in / 2000 B out"), "{text}");
+        assert!(text.contains("0 ok, 2 failed"), "{text}");
+        assert!(text.contains("idle (no session yet)"), "{text}");
+        assert!(
+            text.contains("backup-smb failing: peer gateway 127.0.0.1:7444: connection refused"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_link_that_is_down_shows_its_error() {
+        let mut status = sample();
+        status.peer_link.state = LinkState::Down;
+        let text = render(&status);
+        assert!(text.contains("peer link: DOWN since"), "{text}");
+        assert!(text.contains("— handshake timed out"), "{text}");
     }
 
     fn write_config(dir: &std::path::Path, admin: Option<std::net::SocketAddr>) -> PathBuf {

@@ -7,10 +7,12 @@
 //! policy and TLS material and publishes it only if it is valid; connections
 //! already open keep the snapshot they started with.
 
+mod config_diff;
 mod reload;
 mod replication;
 
-pub use reload::WATCH_INTERVAL;
+pub use config_diff::restart_needed;
+pub use reload::{Reload, Reloader, Request as ReloadRequest, WATCH_INTERVAL};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +23,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 
-use crate::admin::{self, Board, CertEntry, CertKind, Metrics};
+use crate::admin::{self, Board, CertEntry, CertKind, Metrics, ServiceRole};
 use crate::audit::{AuditError, AuditLog, Direction, Event};
 use crate::config::{Config, ConfigError};
 use crate::policy::{Policy, PolicyError};
@@ -153,6 +155,13 @@ pub async fn start(
         None => None,
     };
     let metrics = Arc::new(Metrics::new());
+    metrics.declare_services(
+        config
+            .admin
+            .as_ref()
+            .map_or(admin::DEFAULT_SYNC_INTERVAL, |a| a.sync_interval),
+        &configured_services(&config),
+    );
     publish_cert_expiry(&metrics, &material);
     let mut ctx = Context::new(
         config.gateway.pool.clone(),
@@ -293,10 +302,19 @@ pub fn run(path: &Path) -> Result<(), GatewayError> {
         .map_err(GatewayError::Runtime)?;
     runtime.block_on(async move {
         let running = Arc::new(start(config, policy, material, audit).await?);
-        running.ctx.shutdown.spawn(reload::watch(running.clone()));
+        let (reloader, requests) = reload::reloader();
+        let stop = running.ctx.shutdown.stop_token().clone();
+        running
+            .ctx
+            .shutdown
+            .spawn(reload::own(running.clone(), requests, stop));
+        running
+            .ctx
+            .shutdown
+            .spawn(reload::watch(running.clone(), reloader.clone()));
         println!("{}", running.ready_line());
         systemd(&[NotifyState::Ready, NotifyState::Status("serving")]);
-        let reason = wait_for_signals(&running)
+        let reason = wait_for_signals(&reloader)
             .await
             .map_err(GatewayError::Runtime)?;
         systemd(&[NotifyState::Stopping]);
@@ -306,7 +324,7 @@ pub fn run(path: &Path) -> Result<(), GatewayError> {
 }
 
 #[cfg(unix)]
-async fn wait_for_signals(running: &Running) -> std::io::Result<&'static str> {
+async fn wait_for_signals(reloader: &Reloader) -> std::io::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -315,17 +333,13 @@ async fn wait_for_signals(running: &Running) -> std::io::Result<&'static str> {
         tokio::select! {
             _ = term.recv() => return Ok("SIGTERM"),
             _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => {
-                systemd(&[NotifyState::Reloading]);
-                running.reload_all("signal");
-                systemd(&[NotifyState::Ready]);
-            }
+            _ = hup.recv() => reloader.request(reload::Request::All),
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_running: &Running) -> std::io::Result<&'static str> {
+async fn wait_for_signals(_reloader: &Reloader) -> std::io::Result<&'static str> {
     tokio::signal::ctrl_c().await?;
     Ok("ctrl-c")
 }
@@ -341,6 +355,19 @@ fn running_as_root() -> bool {
     {
         false
     }
+}
+
+/// Each tunnel (outbound) and export (inbound) of the config, in config order.
+fn configured_services(config: &Config) -> Vec<(ServiceRole, String)> {
+    let tunnels = config
+        .tunnels
+        .iter()
+        .map(|t| (ServiceRole::Tunnel, t.service.clone()));
+    let exports = config
+        .exports
+        .iter()
+        .map(|e| (ServiceRole::Export, e.service.clone()));
+    tunnels.chain(exports).collect()
 }
 
 /// Publishes our own and the trusted CA certificates' expiry (metrics and

@@ -1,10 +1,20 @@
-//! Live reload: SIGHUP reloads policy and TLS material; a watcher reloads
-//! the TLS material when the certificate, key, CA bundle or CRL files change.
+//! Live reload: SIGHUP re-reads the config file, then reloads policy and
+//! TLS material; a watcher reloads the TLS material when the certificate,
+//! key, CA bundle or CRL files change.
+//!
+//! One owner: every reload — SIGHUP or watcher — is a request to one task
+//! ([`own`]), which runs them one at a time, off the reactor. Two reloads
+//! never interleave, so a slow TLS reload cannot publish material loaded
+//! before a newer one. Publication itself only ever replaces its own half of
+//! the live snapshot (`send_modify`), so a policy published meanwhile by
+//! anything else survives a TLS reload, and the reverse.
 //!
 //! Validate, then publish: a new snapshot is built completely and checked
 //! (key matches, chain verifies, identity, validity window) before it
 //! replaces the running one, so a half-written or broken file never takes the
 //! gateway down — it is logged and audited, and the old material stays.
+//! A config file that does not parse, or that changes keys only a restart
+//! applies, refuses the whole SIGHUP reload ([`Running::reload_config`]).
 //! Connections already open keep the snapshot they started with, except that
 //! a CRL which now revokes an established peer closes that connection.
 //!
@@ -19,8 +29,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use crate::admin::Reloaded;
-use crate::audit::{CertReload, Event, PolicyReload};
+use crate::audit::{CertReload, ConfigReload, Event, PolicyReload};
+use crate::config::Config;
 use crate::policy::Policy;
 use crate::proxy::Live;
 use crate::tls::Material;
@@ -34,14 +47,137 @@ const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
 /// How long files must stay unchanged before a reload is attempted.
 const SETTLE: Duration = Duration::from_millis(250);
 
+/// What a reload request asks the owner for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Request {
+    /// The watcher saw the TLS files change.
+    Tls,
+    /// SIGHUP: config file, then policy and TLS material.
+    All,
+}
+
+/// Something the reload owner can reload: the running gateway, or a test double.
+pub trait Reload: Send + Sync + 'static {
+    /// Runs one reload to its end (blocking; called off the reactor).
+    fn reload(&self, request: Request);
+}
+
+impl Reload for Running {
+    fn reload(&self, request: Request) {
+        match request {
+            Request::All => {
+                super::systemd(&[sd_notify::NotifyState::Reloading]);
+                self.reload_all("signal");
+                super::systemd(&[sd_notify::NotifyState::Ready]);
+            }
+            Request::Tls => {
+                self.reload_tls("watch");
+            }
+        }
+    }
+}
+
+/// The handle reloads are requested through; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Reloader {
+    /// Asks the owner for a reload; returns at once. After shutdown the
+    /// request is dropped.
+    pub fn request(&self, request: Request) {
+        let _ = self.tx.send(request);
+    }
+}
+
+/// A reloader and its receiving end, for [`own`].
+pub fn reloader() -> (Reloader, mpsc::UnboundedReceiver<Request>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Reloader { tx }, rx)
+}
+
+/// The reload owner: runs requests one at a time until `stop` or until every
+/// [`Reloader`] is gone. Requests that queued up while one ran are merged
+/// (a SIGHUP covers a watcher's TLS reload), so a burst costs one reload.
+pub async fn own<R: Reload>(
+    target: Arc<R>,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            () = stop.cancelled() => return,
+            next = requests.recv() => match next {
+                Some(request) => request,
+                None => return,
+            },
+        };
+        let mut request = first;
+        while let Ok(more) = requests.try_recv() {
+            request = request.max(more);
+        }
+        let target = target.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || target.reload(request)).await {
+            tracing::error!(error = %e, "reload task failed; the running configuration stays");
+        }
+    }
+}
+
 impl Running {
-    /// Reloads policy and TLS material (SIGHUP). Each half is validated and
-    /// published on its own; a failure keeps that half as it was.
+    /// SIGHUP: re-reads the config file; if it is valid and unchanged (as
+    /// far as a running gateway can tell), reloads policy and TLS material,
+    /// each validated and published on its own (a failure keeps that half as
+    /// it was). Blocking: call off the reactor.
     pub fn reload_all(&self, trigger: &str) {
         // logrotate moves the audit log away and then signals us.
         self.ctx.audit.reopen();
+        if !self.reload_config(trigger) {
+            return;
+        }
         self.reload_policy(trigger);
         self.reload_tls(trigger);
+    }
+
+    /// Re-reads and validates the config file. Returns whether the reload
+    /// may go on: the file is valid and changes no key that needs a restart.
+    /// Otherwise nothing is reloaded; the outcome is logged and audited
+    /// (`config_reload`) either way.
+    pub fn reload_config(&self, trigger: &str) -> bool {
+        let path = self.config.path.clone();
+        let (error, restart_needed) = match Config::load(&path) {
+            Err(e) => (Some(e.to_string()), Vec::new()),
+            Ok(new) => {
+                let changed = super::config_diff::restart_needed(&self.config, &new);
+                let error = (!changed.is_empty()).then(|| {
+                    format!(
+                        "{}: changed keys need a restart: {} — nothing was reloaded; restart the gateway to apply them, or undo the change",
+                        path.display(),
+                        changed.join(", ")
+                    )
+                });
+                (error, changed)
+            }
+        };
+        let ok = error.is_none();
+        match &error {
+            None => tracing::info!(path = %path.display(), "config file re-read: unchanged"),
+            Some(e) if restart_needed.is_empty() => {
+                tracing::error!(error = %e, "config file refused; nothing reloaded, the running configuration stays")
+            }
+            Some(e) => {
+                tracing::warn!(error = %e, "config change needs a restart; nothing reloaded")
+            }
+        }
+        self.ctx.metrics.reload(Reloaded::Config, ok);
+        self.ctx.audit.record(Event::ConfigReload(ConfigReload {
+            trigger: trigger.to_owned(),
+            ok,
+            path: path.display().to_string(),
+            error,
+            restart_needed,
+        }));
+        ok
     }
 
     /// Re-reads the policy; publishes it if valid and still consistent with
@@ -57,11 +193,14 @@ impl Running {
             });
         let (ok, error) = match result {
             Ok(policy) => {
-                let current = self.ctx.snapshot();
-                self.ctx.live.send_replace(Arc::new(Live {
-                    policy: Arc::new(policy),
-                    material: current.material.clone(),
-                }));
+                let policy = Arc::new(policy);
+                // Replace our half only, on whatever is live at this instant.
+                self.ctx.live.send_modify(|live| {
+                    *live = Arc::new(Live {
+                        policy,
+                        material: live.material.clone(),
+                    });
+                });
                 tracing::info!(path = %path.display(), "policy reloaded");
                 (true, None)
             }
@@ -84,16 +223,19 @@ impl Running {
     /// and closes established connections whose peer is now revoked.
     /// Returns whether new material was published.
     pub fn reload_tls(&self, trigger: &str) -> bool {
-        let current = self.ctx.snapshot();
-        let old_sha256 = Some(current.material.identity.sha256.clone());
+        let old_sha256 = Some(self.ctx.snapshot().material.identity.sha256.clone());
         let event = match Material::load(&tls_sources(&self.config), &self.config.gateway.pool) {
             Ok(material) => {
                 let material = Arc::new(material);
                 let new_sha256 = Some(material.identity.sha256.clone());
-                self.ctx.live.send_replace(Arc::new(Live {
-                    policy: current.policy.clone(),
-                    material: material.clone(),
-                }));
+                // Replace our half only: a policy published while the files
+                // loaded stays.
+                self.ctx.live.send_modify(|live| {
+                    *live = Arc::new(Live {
+                        policy: live.policy.clone(),
+                        material: material.clone(),
+                    });
+                });
                 super::publish_cert_expiry(&self.ctx.metrics, &material);
                 let revoked_closed = self
                     .ctx
@@ -153,6 +295,15 @@ fn digests(files: &[PathBuf]) -> Vec<Option<ring::digest::Digest>> {
         .collect()
 }
 
+/// [`digests`] on a blocking thread: a file on a hung mount (or a FIFO)
+/// must not stall a runtime worker.
+async fn digests_off_reactor(files: &Arc<Vec<PathBuf>>) -> Vec<Option<ring::digest::Digest>> {
+    let files = files.clone();
+    tokio::task::spawn_blocking(move || digests(&files))
+        .await
+        .unwrap_or_default()
+}
+
 fn same(a: &[Option<ring::digest::Digest>], b: &[Option<ring::digest::Digest>]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| match (x, y) {
@@ -162,10 +313,11 @@ fn same(a: &[Option<ring::digest::Digest>], b: &[Option<ring::digest::Digest>]) 
         })
 }
 
-/// Watches the TLS files until shutdown, reloading when they change.
-pub async fn watch(running: Arc<Running>) {
-    let files = running.watched_files();
-    let mut last = digests(&files);
+/// Watches the TLS files until shutdown, asking `reloader` for a TLS
+/// reload when they change.
+pub async fn watch(running: Arc<Running>, reloader: Reloader) {
+    let files = Arc::new(running.watched_files());
+    let mut last = digests_off_reactor(&files).await;
     let stop = running.ctx.shutdown.stop_token().clone();
     let mut last_expiry_check = std::time::Instant::now();
     loop {
@@ -177,7 +329,7 @@ pub async fn watch(running: Arc<Running>) {
             super::warn_expiry(&running.ctx.snapshot().material);
             last_expiry_check = std::time::Instant::now();
         }
-        let now = digests(&files);
+        let now = digests_off_reactor(&files).await;
         if same(&now, &last) {
             continue;
         }
@@ -185,14 +337,92 @@ pub async fn watch(running: Arc<Running>) {
         let mut settled = now;
         loop {
             tokio::time::sleep(SETTLE).await;
-            let again = digests(&files);
+            let again = digests_off_reactor(&files).await;
             if same(&again, &settled) {
                 break;
             }
             settled = again;
         }
-        running.reload_tls("watch");
+        reloader.request(Request::Tls);
         // A refused file is not retried until it changes again (or SIGHUP).
         last = settled;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records reloads; the first one waits until released, so requests pile
+    /// up behind it.
+    #[derive(Default)]
+    struct Recorder {
+        done: Mutex<Vec<Request>>,
+        running: std::sync::atomic::AtomicUsize,
+        overlapped: std::sync::atomic::AtomicBool,
+        gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    }
+
+    impl Reload for Recorder {
+        fn reload(&self, request: Request) {
+            use std::sync::atomic::Ordering::SeqCst;
+            if self.running.fetch_add(1, SeqCst) > 0 {
+                self.overlapped.store(true, SeqCst);
+            }
+            let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(gate) = gate {
+                let _ = gate.recv();
+            }
+            self.done
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(request);
+            self.running.fetch_sub(1, SeqCst);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reloads_run_one_at_a_time_and_a_burst_is_merged() {
+        let (release, gate) = std::sync::mpsc::channel();
+        let target = Arc::new(Recorder {
+            gate: Mutex::new(Some(gate)),
+            ..Recorder::default()
+        });
+        let (reloader, requests) = reloader();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let owner = tokio::spawn(own(target.clone(), requests, stop.clone()));
+        reloader.request(Request::Tls);
+        // Wait until the first reload runs (and holds the gate).
+        while target.running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        reloader.request(Request::Tls);
+        reloader.request(Request::All);
+        reloader.request(Request::Tls);
+        release.send(()).unwrap_or_else(|e| panic!("{e}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while target.done.lock().map(|d| d.len()).unwrap_or(0) < 2 {
+            assert!(std::time::Instant::now() < deadline, "reloads did not run");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.cancel();
+        owner.await.unwrap_or_else(|e| panic!("{e}"));
+        let done = target.done.lock().map(|d| d.clone()).unwrap_or_default();
+        // The three queued requests became one, and the strongest of them.
+        assert_eq!(done, [Request::Tls, Request::All]);
+        assert!(!target.overlapped.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn the_owner_ends_when_every_reloader_is_gone() {
+        let (reloader, requests) = reloader();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let owner = tokio::spawn(own(Arc::new(Recorder::default()), requests, stop));
+        drop(reloader);
+        tokio::time::timeout(Duration::from_secs(30), owner)
+            .await
+            .unwrap_or_else(|_| panic!("owner kept running"))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }

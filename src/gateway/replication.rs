@@ -7,6 +7,14 @@
 //!   last heartbeat (carried on the control channel), so one site's
 //!   `/status` shows both directions.
 //!
+//! One clock: every age shown is on this gateway's clock. The peer reports
+//! *ages* it measured on its own clock (durations carry no skew), placed at
+//! the moment its report arrived here. Files received here carry their
+//! `created` time from the peer's clock; it is moved onto ours by the
+//! measured clock offset (`/status` `peer_link.clock_skew_secs`) before
+//! ageing them, so a peer clock 2 h behind does not add 2 h of lag (and one
+//! ahead does not hide it).
+//!
 //! The same figures feed `/status` (through [`SpoolGauge`]) and the
 //! `pairgate_spool_*` gauges, refreshed by [`publish`].
 
@@ -18,7 +26,7 @@ use time::OffsetDateTime;
 use crate::admin::{SpoolDepth, SpoolGauge};
 use crate::audit::Direction;
 use crate::proxy::Context;
-use crate::spool::DirDepth;
+use crate::spool::{Area, DirDepth};
 
 /// Reads both directions' depth for `/status` and metrics.
 pub struct Replication {
@@ -48,16 +56,49 @@ fn merge(a: SpoolDepth, b: SpoolDepth) -> SpoolDepth {
     }
 }
 
+/// Files received from the peer and not yet delivered: their `created`
+/// (peer clock) moved onto our clock by the peer's measured offset
+/// (`peer_skew_secs`, peer minus ours; 0 while unmeasured).
+fn received(items: &[(u64, Option<OffsetDateTime>)], peer_skew_secs: Option<f64>) -> SpoolDepth {
+    let skew = time::Duration::seconds_f64(peer_skew_secs.unwrap_or(0.0));
+    SpoolDepth {
+        files: items.len() as u64,
+        bytes: items.iter().map(|(size, _)| size).sum(),
+        oldest_since: items
+            .iter()
+            .filter_map(|(_, created)| *created)
+            .min()
+            .and_then(|created| created.checked_sub(skew)),
+    }
+}
+
 impl SpoolGauge for Replication {
     fn depth(&self, direction: Direction) -> SpoolDepth {
         let now = OffsetDateTime::now_utc();
-        let local = self.ctx.spool.as_ref().map(|s| s.depth());
         match direction {
-            Direction::Outbound => {
-                local.map_or_else(SpoolDepth::default, |d| to_status(&d.outbound, now))
-            }
+            Direction::Outbound => self
+                .ctx
+                .spool
+                .as_ref()
+                .map_or_else(SpoolDepth::default, |s| to_status(&s.depth().outbound, now)),
             Direction::Inbound => {
-                let here = local.map_or_else(SpoolDepth::default, |d| to_status(&d.inbound, now));
+                let here = self
+                    .ctx
+                    .spool
+                    .as_ref()
+                    .map_or_else(SpoolDepth::default, |s| {
+                        let items: Vec<(u64, Option<OffsetDateTime>)> = s
+                            .store
+                            .entries(Area::Incoming)
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|e| match &e.meta {
+                                Ok(m) => (m.size, Some(m.created)),
+                                Err(_) => (0, None),
+                            })
+                            .collect();
+                        received(&items, self.ctx.link.skew_secs())
+                    });
                 let there = self
                     .ctx
                     .peer_backlog
@@ -88,6 +129,10 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
             crate::admin::LinkState::Down => Some(false),
             _ => None,
         });
+        replication
+            .ctx
+            .metrics
+            .peer_clock_skew(replication.ctx.link.skew_secs());
         if let Some(spool) = &replication.ctx.spool {
             let c = &spool.store.counters;
             let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -138,6 +183,41 @@ mod tests {
         assert_eq!((m.files, m.bytes), (3, 15));
         assert_eq!(m.oldest_since, b.oldest_since);
         assert_eq!(merge(a, SpoolDepth::default()).oldest_since, Some(t));
+    }
+
+    /// The reported field case: a file that waited 2 min, with the peer's
+    /// clock 2 h behind (or ahead), shows 2 min of lag, not 2 h ± 2 min.
+    #[test]
+    fn received_files_age_on_our_clock_whatever_the_peer_clock() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let waited = time::Duration::minutes(2);
+        for skew in [-7200.0, 0.0, 7200.0] {
+            // The peer stamped `created` on its clock: ours + skew.
+            let created = now - waited + time::Duration::seconds_f64(skew);
+            let depth = received(&[(10, Some(created)), (0, None)], Some(skew));
+            assert_eq!((depth.files, depth.bytes), (2, 10));
+            let age = depth.oldest_age(now);
+            assert_eq!(age, Some(Duration::from_secs(120)), "skew {skew}");
+        }
+        // Unmeasured: taken as in step.
+        let depth = received(&[(1, Some(now - waited))], None);
+        assert_eq!(depth.oldest_age(now), Some(Duration::from_secs(120)));
+        assert_eq!(received(&[], Some(5.0)).oldest_since, None);
+    }
+
+    /// What the peer reports are ages on its own clock: placed at their
+    /// arrival on ours, no skew enters.
+    #[test]
+    fn the_peer_reported_backlog_ages_from_its_arrival_on_our_clock() {
+        let arrived = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let reported = DirDepth {
+            files: 1,
+            bytes: 1,
+            oldest_age: Some(Duration::from_secs(120)),
+        };
+        let depth = to_status(&reported, arrived);
+        let later = arrived + time::Duration::seconds(30);
+        assert_eq!(depth.oldest_age(later), Some(Duration::from_secs(150)));
     }
 
     #[test]

@@ -3,13 +3,28 @@
 use serde::{Deserialize, Serialize};
 
 /// Why a connection was refused. The serialized names are part of the public
-/// audit contract (`reason` field, listed in `docs/reference.md`); never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// audit contract (`reason` field, listed in `docs/reference.md`); never rename one. `DenyReason::iter()`
+/// (strum) lists every variant, so metrics start each reason's series at 0
+/// without a list to keep in step.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DenyReason {
     NoClientCert,
     BadCertificate,
     UnknownCa,
+    /// The certificate's validity window has ended (`not_after` passed).
     Expired,
     Revoked,
     NotPaired,
@@ -22,6 +37,10 @@ pub enum DenyReason {
     HandshakeFailed,
     /// The peer gateway could not be reached (outbound tunnels only).
     PeerUnreachable,
+    /// The certificate's validity window has not begun (`not_before` is in
+    /// the future): usually a clock that is behind — the checking side's —
+    /// not a bad certificate.
+    NotYetValid,
 }
 
 impl DenyReason {
@@ -40,6 +59,7 @@ impl DenyReason {
             DenyReason::TooManyConnections => "too_many_connections",
             DenyReason::HandshakeFailed => "handshake_failed",
             DenyReason::PeerUnreachable => "peer_unreachable",
+            DenyReason::NotYetValid => "not_yet_valid",
         }
     }
 }
@@ -77,5 +97,20 @@ impl Decision {
             Decision::Allow => None,
             Decision::Deny(r) => Some(r),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::IntoEnumIterator;
+
+    #[test]
+    fn every_reason_serializes_as_its_audit_name() {
+        for reason in DenyReason::iter() {
+            let json = serde_json::to_string(&reason).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", reason.as_str()));
+        }
+        assert!(DenyReason::iter().any(|r| r.as_str() == "not_yet_valid"));
     }
 }

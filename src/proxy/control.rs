@@ -5,7 +5,22 @@
 //! side whether the link to its peer is up, which `/status` reports.
 //!
 //! Wire: one JSON object per line, at most [`MAX_LINE`] bytes, each way:
-//! `{"v":1,"type":"audit_head","pool":…,"head":…,"ts":…}` then `{"v":1,"type":"ok"}`.
+//! `{"v":1,"type":"audit_head","pool":…,"head":…,"ts":…}` then
+//! `{"v":1,"type":"ok","ts":…}` (`ts` in the answer since this version; an
+//! older peer omits it).
+//!
+//! Clocks: both messages carry the sender's clock (`ts`, RFC 3339, µs), so
+//! each side measures the peer's clock offset — the dialler from the
+//! midpoint of its round trip, the answering side from the arrival of
+//! `audit_head` (off by the one-way delay, milliseconds on a WAN). The
+//! offset is shown in `/status` and `pairgate_peer_clock_skew_seconds`, and
+//! explains certificates that look not yet valid or expired to the peer.
+//!
+//! Testing knob (hidden, not for production): the environment variable
+//! `PAIRGATE_TEST_CLOCK_OFFSET_SECS` (signed seconds) shifts the clock this
+//! gateway uses on the control channel — what it sends and what it
+//! measures against — so tests can play a peer whose clock is off without
+//! faking the system clock. A warning is logged when it is set.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,7 +71,53 @@ pub enum Message {
     },
     Ok {
         v: u32,
+        /// The answering side's clock (absent from older peers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ts: Option<String>,
     },
+}
+
+/// The clock this gateway uses on the control channel: the system clock,
+/// shifted by `PAIRGATE_TEST_CLOCK_OFFSET_SECS` in tests.
+pub fn clock_now() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + test_offset()
+}
+
+fn test_offset() -> time::Duration {
+    static OFFSET: std::sync::OnceLock<time::Duration> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        let Ok(text) = std::env::var("PAIRGATE_TEST_CLOCK_OFFSET_SECS") else {
+            return time::Duration::ZERO;
+        };
+        match text.trim().parse::<i64>() {
+            Ok(secs) => {
+                tracing::warn!(secs, "PAIRGATE_TEST_CLOCK_OFFSET_SECS is set: the control channel uses a shifted clock (testing only)");
+                time::Duration::seconds(secs)
+            }
+            Err(e) => {
+                tracing::warn!(value = %text, error = %e, "PAIRGATE_TEST_CLOCK_OFFSET_SECS is not a whole number of seconds; ignored");
+                time::Duration::ZERO
+            }
+        }
+    })
+}
+
+fn parse_ts(ts: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// Records a measured offset of the peer's clock (peer minus ours) and logs
+/// when it crosses the warning threshold, once per crossing.
+fn record_skew(ctx: &Context, skew: time::Duration) {
+    let skew_secs = skew.as_seconds_f64();
+    match ctx.link.clock_skew(skew_secs, OffsetDateTime::now_utc()) {
+        Some(true) => tracing::warn!(
+            skew_secs,
+            "the peer gateway's clock is off: certificates will look not yet valid or expired to one side — fix time synchronisation (NTP) at both sites"
+        ),
+        Some(false) => tracing::info!(skew_secs, "the peer gateway's clock is back in step"),
+        None => {}
+    }
 }
 
 /// A spool backlog as carried on the control channel.
@@ -122,6 +183,10 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         bytes: b.bytes,
         oldest_age: b.oldest_age_secs.map(Duration::from_secs),
     });
+    let arrived = clock_now();
+    if let Some(sent) = parse_ts(&ts) {
+        record_skew(ctx, sent - arrived);
+    }
     ctx.peer_backlog
         .set(backlog, time::OffsetDateTime::now_utc());
     ctx.audit.record(Event::PeerAuditHead(audit::PeerAuditHead {
@@ -131,7 +196,11 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         head,
         peer_ts: ts.chars().take(64).collect(),
     }));
-    write_message(stream.get_mut(), &Message::Ok { v: 1 }).await?;
+    let answer = Message::Ok {
+        v: 1,
+        ts: Some(crate::audit::chain::format_ts(clock_now())),
+    };
+    write_message(stream.get_mut(), &answer).await?;
     stream.get_mut().shutdown().await
 }
 
@@ -163,16 +232,24 @@ pub async fn heartbeat_once(ctx: &Context) -> Result<(), String> {
         .map_err(|(_, detail)| detail)?;
     let exchange = async {
         let mut stream = BufReader::new(tls);
+        let sent = clock_now();
         let msg = Message::AuditHead {
             v: 1,
             pool: ctx.local_pool.clone(),
             head: hex::encode(ctx.audit.head()),
-            ts: crate::audit::chain::format_ts(time::OffsetDateTime::now_utc()),
+            ts: crate::audit::chain::format_ts(sent),
             outbound: backlog,
         };
         write_message(stream.get_mut(), &msg).await?;
         match read_message(&mut stream).await? {
-            Message::Ok { .. } => Ok(()),
+            Message::Ok { ts, .. } => {
+                let received = clock_now();
+                if let Some(peer) = ts.as_deref().and_then(parse_ts) {
+                    // The peer read its clock about halfway through our round trip.
+                    record_skew(ctx, peer - (sent + (received - sent) / 2));
+                }
+                Ok(())
+            }
             other => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("unexpected {other:?}"),
@@ -181,6 +258,16 @@ pub async fn heartbeat_once(ctx: &Context) -> Result<(), String> {
     };
     match tokio::time::timeout(ctx.limits.handshake_timeout, exchange).await {
         Ok(Ok(())) => Ok(()),
+        // The peer checks our certificate after our side of the handshake
+        // is done: its refusal arrives here, as an alert. Say what it means.
+        Ok(Err(e)) if crate::tls::rustls_error(&e).is_some() => {
+            let (reason, detail) =
+                crate::tls::refusal(&e, &ctx.snapshot().material, ctx.link.skew_secs());
+            Err(format!(
+                "peer gateway {}: {reason}: {detail}",
+                ctx.peer_connect
+            ))
+        }
         Ok(Err(e)) => Err(format!("peer gateway {}: {e}", ctx.peer_connect)),
         Err(_) => Err(format!(
             "peer gateway {}: no answer in time",

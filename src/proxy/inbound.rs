@@ -70,9 +70,8 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
             return track.decide(ctx, Decision::Deny(DenyReason::HandshakeTimeout), None);
         }
         Ok(Err(e)) => {
-            let reason =
-                tls::rustls_error(&e).map_or(DenyReason::HandshakeFailed, tls::deny_reason);
-            return track.decide(ctx, Decision::Deny(reason), Some(e.to_string()));
+            let (reason, detail) = tls::refusal(&e, &live.material, ctx.link.skew_secs());
+            return track.decide(ctx, Decision::Deny(reason), Some(detail));
         }
         Ok(Ok(stream)) => stream,
     };

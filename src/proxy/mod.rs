@@ -189,6 +189,12 @@ impl Track {
     pub(crate) fn decide(&self, ctx: &Context, decision: Decision, detail: Option<String>) {
         ctx.metrics
             .connection(self.direction, self.service.as_deref(), decision);
+        if let Decision::Deny(reason) = decision {
+            let (reason, detail) = (reason.as_str(), detail.as_deref());
+            let outcome = crate::admin::SessionOutcome::Failed { reason, detail };
+            ctx.metrics
+                .session_ended(self.direction, self.service.as_deref(), outcome);
+        }
         match decision {
             Decision::Allow => tracing::info!(
                 service = self.service.as_deref(),
@@ -248,6 +254,18 @@ impl Track {
     ) {
         ctx.metrics
             .closed(self.direction, self.service.as_deref(), bytes_in, bytes_out);
+        let outcome = match error.as_deref() {
+            None => crate::admin::SessionOutcome::Ok {
+                bytes_in,
+                bytes_out,
+            },
+            Some(detail) => crate::admin::SessionOutcome::Failed {
+                reason: "closed_with_error",
+                detail: Some(detail),
+            },
+        };
+        ctx.metrics
+            .session_ended(self.direction, self.service.as_deref(), outcome);
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::info!(
             bytes_in,

@@ -28,6 +28,9 @@ pub struct Material {
     pub roots: Arc<RootCertStore>,
     /// Expiry (Unix seconds) of each trusted CA certificate, with its fingerprint.
     pub ca_expiry: Vec<(String, i64)>,
+    /// Our leaf's validity window (`not_before`, `not_after`), Unix seconds:
+    /// to explain a peer that refuses it for its dates.
+    pub validity: (i64, i64),
     pub(super) client_verifier: Arc<dyn ClientCertVerifier>,
     pub(super) server_verifier: Arc<WebPkiServerVerifier>,
 }
@@ -241,6 +244,17 @@ impl Material {
                 .map_err(crl_err)?;
 
         let leaf = &chain[0];
+        let validity = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<
+            '_,
+            _,
+        >>::from_der(leaf)
+        .map(|(_, c)| {
+            (
+                c.validity().not_before.timestamp(),
+                c.validity().not_after.timestamp(),
+            )
+        })
+        .unwrap_or((i64::MIN, i64::MAX));
         let identity = identity_of(leaf).map_err(|e| TlsError::Certificate {
             path: src.cert.clone(),
             detail: e.to_string(),
@@ -273,6 +287,7 @@ impl Material {
             identity,
             roots,
             ca_expiry,
+            validity,
             client_verifier,
             server_verifier,
         })

@@ -15,10 +15,12 @@
 mod identity;
 mod material;
 mod session;
+mod validity;
 
 pub use identity::{fingerprint, identity_of, IdentityError, PeerIdentity};
 pub use material::{load_certs, Material, Sources, TlsError};
 pub use session::{client_config, server_config, Observed};
+pub use validity::{local_detail, refusal, refusal_at};
 
 use std::sync::Arc;
 
@@ -79,10 +81,13 @@ pub fn deny_reason(err: &Error) -> DenyReason {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                 DenyReason::UnknownCa
             }
-            CertificateError::Expired
-            | CertificateError::ExpiredContext { .. }
-            | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. } => DenyReason::Expired,
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                DenyReason::Expired
+            }
+            // A clock problem more often than a certificate problem: its own reason.
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                DenyReason::NotYetValid
+            }
             CertificateError::Revoked => DenyReason::Revoked,
             _ => DenyReason::BadCertificate,
         },
@@ -161,6 +166,10 @@ mod tests {
         assert_eq!(
             deny_reason(&Error::InvalidCertificate(CertificateError::Expired)),
             DenyReason::Expired
+        );
+        assert_eq!(
+            deny_reason(&Error::InvalidCertificate(CertificateError::NotValidYet)),
+            DenyReason::NotYetValid
         );
         assert_eq!(
             deny_reason(&Error::InvalidCertificate(CertificateError::Revoked)),

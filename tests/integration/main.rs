@@ -7,6 +7,8 @@
 mod harness;
 
 mod cli;
+mod field;
+mod field_clock;
 mod hostile;
 mod lifecycle;
 mod observe;

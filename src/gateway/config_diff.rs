@@ -1,0 +1,246 @@
+//! Which keys of a re-read config file differ from the running config.
+//!
+//! SIGHUP re-reads the config file before anything else. A file that does
+//! not parse is refused as a whole; a file that parses but changes keys the
+//! running gateway cannot apply live (today: every key — listeners, peer,
+//! tunnels, exports, spool, limits, file paths) is refused too, with the
+//! changed keys named, so "reload ok" never hides a change that only the next
+//! restart would bring. Issue 16 will make listeners live; until then a key
+//! leaves [`restart_needed`] only when something applies it live.
+//!
+//! The comparison destructures every struct exhaustively: a new config field
+//! does not compile until it is compared here.
+
+use crate::config::{
+    Admin, Audit, Config, ConfigLines, Export, Gateway, Limits, Peer, Spool, Tls, Tunnel,
+};
+
+/// The keys (as written in the config file, e.g. `tunnel[0].listen`) whose
+/// values differ between the running config and `new`, in file order.
+pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
+    let Config {
+        path: _,
+        gateway,
+        tls,
+        peer,
+        admin,
+        audit,
+        spool,
+        tunnels,
+        exports,
+        limits,
+        lines: ConfigLines { .. },
+    } = running;
+    let mut changed = Changed::default();
+    diff_gateway(&mut changed, gateway, &new.gateway);
+    diff_tls(&mut changed, tls, &new.tls);
+    diff_peer(&mut changed, peer, &new.peer);
+    diff_admin(&mut changed, admin.as_ref(), new.admin.as_ref());
+    let Audit { path } = audit;
+    changed.check("audit.path", path, &new.audit.path);
+    diff_spool(&mut changed, spool.as_ref(), new.spool.as_ref());
+    diff_list(&mut changed, "tunnel", tunnels, &new.tunnels, diff_tunnel);
+    diff_list(&mut changed, "export", exports, &new.exports, diff_export);
+    diff_limits(&mut changed, limits, &new.limits);
+    changed.0
+}
+
+#[derive(Default)]
+struct Changed(Vec<String>);
+
+impl Changed {
+    fn check<T: PartialEq + ?Sized>(&mut self, key: &str, old: &T, new: &T) {
+        if old != new {
+            self.0.push(key.to_owned());
+        }
+    }
+}
+
+fn diff_gateway(c: &mut Changed, old: &Gateway, new: &Gateway) {
+    let Gateway {
+        pool,
+        peer_pool,
+        policy,
+    } = old;
+    c.check("gateway.pool", pool, &new.pool);
+    c.check("gateway.peer_pool", peer_pool, &new.peer_pool);
+    c.check("gateway.policy", policy, &new.policy);
+}
+
+fn diff_tls(c: &mut Changed, old: &Tls, new: &Tls) {
+    let Tls { cert, key, ca, crl } = old;
+    c.check("tls.cert", cert, &new.cert);
+    c.check("tls.key", key, &new.key);
+    c.check("tls.ca", ca, &new.ca);
+    c.check("tls.crl", crl, &new.crl);
+}
+
+fn diff_peer(c: &mut Changed, old: &Peer, new: &Peer) {
+    let Peer {
+        listen,
+        connect,
+        heartbeat,
+    } = old;
+    c.check("peer.listen", listen, &new.listen);
+    c.check("peer.connect", connect, &new.connect);
+    c.check("peer.heartbeat_secs", heartbeat, &new.heartbeat);
+}
+
+fn diff_admin(c: &mut Changed, old: Option<&Admin>, new: Option<&Admin>) {
+    match (old, new) {
+        (None, None) => {}
+        (
+            Some(Admin {
+                listen,
+                sync_interval,
+            }),
+            Some(new),
+        ) => {
+            c.check("admin.listen", listen, &new.listen);
+            c.check(
+                "admin.sync_interval_secs",
+                sync_interval,
+                &new.sync_interval,
+            );
+        }
+        _ => c.0.push("[admin]".to_owned()),
+    }
+}
+
+fn diff_spool(c: &mut Changed, old: Option<&Spool>, new: Option<&Spool>) {
+    match (old, new) {
+        (None, None) => {}
+        (
+            Some(Spool {
+                dir,
+                key,
+                outbox,
+                inbox,
+                max_bytes,
+                old_keys,
+            }),
+            Some(new),
+        ) => {
+            c.check("spool.dir", dir, &new.dir);
+            c.check("spool.key", key, &new.key);
+            c.check("spool.outbox", outbox, &new.outbox);
+            c.check("spool.inbox", inbox, &new.inbox);
+            c.check("spool.max_bytes", max_bytes, &new.max_bytes);
+            c.check("spool.old_keys", old_keys, &new.old_keys);
+        }
+        _ => c.0.push("[spool]".to_owned()),
+    }
+}
+
+fn diff_list<T>(
+    c: &mut Changed,
+    name: &str,
+    old: &[T],
+    new: &[T],
+    diff: fn(&mut Changed, &str, &T, &T),
+) {
+    for (i, (o, n)) in old.iter().zip(new).enumerate() {
+        diff(c, &format!("{name}[{i}]"), o, n);
+    }
+    if old.len() != new.len() {
+        c.0.push(format!("[[{name}]] ({} → {})", old.len(), new.len()));
+    }
+}
+
+fn diff_tunnel(c: &mut Changed, at: &str, old: &Tunnel, new: &Tunnel) {
+    let Tunnel {
+        service,
+        listen,
+        allow_sources,
+    } = old;
+    c.check(&format!("{at}.service"), service, &new.service);
+    c.check(&format!("{at}.listen"), listen, &new.listen);
+    c.check(
+        &format!("{at}.allow_sources"),
+        allow_sources,
+        &new.allow_sources,
+    );
+}
+
+fn diff_export(c: &mut Changed, at: &str, old: &Export, new: &Export) {
+    let Export { service, target } = old;
+    c.check(&format!("{at}.service"), service, &new.service);
+    c.check(&format!("{at}.target"), target, &new.target);
+}
+
+fn diff_limits(c: &mut Changed, old: &Limits, new: &Limits) {
+    let Limits {
+        handshake_timeout,
+        idle_timeout,
+        max_connections,
+        max_handshakes_per_source,
+        shutdown_grace,
+    } = old;
+    let keys = [
+        (
+            "limits.handshake_timeout_secs",
+            handshake_timeout,
+            &new.handshake_timeout,
+        ),
+        ("limits.idle_timeout_secs", idle_timeout, &new.idle_timeout),
+        (
+            "limits.shutdown_grace_secs",
+            shutdown_grace,
+            &new.shutdown_grace,
+        ),
+    ];
+    for (key, old, new) in keys {
+        c.check(key, old, new);
+    }
+    c.check(
+        "limits.max_connections",
+        max_connections,
+        &new.max_connections,
+    );
+    c.check(
+        "limits.max_handshakes_per_source",
+        max_handshakes_per_source,
+        &new.max_handshakes_per_source,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[gateway]\npool = \"pool01.site1.example\"\npeer_pool = \"pool02.site2.example\"\npolicy = \"p.toml\"\n\
+        [tls]\ncert = \"c.crt\"\nkey = \"c.key\"\nca = \"ca.crt\"\n\
+        [peer]\nlisten = \"127.0.0.1:7443\"\nconnect = \"127.0.0.1:7444\"\n\
+        [audit]\npath = \"audit.jsonl\"\n\
+        [[tunnel]]\nservice = \"backup-smb\"\nlisten = \"127.0.0.1:8445\"\nallow_sources = [\"127.0.0.0/8\"]\n";
+
+    fn parse(text: &str) -> Config {
+        Config::parse(text, std::path::Path::new("/srv/pg/site1.toml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_same_file_changes_nothing_even_reformatted() {
+        let a = parse(BASE);
+        let b = parse(&format!("# a comment\n\n{BASE}"));
+        assert!(restart_needed(&a, &b).is_empty());
+    }
+
+    #[test]
+    fn listeners_and_lists_are_named_by_key() {
+        let a = parse(BASE);
+        let moved = parse(&BASE.replace("127.0.0.1:8445", "127.0.0.1:9445"));
+        assert_eq!(restart_needed(&a, &moved), ["tunnel[0].listen"]);
+        let peer = parse(&BASE.replace("127.0.0.1:7443", "127.0.0.1:7000"));
+        assert_eq!(restart_needed(&a, &peer), ["peer.listen"]);
+        let more = parse(&format!(
+            "{BASE}[[export]]\nservice = \"backup-smb\"\ntarget = \"127.0.0.1:445\"\n[limits]\nidle_timeout_secs = 60\n"
+        ));
+        assert_eq!(
+            restart_needed(&a, &more),
+            ["[[export]] (0 → 1)", "limits.idle_timeout_secs"]
+        );
+        let admin = parse(&format!("{BASE}[admin]\nlisten = \"127.0.0.1:9101\"\n"));
+        assert_eq!(restart_needed(&a, &admin), ["[admin]"]);
+    }
+}
