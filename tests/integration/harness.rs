@@ -78,6 +78,32 @@ impl Gateway {
         self.0.audit_lines()
     }
 
+    /// Waits (generously) until at least `n` audit lines match `pred` — the
+    /// log is written by a group-commit thread, so a line may land a moment
+    /// after the traffic it records — and returns all lines.
+    pub fn wait_audit_count(
+        &self,
+        what: &str,
+        n: usize,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let lines = self.audit_lines();
+            let found = lines.iter().filter(|v| pred(v)).count();
+            if found >= n {
+                return lines;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{found} audit lines for {what} in {}, want {n}",
+                    self.0.audit.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits (generously) until an audit line matches `pred` and returns it.
     pub fn wait_audit(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);

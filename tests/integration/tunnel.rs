@@ -79,7 +79,11 @@ async fn many_concurrent_connections_on_two_services() {
     for t in tasks {
         t.await.unwrap();
     }
-    let lines = pair.site2.audit_lines();
+    let lines = pair
+        .site2
+        .wait_audit_count("24 allowed connections", 24, |v| {
+            v["event"] == "connection" && v["decision"] == "allow"
+        });
     let allowed = events(&lines, "connection")
         .filter(|v| v["decision"] == "allow")
         .count();
