@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 
 use super::metrics::Metrics;
 use super::status::{
-    CertificateStatus, DirectionStatus, LinkTracker, SpoolDepth, Status, StatusSource,
+    CertificateStatus, DirectionStatus, LinkTracker, SpoolConditionStatus, SpoolDepth, Status,
+    StatusSource,
 };
 use crate::audit::Direction;
 
@@ -18,6 +19,11 @@ use crate::audit::Direction;
 pub trait SpoolGauge: Send + Sync {
     /// What waits in `direction` now (may read the disk; called off the reactor).
     fn depth(&self, direction: Direction) -> SpoolDepth;
+
+    /// The spool's persistent conditions now (none by default).
+    fn conditions(&self) -> Vec<SpoolConditionStatus> {
+        Vec::new()
+    }
 }
 
 /// The status of one gateway, assembled on request.
@@ -89,6 +95,11 @@ impl Board {
             sync_interval_secs: self.sync_interval.as_secs(),
             certificates,
             connections: self.metrics.connection_counts(),
+            spool_conditions: self
+                .spool
+                .as_ref()
+                .map(|s| s.conditions())
+                .unwrap_or_default(),
         }
     }
 }

@@ -14,6 +14,8 @@
 //! | `certificate_expiry_timestamp_seconds{kind,sha256}` | `not_after` (Unix seconds) of our certificate (`own`), each trusted CA (`ca`), and each peer certificate seen (`peer`) | `min(...) - time() < 30 * 86400`: rotate within 30 days |
 //! | `spool_files{direction}`, `spool_bytes{direction}` | files (and bytes) waiting in the encrypted spool, `outbound` = to the peer, `inbound` = from the peer, not yet in the inbox | a cap being approached |
 //! | `spool_oldest_age_seconds{direction}` | age of the oldest waiting file: the replication lag this gateway adds | above the recovery point objective: 300 s (Skype for Business 2015/2019, CMS) or 1800 s (Lync 2013); warn well before, e.g. at half |
+//! | `spool_held_files{condition}` | spool files held back now, by condition: `waiting_for_key` (sealed under a key not configured), `too_large` / `bad_name` (the peer can never take them), `peer_refused` (refused for now), `outbox_refused` (unreadable, symlink, …), `spool_full`, `inbox_failing` (cannot be placed in the inbox) | any `waiting_for_key`, `too_large` or `bad_name` above 0 (needs an operator); `inbox_failing` or `spool_full` above 0 for minutes |
+//! | `spool_link_stalls_total` | spool transfers torn down because the link made no progress for `stall_secs` | a rising rate: a firewall or WAN path that black-holes flows |
 //! | `reloads_total{what,result}` | reloads of certificates/CRL/policy | any `result="error"`: the gateway still runs the previous configuration |
 //! | `audit_events_total` | records handed to the audit log | flat while connections rise: the audit writer is stuck |
 //! | `up`, `build_info{version}` | always 1 | `absent(pairgate_up)` |
@@ -35,7 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use super::labels::{
     decision_label, direction_label, CertKind, CertLabels, ConnLabels, DenyLabels, DirLabels,
-    FlowLabels, ReloadLabels, Reloaded, SpoolEventLabels, VersionLabels, DIRECTIONS,
+    FlowLabels, ReloadLabels, Reloaded, SpoolConditionLabels, SpoolEventLabels, VersionLabels,
+    DIRECTIONS,
 };
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
@@ -92,6 +95,8 @@ pub struct Metrics {
     spool_events: Family<SpoolEventLabels, Counter>,
     /// Last totals seen per spool event, to turn totals into increments.
     spool_seen: Mutex<HashMap<&'static str, u64>>,
+    spool_held: Family<SpoolConditionLabels, Gauge>,
+    spool_stalls: Counter,
     audit_events: Counter,
     peer_link_up: Gauge,
     services: Mutex<HashSet<String>>,
@@ -132,6 +137,8 @@ impl Metrics {
             reloads: Family::default(),
             spool_events: Family::default(),
             spool_seen: Mutex::new(HashMap::new()),
+            spool_held: Family::default(),
+            spool_stalls: Counter::default(),
             audit_events: Counter::default(),
             peer_link_up: Gauge::default(),
             services: Mutex::new(HashSet::new()),
@@ -200,6 +207,16 @@ impl Metrics {
             "spool_files_events",
             "Spool files by event: ingested, sent, received, delivered, quarantined, refused (cap)",
             m.spool_events.clone(),
+        );
+        r.register(
+            "spool_held_files",
+            "Spool files held back now, by condition (waiting for a key, refused by the peer, not deliverable, ...)",
+            m.spool_held.clone(),
+        );
+        r.register(
+            "spool_link_stalls",
+            "Spool transfers torn down because the link made no progress for stall_secs",
+            m.spool_stalls.clone(),
         );
         r.register(
             "peer_link_up",
@@ -456,6 +473,20 @@ impl Metrics {
         }
     }
 
+    /// Publishes the spool's held files per condition (every condition,
+    /// 0 included) and its running total of link stalls.
+    pub fn spool_conditions(&self, held: &[(&'static str, u64)], stalls_total: u64) {
+        for (condition, files) in held {
+            self.spool_held
+                .get_or_create(&SpoolConditionLabels { condition })
+                .set(i64::try_from(*files).unwrap_or(i64::MAX));
+        }
+        let seen = self.spool_stalls.get();
+        if stalls_total > seen {
+            self.spool_stalls.inc_by(stalls_total - seen);
+        }
+    }
+
     /// Publishes the audit log's running total of recorded events; the
     /// counter advances by what the total grew since the last call.
     pub fn audit_total(&self, total: u64) {
@@ -693,6 +724,21 @@ mod tests {
             .count();
         assert_eq!(peers, MAX_PEER_CERTS);
         assert_eq!(m.certificates()[0], (CertKind::Own, own("bb", 200)));
+    }
+
+    #[test]
+    fn spool_conditions_and_stalls_are_exposed() {
+        let m = Metrics::new();
+        m.spool_conditions(&[("waiting_for_key", 3), ("too_large", 0)], 2);
+        m.spool_conditions(&[("waiting_for_key", 1), ("too_large", 0)], 2);
+        let text = m.encode();
+        let held = |c| value(&text, "pairgate_spool_held_files", &[("condition", c)]);
+        assert_eq!(held("waiting_for_key"), Some(1.0));
+        assert_eq!(held("too_large"), Some(0.0));
+        assert_eq!(
+            value(&text, "pairgate_spool_link_stalls_total", &[]),
+            Some(2.0)
+        );
     }
 
     #[test]

@@ -39,5 +39,6 @@ pub use metrics::{ActiveGuard, CertEntry, ConnectionCounts, Metrics, CONTENT_TYP
 pub use server::serve;
 pub use status::{
     replication_state, CertificateStatus, DirectionStatus, LinkState, LinkTracker, PeerLink,
-    ReplicationState, SpoolDepth, Status, StatusSource, DEFAULT_SYNC_INTERVAL,
+    ReplicationState, SpoolConditionStatus, SpoolDepth, Status, StatusSource,
+    DEFAULT_SYNC_INTERVAL,
 };

@@ -51,6 +51,34 @@ pub struct Status {
     pub sync_interval_secs: u64,
     pub certificates: Vec<CertificateStatus>,
     pub connections: ConnectionCounts,
+    /// Persistent spool conditions now (files waiting for a key, refused
+    /// by the peer, not deliverable, a stalled link, …); empty when all is
+    /// well or there is no spool.
+    #[serde(default)]
+    pub spool_conditions: Vec<SpoolConditionStatus>,
+}
+
+/// One persistent spool condition, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolConditionStatus {
+    /// `waiting_for_key`, `too_large`, `bad_name`, `peer_refused`,
+    /// `outbox_refused`, `spool_full`, `inbox_failing`, `link_stalled`.
+    pub condition: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The key the files wait for (`waiting_for_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Files it holds back.
+    pub files: u64,
+    /// What is wrong and what to do.
+    pub detail: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
 }
 
 /// Whether the peer gateway is reachable.
@@ -429,6 +457,7 @@ mod tests {
             sync_interval_secs: 120,
             certificates: vec![],
             connections: ConnectionCounts::default(),
+            spool_conditions: vec![],
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["started"], "2025-01-01T00:00:00Z");

@@ -34,7 +34,7 @@ pub use chain::{
 };
 pub use event::{
     CertReload, Close, Connection, Direction, Event, LogContinued, LogRepaired, PeerAuditHead,
-    PeerLink, PolicyReload, SpoolFile,
+    PeerLink, PolicyReload, SpoolCondition, SpoolFile, SpoolKeyReload,
 };
 pub use query::{matches, parse_time, query, Filter, QueryStats, Record, TimeSpecError};
 pub use sink::AuditLog;

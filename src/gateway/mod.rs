@@ -9,6 +9,7 @@
 
 mod reload;
 mod replication;
+mod spool_keys;
 
 pub use reload::WATCH_INTERVAL;
 

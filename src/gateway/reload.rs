@@ -42,6 +42,7 @@ impl Running {
         self.ctx.audit.reopen();
         self.reload_policy(trigger);
         self.reload_tls(trigger);
+        self.reload_spool_keys(trigger);
     }
 
     /// Re-reads the policy; publishes it if valid and still consistent with

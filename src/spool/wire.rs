@@ -4,20 +4,34 @@
 //!
 //! ```text
 //! frame   = u32 BE length (of type + body, 1..=MAX_FRAME) | u8 type | body
-//! HELLO   1  "PGSW" | u16 BE version (1)          both sides, first
-//! OFFER   2  metadata JSON (id, name, size, sha256, created)   sender
-//! ACCEPT  3  u64 BE offset (always 0 in v1)        receiver: send the data
+//! HELLO   1  "PGSW" | u16 BE version (2)          both sides, first
+//! OFFER   2  metadata JSON (id, name, size, sha256, created[, name_b64])  sender
+//! ACCEPT  3  u64 BE offset (always 0)              receiver: send the data
 //! ALREADY 4  id                                    receiver: have it, drop yours
 //! DATA    5  1..=MAX_DATA plaintext bytes          sender
 //! END     6  (empty)                               sender: that was all
 //! ACK     7  id                                    receiver: durable, delete yours
-//! ERROR   8  UTF-8 message                         either: this file failed
+//! ERROR   8  u8 reason | UTF-8 message             either: this file failed
 //! ```
 //!
 //! The plaintext travels inside TLS; the receiver re-encrypts it under its
 //! own spool key as it arrives and checks size and SHA-256 against the
 //! OFFER before it acknowledges. Any malformed or out-of-sequence frame is a
-//! [`WireError`] that closes that one connection.
+//! [`WireError`] that closes that one connection — except an OFFER whose
+//! metadata the receiver cannot accept: that file is refused (`bad_name`)
+//! and the connection goes on.
+//!
+//! # Version 2 (this one) and version 1
+//!
+//! Version 2 changed one thing: the ERROR body starts with a reason byte
+//! ([`Refusal`]), so a sender can tell a refusal for *now* (`busy`,
+//! `full`, `failed`: set the file aside with its own backoff, send the
+//! others) from one for *ever* (`too_large`: bigger than the receiver's
+//! `max_bytes`; `bad_name`: report it, do not retry in a loop). Both
+//! gateways of a pair run the same version; a v1 peer is refused at HELLO
+//! with "upgrade the older gateway". Unknown reason bytes read as `other`
+//! (a refusal for now). OFFER may carry `name_b64`, the raw bytes of a
+//! name that is not UTF-8 (version 1 receivers dropped extra fields).
 
 use super::metadata::Metadata;
 
@@ -25,10 +39,74 @@ use super::metadata::Metadata;
 pub const MAX_FRAME: usize = 1 << 20;
 /// DATA body size the sender uses.
 pub const DATA_CHUNK: usize = 64 * 1024;
-/// The protocol version of this codec.
-pub const VERSION: u16 = 1;
+/// The protocol version of this codec (see the module doc for v1 → v2).
+pub const VERSION: u16 = 2;
 const HELLO_MAGIC: &[u8; 4] = b"PGSW";
 const MAX_ERROR_LEN: usize = 4096;
+
+/// Why a file failed or was refused: the first byte of an ERROR body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Unspecified; treated as a refusal for now.
+    Other,
+    /// The id is being received on another connection: retry soon.
+    Busy,
+    /// The receiver's spool has no room now (`max_bytes` or its disk).
+    Full,
+    /// Larger than the receiver's `max_bytes`: it can never fit.
+    TooLarge,
+    /// The receiver cannot accept the file's name or metadata.
+    BadName,
+    /// The receiver could not store it (digest mismatch, I/O error).
+    Failed,
+    /// The sender gave up on this file (it could not read it).
+    Aborted,
+}
+
+impl Refusal {
+    /// The wire byte.
+    pub fn code(self) -> u8 {
+        match self {
+            Refusal::Other => 0,
+            Refusal::Busy => 1,
+            Refusal::Full => 2,
+            Refusal::TooLarge => 3,
+            Refusal::BadName => 4,
+            Refusal::Failed => 5,
+            Refusal::Aborted => 6,
+        }
+    }
+
+    /// The reason of a wire byte (unknown bytes: [`Refusal::Other`]).
+    pub fn from_code(code: u8) -> Refusal {
+        match code {
+            1 => Refusal::Busy,
+            2 => Refusal::Full,
+            3 => Refusal::TooLarge,
+            4 => Refusal::BadName,
+            5 => Refusal::Failed,
+            6 => Refusal::Aborted,
+            _ => Refusal::Other,
+        }
+    }
+
+    /// Whether retrying can help without someone changing something.
+    pub fn is_permanent(self) -> bool {
+        matches!(self, Refusal::TooLarge | Refusal::BadName)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Other => "other",
+            Refusal::Busy => "busy",
+            Refusal::Full => "full",
+            Refusal::TooLarge => "too_large",
+            Refusal::BadName => "bad_name",
+            Refusal::Failed => "failed",
+            Refusal::Aborted => "aborted",
+        }
+    }
+}
 
 /// One protocol frame.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +118,7 @@ pub enum Frame {
     Data(Vec<u8>),
     End,
     Ack { id: String },
-    Error { message: String },
+    Error { reason: Refusal, message: String },
 }
 
 /// A protocol violation by the other side.
@@ -112,8 +190,9 @@ impl Frame {
                 out.push(7);
                 out.extend_from_slice(id.as_bytes());
             }
-            Frame::Error { message } => {
+            Frame::Error { reason, message } => {
                 out.push(8);
+                out.push(reason.code());
                 let mut end = message.len().min(MAX_ERROR_LEN);
                 while !message.is_char_boundary(end) {
                     end -= 1;
@@ -166,10 +245,16 @@ impl Frame {
             7 => Frame::Ack {
                 id: parse_id("ACK", body)?,
             },
-            8 => Frame::Error {
-                message: String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_LEN)])
-                    .into_owned(),
-            },
+            8 => {
+                let Some((&code, text)) = body.split_first() else {
+                    return Err(bad("ERROR", "expected a reason byte"));
+                };
+                Frame::Error {
+                    reason: Refusal::from_code(code),
+                    message: String::from_utf8_lossy(&text[..text.len().min(MAX_ERROR_LEN)])
+                        .into_owned(),
+                }
+            }
             kind => return Err(WireError::UnknownType { kind }),
         })
     }
@@ -393,7 +478,12 @@ mod tests {
             Frame::End,
             Frame::Ack { id: "abc".into() },
             Frame::Error {
+                reason: Refusal::Full,
                 message: "disk full".into(),
+            },
+            Frame::Error {
+                reason: Refusal::TooLarge,
+                message: String::new(),
             },
         ]
     }
@@ -446,8 +536,8 @@ mod tests {
             Err(WireError::Malformed { .. })
         ));
         assert_eq!(
-            frame(1, b"PGSW\0\x02"),
-            Err(WireError::Version { version: 2 })
+            frame(1, b"PGSW\0\x01"),
+            Err(WireError::Version { version: 1 })
         );
         assert!(matches!(frame(2, b"{}"), Err(WireError::Malformed { .. })));
         let mut evil = meta(1);
@@ -462,7 +552,38 @@ mod tests {
         assert!(matches!(frame(7, b"a/b"), Err(WireError::Malformed { .. })));
         assert!(matches!(frame(5, b""), Err(WireError::Malformed { .. })));
         assert!(matches!(frame(6, b"x"), Err(WireError::Malformed { .. })));
-        assert!(matches!(frame(8, b"\xff"), Ok(Some(Frame::Error { .. }))));
+        assert!(matches!(frame(8, b""), Err(WireError::Malformed { .. })));
+        assert!(matches!(
+            frame(8, b"\x03\xff"),
+            Ok(Some(Frame::Error {
+                reason: Refusal::TooLarge,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            frame(8, b"\x63"),
+            Ok(Some(Frame::Error {
+                reason: Refusal::Other,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn refusal_codes_round_trip_and_say_later_or_never() {
+        for code in 0..=6u8 {
+            assert_eq!(Refusal::from_code(code).code(), code);
+        }
+        assert!(Refusal::TooLarge.is_permanent());
+        assert!(Refusal::BadName.is_permanent());
+        for later in [
+            Refusal::Busy,
+            Refusal::Full,
+            Refusal::Failed,
+            Refusal::Other,
+        ] {
+            assert!(!later.is_permanent(), "{later:?}");
+        }
     }
 
     #[test]
@@ -471,7 +592,7 @@ mod tests {
         let mut r = Receiver::default();
         assert!(r.on_frame(&Frame::Offer(m.clone())).is_err());
         let mut r = Receiver::default();
-        r.on_frame(&Frame::Hello { version: 1 }).unwrap();
+        r.on_frame(&Frame::Hello { version: VERSION }).unwrap();
         assert!(r.on_frame(&Frame::Data(vec![1])).is_err());
         assert!(r.on_frame(&Frame::End).is_err());
         r.on_frame(&Frame::Offer(m.clone())).unwrap();
@@ -518,7 +639,7 @@ mod tests {
         std::fs::create_dir_all(dir).unwrap();
         let m = meta(3);
         let session = enc(&[
-            Frame::Hello { version: 1 },
+            Frame::Hello { version: VERSION },
             Frame::Offer(m),
             Frame::Data(vec![1, 2, 3]),
             Frame::End,

@@ -7,10 +7,13 @@
 mod harness;
 
 mod cli;
+mod fieldkit;
 mod hostile;
 mod lifecycle;
 mod observe;
 mod refusals;
 mod smb;
 mod spool;
+mod spool_faults;
+mod spool_field;
 mod tunnel;
