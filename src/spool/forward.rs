@@ -22,13 +22,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ring::rand::{SecureRandom, SystemRandom};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::SpoolError;
-use super::hold::Holds;
+use super::hold::{Backoff, Holds, BACKOFF_START};
 use super::link::{ChannelWriter, FrameIo, LinkStats, Timeouts};
 use super::names::RAW_NAME_FIELD;
 use super::store::{age_ms, durable_remove, lock, Area, Entry};
@@ -40,10 +39,6 @@ use crate::policy::Decision;
 use crate::proxy::{dial_peer, Context, Track};
 use crate::tls::{self};
 
-/// First retry delay after a failed connection.
-pub const BACKOFF_START: Duration = Duration::from_millis(200);
-/// Longest retry delay.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// A file the peer refused for now: first retry, and the longest wait.
 pub const REFUSED_RETRY: Duration = Duration::from_secs(5);
 pub const REFUSED_RETRY_CAP: Duration = Duration::from_secs(300);
@@ -53,42 +48,6 @@ pub const NEVER_RETRY: Duration = Duration::from_secs(30);
 pub const NEVER_RETRY_CAP: Duration = Duration::from_secs(1800);
 /// The condition key of a stalled link.
 const LINK: &str = "link";
-
-/// Capped exponential backoff with jitter (each delay uniform in
-/// [d/2, d]).
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-    rng: SystemRandom,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next: BACKOFF_START,
-            rng: SystemRandom::new(),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay to wait now; doubles the next one up to the cap.
-    pub fn delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (d * 2).min(BACKOFF_CAP);
-        let mut r = [0u8; 4];
-        let frac = if self.rng.fill(&mut r).is_ok() {
-            f64::from(u32::from_be_bytes(r)) / f64::from(u32::MAX)
-        } else {
-            0.5
-        };
-        d / 2 + d.mul_f64(frac / 2.0)
-    }
-
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_START;
-    }
-}
 
 /// How one offered file ended, short of a broken connection.
 enum Sent {
@@ -482,25 +441,5 @@ fn unexpected(ctx: &Context, want: &str, got: Option<&Frame>) -> SpoolError {
             "expected {want}, got {}",
             got.map_or("end of stream", Frame::name)
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
-        let mut b = Backoff::default();
-        let first = b.delay();
-        assert!(first >= BACKOFF_START / 2 && first <= BACKOFF_START);
-        let mut last = first;
-        for _ in 0..20 {
-            last = b.delay();
-            assert!(last <= BACKOFF_CAP);
-        }
-        assert!(last >= BACKOFF_CAP / 2);
-        b.reset();
-        assert!(b.delay() <= BACKOFF_START);
     }
 }

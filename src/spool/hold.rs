@@ -1,11 +1,56 @@
-//! Per-file backoff: a file the peer refused, or that the inbox cannot
-//! take, is set aside with its own timer while the rest of the queue
-//! flows — no head-of-line blocking, and no retry loop that floods the log
-//! or the link. Sans-IO: `now` comes from the caller.
+//! Retry timing. [`Backoff`]: the forwarder's connection retries (capped,
+//! exponential, with jitter). [`Holds`]: per-file backoff — a file the
+//! peer refused, or that the inbox cannot take, is set aside with its own
+//! timer while the rest of the queue flows: no head-of-line blocking, and
+//! no retry loop that floods the log or the link. Sans-IO: `now` comes
+//! from the caller.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// First retry delay after a failed connection.
+pub const BACKOFF_START: Duration = Duration::from_millis(200);
+/// Longest retry delay.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
+
+/// Capped exponential backoff with jitter (each delay uniform in
+/// [d/2, d]).
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+    rng: SystemRandom,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: BACKOFF_START,
+            rng: SystemRandom::new(),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay to wait now; doubles the next one up to the cap.
+    pub fn delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(BACKOFF_CAP);
+        let mut r = [0u8; 4];
+        let frac = if self.rng.fill(&mut r).is_ok() {
+            f64::from(u32::from_be_bytes(r)) / f64::from(u32::MAX)
+        } else {
+            0.5
+        };
+        d / 2 + d.mul_f64(frac / 2.0)
+    }
+
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_START;
+    }
+}
 
 /// One set-aside file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +134,21 @@ impl<K: Eq + Hash + Clone> Holds<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
+        let mut b = Backoff::default();
+        let first = b.delay();
+        assert!(first >= BACKOFF_START / 2 && first <= BACKOFF_START);
+        let mut last = first;
+        for _ in 0..20 {
+            last = b.delay();
+            assert!(last <= BACKOFF_CAP);
+        }
+        assert!(last >= BACKOFF_CAP / 2);
+        b.reset();
+        assert!(b.delay() <= BACKOFF_START);
+    }
 
     #[test]
     fn a_hold_backs_off_per_key_and_reports_once() {

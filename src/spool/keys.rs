@@ -10,14 +10,73 @@
 //! by itself when a reload (SIGHUP) or restart configures that key.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::path::Path;
 
 use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::SpoolError;
-use super::key::KeyId;
-use super::store::{load_old_keys, Area, Entry, Store};
+use super::key::{KeyId, MasterKey};
+use super::store::{lock, Area, Entry, Store};
 use super::Spool;
 
+/// Loads the keys of `spool.old_keys`.
+///
+/// # Errors
+/// [`SpoolError::Key`] naming the file.
+pub fn load_old_keys(cfg: &crate::config::Spool) -> Result<Vec<MasterKey>, SpoolError> {
+    cfg.old_keys
+        .iter()
+        .map(|p| MasterKey::load_key_file(p).map_err(SpoolError::from))
+        .collect()
+}
+
 impl Store {
+    /// Replaces the previous keys (a reload that changed `spool.old_keys`).
+    pub fn set_old_keys(&self, keys: Vec<MasterKey>) {
+        *self
+            .old_keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        lock(&self.cache).clear();
+        lock(&self.waiting).clear();
+    }
+
+    /// The ids of every configured key, current first.
+    pub fn key_ids(&self) -> Vec<KeyId> {
+        let old = self
+            .old_keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::iter::once(self.key.key_id())
+            .chain(old.iter().map(MasterKey::key_id))
+            .collect()
+    }
+
+    /// The key that sealed the file at `path`, chosen by the key id in its
+    /// header: the current key, or one of `old_keys`. When none matches (or
+    /// the header is unreadable) the current key is returned, so opening the
+    /// file reports the problem (`WrongKey`, tampering) as usual.
+    pub(crate) fn key_for(&self, path: &Path) -> MasterKey {
+        let mut header = [0u8; 16];
+        let read = File::open(path).and_then(|mut f| io::Read::read_exact(&mut f, &mut header));
+        if read.is_err() {
+            return self.key.clone();
+        }
+        let id = &header[8..16];
+        if self.key.key_id().0 == id {
+            return self.key.clone();
+        }
+        let old = self
+            .old_keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        old.iter()
+            .find(|k| k.key_id().0 == id)
+            .unwrap_or(&self.key)
+            .clone()
+    }
+
     /// Reports the files of `area` waiting for a key (from a fresh listing)
     /// and clears what no longer waits.
     pub(crate) fn note_waiting(&self, area: Area, entries: &[Entry]) {
@@ -84,5 +143,76 @@ impl Spool {
         self.wake_forward.notify_one();
         self.wake_deliver.notify_one();
         Ok(self.store.key_ids())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::spool::store::tests::{put, store};
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn files_under_an_old_key_drain_when_it_is_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = store(dir.path());
+        let meta = put(&old, Area::Incoming, "before-the-key-change", b"payload");
+        let path = old.path(Area::Incoming, &meta.id);
+        let reopen = |old_keys: Vec<MasterKey>| {
+            let s = Store::new(
+                &dir.path().join("spool"),
+                MasterKey::from_bytes([8; 32]),
+                &dir.path().join("outbox"),
+                &dir.path().join("inbox"),
+                None,
+                None,
+            )
+            .unwrap();
+            s.set_old_keys(old_keys);
+            s
+        };
+        let without = reopen(vec![]);
+        assert!(matches!(
+            without.metadata(&path),
+            Err(SpoolError::Codec { .. })
+        ));
+        // Without its key the file waits: named, not quarantined, and
+        // recovery, delivery and listing all leave it alone.
+        let entries = without.entries(Area::Incoming).unwrap();
+        assert_eq!(entries[0].waiting_key, Some(old.key.key_id()));
+        assert!(entries[0]
+            .meta
+            .as_ref()
+            .unwrap_err()
+            .contains("waiting for key"));
+        without.recover().unwrap();
+        assert_eq!(without.deliver_all().unwrap(), 0);
+        without.deliver_all().unwrap();
+        assert!(path.exists());
+        assert_eq!(without.entries(Area::Quarantine).unwrap().len(), 0);
+        assert_eq!(without.counters.quarantined.load(Ordering::Relaxed), 0);
+        let waiting = without.conditions.snapshot();
+        assert_eq!(waiting.len(), 1, "{waiting:?}");
+        assert_eq!(
+            waiting[0].subject.key_id,
+            Some(old.key.key_id().to_string())
+        );
+        assert_eq!(waiting[0].files, 1);
+        // A reload that adds the key: delivered, the condition clears.
+        without.set_old_keys(vec![MasterKey::from_bytes([7; 32])]);
+        assert_eq!(without.deliver_all().unwrap(), 1);
+        assert!(without.conditions.snapshot().is_empty());
+        let delivered = std::fs::read(dir.path().join("inbox/before-the-key-change")).unwrap();
+        assert_eq!(delivered, b"payload");
+        // And a fresh start with the key configured reads it too.
+        let meta2 = put(&old, Area::Incoming, "second", b"two");
+        let with = reopen(vec![MasterKey::from_bytes([7; 32])]);
+        assert_eq!(
+            with.metadata(&old.path(Area::Incoming, &meta2.id))
+                .unwrap()
+                .id,
+            meta2.id
+        );
     }
 }

@@ -223,6 +223,7 @@ mod open;
 pub mod quarantine;
 pub mod receive;
 pub mod recover;
+mod refusal;
 mod seal;
 mod service;
 pub mod settle;

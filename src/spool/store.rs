@@ -121,10 +121,10 @@ pub struct Store {
     pub(crate) audit: Option<AuditLog>,
     /// Persistent conditions (waiting keys, refusals, …), for `/status`.
     pub conditions: Conditions,
-    cache: Mutex<HashMap<PathBuf, Metadata>>,
+    pub(crate) cache: Mutex<HashMap<PathBuf, Metadata>>,
     /// Files known to be sealed under a key we do not have (cleared when
     /// the keys change), so listings do not re-read them every time.
-    waiting: Mutex<HashMap<PathBuf, KeyId>>,
+    pub(crate) waiting: Mutex<HashMap<PathBuf, KeyId>>,
     /// Ids sealed into `outgoing/` whose plaintext is not yet deleted: the
     /// forwarder must not send them yet (see the crash table).
     pub(crate) pending: Mutex<HashSet<String>>,
@@ -184,55 +184,10 @@ impl Store {
     pub fn open(cfg: &crate::config::Spool, audit: Option<AuditLog>) -> Result<Store, SpoolError> {
         let key = MasterKey::load_key_file(&cfg.key)?;
         let mut store = Store::new(&cfg.dir, key, &cfg.outbox, &cfg.inbox, cfg.max_bytes, audit)?;
-        store.set_old_keys(load_old_keys(cfg)?);
+        store.set_old_keys(super::keys::load_old_keys(cfg)?);
         store.settle = cfg.settle;
         store.stall = cfg.stall;
         Ok(store)
-    }
-
-    /// Replaces the previous keys (a reload that changed `spool.old_keys`).
-    pub fn set_old_keys(&self, keys: Vec<MasterKey>) {
-        *self
-            .old_keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
-        lock(&self.cache).clear();
-        lock(&self.waiting).clear();
-    }
-
-    /// The ids of every configured key, current first.
-    pub fn key_ids(&self) -> Vec<KeyId> {
-        let old = self
-            .old_keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        std::iter::once(self.key.key_id())
-            .chain(old.iter().map(MasterKey::key_id))
-            .collect()
-    }
-
-    /// The key that sealed the file at `path`, chosen by the key id in its
-    /// header: the current key, or one of `old_keys`. When none matches (or
-    /// the header is unreadable) the current key is returned, so opening the
-    /// file reports the problem (`WrongKey`, tampering) as usual.
-    pub(crate) fn key_for(&self, path: &Path) -> MasterKey {
-        let mut header = [0u8; 16];
-        let read = File::open(path).and_then(|mut f| io::Read::read_exact(&mut f, &mut header));
-        if read.is_err() {
-            return self.key.clone();
-        }
-        let id = &header[8..16];
-        if self.key.key_id().0 == id {
-            return self.key.clone();
-        }
-        let old = self
-            .old_keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        old.iter()
-            .find(|k| k.key_id().0 == id)
-            .unwrap_or(&self.key)
-            .clone()
     }
 
     /// The spool root folder.
@@ -412,17 +367,6 @@ impl Store {
     }
 }
 
-/// Loads the keys of `spool.old_keys`.
-///
-/// # Errors
-/// [`SpoolError::Key`] naming the file.
-pub fn load_old_keys(cfg: &crate::config::Spool) -> Result<Vec<MasterKey>, SpoolError> {
-    cfg.old_keys
-        .iter()
-        .map(|p| MasterKey::load_key_file(p).map_err(SpoolError::from))
-        .collect()
-}
-
 /// Milliseconds since the file's `created`.
 pub(crate) fn age_ms(meta: &Metadata) -> u64 {
     let ms = (OffsetDateTime::now_utc() - meta.created).whole_milliseconds();
@@ -484,131 +428,5 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::spool::stream::encrypt_seekable;
-    use std::sync::atomic::Ordering;
-
-    pub(crate) fn store(dir: &Path) -> Store {
-        Store::new(
-            &dir.join("spool"),
-            MasterKey::from_bytes([7; 32]),
-            &dir.join("outbox"),
-            &dir.join("inbox"),
-            None,
-            None,
-        )
-        .unwrap()
-    }
-
-    /// Seals `data` as `name` straight into `area`; returns the metadata.
-    pub(crate) fn put(store: &Store, area: Area, name: &str, data: &[u8]) -> Metadata {
-        let tmp = store.tmp_path("test");
-        let meta = encrypt_seekable(
-            io::Cursor::new(data),
-            File::create(&tmp).unwrap(),
-            &store.key,
-            name,
-        )
-        .unwrap();
-        durable_rename(&tmp, &store.path(area, &meta.id)).unwrap();
-        meta
-    }
-
-    #[test]
-    fn files_under_an_old_key_drain_when_it_is_listed() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = store(dir.path());
-        let meta = put(&old, Area::Incoming, "before-the-key-change", b"payload");
-        let path = old.path(Area::Incoming, &meta.id);
-        let reopen = |old_keys: Vec<MasterKey>| {
-            let s = Store::new(
-                &dir.path().join("spool"),
-                MasterKey::from_bytes([8; 32]),
-                &dir.path().join("outbox"),
-                &dir.path().join("inbox"),
-                None,
-                None,
-            )
-            .unwrap();
-            s.set_old_keys(old_keys);
-            s
-        };
-        let without = reopen(vec![]);
-        assert!(matches!(
-            without.metadata(&path),
-            Err(SpoolError::Codec { .. })
-        ));
-        // Without its key the file waits: named, not quarantined, and
-        // recovery, delivery and listing all leave it alone.
-        let entries = without.entries(Area::Incoming).unwrap();
-        assert_eq!(entries[0].waiting_key, Some(old.key.key_id()));
-        assert!(entries[0]
-            .meta
-            .as_ref()
-            .unwrap_err()
-            .contains("waiting for key"));
-        without.recover().unwrap();
-        assert_eq!(without.deliver_all().unwrap(), 0);
-        without.deliver_all().unwrap();
-        assert!(path.exists());
-        assert_eq!(without.entries(Area::Quarantine).unwrap().len(), 0);
-        assert_eq!(without.counters.quarantined.load(Ordering::Relaxed), 0);
-        let waiting = without.conditions.snapshot();
-        assert_eq!(waiting.len(), 1, "{waiting:?}");
-        assert_eq!(
-            waiting[0].subject.key_id,
-            Some(old.key.key_id().to_string())
-        );
-        assert_eq!(waiting[0].files, 1);
-        // A reload that adds the key: delivered, the condition clears.
-        without.set_old_keys(vec![MasterKey::from_bytes([7; 32])]);
-        assert_eq!(without.deliver_all().unwrap(), 1);
-        assert!(without.conditions.snapshot().is_empty());
-        let delivered = std::fs::read(dir.path().join("inbox/before-the-key-change")).unwrap();
-        assert_eq!(delivered, b"payload");
-        // And a fresh start with the key configured reads it too.
-        let meta2 = put(&old, Area::Incoming, "second", b"two");
-        let with = reopen(vec![MasterKey::from_bytes([7; 32])]);
-        assert_eq!(
-            with.metadata(&old.path(Area::Incoming, &meta2.id))
-                .unwrap()
-                .id,
-            meta2.id
-        );
-    }
-
-    #[test]
-    fn entries_depth_and_quarantine() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        let a = put(&s, Area::Outgoing, "a", b"hello");
-        put(&s, Area::Outgoing, "b", &[1; 70_000]);
-        put(&s, Area::Incoming, "c", b"x");
-        let out = s.entries(Area::Outgoing).unwrap();
-        assert_eq!(out.len(), 2);
-        let d = s.depth();
-        assert_eq!((d.outbound.files, d.outbound.bytes), (2, 70_005));
-        assert_eq!((d.inbound.files, d.inbound.bytes), (1, 1));
-        assert!(d.outbound.oldest_age.is_some());
-        assert!(s.used_bytes() > 70_006);
-
-        // A garbage file sorts first, with its problem; quarantine moves it.
-        let bad = s.root.join(OUTGOING).join("junk.pgs");
-        fs::write(&bad, [b'x'; 80]).unwrap();
-        let out = s.entries(Area::Outgoing).unwrap();
-        assert_eq!(out[0].id, "junk");
-        assert!(out[0].meta.as_ref().unwrap_err().contains("magic"));
-        s.quarantine(&bad, None, "bad magic");
-        assert!(!bad.exists());
-        assert!(s.root.join(QUARANTINE).join("junk.pgs").exists());
-        assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 2);
-        assert_eq!(s.entries(Area::Quarantine).unwrap().len(), 1);
-        assert_eq!(s.counters.quarantined.load(Ordering::Relaxed), 1);
-
-        assert!(!s.is_known(&a.id));
-        s.mark_delivered(&a.id).unwrap();
-        assert!(s.is_known(&a.id));
-    }
-}
+#[path = "store_tests.rs"]
+pub(crate) mod tests;
