@@ -40,7 +40,8 @@ pub enum Condition {
     SpoolFull,
     /// A received file cannot be placed in the inbox (full, unwritable).
     InboxFailing,
-    /// The spool link made no progress for `stall_secs` and was torn down.
+    /// The spool link made no progress for `stall_secs` and was torn down;
+    /// clears when a transfer completes again.
     LinkStalled,
 }
 

@@ -209,8 +209,6 @@ impl Spool {
             Some(Frame::Hello { .. }) => {}
             other => return Err(unexpected(ctx, "HELLO", other.as_ref())),
         }
-        // The link works again after a stall.
-        self.store.conditions.clear(Condition::LinkStalled, LINK);
         for entry in files {
             if ctx.shutdown.is_stopping() {
                 break;
@@ -219,6 +217,8 @@ impl Spool {
             let now = Instant::now();
             match self.send_one(io, ctx, &entry).await? {
                 Sent::Done => {
+                    // A transfer completed: the link works again.
+                    self.store.conditions.clear(Condition::LinkStalled, LINK);
                     holds.release(&entry.id);
                     for c in [
                         Condition::TooLarge,

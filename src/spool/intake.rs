@@ -216,7 +216,7 @@ impl Store {
     fn intake_file_at(&self, path: &Path, expected: Option<Stamp>) -> Result<Intake, SpoolError> {
         let os_name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
         let (name, raw_name) = names::describe(&os_name);
-        let mut file = File::open(path).map_err(SpoolError::io("open", path))?;
+        let mut file = open_source(path).map_err(SpoolError::io("open", path))?;
         let stat = file.metadata().map_err(SpoolError::io("stat", path))?;
         let at_open = Stamp::of(&stat);
         if !stat.is_file() || expected.is_some_and(|e| e != at_open) {
@@ -364,6 +364,23 @@ impl Store {
             reason: Some(reason),
             path: None,
         }));
+    }
+}
+
+/// Opens an outbox file for reading without following a symbolic link and
+/// without blocking on a FIFO (either could be swapped in after the file
+/// was listed; the caller then sees a non-regular file or a changed
+/// stamp and leaves it).
+fn open_source(path: &Path) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        Ok(File::from(rustix::fs::open(path, flags, Mode::empty())?))
+    }
+    #[cfg(not(unix))]
+    {
+        File::open(path)
     }
 }
 

@@ -172,3 +172,24 @@ fn a_name_that_is_not_utf8_keeps_its_bytes_in_the_metadata() {
     assert_eq!(meta.name, "r\u{fffd}sum\u{fffd}.txt");
     assert_eq!(names::delivery_name(&meta), name.as_bytes());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_link_or_fifo_swapped_in_after_listing_is_neither_followed_nor_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let secret = dir.path().join("secret");
+    fs::write(&secret, b"secret").unwrap();
+    let path = s.outbox.join("swapped");
+    std::os::unix::fs::symlink(&secret, &path).unwrap();
+    assert!(s.intake_file(&path).is_err(), "a link is not opened");
+    fs::remove_file(&path).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Opening a FIFO nobody writes would block forever.
+    assert_eq!(s.intake_file(&path).unwrap(), Intake::Changed);
+    assert!(s.entries(Area::Outgoing).unwrap().is_empty());
+}

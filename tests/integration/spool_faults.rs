@@ -356,6 +356,9 @@ async fn a_frozen_link_mid_transfer_resumes_on_a_fresh_connection() {
         stalled["detail"].as_str().unwrap().contains("stalled"),
         "{stalled}"
     );
+    pair.site1.wait_audit("link_stalled cleared", |v| {
+        v["event"] == "spool_condition" && v["condition"] == "link_stalled" && v["state"] == "clear"
+    });
     wait_metric(admin, "pairgate_spool_link_stalls_total", None, |n| {
         n >= 1.0
     })
