@@ -6,7 +6,8 @@
 //! file open for writing", so intake combines three signals:
 //!
 //! 1. **Events** (inotify through [`super::watch`]): a create or a write
-//!    marks the name *writing*; `IN_CLOSE_WRITE` (a writer closed it) or
+//!    marks the name *writing* (a create also asks for a look, so a
+//!    symbolic link is refused at once); `IN_CLOSE_WRITE` (a writer closed it) or
 //!    `IN_MOVED_TO` (renamed in, complete) clears that and wakes intake.
 //!    A name marked writing is not taken, however quiet it looks, until a
 //!    close or rename arrives — or, if that event was lost (queue
@@ -85,7 +86,10 @@ impl Stamp {
 /// What a filesystem event says about one outbox name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
-    /// Created or written: someone is writing it.
+    /// Created: someone is writing it, or it is a link or special file
+    /// (which intake refuses at once).
+    Created,
+    /// Written: someone is writing it.
     Written,
     /// A writer closed it, or it was renamed in: maybe finished.
     Finished,
@@ -146,12 +150,12 @@ impl Tracker {
                 self.files.remove(name);
                 false
             }
-            Seen::Written => {
+            Seen::Written | Seen::Created => {
                 let w = self.entry(name, now);
                 w.writing = true;
                 w.stamp = None;
                 w.since = now;
-                false
+                seen == Seen::Created
             }
             Seen::Attrib => {
                 // Only a file that failed is worth a look: maybe it is
@@ -326,6 +330,10 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Tracker::new(Duration::from_millis(100));
         let name = OsStr::new("export.zip");
+        assert!(
+            t.on_event(name, Seen::Created, t0),
+            "a look: links are refused at once"
+        );
         assert!(!t.on_event(name, Seen::Written, t0));
         t.check(name, stamp(0, 1), t0);
         // Quiet for 10 s, 0 bytes, never closed: not taken.
