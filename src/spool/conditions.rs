@@ -201,9 +201,10 @@ impl Conditions {
 
     /// Clears every active `condition` whose key is not in `keep`.
     pub fn clear_others(&self, condition: Condition, keep: &[String]) {
+        let keep: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
         let stale: Vec<String> = lock(&self.active)
             .keys()
-            .filter(|(c, k)| *c == condition && !keep.contains(k))
+            .filter(|(c, k)| *c == condition && !keep.contains(k.as_str()))
             .map(|(_, k)| k.clone())
             .collect();
         for key in stale {

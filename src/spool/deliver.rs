@@ -65,7 +65,8 @@ impl Store {
     ) -> Result<usize, SpoolError> {
         let entries = self.entries(Area::Incoming)?;
         self.note_waiting(Area::Incoming, &entries);
-        holds.retain(|id| entries.iter().any(|e| &e.id == id));
+        let ids: std::collections::HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        holds.retain(|id| ids.contains(id.as_str()));
         let present: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         self.conditions
             .clear_others(Condition::InboxFailing, &present);

@@ -71,7 +71,9 @@ impl Spool {
         loop {
             let files = self.sendable().await;
             let now = Instant::now();
-            holds.retain(|id: &String| files.iter().any(|e| &e.id == id));
+            let present: std::collections::HashSet<&str> =
+                files.iter().map(|e| e.id.as_str()).collect();
+            holds.retain(|id: &String| present.contains(id.as_str()));
             let due: Vec<Entry> = files
                 .into_iter()
                 .filter(|e| !holds.is_held(&e.id, now))

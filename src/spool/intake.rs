@@ -150,14 +150,18 @@ impl Store {
         }
         lock(tracker).retain(&present);
         // Refusals of files that left the outbox are over.
-        let mut keep: Vec<String> = present
+        let names: std::collections::HashSet<String> = present
             .iter()
             .map(|n| n.to_string_lossy().into_owned())
             .collect();
-        self.conditions.clear_others(Condition::SpoolFull, &keep);
+        lock(&self.refused).retain(|(n, _, _)| names.contains(n));
+        let mut keep: Vec<String> = names.into_iter().collect();
         keep.push(OUTBOX_KEY.to_owned());
         self.conditions
             .clear_others(Condition::OutboxRefused, &keep);
+        // The receiver's own "full" is not about an outbox file.
+        keep.push(super::receive::RECEIVE_FULL.to_owned());
+        self.conditions.clear_others(Condition::SpoolFull, &keep);
         ready.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         for (_, name, stamp) in ready {
             let path = self.outbox.join(&name);

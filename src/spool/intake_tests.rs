@@ -193,3 +193,30 @@ fn a_link_or_fifo_swapped_in_after_listing_is_neither_followed_nor_blocks() {
     assert_eq!(s.intake_file(&path).unwrap(), Intake::Changed);
     assert!(s.entries(Area::Outgoing).unwrap().is_empty());
 }
+
+#[test]
+fn an_outbox_scan_clears_only_outbox_conditions() {
+    use crate::spool::conditions::{Audited, Report, Subject};
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.conditions.raise(Report {
+        condition: Condition::SpoolFull,
+        key: crate::spool::receive::RECEIVE_FULL.to_owned(),
+        subject: Subject::default(),
+        files: 0,
+        detail: "refusing files from the peer".into(),
+        audited: Audited::Condition,
+    });
+    s.conditions.raise(Report {
+        condition: Condition::SpoolFull,
+        key: "gone.bin".into(),
+        subject: Subject::default(),
+        files: 1,
+        detail: "spool full".into(),
+        audited: Audited::ByCaller,
+    });
+    s.scan_outbox().unwrap();
+    let left = s.conditions.snapshot();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].detail.contains("from the peer"));
+}
