@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 
 use super::metrics::Metrics;
 use super::status::{
-    CertificateStatus, DirectionStatus, LinkTracker, SpoolDepth, Status, StatusSource,
+    CertificateStatus, DirectionStatus, LinkTracker, SpoolConditionStatus, SpoolDepth, Status,
+    StatusSource,
 };
 use crate::audit::Direction;
 
@@ -19,6 +20,11 @@ use crate::audit::Direction;
 pub trait SpoolGauge: Send + Sync {
     /// What waits in `direction` now (may read the disk; called off the reactor).
     fn depth(&self, direction: Direction) -> SpoolDepth;
+
+    /// The spool's persistent conditions now (none by default).
+    fn conditions(&self) -> Vec<SpoolConditionStatus> {
+        Vec::new()
+    }
 }
 
 /// The status of one gateway, assembled on request.
@@ -91,6 +97,11 @@ impl Board {
             certificates,
             connections: self.metrics.connection_counts(),
             services: self.metrics.services(now),
+            spool_conditions: self
+                .spool
+                .as_ref()
+                .map(|s| s.conditions())
+                .unwrap_or_default(),
         }
     }
 }

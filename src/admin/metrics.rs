@@ -14,6 +14,8 @@
 //! | `certificate_expiry_timestamp_seconds{kind,sha256}` | `not_after` (Unix seconds) of our certificate (`own`), each trusted CA (`ca`), and each peer certificate seen (`peer`) | `min(...) - time() < 30 * 86400`: rotate within 30 days |
 //! | `spool_files{direction}`, `spool_bytes{direction}` | files (and bytes) waiting in the encrypted spool, `outbound` = to the peer, `inbound` = from the peer, not yet in the inbox | a cap being approached |
 //! | `spool_oldest_age_seconds{direction}` | age of the oldest waiting file: the replication lag this gateway adds | above the recovery point objective: 300 s (Skype for Business 2015/2019, CMS) or 1800 s (Lync 2013); warn well before, e.g. at half |
+//! | `spool_held_files{condition}` | spool files held back now, by condition: `waiting_for_key` (sealed under a key not configured), `too_large` / `bad_name` (the peer can never take them), `peer_refused` (refused for now), `outbox_refused` (unreadable, symlink, …), `spool_full`, `inbox_failing` (cannot be placed in the inbox) | any `waiting_for_key`, `too_large` or `bad_name` above 0 (needs an operator); `inbox_failing` or `spool_full` above 0 for minutes |
+//! | `spool_link_stalls_total` | spool transfers torn down because the link made no progress for `stall_secs` | a rising rate: a firewall or WAN path that black-holes flows |
 //! | `reloads_total{what,result}` | reloads of certificates/CRL/policy/config file | any `result="error"`: the gateway still runs the previous configuration |
 //! | `sessions_total{direction,service,result}` | sessions of each configured tunnel (`outbound`) and export (`inbound`) that ended `ok` or `failed` | any increase of `result="failed"` for `backup-smb`: the Backup Service's SMB path is broken, whatever the spool says |
 //! | `session_last_success_timestamp_seconds{direction,service}`, `session_last_failure_timestamp_seconds{…}` | when a session of the service last ended well / failed (0: never since start) | `time() - last_success > 2 * sync interval` while sessions are expected |
@@ -47,8 +49,8 @@ use serde::{Deserialize, Serialize};
 
 use super::labels::{
     decision_label, direction_label, CertKind, CertLabels, ConnLabels, DenyLabels, DirLabels,
-    FlowLabels, ReloadLabels, Reloaded, ServiceLabels, SessionLabels, SpoolEventLabels,
-    VersionLabels,
+    FlowLabels, ReloadLabels, Reloaded, ServiceLabels, SessionLabels, SpoolConditionLabels,
+    SpoolEventLabels, VersionLabels,
 };
 use super::sessions::Sessions;
 use crate::audit::Direction;
@@ -112,6 +114,8 @@ pub struct Metrics {
     spool_events: Family<SpoolEventLabels, Counter>,
     /// Last totals seen per spool event, to turn totals into increments.
     spool_seen: Mutex<HashMap<&'static str, u64>>,
+    spool_held: Family<SpoolConditionLabels, Gauge>,
+    spool_stalls: Counter,
     audit_events: Counter,
     peer_link_up: Gauge,
     peer_clock_skew: Gauge<f64, AtomicU64>,
@@ -158,6 +162,8 @@ impl Metrics {
             sessions: Sessions::default(),
             spool_events: Family::default(),
             spool_seen: Mutex::new(HashMap::new()),
+            spool_held: Family::default(),
+            spool_stalls: Counter::default(),
             audit_events: Counter::default(),
             peer_link_up: Gauge::default(),
             peer_clock_skew: Gauge::default(),
@@ -247,6 +253,16 @@ impl Metrics {
             "spool_files_events",
             "Spool files by event: ingested, sent, received, delivered, quarantined, refused (cap)",
             m.spool_events.clone(),
+        );
+        r.register(
+            "spool_held_files",
+            "Spool files held back now, by condition (waiting for a key, refused by the peer, not deliverable, ...)",
+            m.spool_held.clone(),
+        );
+        r.register(
+            "spool_link_stalls",
+            "Spool transfers torn down because the link made no progress for stall_secs",
+            m.spool_stalls.clone(),
         );
         r.register(
             "peer_link_up",
@@ -505,6 +521,20 @@ impl Metrics {
                 counter.inc_by(*total - *last);
                 *last = *total;
             }
+        }
+    }
+
+    /// Publishes the spool's held files per condition (every condition,
+    /// 0 included) and its running total of link stalls.
+    pub fn spool_conditions(&self, held: &[(&'static str, u64)], stalls_total: u64) {
+        for (condition, files) in held {
+            self.spool_held
+                .get_or_create(&SpoolConditionLabels { condition })
+                .set(i64::try_from(*files).unwrap_or(i64::MAX));
+        }
+        let seen = self.spool_stalls.get();
+        if stalls_total > seen {
+            self.spool_stalls.inc_by(stalls_total - seen);
         }
     }
 

@@ -15,7 +15,7 @@ use strum::IntoEnumIterator;
 
 use super::super::labels::{
     direction_label, ConnLabels, DenyLabels, DirLabels, FlowLabels, ReloadLabels, Reloaded,
-    ServiceLabels, SessionLabels, DIRECTIONS,
+    ServiceLabels, SessionLabels, SpoolConditionLabels, DIRECTIONS,
 };
 use super::super::sessions::{ServiceRole, ServiceStatus, SessionOutcome};
 use super::{is_handshake_failure, Metrics};
@@ -44,6 +44,13 @@ impl Metrics {
                     drop(self.handshake_failures.get_or_create(&labels));
                 }
             }
+        }
+        for condition in crate::spool::Condition::ALL {
+            self.spool_held
+                .get_or_create(&SpoolConditionLabels {
+                    condition: condition.as_str(),
+                })
+                .set(0);
         }
         for what in Reloaded::iter() {
             for result in ["ok", "error"] {

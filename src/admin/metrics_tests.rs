@@ -342,3 +342,19 @@ fn spool_events_exist_from_their_first_report() {
         Some(2.0)
     );
 }
+
+#[test]
+fn spool_conditions_and_stalls_are_exposed() {
+    let m = Metrics::new();
+    m.spool_conditions(&[("waiting_for_key", 3), ("too_large", 0)], 2);
+    m.spool_conditions(&[("waiting_for_key", 1), ("too_large", 0)], 2);
+    let text = m.encode();
+    let held = |c| value(&text, "pairgate_spool_held_files", &[("condition", c)]);
+    assert_eq!(held("waiting_for_key"), Some(1.0));
+    assert_eq!(held("too_large"), Some(0.0));
+    assert_eq!(held("inbox_failing"), Some(0.0));
+    assert_eq!(
+        value(&text, "pairgate_spool_link_stalls_total", &[]),
+        Some(2.0)
+    );
+}

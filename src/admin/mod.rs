@@ -45,6 +45,6 @@ pub use sessions::{
 };
 pub use status::{
     replication_state, CertificateStatus, DirectionStatus, LinkState, LinkTracker, PeerLink,
-    ReplicationState, SpoolDepth, Status, StatusSource, CLOCK_SKEW_WARN_SECS,
+    ReplicationState, SpoolConditionStatus, SpoolDepth, Status, StatusSource, CLOCK_SKEW_WARN_SECS,
     DEFAULT_SYNC_INTERVAL,
 };

@@ -65,6 +65,34 @@ pub struct Status {
     /// tunnelled traffic (SMB, HTTPS).
     #[serde(default)]
     pub services: Vec<ServiceStatus>,
+    /// Persistent spool conditions now (files waiting for a key, refused
+    /// by the peer, not deliverable, a stalled link, …); empty when all is
+    /// well or there is no spool.
+    #[serde(default)]
+    pub spool_conditions: Vec<SpoolConditionStatus>,
+}
+
+/// One persistent spool condition, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolConditionStatus {
+    /// `waiting_for_key`, `too_large`, `bad_name`, `peer_refused`,
+    /// `outbox_refused`, `spool_full`, `inbox_failing`, `link_stalled`.
+    pub condition: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The key the files wait for (`waiting_for_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Files it holds back.
+    pub files: u64,
+    /// What is wrong and what to do.
+    pub detail: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
 }
 
 /// Whether the peer gateway is reachable.
@@ -510,6 +538,7 @@ mod tests {
             certificates: vec![],
             connections: ConnectionCounts::default(),
             services: vec![],
+            spool_conditions: vec![],
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["started"], "2025-01-01T00:00:00Z");

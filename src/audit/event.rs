@@ -63,6 +63,14 @@ pub enum Event {
     /// A file was left in the outbox because the spool is full (`max_bytes`)
     /// or the file cannot be spooled (bad name).
     SpoolRefused(SpoolFile),
+    /// A persistent spool condition started or cleared (a file waiting
+    /// for a key, refused by the peer, not deliverable into the inbox, a
+    /// stalled link, …): one record at start, one at clear, never one per
+    /// retry.
+    SpoolCondition(SpoolCondition),
+    /// `spool.old_keys` was re-read on reload (or the reload was refused
+    /// and the keys in use kept).
+    SpoolKeyReload(SpoolKeyReload),
     /// The peer gateway's audit chain head, as it reported it over the
     /// authenticated control channel: anchors the peer's log in ours, so
     /// rewriting either log's history needs both sites.
@@ -119,6 +127,43 @@ pub struct SpoolFile {
     /// The inbox name used when it differs from `name`, or the quarantine path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+}
+
+/// See [`Event::SpoolCondition`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpoolCondition {
+    /// `waiting_for_key`, `too_large`, `bad_name`, `peer_refused`,
+    /// `outbox_refused`, `spool_full`, `inbox_failing`, `link_stalled`.
+    pub condition: String,
+    /// `start` or `clear`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The missing key's id (`waiting_for_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Files the condition holds back.
+    #[serde(default)]
+    pub files: u64,
+    /// What is wrong and what to do.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// See [`Event::SpoolKeyReload`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpoolKeyReload {
+    pub trigger: String,
+    pub ok: bool,
+    /// The ids of every key in use after the reload, `spool.key` first.
+    #[serde(default)]
+    pub key_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Outcome of a TLS material reload. Fingerprints are of our own leaf.

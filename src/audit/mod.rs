@@ -34,7 +34,7 @@ pub use chain::{
 };
 pub use event::{
     CertReload, Close, ConfigReload, Connection, Direction, Event, LogContinued, LogRepaired,
-    PeerAuditHead, PeerLink, PolicyReload, SpoolFile,
+    PeerAuditHead, PeerLink, PolicyReload, SpoolCondition, SpoolFile, SpoolKeyReload,
 };
 pub use query::{matches, parse_time, query, Filter, QueryStats, Record, TimeSpecError};
 pub use sink::AuditLog;

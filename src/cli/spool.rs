@@ -1,4 +1,4 @@
-//! `pairgate spool keygen|ls|verify|rekey`.
+//! `pairgate spool keygen|ls|verify|rekey|requeue`.
 
 use std::path::{Path, PathBuf};
 
@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context as _};
 use clap::{Args, Subcommand};
 
 use pairgate::config::Config;
-use pairgate::spool::{tools, MasterKey, Store};
+use pairgate::spool::{quarantine, tools, MasterKey, Store};
 
 use super::Failure;
 
@@ -21,6 +21,10 @@ pub enum SpoolCommand {
     /// Re-encrypt the spool under a new key (stop the gateway first; safe
     /// to interrupt and run again). Then point `spool.key` at the new key.
     Rekey(RekeyArgs),
+    /// Move quarantined files back to where they came from (outgoing/ or
+    /// incoming/) once the cause is fixed; a running gateway picks them up
+    /// within 30 s. A file that is still bad is quarantined again.
+    Requeue(LsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +75,7 @@ pub fn spool(command: SpoolCommand) -> Result<(), Failure> {
         SpoolCommand::Ls(a) => ls(&a.config.config, a.json),
         SpoolCommand::Verify(a) => verify(&a.config.config, a.json),
         SpoolCommand::Rekey(a) => rekey(&a.config.config, &a.new_key),
+        SpoolCommand::Requeue(a) => requeue(&a.config.config, a.json),
     }
 }
 
@@ -190,5 +195,47 @@ fn rekey(config: &Path, new_key: &Path) -> Result<(), Failure> {
         new_key.display(),
         config.display()
     );
+    Ok(())
+}
+
+fn requeue(config: &Path, json: bool) -> Result<(), Failure> {
+    let store = open(config)?;
+    let done = quarantine::requeue(&store)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&done).context("render JSON")?
+        );
+    } else {
+        for d in &done {
+            let name = d.name.as_deref().unwrap_or("(name unknown)");
+            match (&d.to, &d.problem) {
+                (Some(to), _) => println!(
+                    "requeued {name}: {} -> {}{}",
+                    d.from.display(),
+                    to.display(),
+                    d.reason
+                        .as_ref()
+                        .map(|r| format!(" (was quarantined: {r})"))
+                        .unwrap_or_default()
+                ),
+                (None, problem) => eprintln!(
+                    "left {name} in quarantine ({}): {}",
+                    d.from.display(),
+                    problem.as_deref().unwrap_or("unknown problem")
+                ),
+            }
+        }
+        println!(
+            "{} requeued, {} left in quarantine",
+            done.iter().filter(|d| d.to.is_some()).count(),
+            done.iter().filter(|d| d.to.is_none()).count()
+        );
+    }
+    if done.iter().any(|d| d.to.is_none()) {
+        return Err(Failure::problem(
+            "some quarantined files were left in place (listed above); see `pairgate spool ls`",
+        ));
+    }
     Ok(())
 }

@@ -166,6 +166,25 @@ fn render(status: &Status) -> String {
         status.sync_interval_secs
     ));
     out.push_str(&services(status));
+    if !status.spool_conditions.is_empty() {
+        out.push_str("spool needs attention:\n");
+        for c in &status.spool_conditions {
+            let what = c
+                .name
+                .as_ref()
+                .map(|n| format!(" {n}"))
+                .or_else(|| c.key_id.as_ref().map(|k| format!(" key {k}")))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  {}{what} ({} file(s), since {}): {}\n",
+                c.condition,
+                c.files,
+                when(c.since),
+                c.detail
+            ));
+        }
+        out.push('\n');
+    }
 
     let mut certs = Table::new();
     certs.load_preset(UTF8_FULL_CONDENSED).set_header([
@@ -381,12 +400,26 @@ mod tests {
                     sessions_total: SessionCounts::default(),
                 },
             ],
+            spool_conditions: vec![pairgate::admin::SpoolConditionStatus {
+                condition: "waiting_for_key".into(),
+                name: None,
+                id: None,
+                size: None,
+                key_id: Some("0011223344556677".into()),
+                files: 3,
+                detail: "add that key file to spool.old_keys".into(),
+                since: datetime!(2025-01-01 00:40:00 UTC),
+            }],
         }
     }
 
     #[test]
     fn report_shows_link_directions_and_certificates() {
         let text = render(&sample());
+        assert!(
+            text.contains("waiting_for_key key 0011223344556677 (3 file(s)"),
+            "{text}"
+        );
         assert!(
             text.contains("peer link: up since 2025-01-01 00:30:00 UTC"),
             "{text}"

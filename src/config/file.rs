@@ -72,6 +72,8 @@ pub(crate) struct RawSpool {
     pub max_bytes: Option<Spanned<u64>>,
     #[serde(default)]
     pub old_keys: Vec<Spanned<String>>,
+    pub settle_ms: Option<Spanned<u64>>,
+    pub stall_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -110,6 +110,19 @@ pub struct Spool {
     /// Previous master keys: files sealed under them (key id in each header)
     /// still drain after `spool.key` moved to a new key.
     pub old_keys: Vec<PathBuf>,
+    /// How long an outbox file must look unchanged (size, mtime, ctime,
+    /// inode) before it is taken (`spool.settle_ms`, default 1000).
+    pub settle: Duration,
+    /// A spool transfer that makes no progress this long is torn down and
+    /// resumed on a new connection (`spool.stall_secs`, default 30).
+    pub stall: Duration,
+}
+
+impl Spool {
+    pub const DEFAULT_SETTLE_MS: u64 = 1000;
+    pub const MAX_SETTLE_MS: u64 = 600_000;
+    pub const DEFAULT_STALL_SECS: u64 = 30;
+    pub const MAX_STALL_SECS: u64 = 3600;
 }
 
 #[derive(Debug, Clone)]

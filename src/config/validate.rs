@@ -280,7 +280,40 @@ impl Validator<'_> {
             }
             other => other.as_ref().map(|m| *m.get_ref()),
         };
+        let settle_ms = match &raw.settle_ms {
+            Some(v) if *v.get_ref() > Spool::MAX_SETTLE_MS => {
+                return Err(self.invalid(
+                    &v.span(),
+                    "spool.settle_ms",
+                    format!("is {} ms, more than ten minutes", v.get_ref()),
+                    format!(
+                        "set it between 0 and {} (default {}): how long an outbox file must stay unchanged before it is taken",
+                        Spool::MAX_SETTLE_MS,
+                        Spool::DEFAULT_SETTLE_MS
+                    ),
+                ));
+            }
+            Some(v) => *v.get_ref(),
+            None => Spool::DEFAULT_SETTLE_MS,
+        };
+        let stall_secs = match &raw.stall_secs {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > Spool::MAX_STALL_SECS => {
+                return Err(self.invalid(
+                    &v.span(),
+                    "spool.stall_secs",
+                    format!("is {}, outside 1..={}", v.get_ref(), Spool::MAX_STALL_SECS),
+                    format!(
+                        "set the seconds a transfer may make no progress before the link is dropped (default {}; keep it well under the 2-minute sync interval)",
+                        Spool::DEFAULT_STALL_SECS
+                    ),
+                ));
+            }
+            Some(v) => *v.get_ref(),
+            None => Spool::DEFAULT_STALL_SECS,
+        };
         Ok(Spool {
+            settle: Duration::from_millis(settle_ms),
+            stall: Duration::from_secs(stall_secs),
             dir: self.file_path("spool.dir", &raw.dir)?,
             key: self.file_path("spool.key", &raw.key)?,
             outbox: self.file_path("spool.outbox", &raw.outbox)?,
@@ -563,6 +596,29 @@ target = "127.0.0.1:4450"
     }
 
     #[test]
+    fn spool_settle_and_stall_are_checked() {
+        let spool = |extra: &str| {
+            format!(
+                "{BASE}\n[spool]\ndir = \"s\"\nkey = \"k\"\noutbox = \"o\"\ninbox = \"i\"\n{extra}"
+            )
+        };
+        let config = parse(&spool("settle_ms = 0\nstall_secs = 5\n")).expect("valid");
+        let s = config.spool.expect("spool");
+        assert_eq!(
+            (s.settle, s.stall),
+            (Duration::ZERO, Duration::from_secs(5))
+        );
+        for (extra, key) in [
+            ("stall_secs = 0\n", "spool.stall_secs"),
+            ("stall_secs = 7200\n", "spool.stall_secs"),
+            ("settle_ms = 700000\n", "spool.settle_ms"),
+        ] {
+            let message = parse(&spool(extra)).unwrap_err().to_string();
+            assert!(message.contains(key), "{message}");
+        }
+    }
+
+    #[test]
     fn relative_config_path_still_gives_absolute_paths() {
         let config = Config::parse(BASE, Path::new("site1.toml")).map_err(|e| e.to_string());
         let config = config.expect("BASE is valid");
@@ -584,6 +640,10 @@ target = "127.0.0.1:4450"
             (Path::new("/srv/pg/i"), Some(1000))
         );
         assert_eq!(config.lines.spool, 28);
+        assert_eq!(
+            (spool.settle, spool.stall),
+            (Duration::from_millis(1000), Duration::from_secs(30))
+        );
         assert_eq!(config.limits.idle_timeout, Duration::from_secs(60));
         assert_eq!(config.limits.handshake_timeout, Duration::from_secs(10));
         assert_eq!(

@@ -117,7 +117,10 @@ fn diff_spool(c: &mut Changed, old: Option<&Spool>, new: Option<&Spool>) {
                 outbox,
                 inbox,
                 max_bytes,
-                old_keys,
+                // Applied live: SIGHUP re-reads the previous keys (gateway::spool_keys).
+                old_keys: _,
+                settle,
+                stall,
             }),
             Some(new),
         ) => {
@@ -126,7 +129,8 @@ fn diff_spool(c: &mut Changed, old: Option<&Spool>, new: Option<&Spool>) {
             c.check("spool.outbox", outbox, &new.outbox);
             c.check("spool.inbox", inbox, &new.inbox);
             c.check("spool.max_bytes", max_bytes, &new.max_bytes);
-            c.check("spool.old_keys", old_keys, &new.old_keys);
+            c.check("spool.settle_ms", settle, &new.settle);
+            c.check("spool.stall_secs", stall, &new.stall);
         }
         _ => c.0.push("[spool]".to_owned()),
     }

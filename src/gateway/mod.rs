@@ -10,6 +10,7 @@
 mod config_diff;
 mod reload;
 mod replication;
+mod spool_keys;
 
 pub use config_diff::restart_needed;
 pub use reload::{Reload, Reloader, Request as ReloadRequest, WATCH_INTERVAL};

@@ -137,6 +137,7 @@ impl Running {
         }
         self.reload_policy(trigger);
         self.reload_tls(trigger);
+        self.reload_spool_keys(trigger);
     }
 
     /// Re-reads and validates the config file. Returns whether the reload

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::admin::{SpoolDepth, SpoolGauge};
+use crate::admin::{SpoolConditionStatus, SpoolDepth, SpoolGauge};
 use crate::audit::Direction;
 use crate::proxy::Context;
 use crate::spool::{Area, DirDepth};
@@ -108,6 +108,28 @@ impl SpoolGauge for Replication {
             }
         }
     }
+
+    fn conditions(&self) -> Vec<SpoolConditionStatus> {
+        let Some(spool) = &self.ctx.spool else {
+            return Vec::new();
+        };
+        spool
+            .store
+            .conditions
+            .snapshot()
+            .into_iter()
+            .map(|a| SpoolConditionStatus {
+                condition: a.condition.as_str().to_owned(),
+                name: a.subject.name,
+                id: a.subject.id,
+                size: a.subject.size,
+                key_id: a.subject.key_id,
+                files: a.files,
+                detail: a.detail,
+                since: a.since,
+            })
+            .collect()
+    }
 }
 
 /// Refreshes the `pairgate_spool_*` gauges until shutdown.
@@ -143,7 +165,19 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
                 ("delivered", n(&c.delivered)),
                 ("quarantined", n(&c.quarantined)),
                 ("refused", n(&c.refused)),
+                ("refused_by_peer", n(&c.refused_by_peer)),
             ]);
+            let held: Vec<(&'static str, u64)> = spool
+                .store
+                .conditions
+                .files_by_condition()
+                .into_iter()
+                .map(|(c, files)| (c.as_str(), files))
+                .collect();
+            replication
+                .ctx
+                .metrics
+                .spool_conditions(&held, n(&c.stalls));
         }
         if let Ok(depths) = depths {
             let now = OffsetDateTime::now_utc();

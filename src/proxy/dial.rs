@@ -37,6 +37,7 @@ pub(crate) async fn dial_peer(
             .await
             .map_err(|e| (DenyReason::PeerUnreachable, e.to_string()))?;
         let _ = tcp.set_nodelay(true);
+        super::keepalive::enable(&tcp);
         let name = ServerName::try_from(ctx.peer_pool.clone())
             .map_err(|e| (DenyReason::BadCertificate, e.to_string()))?;
         TlsConnector::from(config)

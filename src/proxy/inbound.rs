@@ -166,6 +166,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
             }
         };
     let _ = backend.set_nodelay(true);
+    super::keepalive::enable(&backend);
     super::relay_allowed(ctx, track, leaf, stream, backend).await;
 }
 

@@ -54,6 +54,7 @@ pub async fn serve<H, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
+        super::keepalive::enable(&stream);
         match ctx.slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 arrivals += 1;

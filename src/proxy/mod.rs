@@ -14,6 +14,7 @@
 pub mod control;
 mod dial;
 mod inbound;
+pub mod keepalive;
 mod listener;
 mod outbound;
 mod pending;

@@ -10,19 +10,33 @@
 //! If the final name is taken by a file with the same SHA-256 the earlier
 //! delivery already happened (a crash before the marker): nothing is
 //! written twice. If it is taken by a different file, the new one arrives as
-//! `<name>.<id>` and the audit line says so.
+//! `<name>.<id>` (shortened when too long, see [`super::names`]) and the
+//! audit line says so. A name that is not UTF-8 is restored from its raw
+//! bytes.
+//!
+//! A file the inbox cannot take (full, unwritable) is set aside with its
+//! own backoff while the others are delivered; the condition is audited
+//! once (`spool_condition` `inbox_failing`) and once when it clears.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
+use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::{SpoolCodecError, SpoolError};
+use super::hold::Holds;
 use super::intake::finish_file;
 use super::metadata::Metadata;
+use super::names::{self, NAME_MAX, NAME_MAX_SMALL};
 use super::store::{age_ms, durable_remove, sync_dir, Area, Entry, Store};
 use super::stream::{decrypt_stream, digest_stream};
 use crate::audit::{Event, SpoolFile};
+
+/// First retry of a file the inbox could not take; doubles up to the cap.
+pub const RETRY_START: Duration = Duration::from_secs(2);
+pub const RETRY_CAP: Duration = Duration::from_secs(120);
 
 /// Prefix of delivery temp files in the inbox.
 pub const INBOX_TMP_PREFIX: &str = ".pg-";
@@ -35,12 +49,63 @@ impl Store {
     /// [`SpoolError::Io`] when `incoming/` cannot be listed; a file that
     /// fails for an I/O reason stays for the next round.
     pub fn deliver_all(&self) -> Result<usize, SpoolError> {
+        self.deliver_due(&mut Holds::default(), Instant::now())
+    }
+
+    /// Delivers the files of `incoming/` that are not set aside in `holds`;
+    /// a file that fails is set aside (reported once) and the others go on.
+    /// Files waiting for a key are left alone and reported.
+    ///
+    /// # Errors
+    /// [`SpoolError::Io`] when `incoming/` cannot be listed.
+    pub fn deliver_due(
+        &self,
+        holds: &mut Holds<String>,
+        now: Instant,
+    ) -> Result<usize, SpoolError> {
+        let entries = self.entries(Area::Incoming)?;
+        self.note_waiting(Area::Incoming, &entries);
+        let ids: std::collections::HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        holds.retain(|id| ids.contains(id.as_str()));
+        let present: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        self.conditions
+            .clear_others(Condition::InboxFailing, &present);
         let mut done = 0;
-        for entry in self.entries(Area::Incoming)? {
+        for entry in entries {
+            if entry.waiting_key.is_some() || holds.is_held(&entry.id, now) {
+                continue;
+            }
             match self.deliver_one(&entry) {
-                Ok(true) => done += 1,
+                Ok(true) => {
+                    done += 1;
+                    holds.release(&entry.id);
+                    self.conditions.clear(Condition::InboxFailing, &entry.id);
+                }
                 Ok(false) => {}
-                Err(e) => tracing::warn!(id = %entry.id, error = %e, "delivery failed; will retry"),
+                Err(e) => {
+                    let (first, _) = holds.hold(&entry.id, RETRY_START, RETRY_CAP, now);
+                    if !first {
+                        tracing::debug!(id = %entry.id, error = %e, "delivery failed again");
+                    }
+                    let meta = entry.meta.as_ref().ok();
+                    self.conditions.raise(Report {
+                        condition: Condition::InboxFailing,
+                        key: entry.id.clone(),
+                        subject: Subject {
+                            name: meta.map(|m| m.name.clone()),
+                            id: Some(entry.id.clone()),
+                            size: meta.map(|m| m.size),
+                            key_id: None,
+                        },
+                        files: 1,
+                        detail: format!(
+                            "cannot place it in the inbox {}: {e}; it waits in the spool and is \
+                             retried with backoff (the other files go on)",
+                            self.inbox.display()
+                        ),
+                        audited: Audited::Condition,
+                    });
+                }
             }
         }
         Ok(done)
@@ -51,6 +116,9 @@ impl Store {
     /// # Errors
     /// [`SpoolError::Io`] (the entry stays in `incoming/`).
     pub fn deliver_one(&self, entry: &Entry) -> Result<bool, SpoolError> {
+        if entry.waiting_key.is_some() {
+            return Ok(false);
+        }
         let meta = match &entry.meta {
             Ok(m) => m.clone(),
             Err(reason) => {
@@ -83,7 +151,8 @@ impl Store {
         self.forget(&entry.path);
         durable_remove(&entry.path)?;
         self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-        let renamed = placed.file_name().and_then(|n| n.to_str()) != Some(meta.name.as_str());
+        let wanted = names::delivery_name(&meta);
+        let renamed = placed.file_name().map(names::bytes_of) != Some(wanted);
         tracing::info!(id = %meta.id, size = meta.size, "delivered");
         self.audit(Event::SpoolDelivered(SpoolFile {
             id: meta.id.clone(),
@@ -96,7 +165,7 @@ impl Store {
                 .map(str::to_owned),
             age_ms: Some(age_ms(&meta)),
             reason: renamed.then(|| "name taken by a different file".to_owned()),
-            path: renamed.then(|| placed.display().to_string()),
+            path: renamed.then(|| placed.to_string_lossy().into_owned()),
         }));
         Ok(true)
     }
@@ -108,28 +177,35 @@ impl Store {
         decrypt_stream(
             BufReader::with_capacity(256 * 1024, src),
             &mut w,
-            self.key_for(sealed),
+            &self.key_for(sealed),
         )
         .map_err(SpoolError::codec(sealed))?;
         finish_file(w, tmp).map(drop)
     }
 
     /// Links `tmp` to the first free name (`name`, `name.<id>`,
-    /// `name.<id>.2`, …), or finds that an identical copy is there already.
+    /// `name.<id>.2`, …, shortened to the filesystem's limit), or finds
+    /// that an identical copy is there already.
     fn place(&self, tmp: &Path, meta: &Metadata) -> Result<PathBuf, SpoolError> {
-        for n in 0..100 {
-            let name = match n {
-                0 => meta.name.clone(),
-                1 => format!("{}.{}", meta.name, meta.id),
-                n => format!("{}.{}.{n}", meta.name, meta.id),
-            };
-            let dest = self.inbox.join(name);
+        let wanted = names::delivery_name(meta);
+        let mut limit = NAME_MAX;
+        let mut n = 0;
+        while n < 100 {
+            let dest = self
+                .inbox
+                .join(names::candidate(&wanted, &meta.id, n, limit));
             match fs::hard_link(tmp, &dest) {
                 Ok(()) => return Ok(dest),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     if same_content(&dest, meta) {
                         return Ok(dest);
                     }
+                }
+                // The inbox's filesystem takes shorter names (eCryptfs):
+                // the same candidate, cut to the smaller limit.
+                Err(e) if e.raw_os_error() == Some(36) && limit > NAME_MAX_SMALL => {
+                    limit = NAME_MAX_SMALL;
+                    continue;
                 }
                 Err(_) if !dest.exists() => {
                     // A filesystem without hard links: rename (the check
@@ -139,6 +215,7 @@ impl Store {
                 }
                 Err(e) => return Err(SpoolError::io("link into", &dest)(e)),
             }
+            n += 1;
         }
         Err(SpoolError::io("find a free name in", &self.inbox)(
             io::Error::other("100 names taken"),
@@ -189,6 +266,60 @@ mod tests {
         let names: Vec<_> = fs::read_dir(&s.inbox).unwrap().collect();
         assert_eq!(names.len(), 3, "{names:?}");
         assert!(s.is_known(&c.id));
+    }
+
+    #[test]
+    fn a_long_name_that_clashes_is_shortened_keeping_extension_and_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let long = format!("{}.bak", "n".repeat(246));
+        put(&s, Area::Incoming, &long, b"first");
+        assert_eq!(s.deliver_all().unwrap(), 1);
+        let b = put(&s, Area::Incoming, &long, b"second");
+        assert_eq!(s.deliver_all().unwrap(), 1, "not stuck in incoming/");
+        assert_eq!(fs::read(s.inbox.join(&long)).unwrap(), b"first");
+        let names: Vec<String> = fs::read_dir(&s.inbox)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != &long)
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(names[0].len() <= 255);
+        assert!(names[0].ends_with(&format!(".{}.bak", b.id)), "{names:?}");
+        assert_eq!(fs::read(s.inbox.join(&names[0])).unwrap(), b"second");
+    }
+
+    #[test]
+    fn a_file_the_inbox_cannot_take_is_set_aside_and_the_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let a = put(&s, Area::Incoming, "a.txt", b"a");
+        // A directory squats the name and the clash names cannot be linked
+        // either: the inbox cannot take "a.txt" (as when it is full).
+        fs::create_dir(s.inbox.join("a.txt")).unwrap();
+        for n in 1..100 {
+            let name = names::candidate(b"a.txt", &a.id, n, NAME_MAX);
+            fs::create_dir(s.inbox.join(name)).unwrap();
+        }
+        let b = put(&s, Area::Incoming, "b.txt", b"b");
+        let mut holds = Holds::default();
+        let t0 = Instant::now();
+        assert_eq!(s.deliver_due(&mut holds, t0).unwrap(), 1);
+        assert!(s.inbox.join("b.txt").is_file());
+        assert!(!s.path(Area::Incoming, &b.id).exists(), "b delivered");
+        assert!(s.path(Area::Incoming, &a.id).exists(), "a waits");
+        assert!(holds.is_held(&a.id, t0));
+        let held = s.conditions.snapshot();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].condition, Condition::InboxFailing);
+        // Held: no retry before its time, however often we look.
+        for _ in 0..5 {
+            assert_eq!(s.deliver_due(&mut holds, t0).unwrap(), 0);
+        }
+        fs::remove_dir(s.inbox.join("a.txt")).unwrap();
+        assert_eq!(s.deliver_due(&mut holds, t0 + RETRY_START).unwrap(), 1);
+        assert!(s.conditions.snapshot().is_empty());
+        assert_eq!(fs::read(s.inbox.join("a.txt")).unwrap(), b"a");
     }
 
     #[test]

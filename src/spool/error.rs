@@ -147,17 +147,45 @@ pub enum SpoolError {
     #[error(transparent)]
     Wire(#[from] super::wire::WireError),
     /// The peer refused a file (it says why).
-    #[error("the peer refused {id}: {message}")]
-    Refused { id: String, message: String },
+    #[error("the peer refused {id} ({}): {message}", reason.as_str())]
+    Refused {
+        id: String,
+        reason: super::wire::Refusal,
+        message: String,
+    },
     /// The transfer connection failed.
     #[error("spool link to {peer}: {detail}")]
     Link { peer: String, detail: String },
+    /// The transfer connection made no progress within `stall_secs`.
+    #[error(
+        "spool link to {peer} stalled: no progress for {secs} s while {doing}; the connection \
+         was dropped and the transfer will resume on a new one"
+    )]
+    Stalled {
+        peer: String,
+        doing: &'static str,
+        secs: u64,
+    },
     /// A background task died (a bug).
     #[error("spool task failed: {0}; this is a bug in pairgate, please report it")]
     Task(String),
 }
 
 impl SpoolError {
+    /// Whether this is a full disk or an exhausted quota (`ENOSPC`,
+    /// `EDQUOT`): a condition that clears when space is freed.
+    pub fn is_storage_full(&self) -> bool {
+        let io = match self {
+            SpoolError::Io { source, .. } => Some(source),
+            SpoolError::Codec {
+                source: SpoolCodecError::Io { source, .. },
+                ..
+            } => Some(source),
+            _ => None,
+        };
+        io.is_some_and(is_full)
+    }
+
     /// Wraps an I/O error with the action and the path.
     pub(crate) fn io(
         action: &'static str,
@@ -176,4 +204,12 @@ impl SpoolError {
         let path = path.to_owned();
         move |source| Self::Codec { path, source }
     }
+}
+
+/// `ENOSPC` or `EDQUOT`.
+pub(crate) fn is_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(28 | 122))
 }

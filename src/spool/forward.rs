@@ -2,69 +2,63 @@
 //! mTLS (`pg1-spool`), send them oldest first on one connection, delete
 //! each only after its ACK. Retries with capped exponential backoff and
 //! jitter while the peer is unreachable.
+//!
+//! No head-of-line blocking: a file the peer refuses is set aside with its
+//! own backoff ([`Holds`]) and the connection goes on with the next file.
+//! The refusal's reason ([`Refusal`]) tells "later" (`full`, `busy`,
+//! `failed`: retried from 5 s doubling to 5 min; `busy` from 1 s) from
+//! "never" (`too_large`, `bad_name`: reported once as a condition; offered
+//! again — one OFFER, no data — after 30 s doubling to 30 min, in case the
+//! peer's limit was raised).
+//!
+//! A link that makes no progress for `stall_secs` is torn down
+//! ([`SpoolError::Stalled`]), reported (link down in `/status`,
+//! `spool_condition` `link_stalled`, `pairgate_spool_link_stalls_total`)
+//! and the transfer starts again on a fresh connection.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ring::rand::{SecureRandom, SystemRandom};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
+use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::SpoolError;
-use super::link::{ChannelWriter, FrameIo, LinkStats};
+use super::hold::{Backoff, Holds, BACKOFF_START};
+use super::link::{ChannelWriter, FrameIo, LinkStats, Timeouts};
+use super::names::RAW_NAME_FIELD;
 use super::store::{age_ms, durable_remove, lock, Area, Entry};
 use super::stream::decrypt_stream;
-use super::wire::{Frame, VERSION};
-use super::Spool;
+use super::wire::{Frame, Refusal, VERSION};
+use super::{Spool, SAFETY_NET};
 use crate::audit::{Direction, Event, SpoolFile};
 use crate::policy::Decision;
 use crate::proxy::{dial_peer, Context, Track};
 use crate::tls::{self};
 
-/// First retry delay after a failed connection.
-pub const BACKOFF_START: Duration = Duration::from_millis(200);
-/// Longest retry delay.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
-/// How often `outgoing/` is looked at when nobody wakes the forwarder.
-const POLL: Duration = Duration::from_millis(250);
+/// A file the peer refused for now: first retry, and the longest wait.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(5);
+pub const REFUSED_RETRY_CAP: Duration = Duration::from_secs(300);
+/// A file the peer says it can never take is offered again after this,
+/// doubling up to [`NEVER_RETRY_CAP`] (its limit may have been raised).
+pub const NEVER_RETRY: Duration = Duration::from_secs(30);
+pub const NEVER_RETRY_CAP: Duration = Duration::from_secs(1800);
+/// The condition key of a stalled link.
+const LINK: &str = "link";
 
-/// Capped exponential backoff with jitter (each delay uniform in
-/// [d/2, d]).
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-    rng: SystemRandom,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next: BACKOFF_START,
-            rng: SystemRandom::new(),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay to wait now; doubles the next one up to the cap.
-    pub fn delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (d * 2).min(BACKOFF_CAP);
-        let mut r = [0u8; 4];
-        let frac = if self.rng.fill(&mut r).is_ok() {
-            f64::from(u32::from_be_bytes(r)) / f64::from(u32::MAX)
-        } else {
-            0.5
-        };
-        d / 2 + d.mul_f64(frac / 2.0)
-    }
-
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_START;
-    }
+/// How one offered file ended, short of a broken connection.
+enum Sent {
+    /// The peer has it; ours is deleted.
+    Done,
+    /// The peer refused it (it said why); set aside.
+    Refused { reason: Refusal, message: String },
+    /// We could not read our own copy (I/O): set aside, try again later.
+    Unreadable(String),
+    /// Ours failed authentication: quarantined.
+    Quarantined,
 }
 
 impl Spool {
@@ -72,21 +66,50 @@ impl Spool {
     pub async fn forward_loop(self: Arc<Self>, ctx: Arc<Context>) {
         let stop = ctx.shutdown.stop_token().clone();
         let mut backoff = Backoff::default();
+        let mut holds = Holds::default();
+        let mut failing = false;
         loop {
             let files = self.sendable().await;
-            if files.is_empty() {
+            let now = Instant::now();
+            let present: std::collections::HashSet<&str> =
+                files.iter().map(|e| e.id.as_str()).collect();
+            holds.retain(|id: &String| present.contains(id.as_str()));
+            let due: Vec<Entry> = files
+                .into_iter()
+                .filter(|e| !holds.is_held(&e.id, now))
+                .collect();
+            if due.is_empty() {
+                let next = holds.next_due().map_or(now + SAFETY_NET, |t| {
+                    t.max(now + BACKOFF_START).min(now + SAFETY_NET)
+                });
                 tokio::select! {
                     () = self.wake_forward.notified() => {}
-                    () = tokio::time::sleep(POLL) => {}
+                    () = tokio::time::sleep_until(next.into()) => {}
                     () = stop.cancelled() => return,
                 }
                 continue;
             }
-            match self.send_batch(&ctx, files).await {
-                Ok(()) => backoff.reset(),
+            match self.send_batch(&ctx, due, &mut holds).await {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!(peer = %ctx.peer_connect, "spool forwarding works again");
+                        failing = false;
+                    }
+                    backoff.reset();
+                }
                 Err(e) => {
+                    if let SpoolError::Stalled { .. } = &e {
+                        self.stalled(&ctx, &e);
+                    }
                     let delay = backoff.delay();
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "spool forwarding failed");
+                    // Logged once per outage; the link state is audited
+                    // by the heartbeat and shown in /status.
+                    if failing {
+                        tracing::debug!(error = %e, retry_in_ms = delay.as_millis() as u64, "spool forwarding failed again");
+                    } else {
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "spool forwarding failed; retrying with backoff");
+                        failing = true;
+                    }
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = stop.cancelled() => return,
@@ -96,15 +119,26 @@ impl Spool {
         }
     }
 
-    /// Outgoing files ready to send (unreadable ones are quarantined).
+    /// Outgoing files ready to send: damaged ones are quarantined, those
+    /// waiting for a key or still pending intake are left out.
     async fn sendable(&self) -> Vec<Entry> {
         let store = self.store.clone();
         let listed = tokio::task::spawn_blocking(move || {
             let entries = store.entries(Area::Outgoing).unwrap_or_default();
+            store.note_waiting(Area::Outgoing, &entries);
+            let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+            for c in [
+                Condition::TooLarge,
+                Condition::BadName,
+                Condition::PeerRefused,
+            ] {
+                store.conditions.clear_others(c, &ids);
+            }
             let pending = lock(&store.pending).clone();
             let mut ok = Vec::new();
             for e in entries {
                 match &e.meta {
+                    Err(_) if e.waiting_key.is_some() => {}
                     Err(reason) => store.quarantine(&e.path, None, reason),
                     Ok(_) if pending.contains(&e.id) => {}
                     Ok(_) => ok.push(e),
@@ -116,8 +150,14 @@ impl Spool {
         listed.unwrap_or_default()
     }
 
-    /// One connection: handshake, then each file in turn.
-    async fn send_batch(&self, ctx: &Context, files: Vec<Entry>) -> Result<(), SpoolError> {
+    /// One connection: handshake, then each file in turn; refused files
+    /// are set aside in `holds` and the others go on.
+    async fn send_batch(
+        &self,
+        ctx: &Context,
+        files: Vec<Entry>,
+        holds: &mut Holds<String>,
+    ) -> Result<(), SpoolError> {
         let addr = tokio::net::lookup_host(&ctx.peer_connect)
             .await
             .ok()
@@ -136,9 +176,16 @@ impl Spool {
             }
         };
         track.decide(ctx, Decision::Allow, None);
-        let mut io = FrameIo::new(stream, ctx.limits.idle_timeout, &ctx.peer_pool);
-        let result = self.send_files(&mut io, ctx, files).await;
-        io.close().await;
+        let timeouts = Timeouts {
+            idle: ctx.limits.idle_timeout,
+            stall: self.store.stall,
+        };
+        let mut io = FrameIo::new(stream, timeouts, &ctx.peer_pool);
+        let result = self.send_files(&mut io, ctx, files, holds).await;
+        if !matches!(result, Err(SpoolError::Stalled { .. })) {
+            // A frozen link would hold the close until it times out too.
+            io.close().await;
+        }
         let LinkStats {
             bytes_in,
             bytes_out,
@@ -157,6 +204,7 @@ impl Spool {
         io: &mut FrameIo<S>,
         ctx: &Context,
         files: Vec<Entry>,
+        holds: &mut Holds<String>,
     ) -> Result<(), SpoolError> {
         io.send(&Frame::Hello { version: VERSION }, true).await?;
         match io.read_frame().await? {
@@ -167,9 +215,104 @@ impl Spool {
             if ctx.shutdown.is_stopping() {
                 break;
             }
-            self.send_one(io, ctx, &entry).await?;
+            let Ok(meta) = &entry.meta else { continue };
+            let now = Instant::now();
+            match self.send_one(io, ctx, &entry).await? {
+                Sent::Done => {
+                    // A transfer completed: the link works again.
+                    self.store.conditions.clear(Condition::LinkStalled, LINK);
+                    holds.release(&entry.id);
+                    for c in [
+                        Condition::TooLarge,
+                        Condition::BadName,
+                        Condition::PeerRefused,
+                    ] {
+                        self.store.conditions.clear(c, &entry.id);
+                    }
+                }
+                Sent::Quarantined => {}
+                Sent::Unreadable(detail) => {
+                    let (first, _) = holds.hold(&entry.id, REFUSED_RETRY, REFUSED_RETRY_CAP, now);
+                    if first {
+                        tracing::warn!(id = %entry.id, %detail, "cannot read a spooled file; set aside, will retry");
+                    }
+                }
+                Sent::Refused { reason, message } => {
+                    let (first, cap) = match reason {
+                        r if r.is_permanent() => (NEVER_RETRY, NEVER_RETRY_CAP),
+                        Refusal::Busy => (Duration::from_secs(1), REFUSED_RETRY_CAP),
+                        _ => (REFUSED_RETRY, REFUSED_RETRY_CAP),
+                    };
+                    let (new, _) = holds.hold(&entry.id, first, cap, now);
+                    if new {
+                        self.store
+                            .counters
+                            .refused_by_peer
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.report_refusal(ctx, meta, reason, &message);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Reports a file the peer refused: once, as a condition (busy is
+    /// transient and only logged at debug level).
+    fn report_refusal(
+        &self,
+        ctx: &Context,
+        meta: &super::Metadata,
+        reason: Refusal,
+        message: &str,
+    ) {
+        let condition = match reason {
+            Refusal::TooLarge => Condition::TooLarge,
+            Refusal::BadName => Condition::BadName,
+            Refusal::Busy => {
+                tracing::debug!(id = %meta.id, %message, "peer is busy with this file; retrying soon");
+                return;
+            }
+            _ => Condition::PeerRefused,
+        };
+        let what = if reason.is_permanent() {
+            "it cannot be delivered as things are: the other files go on; fix the cause at the \
+             peer (e.g. raise its max_bytes) or remove the file — it is offered again now and \
+             then (30 s doubling to 30 min)"
+        } else {
+            "it is set aside and retried with backoff while the other files go on"
+        };
+        self.store.conditions.raise(Report {
+            condition,
+            key: meta.id.clone(),
+            subject: Subject {
+                name: Some(meta.name.clone()),
+                id: Some(meta.id.clone()),
+                size: Some(meta.size),
+                key_id: None,
+            },
+            files: 1,
+            detail: format!(
+                "{} refused it ({}): {message}; {what}",
+                ctx.peer_pool,
+                reason.as_str()
+            ),
+            audited: Audited::Condition,
+        });
+    }
+
+    /// The link stalled: count it, show the link down, report it once.
+    fn stalled(&self, ctx: &Context, e: &SpoolError) {
+        self.store.counters.stalls.fetch_add(1, Ordering::Relaxed);
+        ctx.link.down(e.to_string());
+        self.store.conditions.raise(Report {
+            condition: Condition::LinkStalled,
+            key: LINK.to_owned(),
+            subject: Subject::default(),
+            files: 0,
+            detail: e.to_string(),
+            audited: Audited::Condition,
+        });
     }
 
     /// Offers one file and streams it; deletes it after ACK or ALREADY.
@@ -178,23 +321,20 @@ impl Spool {
         io: &mut FrameIo<S>,
         ctx: &Context,
         entry: &Entry,
-    ) -> Result<(), SpoolError> {
-        let Ok(meta) = &entry.meta else { return Ok(()) };
+    ) -> Result<Sent, SpoolError> {
+        let Ok(meta) = &entry.meta else {
+            return Ok(Sent::Quarantined);
+        };
         let mut offer = meta.clone();
-        offer.extra.clear();
+        offer.extra.retain(|k, _| k == RAW_NAME_FIELD);
         io.send(&Frame::Offer(offer), true).await?;
         match io.read_frame().await? {
             Some(Frame::Accept { offset: 0 }) => {}
             Some(Frame::Already { id }) if id == meta.id => {
-                return self.sent(ctx, entry, "already").await;
+                self.sent(ctx, entry, "already").await?;
+                return Ok(Sent::Done);
             }
-            Some(Frame::Error { message }) => {
-                tracing::warn!(id = %meta.id, %message, "peer refused a spool file; will retry");
-                return Err(SpoolError::Refused {
-                    id: meta.id.clone(),
-                    message,
-                });
-            }
+            Some(Frame::Error { reason, message }) => return Ok(Sent::Refused { reason, message }),
             other => return Err(unexpected(ctx, "ACCEPT or ALREADY", other.as_ref())),
         }
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
@@ -204,7 +344,7 @@ impl Spool {
             decrypt_stream(
                 BufReader::with_capacity(256 * 1024, file),
                 ChannelWriter { tx },
-                key_store.key_for(&path),
+                &key_store.key_for(&path),
             )
             .map_err(SpoolError::codec(&path))
         });
@@ -223,50 +363,46 @@ impl Spool {
         if let Some(e) = link_err {
             return Err(e);
         }
-        if let Err(SpoolError::Codec {
-            source: super::error::SpoolCodecError::Io { .. },
-            ..
-        }) = &opened
-        {
-            io.send(
-                &Frame::Error {
-                    message: "sender could not read the file".into(),
-                },
-                true,
-            )
-            .await?;
-            return opened.map(drop);
-        }
-        if let Err(e) = opened {
-            // Tampered or truncated: tell the peer to drop what it got,
-            // quarantine ours, go on with the next file.
-            io.send(
-                &Frame::Error {
-                    message: "sender aborted the file".into(),
-                },
-                true,
-            )
-            .await?;
-            let (store, path, m, reason) = (
-                self.store.clone(),
-                entry.path.clone(),
-                meta.clone(),
-                e.to_string(),
-            );
-            let _ = tokio::task::spawn_blocking(move || store.quarantine(&path, Some(&m), &reason))
-                .await;
-            return Ok(());
+        let aborted = |message: &str| Frame::Error {
+            reason: Refusal::Aborted,
+            message: message.to_owned(),
+        };
+        match opened {
+            Ok(_) => {}
+            Err(
+                e @ (SpoolError::Io { .. }
+                | SpoolError::Codec {
+                    source: super::error::SpoolCodecError::Io { .. },
+                    ..
+                }),
+            ) => {
+                io.send(&aborted("sender could not read the file"), true)
+                    .await?;
+                return Ok(Sent::Unreadable(e.to_string()));
+            }
+            Err(e) => {
+                // Tampered or truncated: tell the peer to drop what it got,
+                // quarantine ours, go on with the next file.
+                io.send(&aborted("sender aborted the file"), true).await?;
+                let (store, path, m, reason) = (
+                    self.store.clone(),
+                    entry.path.clone(),
+                    meta.clone(),
+                    e.to_string(),
+                );
+                let _ =
+                    tokio::task::spawn_blocking(move || store.quarantine(&path, Some(&m), &reason))
+                        .await;
+                return Ok(Sent::Quarantined);
+            }
         }
         io.send(&Frame::End, true).await?;
         match io.read_frame().await? {
-            Some(Frame::Ack { id }) if id == meta.id => self.sent(ctx, entry, "ack").await,
-            Some(Frame::Error { message }) => {
-                tracing::warn!(id = %meta.id, %message, "peer did not store a spool file; will retry");
-                Err(SpoolError::Refused {
-                    id: meta.id.clone(),
-                    message,
-                })
+            Some(Frame::Ack { id }) if id == meta.id => {
+                self.sent(ctx, entry, "ack").await?;
+                Ok(Sent::Done)
             }
+            Some(Frame::Error { reason, message }) => Ok(Sent::Refused { reason, message }),
             other => Err(unexpected(ctx, "ACK", other.as_ref())),
         }
     }
@@ -284,6 +420,8 @@ impl Spool {
         .await
         .map_err(|e| SpoolError::Task(e.to_string()))??;
         self.store.counters.sent.fetch_add(1, Ordering::Relaxed);
+        // Room was freed: outbox files refused for a full spool may fit now.
+        self.wake_intake.notify_one();
         tracing::info!(id = %meta.id, size = meta.size, how, "sent");
         ctx.audit.record(Event::SpoolSent(SpoolFile {
             id: meta.id.clone(),
@@ -305,25 +443,5 @@ fn unexpected(ctx: &Context, want: &str, got: Option<&Frame>) -> SpoolError {
             "expected {want}, got {}",
             got.map_or("end of stream", Frame::name)
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
-        let mut b = Backoff::default();
-        let first = b.delay();
-        assert!(first >= BACKOFF_START / 2 && first <= BACKOFF_START);
-        let mut last = first;
-        for _ in 0..20 {
-            last = b.delay();
-            assert!(last <= BACKOFF_CAP);
-        }
-        assert!(last >= BACKOFF_CAP / 2);
-        b.reset();
-        assert!(b.delay() <= BACKOFF_START);
     }
 }

@@ -1,22 +1,38 @@
-//! Outbox intake: plaintext in the outbox → sealed, durable file in
-//! `outgoing/` → plaintext deleted.
+//! Outbox intake: a finished plaintext file in the outbox → sealed, durable
+//! file in `outgoing/` → plaintext deleted.
 //!
-//! Order (see the crash table in [`crate::spool`]): seal into `tmp/`, fsync,
-//! mark the id *pending* (the forwarder skips it), rename into `outgoing/`,
-//! fsync the folder, delete the plaintext, fsync the outbox, unmark. The
-//! sealed file's metadata remembers the source's inode, mtime and size, so
-//! recovery can tell "the plaintext of this sealed file" from a new file
-//! dropped under the same name.
+//! Which files are finished is decided in [`super::settle`] (events,
+//! quiescence); this module does the taking. Order (see the crash table
+//! in [`crate::spool`]): open the file and check it is still the version
+//! that settled; seal it into `tmp/` (a hashing pass, then a sealing pass
+//! that must hash the same), fsync; re-stat: unchanged?; mark the id
+//! *pending* (the forwarder skips it), rename into `outgoing/`, fsync the
+//! folder; re-stat once more: still unchanged? → delete the plaintext,
+//! fsync the outbox; else discard the sealed copy and wait for the file to
+//! settle again. The sealed file's metadata remembers the source's inode,
+//! mtime and size, so recovery can tell "the plaintext of this sealed
+//! file" from a new file dropped under the same name.
+//!
+//! Symbolic links and other non-regular files are refused with an audit
+//! line (`spool_refused`), never followed. A file that cannot be taken
+//! (unreadable, spool full) is audited once per version and retried with
+//! its own backoff.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use serde_json::json;
 
-use super::error::SpoolError;
+use super::conditions::{Audited, Condition, Report, Subject};
+use super::error::{SpoolCodecError, SpoolError};
 use super::metadata::Metadata;
+use super::names::{self, RAW_NAME_FIELD};
+use super::settle::{Stamp, Tracker, Verdict};
 use super::store::{age_ms, durable_remove, durable_rename, lock, Area, Store};
 use super::stream::{digest_stream, encrypt_stream};
 use super::CHUNK_LEN;
@@ -29,25 +45,25 @@ pub enum Intake {
     Spooled(String),
     /// Left in the outbox: the spool would exceed `max_bytes`.
     Full,
-    /// Left in the outbox: not spoolable (bad name), or it changed while
-    /// being read (retried next scan).
+    /// Left in the outbox: not spoolable (bad name, not a regular file).
     Skipped,
+    /// It changed while being taken: the sealed copy was discarded; it is
+    /// taken once it has settled again.
+    Changed,
+}
+
+/// What one scan did, and when intake should look again.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub done: Vec<Intake>,
+    /// A file is settling or backing off: look again then.
+    pub next_look: Option<Instant>,
 }
 
 /// The identity of a source file, stored in the sealed file's metadata.
 pub(crate) fn source_tag(stat: &fs::Metadata) -> serde_json::Value {
-    #[cfg(unix)]
-    let ino = std::os::unix::fs::MetadataExt::ino(stat);
-    #[cfg(not(unix))]
-    let ino = 0u64;
-    json!({ "ino": ino, "mtime_ns": mtime_ns(stat).to_string(), "size": stat.len() })
-}
-
-fn mtime_ns(stat: &fs::Metadata) -> i128 {
-    stat.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(0))
+    let s = Stamp::of(stat);
+    json!({ "ino": s.ino, "mtime_ns": s.mtime_ns.to_string(), "size": s.size })
 }
 
 /// Sealed size of a plaintext of `size` bytes (upper bound).
@@ -56,55 +72,168 @@ pub fn sealed_estimate(size: u64) -> u64 {
     size + chunks * 20 + 70 + 4096
 }
 
+/// The condition key of "the outbox cannot be listed".
+const OUTBOX_KEY: &str = "(outbox)";
+
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
 impl Store {
-    /// Takes every complete file in the outbox into the spool, oldest first.
-    /// Names starting with `.` and anything but regular files are ignored.
+    /// Takes every finished-looking file in the outbox now, oldest first,
+    /// without waiting for files to settle (offline tools, benchmarks; the
+    /// gateway runs [`Store::scan_tracked`] with its settle time).
     ///
     /// # Errors
-    /// [`SpoolError::Io`] if the outbox cannot be listed; per-file failures
-    /// are logged and the file is retried next scan.
+    /// [`SpoolError::Io`] if the outbox cannot be listed.
     pub fn scan_outbox(&self) -> Result<Vec<Intake>, SpoolError> {
-        let mut files = Vec::new();
-        let rd = fs::read_dir(&self.outbox).map_err(SpoolError::io("list", &self.outbox))?;
-        for item in rd.filter_map(Result::ok) {
+        let tracker = Mutex::new(Tracker::new(std::time::Duration::ZERO));
+        fs::read_dir(&self.outbox).map_err(SpoolError::io("list", &self.outbox))?;
+        Ok(self.scan_tracked(&tracker, Instant::now()).done)
+    }
+
+    /// One look at the outbox: takes the files `tracker` finds finished,
+    /// oldest first; refuses links and special files (audited once).
+    pub fn scan_tracked(&self, tracker: &Mutex<Tracker>, now: Instant) -> Scan {
+        let mut scan = Scan::default();
+        let listed = match fs::read_dir(&self.outbox) {
+            Ok(rd) => {
+                self.conditions.clear(Condition::OutboxRefused, OUTBOX_KEY);
+                rd
+            }
+            Err(e) => {
+                self.conditions.raise(Report {
+                    condition: Condition::OutboxRefused,
+                    key: OUTBOX_KEY.to_owned(),
+                    subject: Subject::default(),
+                    files: 0,
+                    detail: format!(
+                        "cannot list the outbox {}: {e}; check that it exists and the gateway may read it",
+                        self.outbox.display()
+                    ),
+                    audited: Audited::Condition,
+                });
+                return scan;
+            }
+        };
+        let mut present = std::collections::HashSet::new();
+        let mut ready = Vec::new();
+        for item in listed.filter_map(Result::ok) {
             let name = item.file_name();
-            if name.to_string_lossy().starts_with('.') {
+            if names::is_ignored(&name) {
                 continue;
             }
-            match fs::symlink_metadata(item.path()) {
-                Ok(stat) if stat.is_file() => files.push((mtime_ns(&stat), item.path())),
-                _ => continue,
+            present.insert(name.clone());
+            let Ok(stat) = fs::symlink_metadata(item.path()) else {
+                continue;
+            };
+            let kind = stat.file_type();
+            if kind.is_dir() {
+                continue;
             }
-        }
-        files.sort();
-        let mut out = Vec::new();
-        for (_, path) in files {
-            match self.intake_file(&path) {
-                Ok(r) => out.push(r),
-                Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "outbox intake failed; will retry");
-                    out.push(Intake::Skipped);
+            if !kind.is_file() {
+                let what = if kind.is_symlink() {
+                    "it is a symbolic link, which the spool never follows; put the file itself in the outbox"
+                } else {
+                    "it is not a regular file (a FIFO, socket or device)"
+                };
+                self.refuse(&name, &stat, what.to_owned(), Condition::OutboxRefused);
+                continue;
+            }
+            let stamp = Stamp::of(&stat);
+            match lock(tracker).check(&name, stamp, now) {
+                Verdict::Ready => ready.push((stamp.mtime_ns, name, stamp)),
+                Verdict::WaitUntil(t) | Verdict::Writing { quiet_until: t } => {
+                    scan.next_look = earliest(scan.next_look, t);
                 }
             }
         }
-        Ok(out)
+        lock(tracker).retain(&present);
+        // Refusals of files that left the outbox are over.
+        let names: std::collections::HashSet<String> = present
+            .iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        lock(&self.refused).retain(|(n, _, _)| names.contains(n));
+        let mut keep: Vec<String> = names.into_iter().collect();
+        keep.push(OUTBOX_KEY.to_owned());
+        self.conditions
+            .clear_others(Condition::OutboxRefused, &keep);
+        // The receiver's own "full" is not about an outbox file.
+        keep.push(super::receive::RECEIVE_FULL.to_owned());
+        self.conditions.clear_others(Condition::SpoolFull, &keep);
+        ready.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (_, name, stamp) in ready {
+            let path = self.outbox.join(&name);
+            let result = self.intake_file_at(&path, Some(stamp));
+            let mut t = lock(tracker);
+            match result {
+                Ok(Intake::Spooled(id)) => {
+                    t.done(&name);
+                    scan.done.push(Intake::Spooled(id));
+                }
+                Ok(Intake::Changed) => {
+                    t.changed(&name, now);
+                    scan.next_look = earliest(scan.next_look, now + self.settle);
+                    scan.done.push(Intake::Changed);
+                }
+                Ok(other) => {
+                    t.failed(&name, now);
+                    scan.done.push(other);
+                }
+                Err(e) => {
+                    let first = t.failed(&name, now);
+                    drop(t);
+                    if first {
+                        let condition = if e.is_storage_full() {
+                            Condition::SpoolFull
+                        } else {
+                            Condition::OutboxRefused
+                        };
+                        if let Ok(stat) = fs::symlink_metadata(&path) {
+                            self.refuse(&name, &stat, e.to_string(), condition);
+                        }
+                    } else {
+                        tracing::debug!(file = %path.display(), error = %e, "outbox intake failed again");
+                    }
+                    scan.done.push(Intake::Skipped);
+                }
+            }
+        }
+        if let Some(t) = lock(tracker).next_retry() {
+            scan.next_look = earliest(scan.next_look, t);
+        }
+        scan
     }
 
-    /// Seals one outbox file into `outgoing/` and deletes the plaintext.
+    /// Seals one outbox file into `outgoing/` and deletes the plaintext,
+    /// without a settle check (tests, tools).
     ///
     /// # Errors
     /// [`SpoolError::Io`] / [`SpoolError::Codec`]; the plaintext then stays.
     pub fn intake_file(&self, path: &Path) -> Result<Intake, SpoolError> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut file = File::open(path).map_err(SpoolError::io("open", path))?;
+        self.intake_file_at(path, None)
+    }
+
+    /// Seals one outbox file, which must still have `expected` (the stamp
+    /// that settled), and deletes the plaintext if it did not change.
+    fn intake_file_at(&self, path: &Path, expected: Option<Stamp>) -> Result<Intake, SpoolError> {
+        let os_name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
+        let (name, raw_name) = names::describe(&os_name);
+        let mut file = open_source(path).map_err(SpoolError::io("open", path))?;
         let stat = file.metadata().map_err(SpoolError::io("stat", path))?;
-        let refusal_key = (name.clone(), stat.len(), mtime_ns(&stat));
+        let at_open = Stamp::of(&stat);
+        if !stat.is_file() || expected.is_some_and(|e| e != at_open) {
+            return Ok(Intake::Changed);
+        }
         if let Some(max) = self.max_bytes {
             if self.used_bytes() + sealed_estimate(stat.len()) > max {
-                self.refuse(refusal_key, format!("spool full: max_bytes = {max}"));
+                self.refuse(
+                    &os_name,
+                    &stat,
+                    format!("spool full: max_bytes = {max}"),
+                    Condition::SpoolFull,
+                );
                 return Ok(Intake::Full);
             }
         }
@@ -113,11 +242,14 @@ impl Store {
         let mut meta = match Metadata::new(&name, size, &sha256) {
             Ok(m) => m,
             Err(e) => {
-                self.refuse(refusal_key, e.to_string());
+                self.refuse(&os_name, &stat, e.to_string(), Condition::OutboxRefused);
                 return Ok(Intake::Skipped);
             }
         };
         meta.extra.insert("source".into(), source_tag(&stat));
+        if let Some(raw) = raw_name {
+            meta.extra.insert(RAW_NAME_FIELD.into(), raw.into());
+        }
         file.seek(SeekFrom::Start(0))
             .map_err(SpoolError::io("rewind", path))?;
 
@@ -132,16 +264,43 @@ impl Store {
                 .map_err(|e| SpoolError::io("write", &tmp)(e.into_error()))?;
             out.sync_all().map_err(SpoolError::io("fsync", &tmp))
         })();
-        if let Err(e) = sealed {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+        let unchanged = || {
+            let now = file.metadata().map(|m| Stamp::of(&m)).ok();
+            let named = fs::symlink_metadata(path).map(|m| Stamp::of(&m)).ok();
+            now == Some(at_open) && named == Some(at_open)
+        };
+        match sealed {
+            Err(SpoolError::Codec {
+                source: SpoolCodecError::SourceChanged { .. },
+                ..
+            }) => {
+                let _ = fs::remove_file(&tmp);
+                return Ok(Intake::Changed);
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+            Ok(()) if !unchanged() => {
+                let _ = fs::remove_file(&tmp);
+                return Ok(Intake::Changed);
+            }
+            Ok(()) => {}
         }
         lock(&self.pending).insert(meta.id.clone());
-        let done = self.commit_intake(&tmp, path, &meta);
+        let done = self.commit_intake(&tmp, path, &meta, unchanged);
         lock(&self.pending).remove(&meta.id);
-        done?;
+        if !done? {
+            return Ok(Intake::Changed);
+        }
         self.counters.ingested.fetch_add(1, Ordering::Relaxed);
         tracing::info!(id = %meta.id, size = meta.size, "spooled");
+        let key = os_name.to_string_lossy();
+        if self.conditions.clear(Condition::OutboxRefused, &key)
+            | self.conditions.clear(Condition::SpoolFull, &key)
+        {
+            lock(&self.refused).retain(|(n, _, _)| n.as_str() != key);
+        }
         self.audit(Event::SpoolIn(SpoolFile {
             id: meta.id.clone(),
             name: meta.name.clone(),
@@ -154,30 +313,78 @@ impl Store {
         Ok(Intake::Spooled(meta.id))
     }
 
-    fn commit_intake(&self, tmp: &Path, source: &Path, meta: &Metadata) -> Result<(), SpoolError> {
+    /// Renames the sealed copy into `outgoing/`, then deletes the source if
+    /// it is still unchanged. `Ok(false)`: it changed at the last moment;
+    /// the sealed copy was removed again.
+    fn commit_intake(
+        &self,
+        tmp: &Path,
+        source: &Path,
+        meta: &Metadata,
+        unchanged: impl Fn() -> bool,
+    ) -> Result<bool, SpoolError> {
         let dest = self.path(Area::Outgoing, &meta.id);
         if let Err(e) = durable_rename(tmp, &dest) {
             let _ = fs::remove_file(tmp);
             return Err(e);
         }
-        durable_remove(source)
+        if !unchanged() {
+            durable_remove(&dest)?;
+            return Ok(false);
+        }
+        durable_remove(source)?;
+        Ok(true)
     }
 
-    fn refuse(&self, key: (String, u64, i128), reason: String) {
-        if !lock(&self.refused).insert(key.clone()) {
+    /// Leaves an outbox file where it is: logged and audited
+    /// (`spool_refused`) once per name, size and mtime, shown in `/status`.
+    fn refuse(&self, name: &OsString, stat: &fs::Metadata, reason: String, condition: Condition) {
+        let shown = name.to_string_lossy().into_owned();
+        let stamp = Stamp::of(stat);
+        self.conditions.raise(Report {
+            condition,
+            key: shown.clone(),
+            subject: Subject {
+                name: Some(shown.clone()),
+                size: Some(stamp.size),
+                ..Subject::default()
+            },
+            files: 1,
+            detail: reason.clone(),
+            audited: Audited::ByCaller,
+        });
+        let key = (shown.clone(), stamp.size, stamp.mtime_ns);
+        if !lock(&self.refused).insert(key) {
             return;
         }
-        tracing::warn!(file = %key.0, %reason, "outbox file refused");
+        tracing::warn!(file = %shown, %reason, "outbox file refused");
         self.counters.refused.fetch_add(1, Ordering::Relaxed);
         self.audit(Event::SpoolRefused(SpoolFile {
             id: String::new(),
-            name: key.0,
-            size: key.1,
+            name: shown,
+            size: stamp.size,
             peer_pool: None,
             age_ms: None,
             reason: Some(reason),
             path: None,
         }));
+    }
+}
+
+/// Opens an outbox file for reading without following a symbolic link and
+/// without blocking on a FIFO (either could be swapped in after the file
+/// was listed; the caller then sees a non-regular file or a changed
+/// stamp and leaves it).
+fn open_source(path: &Path) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        Ok(File::from(rustix::fs::open(path, flags, Mode::empty())?))
+    }
+    #[cfg(not(unix))]
+    {
+        File::open(path)
     }
 }
 
@@ -193,53 +400,5 @@ pub(crate) fn finish_file(w: BufWriter<File>, path: &Path) -> Result<File, Spool
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::spool::store::tests::store;
-    use crate::spool::stream::decrypt_stream;
-
-    #[test]
-    fn intake_seals_deletes_plaintext_and_ignores_dotfiles_and_dirs() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        fs::write(s.outbox.join("backup.bak"), &data).unwrap();
-        fs::write(s.outbox.join(".inprogress"), b"partial").unwrap();
-        fs::create_dir(s.outbox.join("sub")).unwrap();
-        let r = s.scan_outbox().unwrap();
-        assert_eq!(r.len(), 1);
-        let Intake::Spooled(id) = &r[0] else {
-            panic!("{r:?}")
-        };
-        assert!(!s.outbox.join("backup.bak").exists());
-        assert!(s.outbox.join(".inprogress").exists());
-        let sealed = fs::read(s.path(Area::Outgoing, id)).unwrap();
-        assert!(!sealed.windows(32).any(|w| w == &data[1000..1032]));
-        let mut out = Vec::new();
-        let meta = decrypt_stream(&sealed[..], &mut out, &s.key).unwrap();
-        assert!(out == data);
-        assert_eq!(meta.name, "backup.bak");
-        assert!(meta.extra.contains_key("source"));
-        assert_eq!(fs::read_dir(s.root.join("tmp")).unwrap().count(), 0);
-        assert!(lock(&s.pending).is_empty());
-    }
-
-    #[test]
-    fn cap_refuses_once_and_keeps_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = store(dir.path());
-        s.max_bytes = Some(10_000);
-        fs::write(s.outbox.join("big"), vec![0u8; 20_000]).unwrap();
-        fs::write(s.outbox.join("small"), b"ok").unwrap();
-        let r = s.scan_outbox().unwrap();
-        assert!(r.contains(&Intake::Full));
-        assert_eq!(
-            r.iter().filter(|x| matches!(x, Intake::Spooled(_))).count(),
-            1
-        );
-        s.scan_outbox().unwrap();
-        assert!(s.outbox.join("big").exists());
-        assert_eq!(s.counters.refused.load(Ordering::Relaxed), 1);
-    }
-}
+#[path = "intake_tests.rs"]
+mod tests;

@@ -70,7 +70,7 @@ pub enum KeyError {
 
 /// Which master key sealed a spool file: the first 8 bytes of SHA-256(key).
 /// Displays as 16 lower-case hex characters.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId(pub [u8; KEY_ID_LEN]);
 
 impl fmt::Display for KeyId {

@@ -17,26 +17,37 @@ pub struct LinkStats {
     pub bytes_out: u64,
 }
 
+/// How long each side waits, by what it waits for.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Between files (a receiver waiting for the next OFFER).
+    pub idle: Duration,
+    /// While something is due: an answer, the next part of a file, or
+    /// room to send (`[spool] stall_secs`). Passing it means the link is
+    /// frozen (no FIN, no RST: a power cut, lost firewall state).
+    pub stall: Duration,
+}
+
 /// A framed, bidirectional spool link.
 pub struct FrameIo<S> {
     stream: S,
     dec: Decoder,
     buf: Vec<u8>,
     out: Vec<u8>,
-    idle: Duration,
+    timeouts: Timeouts,
     peer: String,
     pub stats: LinkStats,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
-    /// Wraps `stream`; reads wait at most `idle` for the next bytes.
-    pub fn new(stream: S, idle: Duration, peer: &str) -> Self {
+    /// Wraps `stream`.
+    pub fn new(stream: S, timeouts: Timeouts, peer: &str) -> Self {
         FrameIo {
             stream,
             dec: Decoder::default(),
             buf: vec![0; 64 * 1024],
             out: Vec::with_capacity(70 * 1024),
-            idle,
+            timeouts,
             peer: peer.to_owned(),
             stats: LinkStats::default(),
         }
@@ -49,19 +60,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
         }
     }
 
-    /// The next frame, or `None` at a clean end of stream.
+    fn stalled(&self, doing: &'static str) -> SpoolError {
+        SpoolError::Stalled {
+            peer: self.peer.clone(),
+            doing,
+            secs: self.timeouts.stall.as_secs(),
+        }
+    }
+
+    /// The next frame when one is due (an answer, the next part of a
+    /// file), or `None` at a clean end of stream.
     ///
     /// # Errors
-    /// [`SpoolError::Wire`] on a protocol violation, [`SpoolError::Link`] on
-    /// I/O errors and idle timeouts.
+    /// [`SpoolError::Wire`] on a protocol violation, [`SpoolError::Stalled`]
+    /// when nothing arrives within the stall timeout, [`SpoolError::Link`]
+    /// on I/O errors.
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, SpoolError> {
+        self.read_within(false).await
+    }
+
+    /// The next frame between files: waits up to the idle timeout.
+    ///
+    /// # Errors
+    /// As [`FrameIo::read_frame`], with [`SpoolError::Link`] after the idle
+    /// timeout.
+    pub async fn read_frame_idle(&mut self) -> Result<Option<Frame>, SpoolError> {
+        self.read_within(true).await
+    }
+
+    async fn read_within(&mut self, idle: bool) -> Result<Option<Frame>, SpoolError> {
+        let limit = if idle {
+            self.timeouts.idle
+        } else {
+            self.timeouts.stall
+        };
         loop {
             if let Some(frame) = self.dec.next_frame()? {
                 return Ok(Some(frame));
             }
-            let read = tokio::time::timeout(self.idle, self.stream.read(&mut self.buf)).await;
+            let read = tokio::time::timeout(limit, self.stream.read(&mut self.buf)).await;
             let n = match read {
-                Err(_) => return Err(self.link(format!("idle for {:?}", self.idle))),
+                Err(_) if idle => return Err(self.link(format!("idle for {limit:?}"))),
+                Err(_) => return Err(self.stalled("waiting for the peer")),
                 Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
                 Ok(Err(e)) => return Err(self.link(e)),
                 Ok(Ok(n)) => n,
@@ -91,8 +131,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
             }
             Ok::<_, io::Error>(())
         };
-        match tokio::time::timeout(self.idle, write).await {
-            Err(_) => return Err(self.link(format!("send stalled for {:?}", self.idle))),
+        match tokio::time::timeout(self.timeouts.stall, write).await {
+            Err(_) => return Err(self.stalled("sending")),
             Ok(Err(e)) => return Err(self.link(e)),
             Ok(Ok(())) => {}
         }
@@ -167,15 +207,21 @@ impl Write for ChannelWriter {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::spool::wire::VERSION;
+
+    const T: Timeouts = Timeouts {
+        idle: Duration::from_secs(5),
+        stall: Duration::from_secs(5),
+    };
 
     #[tokio::test]
     async fn frames_cross_a_duplex_pipe_and_eof_is_clean_or_truncated() {
         let (a, b) = tokio::io::duplex(1024);
-        let mut left = FrameIo::new(a, Duration::from_secs(5), "test");
-        let mut right = FrameIo::new(b, Duration::from_secs(5), "test");
+        let mut left = FrameIo::new(a, T, "test");
+        let mut right = FrameIo::new(b, T, "test");
         let big = Frame::Data(vec![7; 100_000]);
         let send = async {
-            left.send(&Frame::Hello { version: 1 }, false)
+            left.send(&Frame::Hello { version: VERSION }, false)
                 .await
                 .unwrap();
             left.send(&big, true).await.unwrap();
@@ -190,17 +236,47 @@ mod tests {
             got
         };
         let (left, got) = tokio::join!(send, recv);
-        assert_eq!(got, vec![Frame::Hello { version: 1 }, big]);
+        assert_eq!(got, vec![Frame::Hello { version: VERSION }, big]);
         assert_eq!(left.stats.bytes_out, right.stats.bytes_in);
 
         let (mut a, b) = tokio::io::duplex(64);
-        let mut right = FrameIo::new(b, Duration::from_secs(5), "test");
+        let mut right = FrameIo::new(b, T, "test");
         a.write_all(&[0, 0, 0, 9, 5, 1]).await.unwrap();
         drop(a);
         assert!(matches!(
             right.read_frame().await,
             Err(SpoolError::Wire(WireError::Truncated))
         ));
+    }
+
+    /// A frozen peer (nothing arrives, nothing drains, nothing closes) is a
+    /// stall after `stall`, both reading and sending; between files only
+    /// the (longer) idle timeout applies.
+    #[tokio::test(start_paused = true)]
+    async fn a_frozen_peer_is_a_stall_within_the_stall_timeout() {
+        let t = Timeouts {
+            idle: Duration::from_secs(1800),
+            stall: Duration::from_secs(30),
+        };
+        let (a, _frozen) = tokio::io::duplex(1024);
+        let mut io = FrameIo::new(a, t, "peer");
+        let started = tokio::time::Instant::now();
+        let err = io.read_frame().await.unwrap_err();
+        assert!(matches!(err, SpoolError::Stalled { secs: 30, .. }), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        // Sending into a full pipe nobody reads.
+        let started = tokio::time::Instant::now();
+        let err = io
+            .send(&Frame::Data(vec![1; 60_000]), true)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SpoolError::Stalled { .. }), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        // Waiting for the next OFFER is not a stall.
+        let started = tokio::time::Instant::now();
+        let err = io.read_frame_idle().await.unwrap_err();
+        assert!(matches!(err, SpoolError::Link { .. }), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(1800));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,45 +11,91 @@
 //! outgoing/<id>.pgs      sealed, durable, waiting for the peer's ACK
 //! incoming/<id>.pgs      received, sealed under OUR key, ACKed, not yet delivered
 //! delivered/<id>         empty marker: id delivered (dedupe; pruned after 30 days)
-//! quarantine/<file>      files that failed authentication (audited)
+//! quarantine/<id>.pgs    files that failed authentication (audited), each
+//! quarantine/<id>.json     with a record: id, name, size, reason, from, at
 //! ```
 //!
-//! The outbox and inbox are the operator's folders; names starting with `.`
-//! are in-progress files there (the consumer ignores ours: `.pg-<id>.tmp`).
+//! The outbox and inbox are the operator's folders. In the outbox, names
+//! starting with `.` and `*.tmp` / `*.partial` are in-progress files and
+//! left alone (ours in the inbox: `.pg-<id>.tmp`).
 //!
 //! # The rules (Postfix's)
 //!
 //! 1. A file is acknowledged only once it is complete on disk: write in
 //!    `tmp/`, fsync the file, rename into place, fsync the folder.
-//! 2. The source is deleted only after the next holder acknowledged.
+//! 2. The source is deleted only after the next holder acknowledged — and
+//!    an outbox file only if it is still exactly the version that was
+//!    sealed.
 //! 3. Prefer delivering twice to losing; dedupe by `id` so twice never shows.
+//! 4. Nothing waits on anything else: a file that cannot go on (refused by
+//!    the peer, not deliverable, waiting for a key, unreadable) is set
+//!    aside with its own backoff while the rest flows.
+//! 5. A condition that persists is logged and audited once when it starts
+//!    and once when it clears ([`conditions`]), shown in `/status`
+//!    (`spool_conditions`) and counted (`pairgate_spool_held_files`);
+//!    retries are quiet.
+//! 6. Idle costs nothing: every task sleeps until an event (inotify, a
+//!    received file, a sent file) or a slow safety-net timer (outbox 10 s,
+//!    `outgoing/` and `incoming/` 30 s; [`OUTBOX_RESCAN`], [`SAFETY_NET`]).
 //!
 //! # Flow and order of writes
 //!
-//! - **Intake** ([`intake`]): outbox file → sealed into `tmp/` (metadata
-//!   remembers the source's inode/mtime/size) → fsync → rename to
-//!   `outgoing/<id>.pgs` → fsync dir → unlink plaintext → fsync outbox. The
-//!   id is *pending* meanwhile: the forwarder skips it. Refused (left in
-//!   the outbox, audited once) when `max_bytes` would be exceeded.
-//! - **Send** ([`forward`], [`wire`]): HELLO; OFFER{metadata} → ACCEPT |
-//!   ALREADY | ERROR; DATA… (plaintext, decrypted and authenticated on the
-//!   fly, inside TLS); END → ACK | ERROR. On ACK or ALREADY the sender
-//!   unlinks `outgoing/<id>.pgs` and fsyncs.
+//! - **Intake** ([`settle`], [`watch`], [`intake`]): a file is taken only
+//!   when finished: a writer closed it (`IN_CLOSE_WRITE`) or it was renamed
+//!   in (`IN_MOVED_TO`) — a name seen created or written waits for that
+//!   event (or 60 s of quiet if the event was lost) — *and* its size,
+//!   mtime, ctime and inode looked unchanged over `[spool] settle_ms`
+//!   (default 1000 ms). Then: open, check it is that version; seal into
+//!   `tmp/` (a hashing pass, then a sealing pass that must hash the same;
+//!   metadata remembers the source's inode/mtime/size, and a name that is
+//!   not UTF-8 in `name_b64`) → fsync → re-stat → mark pending → rename to
+//!   `outgoing/<id>.pgs` → fsync dir → **re-stat**: unchanged → unlink the
+//!   plaintext → fsync outbox; changed → remove the sealed copy and let the
+//!   file settle again. Never a 0-byte or partial copy of a file still
+//!   being written. Symbolic links and special files are refused (audited
+//!   `spool_refused`, never followed); a file that cannot be taken
+//!   (unreadable, `max_bytes`, disk full) is audited once per version and
+//!   retried with its own backoff (2 s doubling to 60 s; at once when its
+//!   attributes change or the spool gets room).
+//! - **Send** ([`forward`], [`wire`] v2): HELLO; OFFER{metadata} → ACCEPT |
+//!   ALREADY | ERROR{reason}; DATA… (plaintext, decrypted and authenticated
+//!   on the fly, inside TLS); END → ACK | ERROR{reason}. On ACK or ALREADY
+//!   the sender unlinks `outgoing/<id>.pgs` and fsyncs. A refused file is
+//!   set aside and the connection goes on with the next one: `busy`,
+//!   `full`, `failed` are "later" (1–5 s doubling to 5 min); `too_large`
+//!   (above the receiver's `max_bytes`) and `bad_name` are "never" —
+//!   reported once (`too_large` / `bad_name` conditions), offered again
+//!   only now and then (30 s doubling to 30 min: one OFFER, no data).
 //! - **Receive** ([`receive`]): OFFER of an id in `incoming/` or
-//!   `delivered/` → ALREADY. Otherwise DATA is re-encrypted under our key
-//!   into `tmp/` as it arrives; at END the sealer has checked size and
-//!   SHA-256; fsync, rename to `incoming/<id>.pgs`, fsync dir, *then* ACK.
+//!   `delivered/` → ALREADY; no room (`max_bytes`, or the disk's free
+//!   space) → ERROR `full` or `too_large` before any data is sent. Otherwise
+//!   DATA is re-encrypted under our key into `tmp/` as it arrives; at END
+//!   the sealer has checked size and SHA-256; fsync, rename to
+//!   `incoming/<id>.pgs`, fsync dir, *then* ACK.
+//! - **Progress**: on both sides, a transfer that moves no bytes for
+//!   `[spool] stall_secs` (default 30 s) is a frozen link: the connection
+//!   is dropped (the receiver discards its partial file and frees the id),
+//!   the sender reports it (link down in `/status`, condition
+//!   `link_stalled`, `pairgate_spool_link_stalls_total`) and resends on a
+//!   fresh connection. Between files only the idle timeout applies. Every
+//!   peer socket also has TCP keepalive ([`crate::proxy::keepalive`]).
 //! - **Deliver** ([`deliver`]): decrypt to `inbox/.pg-<id>.tmp`, fsync,
-//!   hard-link to `name` (never replaces; `name.<id>` if a different file
-//!   has the name), unlink tmp, fsync inbox, write `delivered/<id>` + fsync,
-//!   unlink `incoming/<id>.pgs` + fsync.
+//!   hard-link to its name (the raw bytes of `name_b64` on Unix; never
+//!   replaces; `name.<id>` if a different file has the name, shortened to
+//!   `<name cut>~.<id>.<ext>` when that would exceed 255 bytes —
+//!   [`names`]), unlink tmp, fsync inbox, write `delivered/<id>` + fsync,
+//!   unlink `incoming/<id>.pgs` + fsync. A file the inbox cannot take
+//!   (full, unwritable) waits in `incoming/` with its own backoff (2 s
+//!   doubling to 2 min; condition `inbox_failing`) while the others are
+//!   delivered.
 //!
 //! # After a crash at each step ([`recover`] runs before any task)
 //!
 //! | crash while / after | state found | recovery |
 //! | --- | --- | --- |
-//! | intake: sealing | plaintext in outbox, partial in `tmp/` | tmp removed; file re-ingested |
+//! | intake: settling, sealing | plaintext in outbox, maybe partial in `tmp/` | tmp removed; the file settles again and is taken |
 //! | intake: after rename, before unlink | plaintext + `outgoing/<id>` | sealed copy verified in full → plaintext deleted (bad → quarantined, plaintext re-ingested); the source tag keeps a *new* file of the same name safe |
+//! | intake: the file changed at the last moment, before the sealed copy is removed again | changed plaintext + `outgoing/<id>` of the older version | the tag no longer matches: both stay; both versions are delivered (the second as `name.<id>`) — twice, never lost |
 //! | send: before ACK arrives | `outgoing/<id>`; peer may have it | resent; peer answers ALREADY if it stored it |
 //! | send: after ACK, before unlink | `outgoing/<id>`, peer has it | resent → ALREADY → unlinked |
 //! | receive: before rename | partial in `tmp/`, no ACK sent | tmp removed; sender resends |
@@ -57,19 +103,32 @@
 //! | deliver: before link | `incoming/<id>`, maybe `.pg-<id>.tmp` | tmp removed; delivered again |
 //! | deliver: after link, before marker | file in inbox + `incoming/<id>` | redelivery finds the identical file under the name: no second copy |
 //! | deliver: after marker, before unlink | marker + `incoming/<id>` | `incoming/<id>` removed |
+//! | requeue: after the move, before the record is removed | file back in `outgoing/` or `incoming/`, a stale record in `quarantine/` | harmless; the record names a file no longer there |
+//!
+//! Set-aside states (refusals, backoffs, waiting keys) live in memory
+//! only: after a restart every file is simply tried again.
 //!
 //! The one remaining duplicate window: the consumer takes the file out of
 //! the inbox between the link and the marker write, and we crash there.
 //! Then it is delivered again (twice rather than never).
 //!
-//! # Integrity
+//! # Integrity, keys and quarantine
 //!
 //! Anything in `outgoing/` or `incoming/` that does not authenticate (bad
-//! header, wrong key, tampered, truncated) is moved to `quarantine/` and
-//! audited `spool_quarantined` when it is listed, sent or delivered; the
-//! others go on. A sender that finds a file tampered mid-stream sends ERROR
-//! so the receiver discards what it got. `pairgate spool verify` checks
-//! every file in full ([`tools`]).
+//! header, tampered, truncated) is moved to `quarantine/` with a record
+//! ([`quarantine`]) and audited `spool_quarantined` (with its name when the
+//! metadata could be read) when it is listed, sent or delivered; the
+//! others go on. A sender that finds a file tampered mid-stream sends
+//! ERROR so the receiver discards what it got. `pairgate spool verify`
+//! checks every file in full ([`tools`]).
+//!
+//! A file sealed under a key id that is neither `spool.key` nor in
+//! `spool.old_keys` is **not** damaged and is not quarantined: it waits
+//! ([`keys`]; condition `waiting_for_key` with the key id and the number
+//! of files) and goes on when that key is configured — `old_keys` is
+//! re-read on SIGHUP (`spool_key_reload`). `pairgate spool requeue` moves
+//! quarantined files back where they came from once the operator has fixed
+//! the cause; a file still bad is quarantined again.
 //!
 //! # Memory and size
 //!
@@ -81,9 +140,10 @@
 //! `cargo test --release --test integration spool::measure -- --ignored --nocapture`):
 //! ingest of 16 × 16 MiB at 210 MB/s (SHA-256 pass + AES-256-GCM sealing
 //! pass with its own SHA-256 check + fsync + rename + unlink) beside
-//! `cp -r` + `sync` at 1346 MB/s (page-cache copy, one sync); a 1 MB file
-//! goes outbox → peer inbox in a median 112 ms (95–130 ms) with the link
-//! up, most of it the 100 ms outbox poll.
+//! `cp -r` + `sync` at 1346 MB/s (page-cache copy, one sync). The delay
+//! from outbox to peer inbox is the settle time (`settle_ms`, 1 s by
+//! default) plus the transfer: intake wakes on the closing or renaming
+//! event, not on a poll.
 //!
 //! # Why a file format of our own
 //!
@@ -98,7 +158,7 @@
 //! of a counter and a last-record flag, so records cannot be reordered,
 //! dropped, duplicated, truncated or extended without detection.
 //!
-//! # Format v1 (binding: /work/shared/contract.md, "Spool files")
+//! # Format v1 (binding: `docs/reference.md`, "Spool files")
 //!
 //! ```text
 //! magic "PGSPOOL1" (8) | key_id (8) | salt (32) | nonce_prefix (7)   = header, 55 bytes
@@ -147,34 +207,44 @@
 //!   point (`fuzz/fuzz_targets/spool_decode.rs`).
 
 pub mod codec;
+pub mod conditions;
 pub mod deliver;
 pub mod error;
 pub mod forward;
 mod fuzz;
+pub mod hold;
 pub mod intake;
 pub mod key;
+pub mod keys;
 pub mod link;
 pub mod metadata;
+pub mod names;
 mod open;
+pub mod quarantine;
 pub mod receive;
 pub mod recover;
+mod refusal;
 mod seal;
 mod service;
+pub mod settle;
+mod space;
 pub mod store;
 pub mod stream;
 pub mod tools;
+pub mod watch;
 pub mod wire;
 
 pub use codec::{
     CHUNK_LEN, HEADER_LEN, HKDF_INFO, MAGIC, MAX_RECORD_LEN, NONCE_PREFIX_LEN, SALT_LEN, TAG_LEN,
 };
+pub use conditions::{Active, Condition, Conditions};
 pub use error::{SpoolCodecError, SpoolError};
 pub use fuzz::{fuzz_decode, FUZZ_KEY};
 pub use key::{KeyError, KeyId, MasterKey};
 pub use metadata::{Metadata, MAX_METADATA_LEN};
 pub use open::{Opened, Opener};
 pub use seal::Sealer;
-pub use service::Spool;
+pub use service::{Spool, OUTBOX_POLL, OUTBOX_RESCAN, SAFETY_NET};
 pub use store::{Area, Depth, DirDepth, Store};
 pub use stream::{
     decrypt_stream, digest_stream, encrypt_seekable, encrypt_stream, read_metadata, seal_stream,

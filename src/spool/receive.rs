@@ -1,12 +1,18 @@
 //! The receiving side of a `pg1-spool` connection.
 //!
 //! For each OFFER: ALREADY if the id is in `incoming/` or marked delivered
-//! (dedupe), ERROR if it is being received on another connection or the
-//! spool is full, else ACCEPT. The DATA is re-encrypted under our own key as
-//! it arrives (a blocking sealer fed through a channel) into `tmp/`; after
-//! END the sealer has checked size and SHA-256 against the OFFER, the file
-//! is fsynced, renamed into `incoming/<id>.pgs`, the folder fsynced, and
-//! only then is ACK sent.
+//! (dedupe); ERROR with a reason if it cannot be taken — `busy` (being
+//! received on another connection), `full` (`max_bytes` or the disk has no
+//! room now), `too_large` (bigger than `max_bytes` could ever hold),
+//! `bad_name` (metadata we cannot accept); else ACCEPT. The DATA is
+//! re-encrypted under our own key as it arrives (a blocking sealer fed
+//! through a channel) into `tmp/`; after END the sealer has checked size
+//! and SHA-256 against the OFFER, the file is fsynced, renamed into
+//! `incoming/<id>.pgs`, the folder fsynced, and only then is ACK sent.
+//!
+//! Between files the connection may sit idle (`limits.idle_timeout`);
+//! within a file, a sender that sends nothing for `stall_secs` is a frozen
+//! link: the partial file is dropped and the id freed for the resend.
 
 use std::fs::{self, File};
 use std::io::BufWriter;
@@ -19,15 +25,20 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::SpoolError;
 use super::intake::{finish_file, sealed_estimate};
-use super::link::{ChannelReader, FrameIo, LinkStats};
+use super::link::{ChannelReader, FrameIo, LinkStats, Timeouts};
 use super::metadata::Metadata;
+use super::names::RAW_NAME_FIELD;
 use super::seal::Sealer;
 use super::store::{durable_rename, lock, Area, Store};
 use super::stream::seal_stream;
-use super::wire::{Frame, Receiver, WireError, VERSION};
+use super::wire::{Frame, Receiver, RecvState, Refusal, WireError, VERSION};
 use super::Spool;
+
+/// The condition key of "our spool refuses incoming files: full".
+pub(crate) const RECEIVE_FULL: &str = "(receiving)";
 
 /// Removes an id from the in-progress set when the transfer ends.
 struct Receiving<'a> {
@@ -45,9 +56,9 @@ impl Drop for Receiving<'_> {
 enum FileEnd {
     /// Durable in `incoming/`; ACK it.
     Stored,
-    /// This file failed (bad digest, disk error, sender aborted): tell the
-    /// sender (unless it aborted) and go on with the next.
-    Failed(String),
+    /// This file failed (bad digest, disk error): tell the sender why and
+    /// go on with the next.
+    Failed(Refusal, String),
     /// The sender gave up on this file (ERROR frame); no answer.
     Aborted,
 }
@@ -65,7 +76,11 @@ impl Spool {
         idle: Duration,
         stop: &CancellationToken,
     ) -> (LinkStats, Result<(), SpoolError>) {
-        let mut io = FrameIo::new(stream, idle, peer_pool);
+        let timeouts = Timeouts {
+            idle,
+            stall: self.store.stall,
+        };
+        let mut io = FrameIo::new(stream, timeouts, peer_pool);
         let result = self.serve(&mut io, peer_pool, stop).await;
         if let Err(e) = &result {
             tracing::warn!(error = %e, "spool receive ended");
@@ -73,6 +88,7 @@ impl Spool {
                 let _ = io
                     .send(
                         &Frame::Error {
+                            reason: Refusal::Other,
                             message: w.to_string(),
                         },
                         true,
@@ -80,7 +96,9 @@ impl Spool {
                     .await;
             }
         }
-        io.close().await;
+        if !matches!(result, Err(SpoolError::Stalled { .. })) {
+            io.close().await;
+        }
         (io.stats, result)
     }
 
@@ -92,9 +110,34 @@ impl Spool {
     ) -> Result<(), SpoolError> {
         let mut seq = Receiver::default();
         loop {
+            let between_files = seq.state == RecvState::Idle;
+            let read = async {
+                if between_files {
+                    io.read_frame_idle().await
+                } else {
+                    io.read_frame().await
+                }
+            };
             let frame = tokio::select! {
-                f = io.read_frame() => f?,
+                f = read => f,
                 () = stop.cancelled() => return Ok(()),
+            };
+            let frame = match frame {
+                // An OFFER whose metadata we cannot accept: refuse that
+                // file (for good) and go on with the next.
+                Err(SpoolError::Wire(WireError::Malformed {
+                    frame: "OFFER",
+                    reason,
+                })) if between_files => {
+                    tracing::warn!(%reason, "refused a spool file with unacceptable metadata");
+                    let refusal = Frame::Error {
+                        reason: Refusal::BadName,
+                        message: format!("metadata not acceptable: {reason}"),
+                    };
+                    io.send(&refusal, true).await?;
+                    continue;
+                }
+                other => other?,
             };
             let Some(frame) = frame else { return Ok(()) };
             seq.on_frame(&frame)?;
@@ -119,8 +162,8 @@ impl Spool {
                                 .await?;
                                 self.wake_deliver.notify_one();
                             }
-                            FileEnd::Failed(message) => {
-                                io.send(&Frame::Error { message }, true).await?;
+                            FileEnd::Failed(reason, message) => {
+                                io.send(&Frame::Error { reason, message }, true).await?;
                             }
                             FileEnd::Aborted => {}
                         }
@@ -148,6 +191,7 @@ impl Spool {
         }
         if !lock(&store.receiving).insert(meta.id.clone()) {
             return Err(Frame::Error {
+                reason: Refusal::Busy,
                 message: format!("{} is being received on another connection; retry", meta.id),
             });
         }
@@ -155,15 +199,54 @@ impl Spool {
             store,
             id: meta.id.clone(),
         };
+        let need = sealed_estimate(meta.size);
         if let Some(max) = store.max_bytes {
-            if store.used_bytes() + sealed_estimate(meta.size) > max {
+            if need > max {
                 store.counters.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(Frame::Error {
-                    message: format!("receiving spool is full (max_bytes = {max}); retry later"),
+                    reason: Refusal::TooLarge,
+                    message: format!(
+                        "{} bytes cannot fit in the receiving spool (max_bytes = {max}) even when \
+                         it is empty; raise max_bytes at the receiving site",
+                        meta.size
+                    ),
                 });
             }
+            if store.used_bytes() + need > max {
+                return Err(self.full(format!(
+                    "receiving spool is full (max_bytes = {max}); retry later"
+                )));
+            }
         }
+        if let Some(free) = super::space::available(store.root()) {
+            if free < need {
+                return Err(self.full(format!(
+                    "the receiving spool's disk has {free} bytes free, {need} needed; retry later"
+                )));
+            }
+        }
+        self.store
+            .conditions
+            .clear(Condition::SpoolFull, RECEIVE_FULL);
         Ok(guard)
+    }
+
+    /// Refuses an offer because our spool has no room now: counted, and
+    /// reported once until a file is accepted again.
+    fn full(&self, message: String) -> Frame {
+        self.store.counters.refused.fetch_add(1, Ordering::Relaxed);
+        self.store.conditions.raise(Report {
+            condition: Condition::SpoolFull,
+            key: RECEIVE_FULL.to_owned(),
+            subject: Subject::default(),
+            files: 0,
+            detail: format!("refusing files from the peer: {message}"),
+            audited: Audited::Condition,
+        });
+        Frame::Error {
+            reason: Refusal::Full,
+            message,
+        }
     }
 
     /// Receives the DATA of an accepted file into `incoming/`.
@@ -175,7 +258,7 @@ impl Spool {
         peer_pool: &str,
     ) -> Result<FileEnd, SpoolError> {
         let mut meta = offer.clone();
-        meta.extra.clear();
+        meta.extra.retain(|k, _| k == RAW_NAME_FIELD);
         meta.extra
             .insert("from_pool".into(), serde_json::Value::from(peer_pool));
         let store = self.store.clone();
@@ -207,7 +290,7 @@ impl Spool {
                     }
                 }
                 Frame::End => break Ok(true),
-                Frame::Error { message } => {
+                Frame::Error { message, .. } => {
                     tracing::warn!(id = %meta.id, %message, "sender aborted a file");
                     break Ok(false);
                 }
@@ -233,7 +316,12 @@ impl Spool {
         if let Err(e) = sealed {
             let _ = fs::remove_file(&tmp);
             tracing::warn!(id = %meta.id, error = %e, "received file refused");
-            return Ok(FileEnd::Failed(e.to_string()));
+            let reason = if e.is_storage_full() {
+                Refusal::Full
+            } else {
+                Refusal::Failed
+            };
+            return Ok(FileEnd::Failed(reason, e.to_string()));
         }
         let dest = store.path(Area::Incoming, &meta.id);
         let renamed =
@@ -244,7 +332,7 @@ impl Spool {
                 tracing::info!(id = %meta.id, size = meta.size, "received");
                 Ok(FileEnd::Stored)
             }
-            Ok(Err(e)) => Ok(FileEnd::Failed(e.to_string())),
+            Ok(Err(e)) => Ok(FileEnd::Failed(Refusal::Failed, e.to_string())),
             Err(e) => Err(SpoolError::Task(e.to_string())),
         }
     }
@@ -271,126 +359,5 @@ fn seal_into(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::spool::store::tests::store;
-    use crate::spool::stream::{decrypt_stream, digest_stream};
-
-    async fn exchange(spool: &Spool, frames: Vec<Frame>) -> (Vec<Frame>, Result<(), SpoolError>) {
-        let (a, b) = tokio::io::duplex(1 << 20);
-        let mut client = FrameIo::new(a, Duration::from_secs(5), "test");
-        let stop = CancellationToken::new();
-        let server = spool.receive(b, "pool01.site1.example", Duration::from_secs(5), &stop);
-        let client = async move {
-            for f in &frames {
-                client.send(f, true).await.unwrap();
-            }
-            client.close().await;
-            let mut got = Vec::new();
-            while let Ok(Some(f)) = client.read_frame().await {
-                got.push(f);
-            }
-            got
-        };
-        let ((_, result), got) = tokio::join!(server, client);
-        (got, result)
-    }
-
-    fn offer(data: &[u8]) -> Metadata {
-        let (size, sha) = digest_stream(data).unwrap();
-        Metadata::new("x.bin", size, &sha).unwrap()
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn stores_acks_dedupes_and_refuses_a_bad_digest() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::from_store(store(dir.path()));
-        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 13) as u8).collect();
-        let m = offer(&data);
-        let hello = Frame::Hello { version: VERSION };
-        let frames = vec![
-            hello.clone(),
-            Frame::Offer(m.clone()),
-            Frame::Data(data[..70_000].to_vec()),
-            Frame::Data(data[70_000..].to_vec()),
-            Frame::End,
-            Frame::Offer(m.clone()),
-        ];
-        let (got, result) = exchange(&spool, frames).await;
-        result.unwrap();
-        assert_eq!(
-            got,
-            vec![
-                hello.clone(),
-                Frame::Accept { offset: 0 },
-                Frame::Ack { id: m.id.clone() },
-                Frame::Already { id: m.id.clone() },
-            ]
-        );
-        let sealed = std::fs::read(spool.store.path(Area::Incoming, &m.id)).unwrap();
-        let mut out = Vec::new();
-        let meta = decrypt_stream(&sealed[..], &mut out, &spool.store.key).unwrap();
-        assert!(out == data);
-        assert_eq!(meta.extra["from_pool"], "pool01.site1.example");
-
-        // Same size, different bytes: the digest check refuses it, no ACK.
-        let mut lie = offer(b"abc");
-        lie.sha256 = m.sha256.clone();
-        let frames = vec![
-            hello.clone(),
-            Frame::Offer(lie.clone()),
-            Frame::Data(b"abc".to_vec()),
-            Frame::End,
-        ];
-        let (got, result) = exchange(&spool, frames).await;
-        result.unwrap();
-        assert!(matches!(got.last(), Some(Frame::Error { .. })), "{got:?}");
-        assert!(!spool.store.path(Area::Incoming, &lie.id).exists());
-        assert_eq!(
-            std::fs::read_dir(spool.store.root.join("tmp"))
-                .unwrap()
-                .count(),
-            0
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn protocol_violations_close_the_connection_and_leave_no_tmp() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::from_store(store(dir.path()));
-        let m = offer(b"abcd");
-        let (_, result) = exchange(&spool, vec![Frame::Offer(m.clone())]).await;
-        assert!(matches!(
-            result,
-            Err(SpoolError::Wire(WireError::Sequence { .. }))
-        ));
-        let frames = vec![
-            Frame::Hello { version: VERSION },
-            Frame::Offer(m.clone()),
-            Frame::Data(b"abcdef".to_vec()),
-        ];
-        let (got, result) = exchange(&spool, frames).await;
-        assert!(matches!(
-            result,
-            Err(SpoolError::Wire(WireError::Malformed { .. }))
-        ));
-        assert!(matches!(got.last(), Some(Frame::Error { .. })));
-        // Cut off mid-file.
-        let frames = vec![
-            Frame::Hello { version: VERSION },
-            Frame::Offer(m.clone()),
-            Frame::Data(b"ab".to_vec()),
-        ];
-        let (_, result) = exchange(&spool, frames).await;
-        assert!(result.is_err());
-        assert!(!spool.store.path(Area::Incoming, &m.id).exists());
-        assert_eq!(
-            std::fs::read_dir(spool.store.root.join("tmp"))
-                .unwrap()
-                .count(),
-            0
-        );
-        assert!(lock(&spool.store.receiving).is_empty());
-    }
-}
+#[path = "receive_tests.rs"]
+mod tests;

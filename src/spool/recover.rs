@@ -46,6 +46,8 @@ impl Store {
                 self.forget(&entry.path);
                 durable_remove(&entry.path)?;
                 r.delivered_removed += 1;
+            } else if entry.waiting_key.is_some() {
+                // Sealed under a key we do not have: not damage. It waits.
             } else if let Err(reason) = &entry.meta {
                 self.quarantine(&entry.path, None, reason);
                 r.quarantined += 1;
@@ -55,13 +57,16 @@ impl Store {
         for entry in self.entries(Area::Outgoing)? {
             let meta = match &entry.meta {
                 Ok(m) => m,
+                Err(_) if entry.waiting_key.is_some() => continue,
                 Err(reason) => {
                     self.quarantine(&entry.path, None, reason);
                     r.quarantined += 1;
                     continue;
                 }
             };
-            let plain = self.outbox.join(&meta.name);
+            let plain = self
+                .outbox
+                .join(super::names::os_name(&super::names::delivery_name(meta)));
             let Some(tag) = meta.extra.get("source") else {
                 continue;
             };
@@ -75,7 +80,7 @@ impl Store {
             let verified = File::open(&entry.path)
                 .map_err(|e| e.to_string())
                 .and_then(|f| {
-                    decrypt_stream(BufReader::new(f), io::sink(), self.key_for(&entry.path))
+                    decrypt_stream(BufReader::new(f), io::sink(), &self.key_for(&entry.path))
                         .map_err(|e| e.to_string())
                 });
             match verified {

@@ -1,31 +1,44 @@
 //! The running spool of a gateway: the [`Store`] plus its three tasks
 //! (outbox intake, forwarder, delivery), all tracked by the gateway's
-//! shutdown and woken early by each other.
+//! shutdown and woken by events and by each other — never by sub-second
+//! polling, so an idle gateway does next to nothing. Each task also looks
+//! on a slow safety-net timer (events can be lost; `pairgate spool
+//! requeue` moves files while the gateway runs).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::error::SpoolError;
+use super::hold::Holds;
 use super::intake::Intake;
-use super::store::{Depth, Store};
+use super::settle::Tracker;
+use super::store::{lock, Depth, Store};
+use super::watch::watch_outbox;
 use crate::audit::AuditLog;
 use crate::proxy::Context;
 
-/// How often the outbox is scanned.
-pub const OUTBOX_POLL: Duration = Duration::from_millis(100);
-/// With a file watch on the outbox, a scan still runs this often as a
-/// safety net (events can be dropped, e.g. on an overflowing queue).
-const OUTBOX_RESCAN: Duration = Duration::from_secs(2);
-/// How often `incoming/` is looked at when no receive woke delivery.
-const DELIVER_POLL: Duration = Duration::from_millis(500);
+/// With a file watch on the outbox, a full look still runs this often
+/// (events can be dropped, and network filesystems raise none).
+pub const OUTBOX_RESCAN: Duration = Duration::from_secs(10);
+/// Without a watch (inotify unavailable or exhausted) the outbox is polled.
+pub const OUTBOX_POLL: Duration = Duration::from_secs(1);
+/// The forwarder and delivery look at their folders at least this often.
+pub const SAFETY_NET: Duration = Duration::from_secs(30);
+/// No look is scheduled sooner than this after the previous one.
+const MIN_LOOK: Duration = Duration::from_millis(50);
 
 /// A gateway's spool.
 pub struct Spool {
     pub store: Arc<Store>,
+    /// `spool.key` as configured at start (a change needs a restart).
+    pub(crate) key_path: PathBuf,
     pub(crate) wake_forward: Notify,
     pub(crate) wake_deliver: Notify,
+    /// Room was freed in the spool: retry refused outbox files now.
+    pub(crate) wake_intake: Notify,
 }
 
 impl Spool {
@@ -37,15 +50,19 @@ impl Spool {
     pub fn open(cfg: &crate::config::Spool, audit: AuditLog) -> Result<Arc<Spool>, SpoolError> {
         let store = Store::open(cfg, Some(audit))?;
         store.recover()?;
-        Ok(Arc::new(Spool::from_store(store)))
+        let mut spool = Spool::from_store(store);
+        spool.key_path.clone_from(&cfg.key);
+        Ok(Arc::new(spool))
     }
 
     /// Wraps an opened store (tests, tools).
     pub fn from_store(store: Store) -> Spool {
         Spool {
             store: Arc::new(store),
+            key_path: PathBuf::new(),
             wake_forward: Notify::new(),
             wake_deliver: Notify::new(),
+            wake_intake: Notify::new(),
         }
     }
 
@@ -63,30 +80,39 @@ impl Spool {
 
     async fn intake_loop(self: Arc<Self>, ctx: Arc<Context>) {
         let stop = ctx.shutdown.stop_token().clone();
-        // A file landing in the outbox wakes intake at once; without a
-        // watch (inotify unavailable or exhausted) the outbox is polled.
+        let tracker = Arc::new(Mutex::new(Tracker::new(self.store.settle)));
+        // A writer closing a file (or a rename into the outbox) wakes
+        // intake; see `watch` for what does not.
         let woken = Arc::new(Notify::new());
-        let watch = watch_outbox(&self.store.outbox, woken.clone());
+        let watch = watch_outbox(&self.store.outbox, tracker.clone(), woken.clone());
         let every = if watch.is_some() {
             OUTBOX_RESCAN
         } else {
             OUTBOX_POLL
         };
         loop {
-            let store = self.store.clone();
-            let scanned = tokio::task::spawn_blocking(move || store.scan_outbox()).await;
+            let (store, t) = (self.store.clone(), tracker.clone());
+            let scanned =
+                tokio::task::spawn_blocking(move || store.scan_tracked(&t, Instant::now())).await;
+            let started = Instant::now();
+            let mut next = started + every;
             match scanned {
-                Ok(Ok(done)) => {
-                    if done.iter().any(|d| matches!(d, Intake::Spooled(_))) {
+                Ok(scan) => {
+                    if scan.done.iter().any(|d| matches!(d, Intake::Spooled(_))) {
                         self.wake_forward.notify_one();
                     }
+                    if let Some(t) = scan.next_look {
+                        next = next.min(t.max(started + MIN_LOOK));
+                    }
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "outbox scan failed"),
                 Err(e) => tracing::error!(error = %e, "outbox scan task failed"),
             }
             tokio::select! {
                 () = woken.notified() => {}
-                () = tokio::time::sleep(every) => {}
+                () = self.wake_intake.notified() => {
+                    lock(&tracker).retry_failures_now(Instant::now());
+                }
+                () = tokio::time::sleep_until(next.into()) => {}
                 () = stop.cancelled() => return,
             }
         }
@@ -94,46 +120,32 @@ impl Spool {
 
     async fn deliver_loop(self: Arc<Self>, ctx: Arc<Context>) {
         let stop = ctx.shutdown.stop_token().clone();
+        let holds = Arc::new(Mutex::new(Holds::default()));
         loop {
-            let store = self.store.clone();
-            match tokio::task::spawn_blocking(move || store.deliver_all()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "delivery scan failed"),
-                Err(e) => tracing::error!(error = %e, "delivery task failed"),
-            }
+            let (store, h) = (self.store.clone(), holds.clone());
+            let due = tokio::task::spawn_blocking(move || {
+                let mut holds = lock(&h);
+                match store.deliver_due(&mut holds, Instant::now()) {
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "delivery scan failed"),
+                }
+                holds.next_due()
+            })
+            .await;
+            let now = Instant::now();
+            let next = match due {
+                Ok(Some(t)) => t.max(now + MIN_LOOK).min(now + SAFETY_NET),
+                Ok(None) => now + SAFETY_NET,
+                Err(e) => {
+                    tracing::error!(error = %e, "delivery task failed");
+                    now + SAFETY_NET
+                }
+            };
             tokio::select! {
                 () = self.wake_deliver.notified() => {}
-                () = tokio::time::sleep(DELIVER_POLL) => {}
+                () = tokio::time::sleep_until(next.into()) => {}
                 () = stop.cancelled() => return,
             }
-        }
-    }
-}
-
-/// Watches `outbox` for new entries, waking `woken` on each; `None` (and a
-/// warning) when the platform's watch cannot be set up.
-fn watch_outbox(
-    outbox: &std::path::Path,
-    woken: Arc<Notify>,
-) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            woken.notify_one();
-        }
-    };
-    let mut watcher = match notify::recommended_watcher(handler) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the outbox; polling it instead");
-            return None;
-        }
-    };
-    match watcher.watch(outbox, notify::RecursiveMode::NonRecursive) {
-        Ok(()) => Some(watcher),
-        Err(e) => {
-            tracing::warn!(error = %e, outbox = %outbox.display(), "cannot watch the outbox; polling it instead");
-            None
         }
     }
 }

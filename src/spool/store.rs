@@ -7,18 +7,19 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 
-use super::error::SpoolError;
-use super::key::MasterKey;
+use super::conditions::Conditions;
+use super::error::{SpoolCodecError, SpoolError};
+use super::key::{KeyId, MasterKey};
 use super::metadata::Metadata;
 use super::stream::read_metadata;
-use crate::audit::{AuditLog, Event, SpoolFile};
+use crate::audit::{AuditLog, Event};
 
 /// Sealed files waiting for the peer's acknowledgement.
 pub const OUTGOING: &str = "outgoing";
@@ -64,6 +65,10 @@ pub struct Entry {
     pub bytes: u64,
     /// The authenticated metadata, or why it could not be read.
     pub meta: Result<Metadata, String>,
+    /// Set when the file is sealed under a key id that is configured
+    /// neither as `spool.key` nor in `spool.old_keys`: it waits for that
+    /// key (it is not damaged, so it is not quarantined).
+    pub waiting_key: Option<KeyId>,
 }
 
 /// Number, bytes and age of the oldest file of one direction.
@@ -93,19 +98,33 @@ pub struct Counters {
     pub delivered: AtomicU64,
     pub quarantined: AtomicU64,
     pub refused: AtomicU64,
+    /// Spool links torn down because they made no progress.
+    pub stalls: AtomicU64,
+    /// Files the peer refused (each refusal of each file once).
+    pub refused_by_peer: AtomicU64,
 }
 
 /// The spool directory of one site.
 pub struct Store {
     pub(crate) root: PathBuf,
     pub(crate) key: MasterKey,
-    /// Previous keys, only for reading files sealed before a key change.
-    pub(crate) old_keys: Vec<MasterKey>,
+    /// Previous keys, only for reading files sealed before a key change;
+    /// replaced on reload ([`Store::set_old_keys`]).
+    pub(crate) old_keys: RwLock<Vec<MasterKey>>,
     pub(crate) outbox: PathBuf,
     pub(crate) inbox: PathBuf,
     pub(crate) max_bytes: Option<u64>,
-    audit: Option<AuditLog>,
-    cache: Mutex<HashMap<PathBuf, Metadata>>,
+    /// `[spool] settle_ms` (0 for stores opened without a config).
+    pub(crate) settle: Duration,
+    /// `[spool] stall_secs`.
+    pub(crate) stall: Duration,
+    pub(crate) audit: Option<AuditLog>,
+    /// Persistent conditions (waiting keys, refusals, …), for `/status`.
+    pub conditions: Conditions,
+    pub(crate) cache: Mutex<HashMap<PathBuf, Metadata>>,
+    /// Files known to be sealed under a key we do not have (cleared when
+    /// the keys change), so listings do not re-read them every time.
+    pub(crate) waiting: Mutex<HashMap<PathBuf, KeyId>>,
     /// Ids sealed into `outgoing/` whose plaintext is not yet deleted: the
     /// forwarder must not send them yet (see the crash table).
     pub(crate) pending: Mutex<HashSet<String>>,
@@ -140,12 +159,16 @@ impl Store {
         Ok(Store {
             root: root.to_owned(),
             key,
-            old_keys: Vec::new(),
+            old_keys: RwLock::default(),
             outbox: outbox.to_owned(),
             inbox: inbox.to_owned(),
             max_bytes,
+            settle: Duration::ZERO,
+            stall: Duration::from_secs(crate::config::Spool::DEFAULT_STALL_SECS),
+            conditions: Conditions::new(audit.clone()),
             audit,
             cache: Mutex::default(),
+            waiting: Mutex::default(),
             pending: Mutex::default(),
             receiving: Mutex::default(),
             refused: Mutex::default(),
@@ -161,27 +184,10 @@ impl Store {
     pub fn open(cfg: &crate::config::Spool, audit: Option<AuditLog>) -> Result<Store, SpoolError> {
         let key = MasterKey::load_key_file(&cfg.key)?;
         let mut store = Store::new(&cfg.dir, key, &cfg.outbox, &cfg.inbox, cfg.max_bytes, audit)?;
-        for old in &cfg.old_keys {
-            store.old_keys.push(MasterKey::load_key_file(old)?);
-        }
+        store.set_old_keys(super::keys::load_old_keys(cfg)?);
+        store.settle = cfg.settle;
+        store.stall = cfg.stall;
         Ok(store)
-    }
-
-    /// The key that sealed the file at `path`, chosen by the key id in its
-    /// header: the current key, or one of `old_keys`. When none matches (or
-    /// the header is unreadable) the current key is returned, so opening the
-    /// file reports the problem (`WrongKey`, tampering) as usual.
-    pub(crate) fn key_for(&self, path: &Path) -> &MasterKey {
-        let mut header = [0u8; 16];
-        let read = File::open(path).and_then(|mut f| io::Read::read_exact(&mut f, &mut header));
-        if read.is_err() {
-            return &self.key;
-        }
-        let id = &header[8..16];
-        std::iter::once(&self.key)
-            .chain(&self.old_keys)
-            .find(|k| k.key_id().0 == id)
-            .unwrap_or(&self.key)
     }
 
     /// The spool root folder.
@@ -219,7 +225,7 @@ impl Store {
             return Ok(m.clone());
         }
         let file = File::open(path).map_err(SpoolError::io("open", path))?;
-        let meta = read_metadata(io::BufReader::new(file), self.key_for(path))
+        let meta = read_metadata(io::BufReader::new(file), &self.key_for(path))
             .map_err(SpoolError::codec(path))?;
         lock(&self.cache).insert(path.to_owned(), meta.clone());
         Ok(meta)
@@ -228,6 +234,7 @@ impl Store {
     /// Forgets the cached metadata of a file that was moved or deleted.
     pub(crate) fn forget(&self, path: &Path) {
         lock(&self.cache).remove(path);
+        lock(&self.waiting).remove(path);
     }
 
     /// The sealed files of an area, oldest `created` first (unreadable ones
@@ -252,16 +259,53 @@ impl Store {
             if !stat.is_file() {
                 continue;
             }
-            let meta = self.metadata(&path).map_err(|e| e.to_string());
+            let known_waiting = lock(&self.waiting).get(&path).copied();
+            let read = match known_waiting {
+                Some(found) => Err(found),
+                None => match self.metadata(&path) {
+                    Ok(m) => Ok(m),
+                    Err(SpoolError::Codec {
+                        source: SpoolCodecError::WrongKey { found, .. },
+                        ..
+                    }) => {
+                        lock(&self.waiting).insert(path.clone(), found);
+                        Err(found)
+                    }
+                    Err(e) => {
+                        out.push(Entry {
+                            area,
+                            id: id.to_owned(),
+                            path,
+                            bytes: stat.len(),
+                            meta: Err(e.to_string()),
+                            waiting_key: None,
+                        });
+                        continue;
+                    }
+                },
+            };
+            let (meta, waiting_key) = match read {
+                Ok(m) => (Ok(m), None),
+                Err(found) => (
+                    Err(format!(
+                        "waiting for key {found}: add the key file with that id to spool.old_keys"
+                    )),
+                    Some(found),
+                ),
+            };
             out.push(Entry {
                 area,
                 id: id.to_owned(),
                 path,
                 bytes: stat.len(),
                 meta,
+                waiting_key,
             });
         }
         out.sort_by(|a, b| match (&a.meta, &b.meta) {
+            (Err(_), Err(_)) if a.waiting_key.is_some() != b.waiting_key.is_some() => {
+                a.waiting_key.is_some().cmp(&b.waiting_key.is_some())
+            }
             (Ok(x), Ok(y)) => (x.created, &a.id).cmp(&(y.created, &b.id)),
             (Err(_), Ok(_)) => std::cmp::Ordering::Less,
             (Ok(_), Err(_)) => std::cmp::Ordering::Greater,
@@ -301,46 +345,6 @@ impl Store {
             outbound: one(Area::Outgoing),
             inbound: one(Area::Incoming),
         }
-    }
-
-    /// Moves a bad file to `quarantine/`, audits and counts it. Never
-    /// fails: if even the move fails the file is deleted so it cannot block
-    /// the queue (it failed authentication, so nothing of value is lost).
-    pub fn quarantine(&self, path: &Path, meta: Option<&Metadata>, reason: &str) {
-        self.forget(path);
-        let name = path.file_name().map_or_else(
-            || "unnamed".to_owned(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        let qdir = self.root.join(QUARANTINE);
-        let mut dest = qdir.join(&name);
-        let mut n = 1;
-        while dest.exists() {
-            dest = qdir.join(format!("{name}.{n}"));
-            n += 1;
-        }
-        if fs::rename(path, &dest).is_err() {
-            let _ = fs::remove_file(path);
-        }
-        let _ = sync_dir(&qdir);
-        if let Some(parent) = path.parent() {
-            let _ = sync_dir(parent);
-        }
-        tracing::warn!(file = %path.display(), %reason, "spool file quarantined");
-        self.counters.quarantined.fetch_add(1, Ordering::Relaxed);
-        let id = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.audit(Event::SpoolQuarantined(SpoolFile {
-            id: meta.map_or(id, |m| m.id.clone()),
-            name: meta.map(|m| m.name.clone()).unwrap_or_default(),
-            size: meta.map_or(0, |m| m.size),
-            peer_pool: None,
-            age_ms: meta.map(age_ms),
-            reason: Some(reason.to_owned()),
-            path: Some(dest.display().to_string()),
-        }));
     }
 
     /// Whether `id` was received already (acknowledged and either waiting
@@ -424,98 +428,5 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::spool::stream::encrypt_seekable;
-
-    pub(crate) fn store(dir: &Path) -> Store {
-        Store::new(
-            &dir.join("spool"),
-            MasterKey::from_bytes([7; 32]),
-            &dir.join("outbox"),
-            &dir.join("inbox"),
-            None,
-            None,
-        )
-        .unwrap()
-    }
-
-    /// Seals `data` as `name` straight into `area`; returns the metadata.
-    pub(crate) fn put(store: &Store, area: Area, name: &str, data: &[u8]) -> Metadata {
-        let tmp = store.tmp_path("test");
-        let meta = encrypt_seekable(
-            io::Cursor::new(data),
-            File::create(&tmp).unwrap(),
-            &store.key,
-            name,
-        )
-        .unwrap();
-        durable_rename(&tmp, &store.path(area, &meta.id)).unwrap();
-        meta
-    }
-
-    #[test]
-    fn files_under_an_old_key_drain_when_it_is_listed() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = store(dir.path());
-        let meta = put(&old, Area::Incoming, "before-the-key-change", b"payload");
-        let path = old.path(Area::Incoming, &meta.id);
-        let reopen = |old_keys: Vec<MasterKey>| {
-            let mut s = Store::new(
-                &dir.path().join("spool"),
-                MasterKey::from_bytes([8; 32]),
-                &dir.path().join("outbox"),
-                &dir.path().join("inbox"),
-                None,
-                None,
-            )
-            .unwrap();
-            s.old_keys = old_keys;
-            s
-        };
-        let without = reopen(vec![]);
-        assert!(matches!(
-            without.metadata(&path),
-            Err(SpoolError::Codec { .. })
-        ));
-        let with = reopen(vec![MasterKey::from_bytes([7; 32])]);
-        assert_eq!(with.metadata(&path).unwrap().id, meta.id);
-        with.deliver_all().unwrap();
-        let delivered = std::fs::read(dir.path().join("inbox/before-the-key-change")).unwrap();
-        assert_eq!(delivered, b"payload");
-    }
-
-    #[test]
-    fn entries_depth_and_quarantine() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        let a = put(&s, Area::Outgoing, "a", b"hello");
-        put(&s, Area::Outgoing, "b", &[1; 70_000]);
-        put(&s, Area::Incoming, "c", b"x");
-        let out = s.entries(Area::Outgoing).unwrap();
-        assert_eq!(out.len(), 2);
-        let d = s.depth();
-        assert_eq!((d.outbound.files, d.outbound.bytes), (2, 70_005));
-        assert_eq!((d.inbound.files, d.inbound.bytes), (1, 1));
-        assert!(d.outbound.oldest_age.is_some());
-        assert!(s.used_bytes() > 70_006);
-
-        // A garbage file sorts first, with its problem; quarantine moves it.
-        let bad = s.root.join(OUTGOING).join("junk.pgs");
-        fs::write(&bad, [b'x'; 80]).unwrap();
-        let out = s.entries(Area::Outgoing).unwrap();
-        assert_eq!(out[0].id, "junk");
-        assert!(out[0].meta.as_ref().unwrap_err().contains("magic"));
-        s.quarantine(&bad, None, "bad magic");
-        assert!(!bad.exists());
-        assert!(s.root.join(QUARANTINE).join("junk.pgs").exists());
-        assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 2);
-        assert_eq!(s.entries(Area::Quarantine).unwrap().len(), 1);
-        assert_eq!(s.counters.quarantined.load(Ordering::Relaxed), 1);
-
-        assert!(!s.is_known(&a.id));
-        s.mark_delivered(&a.id).unwrap();
-        assert!(s.is_known(&a.id));
-    }
-}
+#[path = "store_tests.rs"]
+pub(crate) mod tests;

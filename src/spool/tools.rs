@@ -38,6 +38,9 @@ pub struct Listed {
     pub path: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Why a quarantined file was quarantined (from its record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A file that failed `verify` or `rekey`.
@@ -57,11 +60,18 @@ pub fn list(store: &Store) -> Result<Vec<Listed>, SpoolError> {
     for area in [Area::Outgoing, Area::Incoming, Area::Quarantine] {
         for e in store.entries(area)? {
             let meta = e.meta.as_ref().ok();
+            let record = (area == Area::Quarantine)
+                .then(|| super::quarantine::read_record(&e.path))
+                .flatten();
             out.push(Listed {
                 state: area,
                 id: meta.map_or_else(|| e.id.clone(), |m| m.id.clone()),
-                name: meta.map(|m| m.name.clone()),
-                size: meta.map(|m| m.size),
+                name: meta
+                    .map(|m| m.name.clone())
+                    .or_else(|| record.as_ref().and_then(|r| r.name.clone())),
+                size: meta
+                    .map(|m| m.size)
+                    .or_else(|| record.as_ref().and_then(|r| r.size)),
                 created: meta.and_then(|m| {
                     m.created
                         .format(&time::format_description::well_known::Rfc3339)
@@ -71,6 +81,7 @@ pub fn list(store: &Store) -> Result<Vec<Listed>, SpoolError> {
                 bytes: e.bytes,
                 path: e.path.clone(),
                 problem: e.meta.as_ref().err().cloned(),
+                reason: record.map(|r| r.reason),
             });
         }
     }
@@ -89,7 +100,7 @@ pub fn verify(store: &Store) -> Result<(usize, Vec<Bad>), SpoolError> {
             let checked = File::open(&e.path)
                 .map_err(|err| err.to_string())
                 .and_then(|f| {
-                    decrypt_stream(BufReader::new(f), std::io::sink(), store.key_for(&e.path))
+                    decrypt_stream(BufReader::new(f), std::io::sink(), &store.key_for(&e.path))
                         .map_err(|err| err.to_string())
                 });
             match checked {
@@ -157,7 +168,7 @@ fn key_id_of(path: &Path) -> std::io::Result<KeyId> {
 
 fn rekey_file(store: &Store, path: &Path, new_key: &MasterKey) -> Result<(), SpoolError> {
     let open = || File::open(path).map_err(SpoolError::io("open", path));
-    let meta = read_metadata(BufReader::new(open()?), store.key_for(path))
+    let meta = read_metadata(BufReader::new(open()?), &store.key_for(path))
         .map_err(SpoolError::codec(path))?;
     let sealer = Sealer::random(new_key, &meta).map_err(SpoolError::codec(path))?;
     let tmp = store.tmp_path(&format!("rekey-{}", meta.id));
@@ -169,7 +180,7 @@ fn rekey_file(store: &Store, path: &Path, new_key: &MasterKey) -> Result<(), Spo
             decrypt_stream(
                 BufReader::new(source),
                 ChannelWriter { tx },
-                store.key_for(path),
+                &store.key_for(path),
             )
         });
         let mut w = BufWriter::new(out);

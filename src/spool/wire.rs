@@ -4,29 +4,44 @@
 //!
 //! ```text
 //! frame   = u32 BE length (of type + body, 1..=MAX_FRAME) | u8 type | body
-//! HELLO   1  "PGSW" | u16 BE version (1)          both sides, first
-//! OFFER   2  metadata JSON (id, name, size, sha256, created)   sender
-//! ACCEPT  3  u64 BE offset (always 0 in v1)        receiver: send the data
+//! HELLO   1  "PGSW" | u16 BE version (2)          both sides, first
+//! OFFER   2  metadata JSON (id, name, size, sha256, created[, name_b64])  sender
+//! ACCEPT  3  u64 BE offset (always 0)              receiver: send the data
 //! ALREADY 4  id                                    receiver: have it, drop yours
 //! DATA    5  1..=MAX_DATA plaintext bytes          sender
 //! END     6  (empty)                               sender: that was all
 //! ACK     7  id                                    receiver: durable, delete yours
-//! ERROR   8  UTF-8 message                         either: this file failed
+//! ERROR   8  u8 reason | UTF-8 message             either: this file failed
 //! ```
 //!
 //! The plaintext travels inside TLS; the receiver re-encrypts it under its
 //! own spool key as it arrives and checks size and SHA-256 against the
 //! OFFER before it acknowledges. Any malformed or out-of-sequence frame is a
-//! [`WireError`] that closes that one connection.
+//! [`WireError`] that closes that one connection — except an OFFER whose
+//! metadata the receiver cannot accept: that file is refused (`bad_name`)
+//! and the connection goes on.
+//!
+//! # Version 2 (this one) and version 1
+//!
+//! Version 2 changed one thing: the ERROR body starts with a reason byte
+//! ([`Refusal`]), so a sender can tell a refusal for *now* (`busy`,
+//! `full`, `failed`: set the file aside with its own backoff, send the
+//! others) from one for *ever* (`too_large`: bigger than the receiver's
+//! `max_bytes`; `bad_name`: report it, do not retry in a loop). Both
+//! gateways of a pair run the same version; a v1 peer is refused at HELLO
+//! with "upgrade the older gateway". Unknown reason bytes read as `other`
+//! (a refusal for now). OFFER may carry `name_b64`, the raw bytes of a
+//! name that is not UTF-8 (version 1 receivers dropped extra fields).
 
 use super::metadata::Metadata;
+pub use super::refusal::Refusal;
 
 /// Largest frame (type + body), 1 MiB.
 pub const MAX_FRAME: usize = 1 << 20;
 /// DATA body size the sender uses.
 pub const DATA_CHUNK: usize = 64 * 1024;
-/// The protocol version of this codec.
-pub const VERSION: u16 = 1;
+/// The protocol version of this codec (see the module doc for v1 → v2).
+pub const VERSION: u16 = 2;
 const HELLO_MAGIC: &[u8; 4] = b"PGSW";
 const MAX_ERROR_LEN: usize = 4096;
 
@@ -40,7 +55,7 @@ pub enum Frame {
     Data(Vec<u8>),
     End,
     Ack { id: String },
-    Error { message: String },
+    Error { reason: Refusal, message: String },
 }
 
 /// A protocol violation by the other side.
@@ -112,8 +127,9 @@ impl Frame {
                 out.push(7);
                 out.extend_from_slice(id.as_bytes());
             }
-            Frame::Error { message } => {
+            Frame::Error { reason, message } => {
                 out.push(8);
+                out.push(reason.code());
                 let mut end = message.len().min(MAX_ERROR_LEN);
                 while !message.is_char_boundary(end) {
                     end -= 1;
@@ -166,10 +182,16 @@ impl Frame {
             7 => Frame::Ack {
                 id: parse_id("ACK", body)?,
             },
-            8 => Frame::Error {
-                message: String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_LEN)])
-                    .into_owned(),
-            },
+            8 => {
+                let Some((&code, text)) = body.split_first() else {
+                    return Err(bad("ERROR", "expected a reason byte"));
+                };
+                Frame::Error {
+                    reason: Refusal::from_code(code),
+                    message: String::from_utf8_lossy(&text[..text.len().min(MAX_ERROR_LEN)])
+                        .into_owned(),
+                }
+            }
             kind => return Err(WireError::UnknownType { kind }),
         })
     }
@@ -363,173 +385,5 @@ pub fn fuzz_wire(data: &[u8]) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn meta(size: u64) -> Metadata {
-        let sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        Metadata::new("f.bak", size, sha).unwrap()
-    }
-
-    fn enc(frames: &[Frame]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for f in frames {
-            f.encode(&mut out);
-        }
-        out
-    }
-
-    fn all_frames() -> Vec<Frame> {
-        vec![
-            Frame::Hello { version: VERSION },
-            Frame::Offer(meta(3)),
-            Frame::Accept { offset: 0 },
-            Frame::Already {
-                id: "abc_-1".into(),
-            },
-            Frame::Data(vec![1, 2, 3]),
-            Frame::Data(vec![9; MAX_FRAME - 1]),
-            Frame::End,
-            Frame::Ack { id: "abc".into() },
-            Frame::Error {
-                message: "disk full".into(),
-            },
-        ]
-    }
-
-    #[test]
-    fn every_frame_round_trips_whole_and_byte_by_byte() {
-        let frames = all_frames();
-        let bytes = enc(&frames);
-        let mut dec = Decoder::default();
-        dec.push(&bytes);
-        for f in &frames {
-            assert_eq!(dec.next_frame().unwrap().as_ref(), Some(f));
-        }
-        assert_eq!(dec.next_frame().unwrap(), None);
-        let mut dec = Decoder::default();
-        let mut got = Vec::new();
-        for b in &bytes {
-            dec.push(std::slice::from_ref(b));
-            while let Some(f) = dec.next_frame().unwrap() {
-                got.push(f);
-            }
-        }
-        assert_eq!(got, frames);
-        assert!(!dec.has_partial());
-    }
-
-    #[test]
-    fn malformed_frames_are_rejected() {
-        let frame = |kind: u8, body: &[u8]| {
-            let mut v = ((body.len() + 1) as u32).to_be_bytes().to_vec();
-            v.push(kind);
-            v.extend_from_slice(body);
-            let mut d = Decoder::default();
-            d.push(&v);
-            d.next_frame()
-        };
-        let mut d = Decoder::default();
-        d.push(&0u32.to_be_bytes());
-        assert_eq!(d.next_frame(), Err(WireError::FrameLength { len: 0 }));
-        let mut d = Decoder::default();
-        d.push(&((MAX_FRAME + 1) as u32).to_be_bytes());
-        assert!(matches!(d.next_frame(), Err(WireError::FrameLength { .. })));
-        assert_eq!(frame(99, b""), Err(WireError::UnknownType { kind: 99 }));
-        assert!(matches!(
-            frame(1, b"PGSW\0"),
-            Err(WireError::Malformed { .. })
-        ));
-        assert!(matches!(
-            frame(1, b"XXXX\0\x01"),
-            Err(WireError::Malformed { .. })
-        ));
-        assert_eq!(
-            frame(1, b"PGSW\0\x02"),
-            Err(WireError::Version { version: 2 })
-        );
-        assert!(matches!(frame(2, b"{}"), Err(WireError::Malformed { .. })));
-        let mut evil = meta(1);
-        evil.name = "../etc/passwd".into();
-        let json = serde_json::to_vec(&evil).unwrap();
-        assert!(matches!(frame(2, &json), Err(WireError::Malformed { .. })));
-        assert!(matches!(
-            frame(3, b"1234"),
-            Err(WireError::Malformed { .. })
-        ));
-        assert!(matches!(frame(4, b""), Err(WireError::Malformed { .. })));
-        assert!(matches!(frame(7, b"a/b"), Err(WireError::Malformed { .. })));
-        assert!(matches!(frame(5, b""), Err(WireError::Malformed { .. })));
-        assert!(matches!(frame(6, b"x"), Err(WireError::Malformed { .. })));
-        assert!(matches!(frame(8, b"\xff"), Ok(Some(Frame::Error { .. }))));
-    }
-
-    #[test]
-    fn receiver_enforces_the_sequence() {
-        let m = meta(4);
-        let mut r = Receiver::default();
-        assert!(r.on_frame(&Frame::Offer(m.clone())).is_err());
-        let mut r = Receiver::default();
-        r.on_frame(&Frame::Hello { version: 1 }).unwrap();
-        assert!(r.on_frame(&Frame::Data(vec![1])).is_err());
-        assert!(r.on_frame(&Frame::End).is_err());
-        r.on_frame(&Frame::Offer(m.clone())).unwrap();
-        assert!(r.on_frame(&Frame::Data(vec![1])).is_err(), "before ACCEPT");
-        let mut r = Receiver {
-            state: RecvState::Offered {
-                id: m.id.clone(),
-                size: 4,
-            },
-        };
-        r.accept();
-        r.on_frame(&Frame::Data(vec![1, 2])).unwrap();
-        assert!(r.clone().on_frame(&Frame::End).is_err(), "END too early");
-        assert!(
-            r.clone().on_frame(&Frame::Data(vec![0; 3])).is_err(),
-            "too much"
-        );
-        assert!(r.clone().on_frame(&Frame::Offer(m.clone())).is_err());
-        r.on_frame(&Frame::Data(vec![3, 4])).unwrap();
-        r.on_frame(&Frame::End).unwrap();
-        assert_eq!(r.state, RecvState::Idle);
-        r.on_frame(&Frame::Offer(m)).unwrap();
-        r.decline();
-        assert_eq!(r.state, RecvState::Idle);
-    }
-
-    /// Every committed seed runs through the fuzz entry point.
-    #[test]
-    fn seed_corpus_runs_clean() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/spool_wire");
-        let mut count = 0;
-        for entry in std::fs::read_dir(dir).unwrap() {
-            fuzz_wire(&std::fs::read(entry.unwrap().path()).unwrap());
-            count += 1;
-        }
-        assert!(count >= 3, "expected seed files in {dir}");
-    }
-
-    /// Writes the seed corpus (run once with `--ignored` after a format change).
-    #[test]
-    #[ignore]
-    fn write_seed_corpus() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/spool_wire");
-        std::fs::create_dir_all(dir).unwrap();
-        let m = meta(3);
-        let session = enc(&[
-            Frame::Hello { version: 1 },
-            Frame::Offer(m),
-            Frame::Data(vec![1, 2, 3]),
-            Frame::End,
-        ]);
-        std::fs::write(format!("{dir}/session.bin"), &session).unwrap();
-        std::fs::write(format!("{dir}/all-frames.bin"), enc(&all_frames()[..5])).unwrap();
-        std::fs::write(
-            format!("{dir}/huge-length.bin"),
-            [0xff, 0xff, 0xff, 0xff, 1],
-        )
-        .unwrap();
-        std::fs::write(format!("{dir}/unknown-type.bin"), [0, 0, 0, 1, 42]).unwrap();
-    }
-}
+#[path = "wire_tests.rs"]
+mod tests;

@@ -12,14 +12,14 @@ use crate::harness::*;
 
 /// The folders of one site's spool.
 #[derive(Clone)]
-struct Dirs {
-    spool: PathBuf,
-    outbox: PathBuf,
-    inbox: PathBuf,
+pub(crate) struct Dirs {
+    pub spool: PathBuf,
+    pub outbox: PathBuf,
+    pub inbox: PathBuf,
 }
 
 /// Writes a private key for `site` and returns the `[spool]` section.
-fn spool_section(root: &Path, site: &str) -> (String, Dirs) {
+pub(crate) fn spool_section(root: &Path, site: &str) -> (String, Dirs) {
     let base = root.join(format!("{site}-spool-area"));
     std::fs::create_dir_all(&base).unwrap();
     let key = base.join("spool.key");
@@ -43,7 +43,7 @@ fn spool_section(root: &Path, site: &str) -> (String, Dirs) {
 }
 
 /// A pairing whose two sites both run a spool.
-async fn spool_pairing() -> (Pairing, Dirs, Dirs, tempfile::TempDir) {
+pub(crate) async fn spool_pairing() -> (Pairing, Dirs, Dirs, tempfile::TempDir) {
     let root = tempfile::tempdir().unwrap();
     let (x1, d1) = spool_section(root.path(), "site1");
     let (x2, d2) = spool_section(root.path(), "site2");
@@ -56,7 +56,7 @@ async fn spool_pairing() -> (Pairing, Dirs, Dirs, tempfile::TempDir) {
 }
 
 /// Random bytes with a distinctive marker every 4 KiB.
-fn content(marker: &[u8], len: usize) -> Vec<u8> {
+pub(crate) fn content(marker: &[u8], len: usize) -> Vec<u8> {
     let mut data = vec![0u8; len];
     SystemRandom::new().fill(&mut data).unwrap();
     let mut at = 0;
@@ -68,13 +68,13 @@ fn content(marker: &[u8], len: usize) -> Vec<u8> {
 }
 
 /// Drops a file into an outbox the way a producer must: dot-name, rename.
-fn drop_file(outbox: &Path, name: &str, data: &[u8]) {
+pub(crate) fn drop_file(outbox: &Path, name: &str, data: &[u8]) {
     let tmp = outbox.join(format!(".{name}.partial"));
     std::fs::write(&tmp, data).unwrap();
     std::fs::rename(&tmp, outbox.join(name)).unwrap();
 }
 
-fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
@@ -91,7 +91,7 @@ fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Every file under `dir`, recursively.
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
@@ -104,7 +104,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn assert_no_plaintext(spool: &Path, marker: &[u8]) {
+pub(crate) fn assert_no_plaintext(spool: &Path, marker: &[u8]) {
     for p in walk(spool) {
         let bytes = std::fs::read(&p).unwrap_or_default();
         assert!(
@@ -115,7 +115,7 @@ fn assert_no_plaintext(spool: &Path, marker: &[u8]) {
     }
 }
 
-fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !ok() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -124,7 +124,7 @@ fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 }
 
 /// Waits until the inbox holds exactly `want` (no dot-files, nothing else).
-fn wait_delivered(inbox: &Path, want: &BTreeMap<String, Vec<u8>>, secs: u64) {
+pub(crate) fn wait_delivered(inbox: &Path, want: &BTreeMap<String, Vec<u8>>, secs: u64) {
     wait_until("delivery", secs, || files_in(inbox).len() >= want.len());
     // Give a duplicate, if any, the chance to show up.
     std::thread::sleep(Duration::from_millis(500));
@@ -140,7 +140,7 @@ fn wait_delivered(inbox: &Path, want: &BTreeMap<String, Vec<u8>>, secs: u64) {
     }
 }
 
-fn count(dir: &Path) -> usize {
+pub(crate) fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|rd| rd.count()).unwrap_or(0)
 }
 
@@ -239,7 +239,7 @@ async fn while_the_peer_is_down_files_wait_encrypted_then_arrive_once() {
     assert_eq!(delivered, 8);
 }
 
-fn sigkill(gw: &mut Gateway) {
+pub(crate) fn sigkill(gw: &mut Gateway) {
     let pid = gw.0.child.id().to_string();
     Command::new("kill").args(["-9", &pid]).status().unwrap();
     let _ = gw.0.child.wait();
@@ -322,7 +322,12 @@ async fn a_tampered_spool_file_is_named_by_verify_then_quarantined_and_others_fl
         .wait_audit("spool_quarantined", |v| v["event"] == "spool_quarantined");
     assert!(q["reason"].as_str().unwrap().contains("magic"), "{q}");
     assert!(!bad.exists());
-    assert_eq!(count(&d1.spool.join("quarantine")), 1);
+    // The quarantined file, and its record (name, reason, origin).
+    assert_eq!(count(&d1.spool.join("quarantine")), 2);
+    assert!(d1
+        .spool
+        .join("quarantine/0123456789abcdef0123456789abcdef.json")
+        .exists());
 }
 
 /// Spool ingest throughput beside `cp` + `sync`, and the outbox → peer

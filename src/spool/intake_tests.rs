@@ -1,0 +1,222 @@
+//! Unit tests of outbox intake (real files in a temp folder).
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::spool::settle::Seen;
+use crate::spool::store::tests::store;
+use crate::spool::stream::decrypt_stream;
+
+#[test]
+fn intake_seals_deletes_plaintext_and_ignores_dotfiles_tmp_and_dirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(s.outbox.join("backup.bak"), &data).unwrap();
+    fs::write(s.outbox.join(".inprogress"), b"partial").unwrap();
+    fs::write(s.outbox.join("export.TMP"), b"partial").unwrap();
+    fs::write(s.outbox.join("copy.partial"), b"partial").unwrap();
+    fs::create_dir(s.outbox.join("sub")).unwrap();
+    let r = s.scan_outbox().unwrap();
+    assert_eq!(r.len(), 1);
+    let Intake::Spooled(id) = &r[0] else {
+        panic!("{r:?}")
+    };
+    assert!(!s.outbox.join("backup.bak").exists());
+    for kept in [".inprogress", "export.TMP", "copy.partial"] {
+        assert!(s.outbox.join(kept).exists(), "{kept}");
+    }
+    let sealed = fs::read(s.path(Area::Outgoing, id)).unwrap();
+    assert!(!sealed.windows(32).any(|w| w == &data[1000..1032]));
+    let mut out = Vec::new();
+    let meta = decrypt_stream(&sealed[..], &mut out, &s.key).unwrap();
+    assert!(out == data);
+    assert_eq!(meta.name, "backup.bak");
+    assert!(meta.extra.contains_key("source"));
+    assert_eq!(fs::read_dir(s.root.join("tmp")).unwrap().count(), 0);
+    assert!(lock(&s.pending).is_empty());
+}
+
+#[test]
+fn cap_refuses_once_and_keeps_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(dir.path());
+    s.max_bytes = Some(10_000);
+    fs::write(s.outbox.join("big"), vec![0u8; 20_000]).unwrap();
+    fs::write(s.outbox.join("small"), b"ok").unwrap();
+    let r = s.scan_outbox().unwrap();
+    assert!(r.contains(&Intake::Full));
+    assert_eq!(
+        r.iter().filter(|x| matches!(x, Intake::Spooled(_))).count(),
+        1
+    );
+    s.scan_outbox().unwrap();
+    assert!(s.outbox.join("big").exists());
+    assert_eq!(s.counters.refused.load(Ordering::Relaxed), 1);
+    let held = s.conditions.snapshot();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].condition, Condition::SpoolFull);
+}
+
+/// The settle-aware scan: a file written in place is not taken while its
+/// writer still writes, however long it pauses, and never as 0 bytes.
+#[test]
+fn a_file_written_in_place_is_taken_only_once_finished_and_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(dir.path());
+    s.settle = Duration::from_millis(500);
+    let tracker = Mutex::new(Tracker::new(s.settle));
+    let path = s.outbox.join("a.bin");
+    let t0 = Instant::now();
+    // The writer created it (as inotify reports) and wrote nothing yet.
+    let mut w = fs::File::create(&path).unwrap();
+    lock(&tracker).on_event(OsStr::new("a.bin"), Seen::Written, t0);
+    let scan = s.scan_tracked(&tracker, t0 + Duration::from_secs(30));
+    assert!(scan.done.is_empty(), "an open, empty file is not taken");
+    w.write_all(&[7; 100_000]).unwrap();
+    drop(w);
+    let t1 = t0 + Duration::from_secs(31);
+    lock(&tracker).on_event(OsStr::new("a.bin"), Seen::Finished, t1);
+    let scan = s.scan_tracked(&tracker, t1);
+    assert!(scan.done.is_empty(), "not settled yet");
+    assert_eq!(scan.next_look, Some(t1 + s.settle));
+    let scan = s.scan_tracked(&tracker, t1 + s.settle);
+    assert!(
+        matches!(scan.done[..], [Intake::Spooled(_)]),
+        "{:?}",
+        scan.done
+    );
+    assert!(!path.exists());
+    let out = s.entries(Area::Outgoing).unwrap();
+    assert_eq!(out[0].meta.as_ref().unwrap().size, 100_000);
+}
+
+/// A file that changes between the look that found it settled and the
+/// delete is not deleted: the sealed copy is discarded, the file waits.
+#[test]
+fn a_file_that_changes_under_intake_is_kept_and_its_sealed_copy_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let path = s.outbox.join("grows.bin");
+    fs::write(&path, [1u8; 1000]).unwrap();
+    let settled = Stamp::of(&fs::metadata(&path).unwrap());
+    // It grew after it looked settled.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&[2u8; 10])
+        .unwrap();
+    assert_eq!(
+        s.intake_file_at(&path, Some(settled)).unwrap(),
+        Intake::Changed
+    );
+    assert_eq!(fs::metadata(&path).unwrap().len(), 1010);
+    assert!(s.entries(Area::Outgoing).unwrap().is_empty());
+    assert_eq!(fs::read_dir(s.root.join("tmp")).unwrap().count(), 0);
+    // Unchanged since: taken whole.
+    let now = Stamp::of(&fs::metadata(&path).unwrap());
+    assert!(matches!(
+        s.intake_file_at(&path, Some(now)).unwrap(),
+        Intake::Spooled(_)
+    ));
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_and_fifos_are_refused_once_and_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let secret = dir.path().join("secret.txt");
+    fs::write(&secret, b"not for the peer").unwrap();
+    std::os::unix::fs::symlink(&secret, s.outbox.join("link.txt")).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(s.outbox.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for _ in 0..3 {
+        let r = s.scan_outbox().unwrap();
+        assert!(r.is_empty(), "{r:?}");
+    }
+    assert!(secret.exists() && s.outbox.join("link.txt").exists());
+    assert_eq!(s.counters.refused.load(Ordering::Relaxed), 2);
+    let held = s.conditions.snapshot();
+    assert_eq!(held.len(), 2);
+    assert!(held.iter().any(|a| a.detail.contains("symbolic link")));
+    // The link removed: its condition clears at the next look.
+    fs::remove_file(s.outbox.join("link.txt")).unwrap();
+    s.scan_outbox().unwrap();
+    assert_eq!(s.conditions.snapshot().len(), 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_name_that_is_not_utf8_keeps_its_bytes_in_the_metadata() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let name = OsStr::from_bytes(b"r\xe9sum\xe9.txt");
+    fs::write(s.outbox.join(name), b"latin-1").unwrap();
+    let r = s.scan_outbox().unwrap();
+    let Intake::Spooled(id) = &r[0] else {
+        panic!("{r:?}")
+    };
+    let meta = s.metadata(&s.path(Area::Outgoing, id)).unwrap();
+    assert_eq!(meta.name, "r\u{fffd}sum\u{fffd}.txt");
+    assert_eq!(names::delivery_name(&meta), name.as_bytes());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_or_fifo_swapped_in_after_listing_is_neither_followed_nor_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let secret = dir.path().join("secret");
+    fs::write(&secret, b"secret").unwrap();
+    let path = s.outbox.join("swapped");
+    std::os::unix::fs::symlink(&secret, &path).unwrap();
+    assert!(s.intake_file(&path).is_err(), "a link is not opened");
+    fs::remove_file(&path).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Opening a FIFO nobody writes would block forever.
+    assert_eq!(s.intake_file(&path).unwrap(), Intake::Changed);
+    assert!(s.entries(Area::Outgoing).unwrap().is_empty());
+}
+
+#[test]
+fn an_outbox_scan_clears_only_outbox_conditions() {
+    use crate::spool::conditions::{Audited, Report, Subject};
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    s.conditions.raise(Report {
+        condition: Condition::SpoolFull,
+        key: crate::spool::receive::RECEIVE_FULL.to_owned(),
+        subject: Subject::default(),
+        files: 0,
+        detail: "refusing files from the peer".into(),
+        audited: Audited::Condition,
+    });
+    s.conditions.raise(Report {
+        condition: Condition::SpoolFull,
+        key: "gone.bin".into(),
+        subject: Subject::default(),
+        files: 1,
+        detail: "spool full".into(),
+        audited: Audited::ByCaller,
+    });
+    s.scan_outbox().unwrap();
+    let left = s.conditions.snapshot();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].detail.contains("from the peer"));
+}
