@@ -33,11 +33,8 @@ pub async fn handle_inbound(
     } = admission;
     // The accept loop always takes the place for the peer listener.
     let pending = pending.unwrap_or_else(|| {
-        ctx.pending.enter(
-            addr.ip(),
-            ctx.limits.max_handshakes_per_source,
-            u64::MAX - track.id,
-        )
+        ctx.pending
+            .enter(addr.ip(), u64::MAX - track.id, std::time::Instant::now())
     });
     inbound(&ctx, tcp, &mut track, pending)
         .instrument(span)
@@ -76,6 +73,14 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         }
         Ok(Ok(stream)) => stream,
     };
+    if track
+        .peer_pool
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case(&ctx.peer_pool))
+    {
+        // A verified certificate of the paired pool: this address is the peer's.
+        pending.vouch(std::time::Instant::now());
+    }
     drop(pending);
     ctx.metrics.handshake(Direction::Inbound, started.elapsed());
     if let Some(id) = seen.identity() {

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -57,10 +57,8 @@ pub async fn serve<H, Fut>(
         match ctx.slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 arrivals += 1;
-                let pending = (direction == Direction::Inbound).then(|| {
-                    ctx.pending
-                        .enter(addr.ip(), ctx.limits.max_handshakes_per_source, arrivals)
-                });
+                let pending = (direction == Direction::Inbound)
+                    .then(|| ctx.pending.enter(addr.ip(), arrivals, Instant::now()));
                 let admission = Admission { slot, pending };
                 ctx.shutdown
                     .spawn(handle(ctx.clone(), stream, addr, admission));

@@ -13,6 +13,7 @@
 
 pub mod control;
 mod dial;
+mod fds;
 mod inbound;
 mod listener;
 mod outbound;
@@ -67,6 +68,8 @@ pub struct Context {
     pub shutdown: Shutdown,
     /// Caps concurrent connections across all listeners.
     pub slots: Arc<Semaphore>,
+    /// Turns for handshakes to the peer gateway ([`dial::DialQueue`]).
+    dials: dial::DialQueue,
     /// Established connections and their peers' certificates.
     pub registry: Registry,
     /// Handshakes in progress per source on the peer listener.
@@ -94,7 +97,13 @@ impl Context {
         shutdown: Shutdown,
         metrics: Arc<Metrics>,
     ) -> Context {
+        // The cap is only real with descriptors for both sockets of each connection.
+        fds::ensure_for(limits.max_connections);
         let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let pending = pending::Pending::new(
+            limits.max_handshakes_per_source,
+            limits.max_handshakes_per_peer,
+        );
         Context {
             local_pool,
             peer_pool,
@@ -105,8 +114,9 @@ impl Context {
             audit,
             shutdown,
             slots,
+            dials: dial::DialQueue::default(),
             registry: Registry::default(),
-            pending: pending::Pending::default(),
+            pending,
             link: Arc::new(LinkTracker::new()),
             metrics,
             peer_backlog: control::PeerBacklog::default(),

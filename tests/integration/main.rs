@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod burst;
 mod cli;
 mod hostile;
 mod lifecycle;
