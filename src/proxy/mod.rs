@@ -28,7 +28,7 @@ pub use readahead::ReadAhead;
 
 /// The transport under every TLS connection between the gateways.
 pub type PeerTcp = ReadAhead<tokio::net::TcpStream>;
-pub use listener::{serve, Admission};
+pub use listener::{bind, serve, Admission};
 pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
 pub use registry::{Registration, Registry};
 
