@@ -79,6 +79,12 @@ pub(crate) struct ConnLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ServiceLabels {
+    pub direction: &'static str,
+    pub service: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct DenyLabels {
     pub direction: &'static str,
     pub reason: &'static str,

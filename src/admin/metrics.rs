@@ -8,6 +8,7 @@
 //! | `connections_total{direction,service,decision}` | every connection decision | a sudden drop of `allow` for a service |
 //! | `denials_total{direction,reason}` | every refusal, by audit reason | any `not_paired`, `unknown_ca`, `revoked`, `bad_certificate` (someone who is not the pair is knocking); a rising `too_many_connections` |
 //! | `bytes_total{direction,service,flow}` | bytes relayed, `flow="in"` towards the connection's initiator side, `"out"` away from it, counted at close | failback throughput |
+//! | `export_failures_total{direction,service}` | connections whose export target did not answer: `inbound` = our export, `outbound` = the peer's, as its `pg2` status frame said | any: the service behind the tunnel is down |
 //! | `handshake_failures_total{direction,reason}` | TLS handshakes that failed (a subset of denials) | outbound `peer_unreachable`: the WAN or the peer is down |
 //! | `handshake_seconds{direction}` | TLS handshake latency | p99 above a few seconds |
 //! | `active_connections{direction}` | connections open now | near `limits.max_connections` |
@@ -35,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::labels::{
     decision_label, direction_label, CertKind, CertLabels, ConnLabels, DenyLabels, DirLabels,
-    FlowLabels, ReloadLabels, Reloaded, SpoolEventLabels, VersionLabels, DIRECTIONS,
+    FlowLabels, ReloadLabels, Reloaded, ServiceLabels, SpoolEventLabels, VersionLabels, DIRECTIONS,
 };
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
@@ -82,6 +83,7 @@ pub struct Metrics {
     denials: Family<DenyLabels, Counter>,
     bytes: Family<FlowLabels, Counter>,
     handshake_failures: Family<DenyLabels, Counter>,
+    export_failures: Family<ServiceLabels, Counter>,
     handshake_seconds: Family<DirLabels, Histogram, fn() -> Histogram>,
     active: Family<DirLabels, Gauge>,
     cert_expiry: Family<CertLabels, Gauge>,
@@ -123,6 +125,7 @@ impl Metrics {
             denials: Family::default(),
             bytes: Family::default(),
             handshake_failures: Family::default(),
+            export_failures: Family::default(),
             handshake_seconds: Family::new_with_constructor(handshake_histogram as fn() -> _),
             active: Family::default(),
             cert_expiry: Family::default(),
@@ -160,6 +163,11 @@ impl Metrics {
             "handshake_failures",
             "Failed TLS handshakes by direction and reason",
             m.handshake_failures.clone(),
+        );
+        r.register(
+            "export_failures",
+            "Connections whose export target did not answer, by direction and service",
+            m.export_failures.clone(),
         );
         r.register(
             "handshake_seconds",
@@ -306,6 +314,17 @@ impl Metrics {
                 })
                 .inc_by(n);
         }
+    }
+
+    /// Counts a connection whose export target did not answer (ours for
+    /// `inbound`, the peer's for `outbound`).
+    pub fn export_failure(&self, direction: Direction, service: Option<&str>) {
+        self.export_failures
+            .get_or_create(&ServiceLabels {
+                direction: direction_label(direction),
+                service: self.service_label(service),
+            })
+            .inc();
     }
 
     /// Records the duration of a completed TLS handshake.
@@ -550,6 +569,25 @@ mod tests {
             );
         }
         assert_eq!(value(&text, "pairgate_audit_events_total", &[]), Some(0.0));
+    }
+
+    #[test]
+    fn export_failures_count_by_direction_and_service() {
+        let m = Metrics::new();
+        m.export_failure(Direction::Outbound, Some("backup-smb"));
+        m.export_failure(Direction::Outbound, Some("backup-smb"));
+        m.export_failure(Direction::Inbound, Some("cms-smb"));
+        let text = m.encode();
+        let out = [("direction", "outbound"), ("service", "backup-smb")];
+        let inb = [("direction", "inbound"), ("service", "cms-smb")];
+        assert_eq!(
+            value(&text, "pairgate_export_failures_total", &out),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, "pairgate_export_failures_total", &inb),
+            Some(1.0)
+        );
     }
 
     #[test]

@@ -18,20 +18,7 @@ use crate::audit::{
 use crate::policy::{DenyReason, Verdict};
 
 /// Every deny reason, for the decoder.
-const REASONS: [DenyReason; 12] = [
-    DenyReason::NoClientCert,
-    DenyReason::BadCertificate,
-    DenyReason::UnknownCa,
-    DenyReason::Expired,
-    DenyReason::Revoked,
-    DenyReason::NotPaired,
-    DenyReason::ServiceNotAllowed,
-    DenyReason::SourceNotAllowed,
-    DenyReason::HandshakeTimeout,
-    DenyReason::TooManyConnections,
-    DenyReason::HandshakeFailed,
-    DenyReason::PeerUnreachable,
-];
+const REASONS: [DenyReason; 14] = DenyReason::ALL;
 
 /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the years RFC 3339 can
 /// write (the gateway's clock is always inside).
@@ -217,6 +204,7 @@ impl Bytes<'_> {
                     .flag()
                     .then(|| REASONS[usize::from(self.byte()) % REASONS.len()]),
                 detail: self.opt_string(),
+                client_addr: self.opt_string(),
             }),
             3 => Event::Close(Close {
                 conn_id: self.u64(),
@@ -230,6 +218,10 @@ impl Bytes<'_> {
                 bytes_out: self.u64(),
                 duration_ms: self.u64(),
                 error: self.opt_string(),
+                reason: self
+                    .flag()
+                    .then(|| REASONS[usize::from(self.byte()) % REASONS.len()]),
+                client_addr: self.opt_string(),
             }),
             4 => Event::LogRepaired(LogRepaired {
                 truncated_bytes: self.u64(),

@@ -22,6 +22,14 @@ pub enum DenyReason {
     HandshakeFailed,
     /// The peer gateway could not be reached (outbound tunnels only).
     PeerUnreachable,
+    /// The export target did not accept the connection (refused, timed
+    /// out). Audited on the `close` of an allowed connection, at the
+    /// exporting site and — told by the `pg2` status frame — at the dialling
+    /// site.
+    ExportUnreachable,
+    /// The `pg2` connection preamble was missing or malformed (PROXY v2
+    /// header from the dialler, status frame from the acceptor).
+    BadPreamble,
 }
 
 impl DenyReason {
@@ -40,7 +48,32 @@ impl DenyReason {
             DenyReason::TooManyConnections => "too_many_connections",
             DenyReason::HandshakeFailed => "handshake_failed",
             DenyReason::PeerUnreachable => "peer_unreachable",
+            DenyReason::ExportUnreachable => "export_unreachable",
+            DenyReason::BadPreamble => "bad_preamble",
         }
+    }
+
+    /// Every reason, in declaration order.
+    pub const ALL: [DenyReason; 14] = [
+        DenyReason::NoClientCert,
+        DenyReason::BadCertificate,
+        DenyReason::UnknownCa,
+        DenyReason::Expired,
+        DenyReason::Revoked,
+        DenyReason::NotPaired,
+        DenyReason::ServiceNotAllowed,
+        DenyReason::SourceNotAllowed,
+        DenyReason::HandshakeTimeout,
+        DenyReason::TooManyConnections,
+        DenyReason::HandshakeFailed,
+        DenyReason::PeerUnreachable,
+        DenyReason::ExportUnreachable,
+        DenyReason::BadPreamble,
+    ];
+
+    /// The reason an audit name stands for (the inverse of [`Self::as_str`]).
+    pub fn from_name(name: &str) -> Option<DenyReason> {
+        DenyReason::ALL.into_iter().find(|r| r.as_str() == name)
     }
 }
 

@@ -94,6 +94,19 @@ pub(crate) async fn dial_peer(
     alpn: Vec<u8>,
     track: &mut Track,
 ) -> Result<TlsStream<super::PeerTcp>, (DenyReason, String)> {
+    dial_peer_offering(ctx, vec![alpn], track).await
+}
+
+/// [`dial_peer`] offering several ALPN ids, preferred first (a tunnel
+/// offers `pg2/<service>` and `pg1/<service>`).
+///
+/// # Errors
+/// As [`dial_peer`].
+pub(crate) async fn dial_peer_offering(
+    ctx: &Context,
+    alpn: Vec<Vec<u8>>,
+    track: &mut Track,
+) -> Result<TlsStream<super::PeerTcp>, (DenyReason, String)> {
     // Wait for a turn among the handshakes in flight (see DialQueue).
     let seen_failures = ctx.dials.failures();
     let Ok(_turn) = ctx.dials.turns.acquire().await else {

@@ -18,6 +18,7 @@ mod inbound;
 mod listener;
 mod outbound;
 mod pending;
+pub mod preamble;
 mod readahead;
 mod registry;
 pub mod relay;
@@ -176,6 +177,8 @@ pub(crate) struct Track {
     pub(crate) peer_pool: Option<String>,
     pub(crate) cert_sha256: Option<String>,
     pub(crate) service: Option<String>,
+    /// The local client of a tunnelled connection (see `audit::Connection`).
+    pub(crate) client_addr: Option<String>,
     started: Instant,
 }
 
@@ -192,6 +195,7 @@ impl Track {
             peer_pool: None,
             cert_sha256: None,
             service: None,
+            client_addr: None,
             started: Instant::now(),
         }
     }
@@ -219,6 +223,7 @@ impl Track {
             decision: decision.verdict(),
             reason: decision.reason(),
             detail,
+            client_addr: self.client_addr.clone(),
         }));
     }
 
@@ -256,6 +261,23 @@ impl Track {
         bytes_out: u64,
         error: Option<String>,
     ) {
+        self.close_for(ctx, bytes_in, bytes_out, error, None);
+    }
+
+    /// [`Track::close`] of a connection that failed for an audit `reason`
+    /// (e.g. `export_unreachable`).
+    pub(crate) fn close_for(
+        &self,
+        ctx: &Context,
+        bytes_in: u64,
+        bytes_out: u64,
+        error: Option<String>,
+        reason: Option<crate::policy::DenyReason>,
+    ) {
+        if reason == Some(crate::policy::DenyReason::ExportUnreachable) {
+            ctx.metrics
+                .export_failure(self.direction, self.service.as_deref());
+        }
         ctx.metrics
             .closed(self.direction, self.service.as_deref(), bytes_in, bytes_out);
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -264,6 +286,7 @@ impl Track {
             bytes_out,
             duration_ms,
             error = error.as_deref(),
+            reason = reason.map(|r| r.as_str()),
             "closed"
         );
         ctx.audit.record(Event::Close(audit::Close {
@@ -278,6 +301,8 @@ impl Track {
             bytes_out,
             duration_ms,
             error,
+            reason,
+            client_addr: self.client_addr.clone(),
         }));
     }
 }

@@ -11,6 +11,7 @@ mod cli;
 mod hostile;
 mod lifecycle;
 mod observe;
+mod preamble;
 mod refusals;
 mod smb;
 mod spool;
