@@ -97,16 +97,23 @@ where
 {
     let (a_read, a_write) = tokio::io::split(a);
     let (b_read, b_write) = tokio::io::split(b);
+    let (gated, mut gate_done) = tokio::sync::watch::channel(false);
     let backward = async {
-        let b_read = gate(b_read).await?;
-        pump(b_read, a_write, &counters.backward, &counters.activity).await
+        let b_read = gate(b_read).await;
+        gated.send_replace(true);
+        pump(b_read?, a_write, &counters.backward, &counters.activity).await
     };
-    let both = async {
-        tokio::try_join!(
-            pump(a_read, b_write, &counters.forward, &counters.activity),
-            backward,
-        )
+    let forward = async {
+        let sent = pump(a_read, b_write, &counters.forward, &counters.activity).await;
+        if sent.is_err() {
+            // A peer that refuses closes its end, and our write may fail
+            // before the gate has read why: let the gate's answer (or its
+            // error) come first.
+            let _ = gate_done.wait_for(|done| *done).await;
+        }
+        sent
     };
+    let both = async { tokio::try_join!(forward, backward) };
     tokio::select! {
         result = both => match result {
             Ok(_) => End::Done,
