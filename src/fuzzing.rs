@@ -20,6 +20,7 @@
 //! | `spool_key` | [`fuzz_spool_key`] | a key file is accepted only as 64 hex digits (+ one newline) and decodes to them |
 //! | `audit_verify` | [`fuzz_audit_verify`] | `verify` names the first bad line, the lines before it verify alone; summary and query survive anything |
 //! | `audit_round_trip` | [`fuzz_audit_round_trip`] | `render_line` of any event checks against its `prev`, chains, and parses back to the same event |
+//! | `preamble` | [`fuzz_preamble`] | the `pg2` PROXY v2 header and status frame decoders never panic; what they accept re-encodes to the same bytes (addresses) or decodes the same (status) |
 
 mod audit;
 mod cert;
@@ -40,6 +41,32 @@ const FUZZ_DIR: &str = "/fuzz";
 
 /// Most pools and services combined in the policy target's `evaluate` sweep.
 const MAX_SWEEP: usize = 8;
+
+/// Decodes `data` as a `pg2` PROXY v2 header and as a status frame (see
+/// [`crate::proxy::preamble`]). Never panics; an accepted header with
+/// addresses and no TLVs re-encodes to the same bytes, and an accepted
+/// status re-encodes to a frame that decodes to the same status.
+pub fn fuzz_preamble(data: &[u8]) {
+    use crate::proxy::preamble::{
+        decode_origin, decode_status, encode_origin, encode_status, Origin,
+    };
+    if let Ok(Origin::Proxied {
+        source,
+        destination,
+    }) = decode_origin(data)
+    {
+        let again = encode_origin(Some(source), Some(destination));
+        if data.len() == again.len() {
+            assert_eq!(data[14..], again[14..], "addresses re-encode");
+        }
+    }
+    if let Ok(Some((status, used))) = decode_status(data) {
+        assert!(used <= data.len());
+        let again = encode_status(&status.outcome, &status.detail);
+        let back = decode_status(&again).ok().flatten().map(|(s, _)| s);
+        assert_eq!(back.as_ref().map(|s| &s.outcome), Some(&status.outcome));
+    }
+}
 
 /// Parses `data` as a gateway config. Never panics.
 pub fn fuzz_config(data: &[u8]) {
@@ -195,6 +222,7 @@ mod tests {
         ("spool_key", fuzz_spool_key),
         ("audit_verify", fuzz_audit_verify),
         ("audit_round_trip", fuzz_audit_round_trip),
+        ("preamble", fuzz_preamble),
     ];
 
     /// Every committed seed of every target runs through its entry point

@@ -82,6 +82,12 @@ pub(crate) struct ConnLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ServiceLabels {
+    pub direction: &'static str,
+    pub service: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct DenyLabels {
     pub direction: &'static str,
     pub reason: &'static str,
@@ -130,12 +136,6 @@ pub(crate) struct SessionLabels {
     pub direction: &'static str,
     pub service: String,
     pub result: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ServiceLabels {
-    pub direction: &'static str,
-    pub service: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

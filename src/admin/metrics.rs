@@ -8,6 +8,7 @@
 //! | `connections_total{direction,service,decision}` | every connection decision | a sudden drop of `allow` for a service |
 //! | `denials_total{direction,reason}` | every refusal, by audit reason | any `not_paired`, `unknown_ca`, `revoked`, `bad_certificate` (someone who is not the pair is knocking); a rising `too_many_connections` |
 //! | `bytes_total{direction,service,flow}` | bytes relayed, `flow="in"` towards the connection's initiator side, `"out"` away from it, counted at close | failback throughput |
+//! | `export_failures_total{direction,service}` | connections whose export target did not answer: `inbound` = our export, `outbound` = the peer's, as its `pg2` status frame said | any: the service behind the tunnel is down |
 //! | `handshake_failures_total{direction,reason}` | TLS handshakes that failed (a subset of denials) | outbound `peer_unreachable`: the WAN or the peer is down |
 //! | `handshake_seconds{direction}` | TLS handshake latency | p99 above a few seconds |
 //! | `active_connections{direction}` | connections open now | near `limits.max_connections` |
@@ -98,6 +99,7 @@ pub struct Metrics {
     denials: Family<DenyLabels, Counter>,
     bytes: Family<FlowLabels, Counter>,
     handshake_failures: Family<DenyLabels, Counter>,
+    export_failures: Family<ServiceLabels, Counter>,
     handshake_seconds: Family<DirLabels, Histogram, fn() -> Histogram>,
     active: Family<DirLabels, Gauge>,
     cert_expiry: Family<CertLabels, Gauge>,
@@ -148,6 +150,7 @@ impl Metrics {
             denials: Family::default(),
             bytes: Family::default(),
             handshake_failures: Family::default(),
+            export_failures: Family::default(),
             handshake_seconds: Family::new_with_constructor(handshake_histogram as fn() -> _),
             active: Family::default(),
             cert_expiry: Family::default(),
@@ -193,6 +196,11 @@ impl Metrics {
             "handshake_failures",
             "Failed TLS handshakes by direction and reason",
             m.handshake_failures.clone(),
+        );
+        r.register(
+            "export_failures",
+            "Connections whose export target did not answer, by direction and service",
+            m.export_failures.clone(),
         );
         r.register(
             "handshake_seconds",
@@ -369,6 +377,17 @@ impl Metrics {
                 })
                 .inc_by(n);
         }
+    }
+
+    /// Counts a connection whose export target did not answer (ours for
+    /// `inbound`, the peer's for `outbound`).
+    pub fn export_failure(&self, direction: Direction, service: Option<&str>) {
+        self.export_failures
+            .get_or_create(&ServiceLabels {
+                direction: direction_label(direction),
+                service: self.service_label(service),
+            })
+            .inc();
     }
 
     /// Records the duration of a completed TLS handshake.

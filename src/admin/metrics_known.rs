@@ -100,6 +100,7 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(0);
             self.session_last_failure.get_or_create(&labels).set(0);
+            drop(self.export_failures.get_or_create(&labels));
         }
     }
 

@@ -358,3 +358,22 @@ fn spool_conditions_and_stalls_are_exposed() {
         Some(2.0)
     );
 }
+
+#[test]
+fn export_failures_count_by_direction_and_service() {
+    let m = Metrics::new();
+    m.export_failure(Direction::Outbound, Some("backup-smb"));
+    m.export_failure(Direction::Outbound, Some("backup-smb"));
+    m.export_failure(Direction::Inbound, Some("cms-smb"));
+    let text = m.encode();
+    let out = [("direction", "outbound"), ("service", "backup-smb")];
+    let inb = [("direction", "inbound"), ("service", "cms-smb")];
+    assert_eq!(
+        value(&text, "pairgate_export_failures_total", &out),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&text, "pairgate_export_failures_total", &inb),
+        Some(1.0)
+    );
+}

@@ -220,6 +220,11 @@ pub struct Connection {
     pub reason: Option<DenyReason>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The local client (Front End) of a tunnelled connection, `ip:port`:
+    /// at the dialling site the client of the tunnel listener, at the
+    /// accepting site as the `pg2` PROXY header carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
 }
 
 /// The end of an allowed connection. `bytes_in` were received from
@@ -238,6 +243,14 @@ pub struct Close {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the connection ended abnormally, when it is one of the audit
+    /// reasons: `export_unreachable` (at both sites of a `pg2` tunnel), or
+    /// the peer's refusal read from the `pg2` status frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DenyReason>,
+    /// As in [`Connection::client_addr`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
 }
 
 /// What a repair of the log's tail removed or lost.
@@ -273,6 +286,7 @@ mod tests {
             decision: Verdict::Allow,
             reason: None,
             detail: None,
+            client_addr: None,
         });
         let json = serde_json::to_string(&event).expect("plain data serializes");
         assert!(
@@ -297,6 +311,7 @@ mod tests {
             decision: Verdict::Deny,
             reason: Some(DenyReason::NotPaired),
             detail: None,
+            client_addr: None,
         });
         let json = serde_json::to_string(&event).expect("plain data serializes");
         assert!(

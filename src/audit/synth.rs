@@ -43,6 +43,7 @@ pub fn sample_event(i: u64) -> Event {
             },
             reason: denied.then(|| REASONS[(k / 4 % 3) as usize]),
             detail: None,
+            client_addr: None,
         })
     } else {
         Event::Close(Close {
@@ -57,6 +58,8 @@ pub fn sample_event(i: u64) -> Event {
             bytes_out: 500 + k % 104_729,
             duration_ms: k % 120_000,
             error: None,
+            reason: None,
+            client_addr: None,
         })
     }
 }
@@ -104,6 +107,7 @@ pub fn fixture() -> Vec<u8> {
             },
             reason,
             detail: None,
+            client_addr: None,
         })
     };
     let close = |id, service: &str, bytes_in, bytes_out| {
@@ -119,6 +123,8 @@ pub fn fixture() -> Vec<u8> {
             bytes_out,
             duration_ms: 5,
             error: None,
+            reason: None,
+            client_addr: None,
         })
     };
     let events = [

@@ -98,5 +98,6 @@ pub(crate) struct RawLimits {
     pub idle_timeout_secs: Option<Spanned<u64>>,
     pub max_connections: Option<Spanned<u64>>,
     pub max_handshakes_per_source: Option<Spanned<u64>>,
+    pub max_handshakes_per_peer: Option<Spanned<u64>>,
     pub shutdown_grace_secs: Option<Spanned<u64>>,
 }

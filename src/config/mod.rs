@@ -150,14 +150,19 @@ pub struct Limits {
     /// from one host can hold, without limiting the authenticated peer's
     /// concurrency (that is `max_connections`).
     pub max_handshakes_per_source: usize,
+    /// The same allowance for an address the paired peer gateway recently
+    /// proved to be at (see `proxy::pending`): its tunnelled connections all
+    /// handshake from there, as many at once as local clients open.
+    pub max_handshakes_per_peer: usize,
     pub shutdown_grace: Duration,
 }
 
 impl Limits {
     pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
     pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 1800;
-    pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
     pub const DEFAULT_MAX_HANDSHAKES_PER_SOURCE: usize = 64;
+    pub const DEFAULT_MAX_HANDSHAKES_PER_PEER: usize = 2048;
     pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 }
 
@@ -168,6 +173,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(Limits::DEFAULT_IDLE_TIMEOUT_SECS),
             max_connections: Limits::DEFAULT_MAX_CONNECTIONS,
             max_handshakes_per_source: Limits::DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
+            max_handshakes_per_peer: Limits::DEFAULT_MAX_HANDSHAKES_PER_PEER,
             shutdown_grace: Duration::from_secs(Limits::DEFAULT_SHUTDOWN_GRACE_SECS),
         }
     }

@@ -435,6 +435,11 @@ impl Validator<'_> {
             &raw.max_handshakes_per_source,
             Limits::DEFAULT_MAX_HANDSHAKES_PER_SOURCE as u64,
         )?;
+        let per_peer = positive(
+            "limits.max_handshakes_per_peer",
+            &raw.max_handshakes_per_peer,
+            Limits::DEFAULT_MAX_HANDSHAKES_PER_PEER as u64,
+        )?;
         let grace = raw
             .shutdown_grace_secs
             .as_ref()
@@ -444,6 +449,7 @@ impl Validator<'_> {
             idle_timeout: Duration::from_secs(idle),
             max_connections,
             max_handshakes_per_source: usize::try_from(per_source).unwrap_or(usize::MAX),
+            max_handshakes_per_peer: usize::try_from(per_peer).unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_secs(grace),
         })
     }
@@ -587,7 +593,9 @@ target = "127.0.0.1:4450"
             .collect();
         assert_eq!(sources, ["127.0.0.0/8", "10.1.2.3/32", "::1/128"]);
         assert_eq!(config.limits.idle_timeout, Duration::from_secs(1800));
-        assert_eq!(config.limits.max_connections, 1024);
+        assert_eq!(config.limits.max_connections, 4096);
+        assert_eq!(config.limits.max_handshakes_per_source, 64);
+        assert_eq!(config.limits.max_handshakes_per_peer, 2048);
         assert_eq!(config.lines.pool, 2);
         assert_eq!(config.lines.tunnels, [22]);
         assert_eq!(config.lines.exports, [27]);
@@ -628,7 +636,7 @@ target = "127.0.0.1:4450"
     #[test]
     fn optional_sections_and_limits() {
         let text = format!(
-            "{}\n[spool]\ndir = \"s\"\nkey = \"k\"\noutbox = \"o\"\ninbox = \"i\"\nmax_bytes = 1000\n\n[limits]\nidle_timeout_secs = 60\nmax_connections = 8\nshutdown_grace_secs = 0\n",
+            "{}\n[spool]\ndir = \"s\"\nkey = \"k\"\noutbox = \"o\"\ninbox = \"i\"\nmax_bytes = 1000\n\n[limits]\nidle_timeout_secs = 60\nmax_connections = 8\nmax_handshakes_per_peer = 5\nshutdown_grace_secs = 0\n",
             BASE.replace("[admin]\nlisten = \"127.0.0.1:9101\"\n", "")
         );
         let config = parse(&text).map_err(|e| e.to_string());
@@ -650,6 +658,7 @@ target = "127.0.0.1:4450"
             (config.limits.max_connections, config.limits.shutdown_grace),
             (8, Duration::ZERO)
         );
+        assert_eq!(config.limits.max_handshakes_per_peer, 5);
     }
 
     #[test]

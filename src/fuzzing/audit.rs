@@ -17,22 +17,6 @@ use crate::audit::{
 };
 use crate::policy::{DenyReason, Verdict};
 
-/// Every deny reason, for the decoder.
-const REASONS: [DenyReason; 12] = [
-    DenyReason::NoClientCert,
-    DenyReason::BadCertificate,
-    DenyReason::UnknownCa,
-    DenyReason::Expired,
-    DenyReason::Revoked,
-    DenyReason::NotPaired,
-    DenyReason::ServiceNotAllowed,
-    DenyReason::SourceNotAllowed,
-    DenyReason::HandshakeTimeout,
-    DenyReason::TooManyConnections,
-    DenyReason::HandshakeFailed,
-    DenyReason::PeerUnreachable,
-];
-
 /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the years RFC 3339 can
 /// write (the gateway's clock is always inside).
 const FIRST_TS: i64 = -62_167_219_200;
@@ -213,10 +197,9 @@ impl Bytes<'_> {
                 cert_sha256: self.opt_string(),
                 service: self.opt_string(),
                 decision: self.verdict(),
-                reason: self
-                    .flag()
-                    .then(|| REASONS[usize::from(self.byte()) % REASONS.len()]),
+                reason: self.flag().then(|| reason(self.byte())),
                 detail: self.opt_string(),
+                client_addr: self.opt_string(),
             }),
             3 => Event::Close(Close {
                 conn_id: self.u64(),
@@ -230,6 +213,8 @@ impl Bytes<'_> {
                 bytes_out: self.u64(),
                 duration_ms: self.u64(),
                 error: self.opt_string(),
+                reason: self.flag().then(|| reason(self.byte())),
+                client_addr: self.opt_string(),
             }),
             4 => Event::LogRepaired(LogRepaired {
                 truncated_bytes: self.u64(),
@@ -252,6 +237,15 @@ impl Bytes<'_> {
             }),
         }
     }
+}
+
+/// Any denial reason, picked by one fuzz byte.
+fn reason(byte: u8) -> DenyReason {
+    use strum::IntoEnumIterator;
+    let count = DenyReason::iter().len();
+    DenyReason::iter()
+        .nth(usize::from(byte) % count)
+        .unwrap_or(DenyReason::HandshakeFailed)
 }
 
 #[cfg(test)]

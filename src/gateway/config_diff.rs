@@ -178,6 +178,7 @@ fn diff_limits(c: &mut Changed, old: &Limits, new: &Limits) {
         idle_timeout,
         max_connections,
         max_handshakes_per_source,
+        max_handshakes_per_peer,
         shutdown_grace,
     } = old;
     let keys = [
@@ -205,6 +206,11 @@ fn diff_limits(c: &mut Changed, old: &Limits, new: &Limits) {
         "limits.max_handshakes_per_source",
         max_handshakes_per_source,
         &new.max_handshakes_per_source,
+    );
+    c.check(
+        "limits.max_handshakes_per_peer",
+        max_handshakes_per_peer,
+        &new.max_handshakes_per_peer,
     );
 }
 

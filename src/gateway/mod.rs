@@ -110,7 +110,7 @@ pub struct Running {
 }
 
 async fn bind(config: &Config, key: String, addr: SocketAddr) -> Result<TcpListener, GatewayError> {
-    TcpListener::bind(addr)
+    proxy::bind(addr, config.limits.max_connections)
         .await
         .map_err(|source| GatewayError::Bind {
             file: config.path.clone(),

@@ -41,6 +41,14 @@ pub enum DenyReason {
     /// the future): usually a clock that is behind — the checking side's —
     /// not a bad certificate.
     NotYetValid,
+    /// The export target did not accept the connection (refused, timed
+    /// out). Audited on the `close` of an allowed connection, at the
+    /// exporting site and — told by the `pg2` status frame — at the dialling
+    /// site.
+    ExportUnreachable,
+    /// The `pg2` connection preamble was missing or malformed (PROXY v2
+    /// header from the dialler, status frame from the acceptor).
+    BadPreamble,
 }
 
 impl DenyReason {
@@ -60,7 +68,14 @@ impl DenyReason {
             DenyReason::HandshakeFailed => "handshake_failed",
             DenyReason::PeerUnreachable => "peer_unreachable",
             DenyReason::NotYetValid => "not_yet_valid",
+            DenyReason::ExportUnreachable => "export_unreachable",
+            DenyReason::BadPreamble => "bad_preamble",
         }
+    }
+
+    /// The reason an audit name stands for (the inverse of [`Self::as_str`]).
+    pub fn from_name(name: &str) -> Option<DenyReason> {
+        <DenyReason as strum::IntoEnumIterator>::iter().find(|r| r.as_str() == name)
     }
 }
 

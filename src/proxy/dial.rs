@@ -3,11 +3,12 @@
 //! spool forwarder and the control heartbeat, so all three verify, time,
 //! count and track the link the same way.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -16,6 +17,70 @@ use crate::admin::CertKind;
 use crate::audit::Direction;
 use crate::policy::DenyReason;
 use crate::tls::{self, Observed};
+
+/// Handshakes to the peer gateway in flight at once; further connections
+/// wait their turn. A burst of 2,000 local clients then costs the peer 48
+/// concurrent handshakes instead of 2,000: each is answered within the
+/// handshake timeout instead of queueing behind the others until it runs
+/// out, and the peer's per-source handshake cap for strangers (64) is not
+/// reached even by a peer that predates its larger allowance for the
+/// paired peer (`limits.max_handshakes_per_peer`). On a 50 ms WAN this
+/// still opens several hundred connections per second.
+pub(crate) const DIALS_IN_FLIGHT: usize = 48;
+
+/// The turn-taking of dials to the peer.
+///
+/// Waiting for a turn has no timeout of its own: while the peer answers,
+/// waiting is only latency (a burst drains at the peer's handshake rate),
+/// and when it does not, each dial in flight fails within the handshake
+/// timeout — and every connection that queued behind a failed dial fails
+/// with it at once instead of trying again, so a dead peer costs the
+/// queue one handshake timeout, not one per 48 connections.
+pub(crate) struct DialQueue {
+    turns: Semaphore,
+    state: Mutex<DialState>,
+}
+
+#[derive(Default)]
+struct DialState {
+    /// Dials that failed so far.
+    failures: u64,
+    /// The last dial's failure, until a dial succeeds.
+    failing: Option<(DenyReason, String)>,
+}
+
+impl Default for DialQueue {
+    fn default() -> DialQueue {
+        DialQueue {
+            turns: Semaphore::new(DIALS_IN_FLIGHT),
+            state: Mutex::default(),
+        }
+    }
+}
+
+impl DialQueue {
+    fn failures(&self) -> u64 {
+        self.state.lock().map_or(0, |s| s.failures)
+    }
+
+    /// The failure to share if a dial failed since `seen` and none succeeded after.
+    fn failed_since(&self, seen: u64) -> Option<(DenyReason, String)> {
+        let state = self.state.lock().ok()?;
+        (state.failures != seen).then(|| state.failing.clone())?
+    }
+
+    fn record(&self, outcome: Result<(), &(DenyReason, String)>) {
+        if let Ok(mut state) = self.state.lock() {
+            match outcome {
+                Ok(()) => state.failing = None,
+                Err(failure) => {
+                    state.failures += 1;
+                    state.failing = Some(failure.clone());
+                }
+            }
+        }
+    }
+}
 
 /// Connects to the peer gateway for `alpn`. Fills `track` with the
 /// identity and fingerprint the server presented (even when refused),
@@ -29,6 +94,30 @@ pub(crate) async fn dial_peer(
     alpn: Vec<u8>,
     track: &mut Track,
 ) -> Result<TlsStream<super::PeerTcp>, (DenyReason, String)> {
+    dial_peer_offering(ctx, vec![alpn], track).await
+}
+
+/// [`dial_peer`] offering several ALPN ids, preferred first (a tunnel
+/// offers `pg2/<service>` and `pg1/<service>`).
+///
+/// # Errors
+/// As [`dial_peer`].
+pub(crate) async fn dial_peer_offering(
+    ctx: &Context,
+    alpn: Vec<Vec<u8>>,
+    track: &mut Track,
+) -> Result<TlsStream<super::PeerTcp>, (DenyReason, String)> {
+    // Wait for a turn among the handshakes in flight (see DialQueue).
+    let seen_failures = ctx.dials.failures();
+    let Ok(_turn) = ctx.dials.turns.acquire().await else {
+        return Err((DenyReason::PeerUnreachable, "dial queue closed".to_owned()));
+    };
+    if let Some((reason, detail)) = ctx.dials.failed_since(seen_failures) {
+        return Err((
+            reason,
+            format!("{detail} (a dial queued before this one failed)"),
+        ));
+    }
     let live = ctx.snapshot();
     let seen = Arc::new(Observed::default());
     let config = tls::client_config(&live.material, alpn, &ctx.peer_pool, &seen);
@@ -38,11 +127,13 @@ pub(crate) async fn dial_peer(
             .map_err(|e| (DenyReason::PeerUnreachable, e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         super::keepalive::enable(&tcp);
+        let remote = tcp.peer_addr().ok();
         let name = ServerName::try_from(ctx.peer_pool.clone())
             .map_err(|e| (DenyReason::BadCertificate, e.to_string()))?;
         TlsConnector::from(config)
             .connect(name, super::ReadAhead::new(tcp))
             .await
+            .map(|stream| (stream, remote))
             .map_err(|e| {
                 let reason =
                     tls::rustls_error(&e).map_or(DenyReason::PeerUnreachable, tls::deny_reason);
@@ -64,10 +155,16 @@ pub(crate) async fn dial_peer(
         Ok(r) => r,
     };
     match result {
-        Ok(stream) => {
+        Ok((stream, remote)) => {
+            if let Some(remote) = remote {
+                // The verifier pinned the paired pool: the peer is at this
+                // address, and its connections to us will come from it.
+                ctx.pending.vouch(remote.ip(), Instant::now());
+            }
             ctx.metrics
                 .handshake(Direction::Outbound, started.elapsed());
             ctx.link.up();
+            ctx.dials.record(Ok(()));
             if let Some(id) = identity {
                 ctx.metrics
                     .cert_expiry(CertKind::Peer, Some(&id.pool), &id.sha256, id.not_after);
@@ -77,7 +174,31 @@ pub(crate) async fn dial_peer(
         Err((reason, e)) => {
             let detail = format!("peer gateway {}: {e}", ctx.peer_connect);
             ctx.link.down(detail.clone());
-            Err((reason, detail))
+            let failure = (reason, detail);
+            ctx.dials.record(Err(&failure));
+            Err(failure)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_shared_with_the_dials_queued_before_it_until_one_succeeds() {
+        let q = DialQueue::default();
+        let before = q.failures();
+        assert_eq!(q.failed_since(before), None);
+        let failure = (DenyReason::PeerUnreachable, "refused".to_owned());
+        q.record(Err(&failure));
+        assert_eq!(
+            q.failed_since(before),
+            Some(failure.clone()),
+            "queued before: fails"
+        );
+        assert_eq!(q.failed_since(q.failures()), None, "queued after: tries");
+        q.record(Ok(()));
+        assert_eq!(q.failed_since(before), None, "a success ends the failure");
     }
 }

@@ -1,5 +1,6 @@
 //! One connection from the peer gateway: TLS handshake (bounded by the
-//! handshake timeout) → identity → policy → audit → relay to the local target.
+//! handshake timeout) → identity → (with `pg2`) the dialler's PROXY header
+//! → policy → audit → export target → (with `pg2`) our status → relay.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use tracing::Instrument;
 
 use super::pending::PendingGuard;
-use super::{Admission, Context, Track};
+use super::{preamble, Admission, Context, Track};
 use crate::admin::CertKind;
 use crate::audit::Direction;
 use crate::policy::{self, Decision, DenyReason, Request};
@@ -33,11 +34,8 @@ pub async fn handle_inbound(
     } = admission;
     // The accept loop always takes the place for the peer listener.
     let pending = pending.unwrap_or_else(|| {
-        ctx.pending.enter(
-            addr.ip(),
-            ctx.limits.max_handshakes_per_source,
-            u64::MAX - track.id,
-        )
+        ctx.pending
+            .enter(addr.ip(), u64::MAX - track.id, std::time::Instant::now())
     });
     inbound(&ctx, tcp, &mut track, pending)
         .instrument(span)
@@ -75,6 +73,14 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         }
         Ok(Ok(stream)) => stream,
     };
+    if track
+        .peer_pool
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case(&ctx.peer_pool))
+    {
+        // A verified certificate of the paired pool: this address is the peer's.
+        pending.vouch(std::time::Instant::now());
+    }
     drop(pending);
     ctx.metrics.handshake(Direction::Inbound, started.elapsed());
     if let Some(id) = seen.identity() {
@@ -87,7 +93,35 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         return Box::pin(control(ctx, stream, track, &live.policy)).await;
     }
     track.service = conn.alpn_protocol().and_then(tls::service_from_alpn);
+    let with_preamble = conn.alpn_protocol().is_some_and(tls::has_preamble);
     let leaf = super::peer_leaf(conn.peer_certificates());
+    if with_preamble {
+        // The dialler sends its PROXY header first (see proxy::preamble).
+        let read = tokio::time::timeout(
+            ctx.limits.handshake_timeout,
+            preamble::read_origin(&mut stream),
+        );
+        let refusal = match read.await {
+            Ok(Ok(origin)) => {
+                if let preamble::Origin::Proxied { source, .. } = origin {
+                    track.client_addr = Some(source.to_string());
+                }
+                None
+            }
+            Ok(Err(e)) => Some((DenyReason::BadPreamble, format!("PROXY v2 header: {e}"))),
+            Err(_) => Some((
+                DenyReason::HandshakeTimeout,
+                format!(
+                    "no PROXY v2 header within {} s",
+                    ctx.limits.handshake_timeout.as_secs()
+                ),
+            )),
+        };
+        if let Some((reason, detail)) = refusal {
+            track.decide(ctx, Decision::Deny(reason), Some(detail.clone()));
+            return refuse(&mut stream, reason, &detail).await;
+        }
+    }
     let decision = match (&track.peer_pool, &track.service) {
         (Some(peer_pool), Some(service)) => policy::evaluate(
             &live.policy,
@@ -105,7 +139,11 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         (Some(_), None) => Decision::Deny(DenyReason::ServiceNotAllowed),
     };
     track.decide(ctx, decision, None);
-    if decision != Decision::Allow {
+    if let Decision::Deny(reason) = decision {
+        if with_preamble {
+            let detail = format!("refused by {}: {reason}", ctx.local_pool);
+            return refuse(&mut stream, reason, &detail).await;
+        }
         let _ = stream.shutdown().await;
         return;
     }
@@ -142,32 +180,50 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         Some(target) => target.clone(),
         None => return track.close(ctx, 0, 0, Some("no export for service".to_owned())),
     };
-    let backend =
-        match tokio::time::timeout(ctx.limits.handshake_timeout, TcpStream::connect(&target)).await
-        {
-            Ok(Ok(backend)) => backend,
-            Ok(Err(e)) => {
-                let _ = stream.shutdown().await;
-                return track.close(
-                    ctx,
-                    0,
-                    0,
-                    Some(format!("export target {target} unreachable: {e}")),
-                );
+    let connect = tokio::time::timeout(ctx.limits.handshake_timeout, TcpStream::connect(&target));
+    let failure = match connect.await {
+        Ok(Ok(backend)) => {
+            let _ = backend.set_nodelay(true);
+            super::keepalive::enable(&backend);
+            if with_preamble {
+                if let Err(e) = send_status(&mut stream, preamble::OK, "").await {
+                    return track.close(ctx, 0, 0, Some(format!("sending the status: {e}")));
+                }
             }
-            Err(_) => {
-                let _ = stream.shutdown().await;
-                return track.close(
-                    ctx,
-                    0,
-                    0,
-                    Some(format!("export target {target} did not answer in time")),
-                );
-            }
-        };
-    let _ = backend.set_nodelay(true);
-    super::keepalive::enable(&backend);
-    super::relay_allowed(ctx, track, leaf, stream, backend).await;
+            return super::relay_allowed(ctx, track, leaf, stream, backend).await;
+        }
+        Ok(Err(e)) => format!("export target {target} unreachable: {e}"),
+        Err(_) => format!("export target {target} did not answer in time"),
+    };
+    let reason = DenyReason::ExportUnreachable;
+    if with_preamble {
+        refuse(&mut stream, reason, &failure).await;
+    } else {
+        let _ = stream.shutdown().await;
+    }
+    track.close_for(ctx, 0, 0, Some(failure), Some(reason));
+}
+
+/// Writes a `pg2` status frame.
+async fn send_status<S: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    outcome: &str,
+    detail: &str,
+) -> std::io::Result<()> {
+    stream
+        .write_all(&preamble::encode_status(outcome, detail))
+        .await?;
+    stream.flush().await
+}
+
+/// Tells a `pg2` dialler why (best effort), then closes.
+async fn refuse<S: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    reason: DenyReason,
+    detail: &str,
+) {
+    let _ = send_status(stream, reason.as_str(), detail).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Reads the ClientHello, answers with a config that offers the ALPN the

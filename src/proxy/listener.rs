@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
@@ -14,6 +14,28 @@ use super::pending::PendingGuard;
 use super::{Context, Track};
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
+
+/// Binds a listener whose accept queue holds `backlog` connections (the
+/// kernel caps it at `net.core.somaxconn`).
+///
+/// The usual 1,024 is too short for a burst: 2,000 clients connecting at
+/// once to a busy gateway overflowed it, and the kernel dropped their
+/// handshakes silently — clients then waited in SYN retransmission for up
+/// to two minutes, with nothing in either audit log. Pass
+/// `limits.max_connections`: the queue then holds whatever the cap admits.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn bind(addr: SocketAddr, backlog: usize) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(u32::try_from(backlog).unwrap_or(u32::MAX).max(128))
+}
 
 /// What the accept loop grants a connection: its slot under the global cap
 /// and, on the peer listener, its place among its source's pending
@@ -58,10 +80,8 @@ pub async fn serve<H, Fut>(
         match ctx.slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 arrivals += 1;
-                let pending = (direction == Direction::Inbound).then(|| {
-                    ctx.pending
-                        .enter(addr.ip(), ctx.limits.max_handshakes_per_source, arrivals)
-                });
+                let pending = (direction == Direction::Inbound)
+                    .then(|| ctx.pending.enter(addr.ip(), arrivals, Instant::now()));
                 let admission = Admission { slot, pending };
                 ctx.shutdown
                     .spawn(handle(ctx.clone(), stream, addr, admission));

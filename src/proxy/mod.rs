@@ -13,11 +13,13 @@
 
 pub mod control;
 mod dial;
+mod fds;
 mod inbound;
 pub mod keepalive;
 mod listener;
 mod outbound;
 mod pending;
+pub mod preamble;
 mod readahead;
 mod registry;
 pub mod relay;
@@ -28,7 +30,7 @@ pub use readahead::ReadAhead;
 
 /// The transport under every TLS connection between the gateways.
 pub type PeerTcp = ReadAhead<tokio::net::TcpStream>;
-pub use listener::{serve, Admission};
+pub use listener::{bind, serve, Admission};
 pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
 pub use registry::{Registration, Registry};
 
@@ -68,6 +70,8 @@ pub struct Context {
     pub shutdown: Shutdown,
     /// Caps concurrent connections across all listeners.
     pub slots: Arc<Semaphore>,
+    /// Turns for handshakes to the peer gateway ([`dial::DialQueue`]).
+    dials: dial::DialQueue,
     /// Established connections and their peers' certificates.
     pub registry: Registry,
     /// Handshakes in progress per source on the peer listener.
@@ -95,7 +99,13 @@ impl Context {
         shutdown: Shutdown,
         metrics: Arc<Metrics>,
     ) -> Context {
+        // The cap is only real with descriptors for both sockets of each connection.
+        fds::ensure_for(limits.max_connections);
         let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let pending = pending::Pending::new(
+            limits.max_handshakes_per_source,
+            limits.max_handshakes_per_peer,
+        );
         Context {
             local_pool,
             peer_pool,
@@ -106,8 +116,9 @@ impl Context {
             audit,
             shutdown,
             slots,
+            dials: dial::DialQueue::default(),
             registry: Registry::default(),
-            pending: pending::Pending::default(),
+            pending,
             link: Arc::new(LinkTracker::new()),
             metrics,
             peer_backlog: control::PeerBacklog::default(),
@@ -167,6 +178,8 @@ pub(crate) struct Track {
     pub(crate) peer_pool: Option<String>,
     pub(crate) cert_sha256: Option<String>,
     pub(crate) service: Option<String>,
+    /// The local client of a tunnelled connection (see `audit::Connection`).
+    pub(crate) client_addr: Option<String>,
     started: Instant,
 }
 
@@ -183,6 +196,7 @@ impl Track {
             peer_pool: None,
             cert_sha256: None,
             service: None,
+            client_addr: None,
             started: Instant::now(),
         }
     }
@@ -216,6 +230,7 @@ impl Track {
             decision: decision.verdict(),
             reason: decision.reason(),
             detail,
+            client_addr: self.client_addr.clone(),
         }));
     }
 
@@ -253,6 +268,23 @@ impl Track {
         bytes_out: u64,
         error: Option<String>,
     ) {
+        self.close_for(ctx, bytes_in, bytes_out, error, None);
+    }
+
+    /// [`Track::close`] of a connection that failed for an audit `reason`
+    /// (e.g. `export_unreachable`).
+    pub(crate) fn close_for(
+        &self,
+        ctx: &Context,
+        bytes_in: u64,
+        bytes_out: u64,
+        error: Option<String>,
+        reason: Option<crate::policy::DenyReason>,
+    ) {
+        if reason == Some(crate::policy::DenyReason::ExportUnreachable) {
+            ctx.metrics
+                .export_failure(self.direction, self.service.as_deref());
+        }
         ctx.metrics
             .closed(self.direction, self.service.as_deref(), bytes_in, bytes_out);
         let outcome = match error.as_deref() {
@@ -273,6 +305,7 @@ impl Track {
             bytes_out,
             duration_ms,
             error = error.as_deref(),
+            reason = reason.map(|r| r.as_str()),
             "closed"
         );
         ctx.audit.record(Event::Close(audit::Close {
@@ -287,6 +320,8 @@ impl Track {
             bytes_out,
             duration_ms,
             error,
+            reason,
+            client_addr: self.client_addr.clone(),
         }));
     }
 }

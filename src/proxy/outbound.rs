@@ -1,15 +1,18 @@
 //! One connection from a local server into a tunnel: source check → TCP to
-//! the peer gateway → mTLS handshake naming the service → relay.
+//! the peer gateway → mTLS handshake naming the service → (with `pg2`) the
+//! PROXY header out and the peer's status back → relay.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use super::dial::dial_peer;
-use super::{Admission, Context, Track};
+use super::dial::dial_peer_offering;
+use super::{preamble, relay, Admission, Context, Track};
 use crate::audit::Direction;
 use crate::policy::{Decision, DenyReason};
 use crate::tls::{self};
@@ -57,15 +60,175 @@ async fn outbound(
     if !source_allowed(&tunnel.allow_sources, addr.ip()) {
         return track.decide(ctx, Decision::Deny(DenyReason::SourceNotAllowed), None);
     }
+    track.client_addr = Some(addr.to_string());
     // Boxed: the handshake's state is large and short-lived (see inbound).
-    let stream = match Box::pin(dial_peer(ctx, tls::alpn_for(&tunnel.service), track)).await {
+    let offer = tls::tunnel_alpns(&tunnel.service);
+    let mut stream = match Box::pin(dial_peer_offering(ctx, offer, track)).await {
         Ok(stream) => stream,
         Err((reason, detail)) => return track.decide(ctx, Decision::Deny(reason), Some(detail)),
     };
-    track.decide(ctx, Decision::Allow, None);
     let (_, conn) = stream.get_ref();
     let leaf = super::peer_leaf(conn.peer_certificates());
-    super::relay_allowed(ctx, track, leaf, client, stream).await;
+    if !conn.alpn_protocol().is_some_and(tls::has_preamble) {
+        // A peer that predates the preamble: `pg1`, the raw relay.
+        track.decide(ctx, Decision::Allow, None);
+        return super::relay_allowed(ctx, track, leaf, client, stream).await;
+    }
+    let header = preamble::encode_origin(Some(addr), client.local_addr().ok());
+    if let Err(e) = async {
+        stream.write_all(&header).await?;
+        stream.flush().await
+    }
+    .await
+    {
+        let detail = format!(
+            "peer gateway {}: sending the preamble: {e}",
+            ctx.peer_connect
+        );
+        return track.decide(
+            ctx,
+            Decision::Deny(DenyReason::PeerUnreachable),
+            Some(detail),
+        );
+    }
+    relay_after_status(ctx, track, leaf, client, stream).await;
+}
+
+/// What the acceptor said in its status frame (or instead of it), carried
+/// out of the relay as its error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{detail}")]
+struct PeerSaid {
+    /// `None` for `ok`.
+    reason: Option<DenyReason>,
+    detail: String,
+}
+
+impl PeerSaid {
+    fn from_status(status: preamble::Status) -> PeerSaid {
+        if status.outcome == preamble::OK {
+            return PeerSaid {
+                reason: None,
+                detail: status.detail,
+            };
+        }
+        match DenyReason::from_name(&status.outcome) {
+            Some(reason) => PeerSaid {
+                reason: Some(reason),
+                detail: status.detail,
+            },
+            // A reason newer than this gateway: keep its name in the detail.
+            None => PeerSaid {
+                reason: Some(DenyReason::HandshakeFailed),
+                detail: format!("{}: {}", status.outcome, status.detail),
+            },
+        }
+    }
+
+    fn from_error(e: &std::io::Error) -> PeerSaid {
+        let (reason, detail) = match tls::rustls_error(e) {
+            // TLS 1.3: the acceptor checks our certificate after our side of
+            // the handshake is done, so its refusal arrives here as an alert.
+            Some(err) => (tls::deny_reason(err), format!("refused the handshake: {e}")),
+            None if e.kind() == std::io::ErrorKind::InvalidData => (
+                DenyReason::BadPreamble,
+                format!("sent no valid status: {e}"),
+            ),
+            None if e.kind() == std::io::ErrorKind::UnexpectedEof => (
+                DenyReason::PeerUnreachable,
+                "closed the connection before its status".to_owned(),
+            ),
+            None => (DenyReason::PeerUnreachable, e.to_string()),
+        };
+        PeerSaid {
+            reason: Some(reason),
+            detail,
+        }
+    }
+}
+
+/// Relays a `pg2` tunnel: client bytes flow at once, the peer's only after
+/// its status frame; the decision is audited when the status arrives —
+/// `allow`, or the peer's own reason (see `proxy::preamble`).
+async fn relay_after_status(
+    ctx: &Context,
+    track: &Track,
+    leaf: Vec<rustls::pki_types::CertificateDer<'static>>,
+    client: TcpStream,
+    stream: tokio_rustls::client::TlsStream<super::PeerTcp>,
+) {
+    let reg = ctx.registry.register(
+        track.id,
+        Direction::Outbound,
+        leaf,
+        ctx.shutdown.hard_token(),
+    );
+    let counters = relay::Counters::default();
+    let decided = AtomicBool::new(false);
+    // The acceptor may take a handshake timeout to connect its target.
+    let wait = ctx.limits.handshake_timeout.saturating_mul(2);
+    let gate = |mut peer| async {
+        let said = match tokio::time::timeout(wait, preamble::read_status(&mut peer)).await {
+            Ok(Ok(status)) => PeerSaid::from_status(status),
+            Ok(Err(e)) => PeerSaid::from_error(&e),
+            Err(_) => PeerSaid {
+                reason: Some(DenyReason::HandshakeTimeout),
+                detail: format!("sent no status within {} s", wait.as_secs()),
+            },
+        };
+        match said.reason {
+            Some(DenyReason::ExportUnreachable) | None => {
+                // The peer's policy allowed it, as ours did.
+                track.decide(ctx, Decision::Allow, None);
+                decided.store(true, Ordering::Relaxed);
+            }
+            Some(_) => {}
+        }
+        match said.reason {
+            None => Ok(peer),
+            Some(_) => Err(std::io::Error::other(said)),
+        }
+    };
+    let end = relay::relay_gated(
+        client,
+        stream,
+        ctx.limits.idle_timeout,
+        &reg.token,
+        &counters,
+        gate,
+    )
+    .await;
+    let said = match &end {
+        relay::End::Failed(e) => e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<PeerSaid>())
+            .cloned(),
+        _ => None,
+    };
+    let peer = |detail: &str| format!("peer gateway {}: {detail}", ctx.peer_connect);
+    match said {
+        Some(PeerSaid {
+            reason: Some(DenyReason::ExportUnreachable),
+            detail,
+        }) => track.close_for(
+            ctx,
+            counters.forward.load(Ordering::Relaxed),
+            counters.backward.load(Ordering::Relaxed),
+            Some(peer(&detail)),
+            Some(DenyReason::ExportUnreachable),
+        ),
+        Some(PeerSaid {
+            reason: Some(reason),
+            detail,
+        }) => track.decide(ctx, Decision::Deny(reason), Some(peer(&detail))),
+        _ => {
+            if !decided.load(Ordering::Relaxed) {
+                // The relay ended (shutdown, idle, client gone) before the status.
+                track.decide(ctx, Decision::Allow, None);
+            }
+            track.finish(ctx, &reg, &counters, end);
+        }
+    }
 }
 
 #[cfg(test)]

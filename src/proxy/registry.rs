@@ -44,6 +44,12 @@ impl Drop for Registration<'_> {
     fn drop(&mut self) {
         if let Ok(mut open) = self.registry.open.lock() {
             open.remove(&self.id);
+            // A burst grew the table; give the memory back once it is
+            // mostly empty again (amortised: at most once per halving).
+            if open.capacity() > 64 && open.len() < open.capacity() / 4 {
+                let keep = open.len() * 2;
+                open.shrink_to(keep);
+            }
         }
     }
 }
@@ -101,5 +107,24 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shrinks_after_a_burst() {
+        let registry = Registry::default();
+        let stop = CancellationToken::new();
+        let burst: Vec<_> = (0..1000)
+            .map(|id| registry.register(id, Direction::Inbound, vec![], &stop))
+            .collect();
+        let peak = registry.open.lock().unwrap().capacity();
+        drop(burst);
+        assert!(registry.is_empty());
+        let after = registry.open.lock().unwrap().capacity();
+        assert!(after <= 128 && after < peak, "capacity {peak} -> {after}");
     }
 }

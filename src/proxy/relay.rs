@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::future::Future;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 use tokio_util::sync::CancellationToken;
 
 /// Relay buffer per direction while data flows in bulk. A multiple of the
@@ -69,14 +71,49 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
+    relay_gated(a, b, idle, stop, counters, |b_read| {
+        std::future::ready(Ok(b_read))
+    })
+    .await
+}
+
+/// [`relay`], except that nothing moves from `b` to `a` until `gate` has
+/// read what it needs from `b` (a `pg2` status frame) and handed the read
+/// half back; `a` to `b` flows from the start. An error from `gate` ends
+/// the relay with [`End::Failed`] carrying it.
+pub async fn relay_gated<A, B, G, F>(
+    a: A,
+    b: B,
+    idle: Duration,
+    stop: &CancellationToken,
+    counters: &Counters,
+    gate: G,
+) -> End
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+    G: FnOnce(ReadHalf<B>) -> F,
+    F: Future<Output = std::io::Result<ReadHalf<B>>>,
+{
     let (a_read, a_write) = tokio::io::split(a);
     let (b_read, b_write) = tokio::io::split(b);
-    let both = async {
-        tokio::try_join!(
-            pump(a_read, b_write, &counters.forward, &counters.activity),
-            pump(b_read, a_write, &counters.backward, &counters.activity),
-        )
+    let (gated, mut gate_done) = tokio::sync::watch::channel(false);
+    let backward = async {
+        let b_read = gate(b_read).await;
+        gated.send_replace(true);
+        pump(b_read?, a_write, &counters.backward, &counters.activity).await
     };
+    let forward = async {
+        let sent = pump(a_read, b_write, &counters.forward, &counters.activity).await;
+        if sent.is_err() {
+            // A peer that refuses closes its end, and our write may fail
+            // before the gate has read why: let the gate's answer (or its
+            // error) come first.
+            let _ = gate_done.wait_for(|done| *done).await;
+        }
+        sent
+    };
+    let both = async { tokio::try_join!(forward, backward) };
     tokio::select! {
         result = both => match result {
             Ok(_) => End::Done,

@@ -58,12 +58,36 @@ pub fn alpn_for(service: &str) -> Vec<u8> {
     }
 }
 
-/// The service an ALPN protocol id names, if it is one of ours.
+/// ALPN of a tunnel that starts with the connection preamble
+/// (`proxy::preamble`): `pg2/<service>`.
+pub fn alpn_with_preamble(service: &str) -> Vec<u8> {
+    format!("pg2/{service}").into_bytes()
+}
+
+/// What a tunnel's dialler offers, preferred first: `pg2/<service>`, then
+/// `pg1/<service>` for a peer that predates the preamble.
+pub fn tunnel_alpns(service: &str) -> Vec<Vec<u8>> {
+    vec![alpn_with_preamble(service), alpn_for(service)]
+}
+
+/// Whether an ALPN protocol id is a tunnel with the connection preamble.
+pub fn has_preamble(alpn: &[u8]) -> bool {
+    alpn.starts_with(b"pg2/")
+}
+
+/// The service an ALPN protocol id names, if it is one of ours
+/// (`pg1/<service>`, `pg2/<service>`, `pg1-spool`).
 pub fn service_from_alpn(alpn: &[u8]) -> Option<String> {
     if alpn == ALPN_SPOOL {
         return Some(SPOOL_SERVICE.to_owned());
     }
-    let name = std::str::from_utf8(alpn.strip_prefix(b"pg1/")?).ok()?;
+    let name = match alpn.strip_prefix(b"pg2/") {
+        // The spool has its own ALPN and no preamble.
+        Some(name) if name == SPOOL_SERVICE.as_bytes() => return None,
+        Some(name) => name,
+        None => alpn.strip_prefix(b"pg1/")?,
+    };
+    let name = std::str::from_utf8(name).ok()?;
     let valid = !name.is_empty()
         && name.len() <= 64
         && name
@@ -148,6 +172,14 @@ mod tests {
             );
         }
         assert_eq!(service_from_alpn(b"h2"), None);
+        assert_eq!(
+            service_from_alpn(&alpn_with_preamble("backup-smb")).as_deref(),
+            Some("backup-smb")
+        );
+        assert!(has_preamble(&tunnel_alpns("cms-smb")[0]) && !has_preamble(b"pg1/cms-smb"));
+        assert_eq!(tunnel_alpns("cms-smb")[1], b"pg1/cms-smb");
+        assert_eq!(service_from_alpn(b"pg2/spool"), None);
+        assert_eq!(service_from_alpn(b"pg3/x"), None);
         assert_eq!(service_from_alpn(b"pg1/"), None);
         assert_eq!(service_from_alpn(b"pg1/Bad"), None);
         assert_eq!(service_from_alpn(b"pg1/\xff"), None);

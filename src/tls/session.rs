@@ -175,11 +175,11 @@ pub fn server_config(
     Arc::new(config)
 }
 
-/// A client config for one outbound connection to `peer_pool` for `alpn`.
-/// `seen` learns the certificate the server presents.
+/// A client config for one outbound connection to `peer_pool` offering
+/// `alpn` (preferred first). `seen` learns the certificate the server presents.
 pub fn client_config(
     material: &Material,
-    alpn: Vec<u8>,
+    alpn: Vec<Vec<u8>>,
     peer_pool: &str,
     seen: &Arc<Observed>,
 ) -> Arc<ClientConfig> {
@@ -194,7 +194,7 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(Arc::new(OurCert(material.certified.clone())));
-    config.alpn_protocols = vec![alpn];
+    config.alpn_protocols = alpn;
     config.resumption = Resumption::disabled();
     Arc::new(config)
 }

@@ -235,6 +235,12 @@ async fn revocation_refuses_new_and_closes_established_connections() {
                 .as_str()
                 .is_some_and(|d| !d.starts_with("established"))
     });
+    // The dialling site audits the same reason: the refusal reaches it as a
+    // TLS alert (after a TLS 1.3 handshake that looked complete to it).
+    let told = pair.site1.wait_audit("site1 told", |v| {
+        v["event"] == "connection" && v["direction"] == "outbound" && v["reason"] == "revoked"
+    });
+    assert_eq!(told["decision"], "deny");
 }
 
 /// CA rollover: both sites trust the bundle (in `order`), both certificates

@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod burst;
 mod cli;
 mod field;
 mod field_clock;
@@ -13,6 +14,7 @@ mod fieldkit;
 mod hostile;
 mod lifecycle;
 mod observe;
+mod preamble;
 mod quickstart;
 mod reference;
 mod refusals;

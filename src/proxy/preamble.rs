@@ -1,0 +1,379 @@
+//! The connection preamble of `pg2/<service>` tunnels: who the client is,
+//! and whether the far side took the connection.
+//!
+//! With `pg1/<service>` the tunnel is a raw relay, and the dialling site
+//! could not tell a dead export from a working one: site 2 closed the
+//! connection, site 1 audited `allow` and `close bytes_out=0`, and only
+//! site 2's log knew why. `pg2/<service>` adds two small messages at the
+//! start of the TLS stream, in-band, so both sites audit the same reason:
+//!
+//! ## Negotiation (rolling upgrades)
+//! The dialler offers ALPN `pg2/<service>` first and `pg1/<service>`
+//! second. A gateway that knows `pg2` selects it; an older one does not
+//! recognise it and selects `pg1/<service>`, which stays exactly the raw
+//! relay it always was. Spool (`pg1-spool`) and control (`pg1-control`)
+//! are unchanged.
+//!
+//! ## Wire (inside TLS, after the handshake)
+//! 1. Dialler → acceptor, first bytes: a **PROXY protocol v2 header**, the
+//!    standard binary form (HAProxy's `proxy-protocol.txt`, section 2.2):
+//!    the 12-byte signature `0D 0A 0D 0A 00 0D 0A 51 55 49 54 0A`, the byte
+//!    `0x21` (version 2, command PROXY), `0x11` (TCP over IPv4) or `0x21`
+//!    (TCP over IPv6), a big-endian u16 length, then source address,
+//!    destination address, source port, destination port (12 or 36 bytes).
+//!    Source: the local client (the Front End) that connected to the
+//!    tunnel listener. Destination: the tunnel listener's own address (the
+//!    address the client dialled). When the two differ in family, or are
+//!    unknown, the command is LOCAL (`0x20`, family `0x00`, length 0).
+//!    TLVs are allowed and ignored; the whole header is at most
+//!    [`MAX_PROXY_HEADER`] bytes. The dialler then relays client bytes at
+//!    once, without waiting (no extra round trip).
+//! 2. Acceptor: reads the header (bounded as above, within
+//!    `limits.handshake_timeout`), evaluates the policy, connects the export
+//!    target, and then — before any byte from the target — sends one
+//!    **status frame**:
+//!
+//!    | bytes | field |
+//!    | --- | --- |
+//!    | 4 | magic `PGS1` |
+//!    | 1 | length R of the outcome, 1..=64 |
+//!    | R | outcome, ASCII `[a-z0-9_]`: `ok`, or an audit reason (`not_paired`, `service_not_allowed`, `export_unreachable`, `bad_preamble`, …) |
+//!    | 2 | big-endian length D of the detail, 0..=1024 |
+//!    | D | detail, UTF-8 text for the operator (e.g. `export target 10.0.0.5:445 unreachable: Connection refused`) |
+//!
+//!    After `ok` the target's bytes follow; after anything else the
+//!    acceptor closes the connection.
+//! 3. The dialler reads the status before it relays any byte towards the
+//!    client. `ok`: it audits `allow`. A policy or identity reason: it
+//!    audits a `deny` with that reason (the same line site 2 wrote).
+//!    `export_unreachable`: both sites audit `allow` and then a `close`
+//!    whose `reason` is `export_unreachable`, and count
+//!    `pairgate_export_failures_total{direction,service}`. A TLS alert read
+//!    instead of the status (the acceptor refused our certificate after a
+//!    TLS 1.3 handshake that looked complete to us) is audited with the
+//!    alert's reason (`revoked`, `unknown_ca`, …).
+//!
+//! Both sites' audit lines carry `client_addr`, the Front End's address:
+//! the dialler knows it, the acceptor learns it from the PROXY header.
+
+use std::net::SocketAddr;
+
+use ppp::v2;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The longest PROXY v2 header accepted: addresses plus room for TLVs.
+pub const MAX_PROXY_HEADER: usize = 256;
+/// The status frame's magic.
+pub const STATUS_MAGIC: &[u8; 4] = b"PGS1";
+/// Longest outcome name in a status frame.
+pub const MAX_OUTCOME: usize = 64;
+/// Longest detail in a status frame.
+pub const MAX_DETAIL: usize = 1024;
+/// The outcome of an accepted connection.
+pub const OK: &str = "ok";
+
+/// What a PROXY header said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Command PROXY with TCP addresses.
+    Proxied {
+        source: SocketAddr,
+        destination: SocketAddr,
+    },
+    /// Command LOCAL, or an address family we do not carry.
+    Local,
+}
+
+/// The acceptor's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// `ok` or an audit reason.
+    pub outcome: String,
+    pub detail: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PreambleError {
+    #[error("not a PROXY protocol v2 header: {0}")]
+    Proxy(String),
+    #[error("PROXY header of {0} bytes is longer than the {MAX_PROXY_HEADER} accepted")]
+    ProxyTooLong(usize),
+    #[error("status frame: {0}")]
+    Status(&'static str),
+}
+
+/// The PROXY v2 header for a client at `source` that connected to `destination`.
+pub fn encode_origin(source: Option<SocketAddr>, destination: Option<SocketAddr>) -> Vec<u8> {
+    let local = || {
+        v2::Builder::new(
+            v2::Version::Two | v2::Command::Local,
+            v2::AddressFamily::Unspecified | v2::Protocol::Unspecified,
+        )
+    };
+    let builder = match (source, destination) {
+        (Some(s), Some(d)) if s.is_ipv4() == d.is_ipv4() => v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Proxy,
+            v2::Protocol::Stream,
+            (s, d),
+        ),
+        _ => local(),
+    };
+    // Building only fails past 64 KiB of payload; an address pair is 36 bytes.
+    builder
+        .build()
+        .unwrap_or_else(|_| local().build().unwrap_or_default())
+}
+
+/// Parses a complete PROXY v2 header (exactly its bytes).
+///
+/// # Errors
+/// [`PreambleError`] for anything but a well-formed v2 header.
+pub fn decode_origin(header: &[u8]) -> Result<Origin, PreambleError> {
+    if header.len() > MAX_PROXY_HEADER {
+        return Err(PreambleError::ProxyTooLong(header.len()));
+    }
+    let parsed = v2::Header::try_from(header).map_err(|e| PreambleError::Proxy(e.to_string()))?;
+    if parsed.len() != header.len() {
+        return Err(PreambleError::Proxy("trailing bytes".into()));
+    }
+    if let Some(Err(e)) = parsed.tlvs().find(Result::is_err) {
+        return Err(PreambleError::Proxy(e.to_string()));
+    }
+    Ok(match (parsed.command, parsed.addresses) {
+        (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Origin::Proxied {
+            source: (a.source_address, a.source_port).into(),
+            destination: (a.destination_address, a.destination_port).into(),
+        },
+        (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Origin::Proxied {
+            source: (a.source_address, a.source_port).into(),
+            destination: (a.destination_address, a.destination_port).into(),
+        },
+        _ => Origin::Local,
+    })
+}
+
+/// How many bytes the PROXY header starting with these 16 bytes has in all.
+fn proxy_length(fixed: &[u8; 16]) -> Result<usize, PreambleError> {
+    if &fixed[..12] != v2::PROTOCOL_PREFIX {
+        return Err(PreambleError::Proxy("no PROXY v2 signature".into()));
+    }
+    let total = 16 + usize::from(u16::from_be_bytes([fixed[14], fixed[15]]));
+    if total > MAX_PROXY_HEADER {
+        return Err(PreambleError::ProxyTooLong(total));
+    }
+    Ok(total)
+}
+
+/// Reads exactly one PROXY v2 header from `r` (never a byte past it).
+///
+/// # Errors
+/// I/O errors, and [`PreambleError`] as `InvalidData`.
+pub async fn read_origin<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Origin> {
+    let mut fixed = [0u8; 16];
+    r.read_exact(&mut fixed).await?;
+    let total = proxy_length(&fixed).map_err(invalid)?;
+    let mut header = Vec::with_capacity(total);
+    header.extend_from_slice(&fixed);
+    header.resize(total, 0);
+    r.read_exact(&mut header[16..]).await?;
+    decode_origin(&header).map_err(invalid)
+}
+
+/// The status frame for `outcome` (clipped to the limits: a detail is cut
+/// at a character boundary, an invalid outcome becomes `handshake_failed`).
+pub fn encode_status(outcome: &str, detail: &str) -> Vec<u8> {
+    let outcome = if valid_outcome(outcome) {
+        outcome
+    } else {
+        "handshake_failed"
+    };
+    let mut end = detail.len().min(MAX_DETAIL);
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    let detail = &detail.as_bytes()[..end];
+    let mut out = Vec::with_capacity(4 + 1 + outcome.len() + 2 + detail.len());
+    out.extend_from_slice(STATUS_MAGIC);
+    out.push(outcome.len() as u8);
+    out.extend_from_slice(outcome.as_bytes());
+    out.extend_from_slice(&(detail.len() as u16).to_be_bytes());
+    out.extend_from_slice(detail);
+    out
+}
+
+fn valid_outcome(outcome: &str) -> bool {
+    (1..=MAX_OUTCOME).contains(&outcome.len())
+        && outcome
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Parses a status frame from the start of `buf`: `Ok(None)` while more
+/// bytes are needed, else the status and the bytes it used.
+///
+/// # Errors
+/// [`PreambleError::Status`] for a frame that can never become valid.
+pub fn decode_status(buf: &[u8]) -> Result<Option<(Status, usize)>, PreambleError> {
+    let magic_len = buf.len().min(4);
+    if buf[..magic_len] != STATUS_MAGIC[..magic_len] {
+        return Err(PreambleError::Status("no PGS1 magic"));
+    }
+    let Some(&r) = buf.get(4) else {
+        return Ok(None);
+    };
+    let r = usize::from(r);
+    if r == 0 || r > MAX_OUTCOME {
+        return Err(PreambleError::Status("outcome length out of range"));
+    }
+    let Some(outcome) = buf.get(5..5 + r) else {
+        return Ok(None);
+    };
+    let outcome = std::str::from_utf8(outcome)
+        .ok()
+        .filter(|o| valid_outcome(o))
+        .ok_or(PreambleError::Status("outcome is not [a-z0-9_]"))?;
+    let Some(len) = buf.get(5 + r..7 + r) else {
+        return Ok(None);
+    };
+    let d = usize::from(u16::from_be_bytes([len[0], len[1]]));
+    if d > MAX_DETAIL {
+        return Err(PreambleError::Status("detail longer than 1024 bytes"));
+    }
+    let Some(detail) = buf.get(7 + r..7 + r + d) else {
+        return Ok(None);
+    };
+    let detail = String::from_utf8_lossy(detail).into_owned();
+    let status = Status {
+        outcome: outcome.to_owned(),
+        detail,
+    };
+    Ok(Some((status, 7 + r + d)))
+}
+
+/// Reads exactly one status frame from `r` (never a byte past it).
+///
+/// # Errors
+/// I/O errors (including a TLS alert from the acceptor), and a malformed
+/// frame as `InvalidData`.
+pub async fn read_status<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Status> {
+    // Each read asks for exactly what the frame still needs, so no byte of
+    // the target's stream is consumed here.
+    let mut buf = Vec::with_capacity(16);
+    let mut want = 5;
+    loop {
+        let have = buf.len();
+        buf.resize(want, 0);
+        r.read_exact(&mut buf[have..]).await?;
+        match decode_status(&buf).map_err(invalid)? {
+            Some((status, _)) => return Ok(status),
+            None => {
+                want = match buf.len() {
+                    5 => 5 + usize::from(buf[4]) + 2,
+                    n => {
+                        let r = usize::from(buf[4]);
+                        n + usize::from(u16::from_be_bytes([buf[5 + r], buf[6 + r]]))
+                    }
+                };
+            }
+        }
+    }
+}
+
+fn invalid(e: PreambleError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn origins_round_trip_in_the_standard_form() {
+        let (s, d) = (addr("10.1.2.3:50123"), addr("10.1.0.1:8445"));
+        let header = encode_origin(Some(s), Some(d));
+        assert_eq!(&header[..12], v2::PROTOCOL_PREFIX);
+        assert_eq!(&header[12..16], &[0x21, 0x11, 0, 12]);
+        assert_eq!(&header[16..20], &[10, 1, 2, 3]);
+        assert_eq!(
+            decode_origin(&header),
+            Ok(Origin::Proxied {
+                source: s,
+                destination: d
+            })
+        );
+        let (s6, d6) = (addr("[fd00::5]:1"), addr("[fd00::1]:445"));
+        let header = encode_origin(Some(s6), Some(d6));
+        assert_eq!(header.len(), 16 + 36);
+        assert_eq!(
+            decode_origin(&header),
+            Ok(Origin::Proxied {
+                source: s6,
+                destination: d6
+            })
+        );
+        for local in [encode_origin(None, None), encode_origin(Some(s), Some(d6))] {
+            assert_eq!(&local[12..16], &[0x20, 0x00, 0, 0]);
+            assert_eq!(decode_origin(&local), Ok(Origin::Local));
+        }
+    }
+
+    #[test]
+    fn bad_origins_are_refused() {
+        let good = encode_origin(Some(addr("10.0.0.1:1")), Some(addr("10.0.0.2:2")));
+        assert!(decode_origin(b"GET / HTTP/1.1\r\n").is_err());
+        assert!(decode_origin(&good[..good.len() - 1]).is_err(), "truncated");
+        let mut long = good.clone();
+        long.push(0);
+        assert!(decode_origin(&long).is_err(), "trailing byte");
+        let mut v1 = good.clone();
+        v1[12] = 0x11;
+        assert!(decode_origin(&v1).is_err(), "version 1 in the v2 form");
+        let mut huge = good[..16].to_vec();
+        huge[14..16].copy_from_slice(&1000u16.to_be_bytes());
+        let fixed: [u8; 16] = huge.try_into().unwrap();
+        assert_eq!(proxy_length(&fixed), Err(PreambleError::ProxyTooLong(1016)));
+    }
+
+    #[tokio::test]
+    async fn reading_stops_exactly_at_the_end_of_each_message() {
+        let header = encode_origin(Some(addr("10.0.0.1:1")), Some(addr("10.0.0.2:2")));
+        let status = encode_status("export_unreachable", "export target x: refused");
+        let mut wire = header.clone();
+        wire.extend_from_slice(&status);
+        wire.extend_from_slice(b"client bytes");
+        let mut r = wire.as_slice();
+        assert!(matches!(
+            read_origin(&mut r).await,
+            Ok(Origin::Proxied { .. })
+        ));
+        let got = read_status(&mut r).await.unwrap();
+        assert_eq!(got.outcome, "export_unreachable");
+        assert_eq!(got.detail, "export target x: refused");
+        assert_eq!(r, b"client bytes");
+        let ok = encode_status(OK, "");
+        assert_eq!(ok, b"PGS1\x02ok\x00\x00");
+        let mut r = ok.as_slice();
+        assert_eq!(read_status(&mut r).await.unwrap().outcome, OK);
+    }
+
+    #[test]
+    fn status_frames_are_bounded_and_partial_input_waits() {
+        let long = "é".repeat(MAX_DETAIL);
+        let frame = encode_status("not_paired", &long);
+        let (status, used) = decode_status(&frame).unwrap().unwrap();
+        assert_eq!(used, frame.len());
+        assert!(status.detail.len() <= MAX_DETAIL);
+        for cut in 0..frame.len() {
+            assert_eq!(decode_status(&frame[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert!(decode_status(b"PGS2").is_err());
+        assert!(decode_status(b"PGS1\x00").is_err());
+        assert!(decode_status(b"PGS1\x02OK").is_err());
+        assert!(decode_status(b"PGS1\x02ok\xff\xff").is_err());
+        assert_eq!(&encode_status("Bad Reason", "")[5..21], b"handshake_failed");
+    }
+}
