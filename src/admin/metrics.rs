@@ -499,6 +499,8 @@ pub fn is_handshake_failure(reason: DenyReason) -> bool {
             | DenyReason::HandshakeTimeout
             | DenyReason::HandshakeFailed
             | DenyReason::PeerUnreachable
+            | DenyReason::ProfileViolation
+            | DenyReason::CrlOverdue
     )
 }
 

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use comfy_table::Table;
 use pairgate::pki::{self, Ca, CertInfo, LeafRequest, Validity};
+use pairgate::tls::profile;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -112,6 +113,10 @@ pub struct CheckArgs {
     /// Print one JSON object per certificate (a JSON array), same exit code.
     #[arg(long)]
     pub json: bool,
+    /// CA bundle to check each leaf's issuer against for the pairing
+    /// profile (default: the CA certificates after the leaf in its file).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 pub fn ca(command: CaCommand) -> Result<(), Failure> {
@@ -174,7 +179,12 @@ fn cert_issue(args: IssueArgs) -> Result<(), Failure> {
     println!("  {}  certificate chain (leaf, then CA)", crt.display());
     println!("  {}  private key, mode 0600", key.display());
     println!("  sha256 {}", issued.sha256);
-    println!("  valid until {}", rfc3339(request.validity.not_after));
+    let capped = if issued.not_after < request.validity.not_after {
+        " (capped at the CA's own expiry)"
+    } else {
+        ""
+    };
+    println!("  valid until {}{capped}", rfc3339(issued.not_after));
     Ok(())
 }
 
@@ -256,10 +266,14 @@ fn verdict(info: &CertInfo, now: OffsetDateTime, warn_days: u32) -> Verdict {
 
 fn cert_check(args: CheckArgs) -> Result<(), Failure> {
     let now = OffsetDateTime::now_utc();
+    let bundle = match &args.ca {
+        Some(path) => Some(pairgate::tls::load_certs(path)?),
+        None => None,
+    };
     let rows: Vec<CheckRow> = args
         .files
         .iter()
-        .flat_map(|file| check_file(file, now, args.warn_days))
+        .flat_map(|file| check_file(file, now, args.warn_days, bundle.as_deref()))
         .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -282,8 +296,8 @@ fn cert_check(args: CheckArgs) -> Result<(), Failure> {
     }
     Err(Failure::problem(format!(
         "certificate problem in {}: renew with `pairgate cert rotate` (or `pairgate cert issue`) \
-         before it expires, fix the clock if a certificate is not yet valid, and check that \
-         unreadable files are PEM certificates",
+         before it expires or when it breaks the pairing profile, fix the clock if a \
+         certificate is not yet valid, and check that unreadable files are PEM certificates",
         bad.join(", ")
     )))
 }
@@ -295,16 +309,48 @@ struct CheckRow {
     /// 1-based position in the file; none for an unreadable file.
     index: Option<usize>,
     subject: String,
-    /// `ok`, `expires_soon`, `expired`, `not_yet_valid` or `unreadable`.
+    /// `ok`, `expires_soon`, `expired`, `not_yet_valid`, `profile_violation`
+    /// or `unreadable`.
     verdict: &'static str,
     days_left: Option<i64>,
     ok: bool,
+    /// For `profile_violation`: the rule that failed and what was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
     #[serde(skip)]
     text: String,
 }
 
+/// The pairing profile verdict on the first certificate of `file` (the
+/// leaf, by the `PREFIX.crt` convention), against `bundle` or else the CA
+/// certificates that follow it. `None` when there is nothing to check: the
+/// file holds a self-signed CA (a `ca.crt` or `bundle.crt`), or cannot be read.
+fn profile_of(
+    file: &Path,
+    infos: &[CertInfo],
+    bundle: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+) -> Option<Result<(), profile::ProfileViolation>> {
+    let first = infos.first()?;
+    if first.is_ca && first.subject == first.issuer {
+        return None;
+    }
+    let ders = pairgate::tls::load_certs(file).ok()?;
+    let (leaf, rest) = ders.split_first()?;
+    let cas = bundle.unwrap_or(rest);
+    Some(if cas.is_empty() {
+        profile::check_leaf_alone(leaf)
+    } else {
+        profile::Issuers::new(cas).check(leaf)
+    })
+}
+
 /// Checks every certificate of `file`.
-fn check_file(file: &Path, now: OffsetDateTime, warn_days: u32) -> Vec<CheckRow> {
+fn check_file(
+    file: &Path,
+    now: OffsetDateTime,
+    warn_days: u32,
+    bundle: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+) -> Vec<CheckRow> {
     let name = file.display().to_string();
     let infos = match pki::inspect_file(file, now) {
         Ok(infos) => infos,
@@ -316,10 +362,12 @@ fn check_file(file: &Path, now: OffsetDateTime, warn_days: u32) -> Vec<CheckRow>
                 verdict: "unreadable",
                 days_left: None,
                 ok: false,
+                detail: None,
                 text: format!("unreadable: {e}"),
             }]
         }
     };
+    let profile = profile_of(file, &infos, bundle);
     infos
         .iter()
         .enumerate()
@@ -350,6 +398,17 @@ fn check_file(file: &Path, now: OffsetDateTime, warn_days: u32) -> Vec<CheckRow>
                     format!("not yet valid (from {})", rfc3339(info.not_before)),
                 ),
             };
+            // A profile violation outranks the dates: such a certificate
+            // is refused by the peer whatever its validity.
+            let (verdict, ok, text, detail) = match (&profile, i) {
+                (Some(Err(v)), 0) => (
+                    "profile_violation",
+                    false,
+                    format!("PROFILE VIOLATION: {v}; a peer gateway refuses it"),
+                    Some(v.to_string()),
+                ),
+                _ => (verdict, ok, text, None),
+            };
             CheckRow {
                 file: name.clone(),
                 index: Some(i + 1),
@@ -357,6 +416,7 @@ fn check_file(file: &Path, now: OffsetDateTime, warn_days: u32) -> Vec<CheckRow>
                 verdict,
                 days_left: Some(info.days_left),
                 ok,
+                detail,
                 text,
             }
         })

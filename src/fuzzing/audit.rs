@@ -18,7 +18,7 @@ use crate::audit::{
 use crate::policy::{DenyReason, Verdict};
 
 /// Every deny reason, for the decoder.
-const REASONS: [DenyReason; 12] = [
+const REASONS: [DenyReason; 14] = [
     DenyReason::NoClientCert,
     DenyReason::BadCertificate,
     DenyReason::UnknownCa,
@@ -31,6 +31,8 @@ const REASONS: [DenyReason; 12] = [
     DenyReason::TooManyConnections,
     DenyReason::HandshakeFailed,
     DenyReason::PeerUnreachable,
+    DenyReason::ProfileViolation,
+    DenyReason::CrlOverdue,
 ];
 
 /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the years RFC 3339 can

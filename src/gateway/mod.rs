@@ -89,6 +89,7 @@ pub fn load(path: &Path) -> Result<(Config, Policy, Material), GatewayError> {
         // only when the spool first opens.
         for key in std::iter::once(&spool.key).chain(&spool.old_keys) {
             crate::spool::MasterKey::load_key_file(key).map_err(crate::spool::SpoolError::from)?;
+            crate::pki::check_key_permissions(key).map_err(TlsError::from)?;
         }
     }
     let material = Material::load(&tls_sources(&config), &config.gateway.pool)?;

@@ -206,7 +206,16 @@ impl Ca {
     /// [`PkiError::InvalidValidity`], [`PkiError::Random`], [`PkiError::Rcgen`].
     pub fn issue(&self, req: &LeafRequest) -> Result<Issued, PkiError> {
         check_validity(req.validity)?;
-        let (cert, key) = leaf::sign(req, &self.signer, &self.key)?;
+        // A certificate never outlives its CA (a rule of the pairing
+        // profile, `tls::profile`): the end is capped at the CA's.
+        let mut req = req.clone();
+        if let Some(ca_end) = self.not_after() {
+            if req.validity.not_after > ca_end {
+                req.validity.not_after = ca_end;
+                check_validity(req.validity)?;
+            }
+        }
+        let (cert, key) = leaf::sign(&req, &self.signer, &self.key)?;
         let mut chain_pem = cert.pem();
         if !chain_pem.ends_with('\n') {
             chain_pem.push('\n');
@@ -216,7 +225,15 @@ impl Ca {
             sha256: super::sha256_hex(cert.der()),
             chain_pem,
             key_pem: Zeroizing::new(key.serialize_pem()),
+            not_after: req.validity.not_after,
         })
+    }
+
+    /// The end of the CA certificate's validity (`None` if it does not parse,
+    /// which [`Ca::load`] and [`Ca::generate`] rule out).
+    pub fn not_after(&self) -> Option<time::OffsetDateTime> {
+        let (_, x509) = x509_parser::parse_x509_certificate(&self.der).ok()?;
+        Some(x509.validity().not_after.to_datetime())
     }
 
     /// The rcgen issuer and key, for CRL signing and rotation in this module tree.
@@ -474,7 +491,7 @@ mod tests {
 
     #[test]
     fn expired_and_future_windows_round_trip() {
-        let ca = Ca::generate("t", Validity::days_from_now(30)).unwrap();
+        let ca = Ca::generate("t", Validity::days_from_now(60)).unwrap();
         let now = OffsetDateTime::now_utc();
         let past = Validity {
             not_before: now - Duration::days(20),
@@ -499,6 +516,20 @@ mod tests {
         let info = &inspect_pem(Path::new("f"), issued.chain_pem.as_bytes(), now).unwrap()[0];
         assert!(!info.is_valid_at(now));
         assert!(info.days_left >= 39);
+    }
+
+    #[test]
+    fn a_leaf_never_outlives_its_ca() {
+        let ca = Ca::generate("short", Validity::days_from_now(10)).unwrap();
+        let issued = ca.issue(&request(Validity::days_from_now(397))).unwrap();
+        assert_eq!(Some(issued.not_after), ca.not_after());
+        let now = OffsetDateTime::now_utc();
+        let leaf = &inspect_pem(Path::new("c"), issued.chain_pem.as_bytes(), now).unwrap()[0];
+        assert_eq!(
+            leaf.not_after.unix_timestamp(),
+            ca.not_after().unwrap().unix_timestamp()
+        );
+        crate::tls::profile::check(&leaf_der(&issued), ca.cert_der()).unwrap();
     }
 
     #[test]

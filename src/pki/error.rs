@@ -30,6 +30,25 @@ pub enum PkiError {
     )]
     KeyPermissions { path: PathBuf, mode: u32 },
 
+    /// A private key file that belongs to another user.
+    #[error(
+        "{path} belongs to uid {owner} but pairgate runs as uid {uid}; a private key must \
+         belong to the user that uses it: run `chown {uid} {path}` (or run pairgate as its owner)"
+    )]
+    KeyOwner { path: PathBuf, owner: u32, uid: u32 },
+
+    /// The folder of a private key lets someone else replace the key.
+    #[error(
+        "{dir} (the folder of the private key {key}) {problem}: whoever may write it can \
+         replace the key; run `chmod go-w {dir}` and make it belong to the user running \
+         pairgate (or root)"
+    )]
+    KeyDirectory {
+        dir: PathBuf,
+        key: PathBuf,
+        problem: String,
+    },
+
     /// `ca init` (or another create-new write) found an existing file.
     #[error(
         "refusing to overwrite {path}: a pairing CA already exists there; use \

@@ -50,6 +50,7 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 pub use ca::{Ca, CA_CERT_FILE, CA_KEY_FILE};
+pub(crate) use crl::issued_by;
 pub use crl::{
     inspect_crl_der, inspect_crl_file, read_crl_file, revoked_serials, CrlInfo, RevokeReason,
     RevokedEntry, CRL_FILE,
@@ -122,6 +123,8 @@ pub struct Issued {
     pub key_pem: Zeroizing<String>,
     /// Lower-case hex SHA-256 of the leaf certificate's DER.
     pub sha256: String,
+    /// The end of its validity: as requested, or the CA's end if that comes first.
+    pub not_after: OffsetDateTime,
 }
 
 impl std::fmt::Debug for Issued {

@@ -22,6 +22,12 @@ pub enum DenyReason {
     HandshakeFailed,
     /// The peer gateway could not be reached (outbound tunnels only).
     PeerUnreachable,
+    /// A certificate that chains to the pairing CA but is not what
+    /// `pairgate cert issue` makes (see `tls::profile`); `detail` names the rule.
+    ProfileViolation,
+    /// The CRL for the peer certificate's CA is past its nextUpdate and
+    /// `tls.crl_overdue = "deny"`.
+    CrlOverdue,
 }
 
 impl DenyReason {
@@ -40,6 +46,8 @@ impl DenyReason {
             DenyReason::TooManyConnections => "too_many_connections",
             DenyReason::HandshakeFailed => "handshake_failed",
             DenyReason::PeerUnreachable => "peer_unreachable",
+            DenyReason::ProfileViolation => "profile_violation",
+            DenyReason::CrlOverdue => "crl_overdue",
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct Material {
     pub ca_expiry: Vec<(String, i64)>,
     pub(super) client_verifier: Arc<dyn ClientCertVerifier>,
     pub(super) server_verifier: Arc<WebPkiServerVerifier>,
+    /// The pairing certificate profile every peer certificate must meet.
+    pub(super) profile: Arc<super::profile::Issuers>,
 }
 
 /// Where the material came from, for messages.
@@ -268,6 +270,13 @@ impl Material {
                 ),
             })?;
 
+        // Our own certificate must meet the profile the peer will apply.
+        let profile = Arc::new(super::profile::Issuers::new(&cas));
+        profile.check(leaf).map_err(|v| TlsError::Certificate {
+            path: src.cert.clone(),
+            detail: format!("{v} — issue the certificate with `pairgate cert issue`"),
+        })?;
+
         Ok(Material {
             certified: Arc::new(certified),
             identity,
@@ -275,6 +284,7 @@ impl Material {
             ca_expiry,
             client_verifier,
             server_verifier,
+            profile,
         })
     }
 }

@@ -14,6 +14,7 @@
 
 mod identity;
 mod material;
+pub mod profile;
 mod session;
 
 pub use identity::{fingerprint, identity_of, IdentityError, PeerIdentity};
@@ -84,6 +85,11 @@ pub fn deny_reason(err: &Error) -> DenyReason {
             | CertificateError::NotValidYet
             | CertificateError::NotValidYetContext { .. } => DenyReason::Expired,
             CertificateError::Revoked => DenyReason::Revoked,
+            CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. } => DenyReason::CrlOverdue,
+            CertificateError::Other(_) if profile::violation_of(err).is_some() => {
+                DenyReason::ProfileViolation
+            }
             _ => DenyReason::BadCertificate,
         },
         Error::AlertReceived(alert) => match alert {
@@ -126,6 +132,15 @@ pub fn verify_error_text(err: &Error) -> String {
         Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
         ) => "certificate is not valid for the pool name".to_owned(),
+        Error::InvalidCertificate(
+            CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. },
+        ) => "the CRL for this certificate's CA is past its next update and tls.crl_overdue = \"deny\" \
+              — refresh it with `pairgate ca crl --refresh` and copy it to both sites"
+            .to_owned(),
+        other if profile::violation_of(other).is_some() => profile::violation_of(other)
+            .map(|v| format!("{v} — issue the certificate with `pairgate cert issue`"))
+            .unwrap_or_default(),
         other => other.to_string(),
     }
 }

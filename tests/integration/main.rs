@@ -16,4 +16,5 @@ mod refusals;
 mod reports;
 mod smb;
 mod spool;
+mod trust;
 mod tunnel;

@@ -411,6 +411,7 @@ mod tests {
             warn_days: 5,
             files: vec![bundle.clone()],
             json: false,
+            ca: None,
         }))
         .unwrap();
         assert_eq!(

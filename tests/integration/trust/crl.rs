@@ -1,0 +1,1 @@
+//! CRL rollback and freshness.
