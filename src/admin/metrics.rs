@@ -16,6 +16,7 @@
 //! | `spool_oldest_age_seconds{direction}` | age of the oldest waiting file: the replication lag this gateway adds | above the recovery point objective: 300 s (Skype for Business 2015/2019, CMS) or 1800 s (Lync 2013); warn well before, e.g. at half |
 //! | `reloads_total{what,result}` | reloads of certificates/CRL/policy | any `result="error"`: the gateway still runs the previous configuration |
 //! | `audit_events_total` | records handed to the audit log | flat while connections rise: the audit writer is stuck |
+//! | `crl_next_update_seconds{issuer}` | `nextUpdate` (Unix seconds) of each CRL in force | `... - time() < 7 * 86400`: refresh the CRL; `< 0`: overdue |
 //! | `up`, `build_info{version}` | always 1 | `absent(pairgate_up)` |
 //!
 //! The exposition is OpenMetrics text ([`CONTENT_TYPE`]), which Prometheus
@@ -94,6 +95,8 @@ pub struct Metrics {
     spool_seen: Mutex<HashMap<&'static str, u64>>,
     audit_events: Counter,
     peer_link_up: Gauge,
+    /// nextUpdate (Unix seconds) of each CRL in force, by issuer.
+    crl_next_update: Family<Vec<(String, String)>, Gauge>,
     services: Mutex<HashSet<String>>,
     /// sha256 series currently published per certificate kind, oldest first.
     cert_series: Mutex<HashMap<CertKind, Vec<CertEntry>>>,
@@ -134,6 +137,7 @@ impl Metrics {
             spool_seen: Mutex::new(HashMap::new()),
             audit_events: Counter::default(),
             peer_link_up: Gauge::default(),
+            crl_next_update: Family::default(),
             services: Mutex::new(HashSet::new()),
             cert_series: Mutex::new(HashMap::new()),
             allowed_total: AtomicU64::new(0),
@@ -205,6 +209,11 @@ impl Metrics {
             "peer_link_up",
             "1 when the peer gateway answered the last attempt, 0 when it did not, -1 before any attempt",
             m.peer_link_up.clone(),
+        );
+        r.register(
+            "crl_next_update_seconds",
+            "nextUpdate of each CRL in force as a Unix timestamp, by issuer (past: overdue)",
+            m.crl_next_update.clone(),
         );
         r.register(
             "audit_events",
@@ -426,6 +435,17 @@ impl Metrics {
                 result: if ok { "ok" } else { "error" },
             })
             .inc();
+    }
+
+    /// Replaces the CRL series with `(issuer, nextUpdate Unix seconds)` of
+    /// each CRL in force: call after start and after each reload.
+    pub fn replace_crls(&self, crls: &[(String, i64)]) {
+        self.crl_next_update.clear();
+        for (issuer, next_update) in crls {
+            self.crl_next_update
+                .get_or_create(&vec![("issuer".to_owned(), issuer.clone())])
+                .set(*next_update);
+        }
     }
 
     /// Counts one record handed to the audit log.

@@ -33,8 +33,8 @@ pub use chain::{
     VerifyError, GENESIS,
 };
 pub use event::{
-    CertReload, Close, Connection, Direction, Event, LogContinued, LogRepaired, PeerAuditHead,
-    PeerLink, PolicyReload, SpoolFile,
+    CertReload, Close, Connection, CrlRecord, Direction, Event, LogContinued, LogRepaired,
+    PeerAuditHead, PeerLink, PolicyReload, SpoolFile,
 };
 pub use query::{matches, parse_time, query, Filter, QueryStats, Record, TimeSpecError};
 pub use sink::AuditLog;

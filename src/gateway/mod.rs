@@ -74,6 +74,8 @@ pub fn tls_sources(config: &Config) -> Sources {
         key: config.tls.key.clone(),
         ca: config.tls.ca.clone(),
         crl: config.tls.crl.clone(),
+        crl_kept: Some(crate::tls::crl::kept_path(&config.audit.path)),
+        crl_overdue: config.tls.crl_overdue,
     }
 }
 
@@ -227,6 +229,7 @@ pub async fn start(
         peer_pool: config.gateway.peer_pool.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     });
+    ctx.snapshot().material.start_crls(&ctx.audit, &ctx.metrics);
     shutdown.spawn(proxy::control::heartbeat(
         ctx.clone(),
         config.peer.heartbeat,
@@ -363,6 +366,7 @@ fn publish_cert_expiry(metrics: &Metrics, material: &Material) {
         })
         .collect();
     metrics.replace_certs(CertKind::Ca, &cas);
+    metrics.replace_crls(&material.crl_next_updates());
     warn_expiry(material);
 }
 

@@ -50,7 +50,7 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 pub use ca::{Ca, CA_CERT_FILE, CA_KEY_FILE};
-pub(crate) use crl::issued_by;
+pub(crate) use crl::{crl_signed_by, issued_by};
 pub use crl::{
     inspect_crl_der, inspect_crl_file, read_crl_file, revoked_serials, CrlInfo, RevokeReason,
     RevokedEntry, CRL_FILE,

@@ -430,6 +430,8 @@ mod tests {
             key: dir.join(format!("{name}.key")),
             ca: done.bundle_path.clone(),
             crl: done.crl_path.clone(),
+            crl_kept: None,
+            crl_overdue: Default::default(),
         };
         // Site 1 still on the old CA, then moved to the new one: both load.
         Material::load(&sources("site1"), "pool01.site1.example").unwrap();

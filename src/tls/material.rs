@@ -32,6 +32,16 @@ pub struct Material {
     pub(super) server_verifier: Arc<WebPkiServerVerifier>,
     /// The pairing certificate profile every peer certificate must meet.
     pub(super) profile: Arc<super::profile::Issuers>,
+    /// The CRLs in force that a trusted CA signed (see `crl.rs`).
+    pub crls: Vec<super::crl::CrlState>,
+    /// Why the CRLs of `tls.crl` were not taken (a rollback); the CRLs in
+    /// force were kept instead.
+    pub crl_refused: Option<String>,
+    pub crl_overdue: super::crl::CrlOverdue,
+    /// Where the CRLs in force are kept across restarts.
+    pub(super) crl_kept: Option<PathBuf>,
+    /// Whether this material already logged its CRL as overdue.
+    pub(super) crl_overdue_logged: std::sync::atomic::AtomicBool,
 }
 
 /// Where the material came from, for messages.
@@ -41,6 +51,10 @@ pub struct Sources {
     pub key: PathBuf,
     pub ca: PathBuf,
     pub crl: Option<PathBuf>,
+    /// The copy of the CRLs in force (see `tls::crl::kept_path`); `None`:
+    /// no memory across restarts (tests, tools).
+    pub crl_kept: Option<PathBuf>,
+    pub crl_overdue: super::crl::CrlOverdue,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +76,8 @@ pub enum TlsError {
     KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("{path}: {detail}")]
     Certificate { path: PathBuf, detail: String },
+    #[error("{0}")]
+    CrlRollback(String),
     #[error("{path}: not a valid CRL: {detail} — regenerate it with `pairgate cert revoke`")]
     Crl { path: PathBuf, detail: String },
     #[error("{path}: the certificate identifies pool {found:?} but the config says gateway.pool = {expected:?} — issue a certificate with `pairgate cert issue --pool {expected}`")]
@@ -109,7 +125,9 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         })
 }
 
-fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+pub(super) fn load_crls(
+    path: &Path,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let bytes = read(path)?;
     let crls: Vec<_> = rustls_pemfile::crls(&mut bytes.as_slice())
         .collect::<Result<_, _>>()
@@ -166,6 +184,21 @@ impl Material {
     /// malformed, the key does not match, the chain does not verify against the
     /// bundle, the certificate is expired/revoked, or it names another pool.
     pub fn load(src: &Sources, pool: &str) -> Result<Material, TlsError> {
+        Material::load_after(src, pool, None)
+    }
+
+    /// Like [`Material::load`], with `previous` (the running material) in
+    /// force: a CRL older than the one in force — in `previous` or in the
+    /// kept copy — is not taken; the one in force stays and
+    /// [`Material::crl_refused`] says why (see `tls::crl`).
+    ///
+    /// # Errors
+    /// As [`Material::load`].
+    pub fn load_after(
+        src: &Sources,
+        pool: &str,
+        previous: Option<&Material>,
+    ) -> Result<Material, TlsError> {
         let chain = load_certs(&src.cert)?;
         let key = load_key(&src.key)?;
         let cas = load_certs(&src.ca)?;
@@ -173,7 +206,14 @@ impl Material {
             Some(path) => load_crls(path)?,
             None => Vec::new(),
         };
-        Material::build(src, chain, key, cas, crls, pool)
+        let (crls, states, refused) = match &src.crl {
+            Some(_) => super::revocation::choose(src, &cas, crls, previous),
+            None => (crls, Vec::new(), None),
+        };
+        let mut material = Material::build(src, chain, key, cas, crls, pool)?;
+        material.crls = states;
+        material.crl_refused = refused;
+        Ok(material)
     }
 
     fn build(
@@ -227,20 +267,34 @@ impl Material {
         };
         // Our chains are CA → leaf, so only leaves can be revoked; during a CA
         // rollover the CRL of one CA cannot speak for the other's leaves.
-        let client_verifier =
+        let deny_overdue = src.crl_overdue == super::crl::CrlOverdue::Deny;
+        let mut client_builder =
             WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .with_crls(crls.clone())
                 .only_check_end_entity_revocation()
-                .allow_unknown_revocation_status()
-                .build()
-                .map_err(crl_err)?;
-        let server_verifier =
+                .allow_unknown_revocation_status();
+        if deny_overdue {
+            client_builder = client_builder.enforce_revocation_expiration();
+        }
+        let client_verifier = client_builder.build().map_err(crl_err)?;
+        let server_builder = || {
             WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .with_crls(crls)
+                .with_crls(crls.clone())
                 .only_check_end_entity_revocation()
                 .allow_unknown_revocation_status()
+        };
+        // Our own certificate is checked without the CRL's freshness: an
+        // overdue CRL under "deny" refuses peers, it must not stop the
+        // gateway from starting (and showing why) or from reloading.
+        let self_check = server_builder().build().map_err(crl_err)?;
+        let server_verifier = if deny_overdue {
+            server_builder()
+                .enforce_revocation_expiration()
                 .build()
-                .map_err(crl_err)?;
+                .map_err(crl_err)?
+        } else {
+            self_check.clone()
+        };
 
         let leaf = &chain[0];
         let identity = identity_of(leaf).map_err(|e| TlsError::Certificate {
@@ -259,7 +313,7 @@ impl Material {
             path: src.cert.clone(),
             detail: format!("pool {pool:?} is not a DNS name: {e}"),
         })?;
-        server_verifier
+        self_check
             .verify_server_cert(leaf, &chain[1..], &name, &[], UnixTime::now())
             .map_err(|e| TlsError::Certificate {
                 path: src.cert.clone(),
@@ -285,6 +339,11 @@ impl Material {
             client_verifier,
             server_verifier,
             profile,
+            crls: Vec::new(),
+            crl_refused: None,
+            crl_overdue: src.crl_overdue,
+            crl_kept: src.crl_kept.clone(),
+            crl_overdue_logged: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }

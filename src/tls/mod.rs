@@ -12,9 +12,11 @@
 //! verifiers that remember which certificate the peer presented, so even a
 //! refused handshake is audited with the certificate's fingerprint.
 
+pub mod crl;
 mod identity;
 mod material;
 pub mod profile;
+mod revocation;
 mod session;
 
 pub use identity::{fingerprint, identity_of, IdentityError, PeerIdentity};

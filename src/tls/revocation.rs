@@ -1,0 +1,184 @@
+//! The CRLs of one [`Material`]: chosen when it loads (never older than the
+//! ones in force, see `crl.rs`), kept across restarts, audited, and watched
+//! for freshness (`tls.crl_overdue`).
+
+use std::path::Path;
+
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
+use time::OffsetDateTime;
+
+use super::crl::{newest, pem, successor, trusted, CrlOverdue, CrlState};
+use super::material::{Material, Sources, TlsError};
+
+/// The CRLs to enforce from `tls.crl` (`file`), given what is in force: the
+/// kept copy and `previous`. Returns the DER list for webpki, the trusted
+/// CRLs among it, and why `file` was not taken as is (a rollback).
+pub(super) fn choose(
+    src: &Sources,
+    cas: &[CertificateDer<'static>],
+    file: Vec<CertificateRevocationListDer<'static>>,
+    previous: Option<&Material>,
+) -> (
+    Vec<CertificateRevocationListDer<'static>>,
+    Vec<CrlState>,
+    Option<String>,
+) {
+    let candidate = trusted(&file, cas);
+    let kept = match src.crl_kept.as_deref().filter(|p| p.exists()) {
+        Some(path) => match super::material::load_crls(path) {
+            Ok(ders) => trusted(&ders, cas),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the kept copy of the CRLs in force; comparing with memory only");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    // Re-filtered against the new bundle: a CA that left it has no say.
+    let previous: Vec<CertificateRevocationListDer<'static>> = previous
+        .map(|m| m.crls.iter().map(|c| c.der.clone()).collect())
+        .unwrap_or_default();
+    let in_force = newest(&kept, &trusted(&previous, cas));
+    match successor(&in_force, &candidate) {
+        (None, _) => (file, candidate, None),
+        (Some(rollback), chosen) => {
+            let crl = src.crl.as_deref().unwrap_or(Path::new("tls.crl"));
+            let kept = src
+                .crl_kept
+                .as_deref()
+                .map(|p| format!(", or delete {}", p.display()))
+                .unwrap_or_default();
+            let why = format!(
+                "{}: {rollback}; refused, the CRL in force is kept — copy the newest ca.crl \
+                 there, or if the CA really went back (restored from a backup) re-sign it \
+                 with `pairgate ca crl --dir CA_DIR --refresh` until its number is above the \
+                 one in force{kept} to accept it",
+                crl.display()
+            );
+            let ders = chosen.iter().map(|c| c.der.clone()).collect();
+            (ders, chosen, Some(why))
+        }
+    }
+}
+
+/// One CRL as the `cert_reload` audit record carries it.
+impl From<&CrlState> for crate::audit::CrlRecord {
+    fn from(c: &CrlState) -> Self {
+        crate::audit::CrlRecord {
+            issuer: c.issuer.clone(),
+            number: c.number,
+            next_update: c.next_update.and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
+        }
+    }
+}
+
+impl Material {
+    /// For a reload: a material whose `tls.crl` was refused as a rollback is
+    /// itself refused, so the running one (with its CRL) stays.
+    ///
+    /// # Errors
+    /// [`TlsError::CrlRollback`] saying why.
+    pub fn refuse_crl_rollback(self) -> Result<Material, TlsError> {
+        match &self.crl_refused {
+            Some(why) => Err(TlsError::CrlRollback(why.clone())),
+            None => Ok(self),
+        }
+    }
+
+    /// What follows publishing this material (start, reload): keep its CRLs
+    /// across restarts and say whether one is overdue. A kept copy that
+    /// cannot be written is logged; the gateway runs on.
+    pub fn after_publish(&self) {
+        if let Err(e) = self.keep_crls() {
+            tracing::error!(error = %e, "cannot keep a copy of the CRLs in force: a restart could not detect an older CRL");
+        }
+        self.note_crl_freshness(OffsetDateTime::now_utc());
+    }
+
+    /// At start: audits a refused (rolled back) `tls.crl` as a `cert_reload`
+    /// with trigger `start`, then [`Material::after_publish`].
+    pub fn start_crls(&self, audit: &crate::audit::AuditLog, metrics: &crate::admin::Metrics) {
+        if let Some(why) = &self.crl_refused {
+            tracing::error!(error = %why, "tls.crl refused at start; enforcing the CRL in force");
+            metrics.reload(crate::admin::Reloaded::Certificates, false);
+            audit.record(crate::audit::Event::CertReload(crate::audit::CertReload {
+                trigger: "start".to_owned(),
+                ok: false,
+                old_sha256: Some(self.identity.sha256.clone()),
+                new_sha256: None,
+                error: Some(why.clone()),
+                revoked_closed: 0,
+                crls: self.crl_records(),
+            }));
+        }
+        self.after_publish();
+    }
+
+    /// `(issuer, nextUpdate as Unix seconds)` of each CRL in force that
+    /// names a next update, for the `crl_next_update_seconds` gauge.
+    pub fn crl_next_updates(&self) -> Vec<(String, i64)> {
+        self.crls
+            .iter()
+            .filter_map(|c| Some((c.issuer.clone(), c.next_update?.unix_timestamp())))
+            .collect()
+    }
+
+    /// The CRLs in force, for the `cert_reload` audit record.
+    pub fn crl_records(&self) -> Vec<crate::audit::CrlRecord> {
+        self.crls.iter().map(Into::into).collect()
+    }
+
+    /// Whether a CRL in force is past its `nextUpdate` at `now`.
+    pub fn crl_overdue_at(&self, now: OffsetDateTime) -> bool {
+        self.crls.iter().any(|c| c.overdue(now))
+    }
+
+    /// Logs an overdue CRL, once per loaded material: call at start, after
+    /// a reload and from the watcher's tick (it only compares times). A
+    /// fresh CRL loaded later is a new material, which logs again only if
+    /// it is overdue too.
+    pub fn note_crl_freshness(&self, now: OffsetDateTime) {
+        use std::sync::atomic::Ordering;
+        let Some(late) = self.crls.iter().find(|c| c.overdue(now)) else {
+            return;
+        };
+        if self.crl_overdue_logged.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let next_update = late.next_update.map(|t| t.to_string()).unwrap_or_default();
+        match self.crl_overdue {
+            CrlOverdue::Warn => tracing::warn!(
+                issuer = %late.issuer, number = late.number, %next_update,
+                "the CRL is overdue (past its next update); still enforcing it \
+                 (tls.crl_overdue = \"warn\"): refresh it with `pairgate ca crl --refresh`"
+            ),
+            CrlOverdue::Deny => tracing::error!(
+                issuer = %late.issuer, number = late.number, %next_update,
+                "the CRL is overdue (past its next update): peers of this CA are refused \
+                 (tls.crl_overdue = \"deny\") until it is refreshed with `pairgate ca crl --refresh`"
+            ),
+        }
+    }
+
+    /// Writes the CRLs in force to the kept copy (when configured and
+    /// changed), so a restart cannot go back to an older CRL.
+    ///
+    /// # Errors
+    /// [`crate::pki::PkiError::Io`] naming the file.
+    pub fn keep_crls(&self) -> Result<(), crate::pki::PkiError> {
+        let Some(path) = &self.crl_kept else {
+            return Ok(());
+        };
+        if self.crls.is_empty() && !path.exists() {
+            return Ok(());
+        }
+        let text = pem(&self.crls);
+        if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+            return Ok(());
+        }
+        crate::pki::write_public_file(path, text.as_bytes())
+    }
+}
