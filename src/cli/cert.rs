@@ -20,6 +20,10 @@ use super::Failure;
 
 mod check;
 mod lifecycle;
+mod passphrase;
+
+use passphrase::CliPassphrase;
+pub use passphrase::PassphraseArgs;
 
 /// Longest validity `--days` accepts (100 years).
 const MAX_DAYS: u32 = 36_500;
@@ -49,6 +53,12 @@ pub struct CaInitArgs {
     #[arg(long, value_name = "N", default_value_t = 3650,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DAYS)))]
     pub days: u32,
+    /// Store ca.key encrypted under a passphrase (PKCS#8, scrypt +
+    /// AES-256-CBC); every command that uses the key then asks for it.
+    #[arg(long)]
+    pub encrypt: bool,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,10 +96,12 @@ pub struct IssueArgs {
     /// Extra IP address SAN (repeatable).
     #[arg(long, value_name = "ADDR")]
     pub ip: Vec<IpAddr>,
-    /// Validity in days.
+    /// Validity in days (capped at the CA's own end).
     #[arg(long, value_name = "N", default_value_t = 397,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DAYS)))]
     pub days: u32,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -138,13 +150,27 @@ pub fn cert(command: CertCommand) -> Result<(), Failure> {
 }
 
 fn ca_init(args: CaInitArgs) -> Result<(), Failure> {
-    let ca = Ca::generate(&args.name, Validity::days_from_now(args.days))?;
+    let mut ca = Ca::generate(&args.name, Validity::days_from_now(args.days))?;
+    let key_path = args.dir.join(pki::CA_KEY_FILE);
+    if args.encrypt {
+        let secret = CliPassphrase::new(&args.passphrase).new_passphrase(&key_path)?;
+        ca = ca.encrypted(secret)?;
+    } else if args.passphrase.passphrase_file.is_some() {
+        return Err(Failure::Invalid(anyhow::anyhow!(
+            "--passphrase-file without --encrypt: add --encrypt to store ca.key under a passphrase"
+        )));
+    }
     ca.write_new(&args.dir)?;
     let now = OffsetDateTime::now_utc();
     let info = pki::inspect_der(ca.cert_der(), now)?;
     // The first, empty CRL: a site can name `tls.crl` from the start, and the
     // first revocation only replaces a file the gateways already watch.
-    let crl = pki::refresh_crl(&args.dir, pki::DEFAULT_NEXT_UPDATE_DAYS, now)?;
+    let crl = pki::refresh_crl_with(
+        &args.dir,
+        pki::DEFAULT_NEXT_UPDATE_DAYS,
+        now,
+        &ca.passphrase_source(),
+    )?;
     let dir = args.dir.display();
     println!("Created pairing CA {:?} in {dir}", args.name);
     println!(
@@ -152,8 +178,13 @@ fn ca_init(args: CaInitArgs) -> Result<(), Failure> {
         args.dir.join(pki::CA_CERT_FILE).display()
     );
     println!(
-        "  {}  private key, mode 0600: keep it offline once both sites have their certificates",
-        args.dir.join(pki::CA_KEY_FILE).display()
+        "  {}  private key, mode 0600{}: keep it offline once both sites have their certificates",
+        key_path.display(),
+        if ca.is_encrypted() {
+            ", encrypted under your passphrase"
+        } else {
+            ""
+        }
     );
     println!(
         "  {}  empty CRL (nothing revoked): give it to both sites (tls.crl, optional)",
@@ -166,7 +197,7 @@ fn ca_init(args: CaInitArgs) -> Result<(), Failure> {
 }
 
 fn cert_issue(args: IssueArgs) -> Result<(), Failure> {
-    let ca = Ca::load(&args.ca_dir)?;
+    let ca = Ca::load_with(&args.ca_dir, &CliPassphrase::new(&args.passphrase))?;
     let request = LeafRequest {
         pool: args.pool,
         dns: args.dns,

@@ -35,6 +35,8 @@ pub struct Ca {
     /// Issuer carrier for rcgen: same subject, key identifier and key usages.
     signer: Certificate,
     key: KeyPair,
+    /// The passphrase `ca.key` is stored under, if it is encrypted.
+    seal: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -42,6 +44,7 @@ impl std::fmt::Debug for Ca {
         f.debug_struct("Ca")
             .field("sha256", &super::sha256_hex(&self.der))
             .field("key", &"<redacted>")
+            .field("encrypted", &self.seal.is_some())
             .finish()
     }
 }
@@ -86,7 +89,53 @@ impl Ca {
             pem: signer.pem(),
             signer,
             key,
+            seal: None,
         })
+    }
+
+    /// This CA with its key to be stored under `passphrase` (`ca init
+    /// --encrypt`, and `ca rotate` of an encrypted CA).
+    ///
+    /// # Errors
+    /// [`PkiError::WeakPassphrase`] below [`super::MIN_PASSPHRASE_LEN`] characters.
+    pub fn encrypted(mut self, passphrase: Zeroizing<String>) -> Result<Ca, PkiError> {
+        if passphrase.chars().count() < super::MIN_PASSPHRASE_LEN {
+            return Err(PkiError::WeakPassphrase {
+                min: super::MIN_PASSPHRASE_LEN,
+            });
+        }
+        self.seal = Some(passphrase);
+        Ok(self)
+    }
+
+    /// The same key protection as `other` (encrypted under its passphrase, or plain).
+    pub(crate) fn protected_like(mut self, other: &Ca) -> Ca {
+        self.seal = other.seal.clone();
+        self
+    }
+
+    /// A passphrase source that opens this CA's key again (the passphrase it
+    /// holds, or none for a plain key).
+    pub fn passphrase_source(&self) -> super::Given {
+        super::Given(self.seal.clone().unwrap_or_default())
+    }
+
+    /// Whether `ca.key` is (to be) stored encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.seal.is_some()
+    }
+
+    /// The key as written to `ca.key`: encrypted PKCS#8 when the CA has a
+    /// passphrase, else plain PKCS#8 PEM.
+    ///
+    /// # Errors
+    /// Those of [`super::sealed::seal`].
+    pub(crate) fn key_file_pem(&self, path: &Path) -> Result<Zeroizing<String>, PkiError> {
+        let plain = self.key_pem();
+        match &self.seal {
+            Some(passphrase) => super::sealed::seal(&plain, passphrase, path),
+            None => Ok(plain),
+        }
     }
 
     /// Loads `DIR/ca.crt` and `DIR/ca.key`.
@@ -97,6 +146,16 @@ impl Ca {
     /// an unreadable certificate, [`PkiError::NotCa`], [`PkiError::BadKey`],
     /// [`PkiError::KeyMismatch`].
     pub fn load(dir: &Path) -> Result<Ca, PkiError> {
+        Ca::load_with(dir, &super::NoPassphrase)
+    }
+
+    /// Like [`Ca::load`]; an encrypted `ca.key` is opened with the
+    /// passphrase `passphrase` supplies (asked only when it is encrypted).
+    ///
+    /// # Errors
+    /// As [`Ca::load`], and [`PkiError::KeyEncrypted`] /
+    /// [`PkiError::WrongPassphrase`] for an encrypted key.
+    pub fn load_with(dir: &Path, passphrase: &dyn super::Passphrase) -> Result<Ca, PkiError> {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
         for path in [&cert_path, &key_path] {
@@ -118,7 +177,13 @@ impl Ca {
             })?;
         let spki = check_ca_certificate(&cert_path, &der)?;
 
-        let key_pem = Zeroizing::new(files::read_text(&key_path)?);
+        let mut key_pem = Zeroizing::new(files::read_text(&key_path)?);
+        let mut seal = None;
+        if super::sealed::is_encrypted(&key_pem) {
+            let secret = passphrase.passphrase(&key_path)?;
+            key_pem = super::sealed::open(&key_pem, &secret, &key_path)?;
+            seal = Some(secret);
+        }
         let key = KeyPair::from_pem(&key_pem).map_err(|e| PkiError::BadKey {
             path: key_path.clone(),
             reason: e.to_string(),
@@ -142,6 +207,7 @@ impl Ca {
             der,
             signer,
             key,
+            seal,
         })
     }
 
@@ -174,7 +240,8 @@ impl Ca {
             }
             other => other,
         };
-        files::write_new(&key_path, self.key_pem().as_bytes(), SECRET_MODE)
+        let key_text = self.key_file_pem(&key_path)?;
+        files::write_new(&key_path, key_text.as_bytes(), SECRET_MODE)
             .map_err(|e| exists(e, &key_path))?;
         if let Err(e) = files::write_new(&cert_path, self.pem.as_bytes(), PUBLIC_MODE) {
             // Do not leave a key without its certificate behind.

@@ -49,6 +49,21 @@ pub enum PkiError {
         problem: String,
     },
 
+    /// An encrypted key and no passphrase to open it.
+    #[error(
+        "{path} is encrypted: give its passphrase with --passphrase-file FILE or the \
+         PAIRGATE_CA_PASSPHRASE environment variable, or run the command on a terminal to be asked"
+    )]
+    KeyEncrypted { path: PathBuf },
+
+    /// The passphrase does not open an encrypted key.
+    #[error("{path}: the passphrase does not open this key; check it and try again (the key is unchanged)")]
+    WrongPassphrase { path: PathBuf },
+
+    /// `ca init --encrypt` with a passphrase too short to mean anything.
+    #[error("the passphrase is shorter than {min} characters; choose a longer one")]
+    WeakPassphrase { min: usize },
+
     /// `ca init` (or another create-new write) found an existing file.
     #[error(
         "refusing to overwrite {path}: a pairing CA already exists there; use \

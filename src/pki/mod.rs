@@ -43,6 +43,7 @@ mod refresh;
 mod revoke;
 mod rollover;
 mod rotate;
+mod sealed;
 
 use std::net::IpAddr;
 
@@ -62,10 +63,13 @@ pub use files::{
 };
 pub use inspect::{inspect_der, inspect_file, inspect_pem, CertInfo};
 pub use leaf::validate_dns_name;
-pub use refresh::{refresh_crl, CrlRefresh};
-pub use revoke::{revoke, Revocation, RevokeRequest, DEFAULT_NEXT_UPDATE_DAYS};
-pub use rollover::{rotate_ca, CaRotateOptions, CaRotation, BUNDLE_FILE, PREVIOUS_DIR};
+pub use refresh::{refresh_crl, refresh_crl_with, CrlRefresh};
+pub use revoke::{revoke, revoke_with, Revocation, RevokeRequest, DEFAULT_NEXT_UPDATE_DAYS};
+pub use rollover::{
+    rotate_ca, rotate_ca_with, CaRotateOptions, CaRotation, BUNDLE_FILE, PREVIOUS_DIR,
+};
 pub use rotate::{rotate_leaf, LeafRotation};
+pub use sealed::{is_encrypted, Given, NoPassphrase, Passphrase, MIN_PASSPHRASE_LEN};
 
 /// How long before "now" a new certificate starts to be valid, to tolerate
 /// clock skew between the two sites.

@@ -85,3 +85,130 @@ fn check_warns_loudly_on_allow_sources_wider_than_a_private_range() {
         "{warnings}"
     );
 }
+
+fn pairgate_env(args: &[&str], passphrase: Option<&str>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(args)
+        .env_remove("PAIRGATE_CA_PASSPHRASE")
+        .stdin(std::process::Stdio::null());
+    if let Some(p) = passphrase {
+        cmd.env("PAIRGATE_CA_PASSPHRASE", p);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn an_encrypted_ca_key_is_useless_without_its_passphrase_and_works_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let ca_s = ca.to_str().unwrap();
+    let pass = dir.path().join("ca.pass");
+    pairgate::pki::write_secret_file(&pass, b"correct horse battery\n").unwrap();
+    let pass_s = pass.to_str().unwrap();
+
+    let out = pairgate_env(
+        &[
+            "ca",
+            "init",
+            "--dir",
+            ca_s,
+            "--encrypt",
+            "--passphrase-file",
+            pass_s,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("encrypted under your passphrase"));
+
+    // At rest: an encrypted PKCS#8 key, not a plain one.
+    let key = std::fs::read_to_string(ca.join("ca.key")).unwrap();
+    assert!(
+        key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+        "{key}"
+    );
+    assert!(!key.contains("BEGIN PRIVATE KEY"));
+    assert!(rcgen::KeyPair::from_pem(&key).is_err());
+    assert!(pem::parse(&key)
+        .map(|p| pkcs8::PrivateKeyInfo::try_from(p.contents()).is_err())
+        .unwrap());
+    // The standard format: OpenSSL opens it with the passphrase, not without.
+    let openssl = |passin: &str| {
+        std::process::Command::new("openssl")
+            .args(["pkey", "-noout", "-in", ca.join("ca.key").to_str().unwrap()])
+            .args(["-passin", passin])
+            .output()
+    };
+    match openssl("pass:correct horse battery") {
+        Ok(o) => {
+            assert!(o.status.success(), "openssl: {o:?}");
+            assert!(!openssl("pass:wrong passphrase").unwrap().status.success());
+        }
+        Err(e) => eprintln!("skipped the OpenSSL cross-check: {e}"),
+    }
+
+    // Every command that uses the key needs the passphrase…
+    let site1 = dir.path().join("site1");
+    let site1_s = site1.to_str().unwrap();
+    let issue = [
+        "cert", "issue", "--ca-dir", ca_s, "--pool", POOL1, "--out", site1_s,
+    ];
+    let out = pairgate_env(&issue, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is encrypted") && stderr.contains("--passphrase-file"),
+        "{stderr}"
+    );
+    assert!(!site1.with_extension("crt").exists());
+    let out = pairgate_env(&issue, Some("not the passphrase"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("does not open"), "{stderr}");
+
+    // …and works with it: from the environment, or from the file.
+    let out = pairgate_env(&issue, Some("correct horse battery"));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let crt = format!("{site1_s}.crt");
+    let ca_crt = ca.join("ca.crt");
+    let out = pairgate_env(
+        &[
+            "cert",
+            "check",
+            "--warn-days",
+            "5",
+            "--ca",
+            ca_crt.to_str().unwrap(),
+            &crt,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for args in [
+        vec!["cert", "revoke", "--ca-dir", ca_s, "--cert", &crt],
+        vec!["ca", "crl", "--dir", ca_s, "--refresh"],
+        vec!["ca", "rotate", "--dir", ca_s],
+    ] {
+        let out = pairgate_env(&args, None);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?} without passphrase: {out:?}"
+        );
+        let mut with_file = args.clone();
+        with_file.extend(["--passphrase-file", pass_s]);
+        let out = pairgate_env(&with_file, None);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    }
+    // The rotated CA's key and the previous one stay encrypted.
+    for key in [ca.join("ca.key"), ca.join("previous/ca.key")] {
+        let text = std::fs::read_to_string(&key).unwrap();
+        assert!(
+            text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+            "{}",
+            key.display()
+        );
+    }
+    let out = pairgate_env(&["ca", "crl", "--dir", ca_s, "--json"], None);
+    assert_eq!(json_of(&out)["crls"].as_array().map(Vec::len), Some(2));
+}
