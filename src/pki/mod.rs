@@ -40,7 +40,7 @@ mod files;
 mod inspect;
 mod leaf;
 mod refresh;
-mod revoke;
+pub(crate) mod revoke;
 mod rollover;
 mod rotate;
 mod sealed;

@@ -30,6 +30,11 @@ pub struct Material {
     pub ca_expiry: Vec<(String, i64)>,
     pub(super) client_verifier: Arc<dyn ClientCertVerifier>,
     pub(super) server_verifier: Arc<WebPkiServerVerifier>,
+    /// The same without the CRL-age check (the same Arcs under "warn"):
+    /// whether a peer is revoked does not depend on how old the CRL is, and
+    /// webpki checks the age before the serial.
+    probe_client: Arc<dyn ClientCertVerifier>,
+    probe_server: Arc<WebPkiServerVerifier>,
     /// The pairing certificate profile every peer certificate must meet.
     pub(super) profile: Arc<super::profile::Issuers>,
     /// The CRLs in force that a trusted CA signed (see `crl.rs`).
@@ -158,14 +163,14 @@ impl Material {
             return false;
         };
         let result = if as_client {
-            self.client_verifier
+            self.probe_client
                 .verify_client_cert(leaf, intermediates, UnixTime::now())
                 .map(|_| ())
         } else {
             let Ok(name) = ServerName::try_from(peer_pool.to_owned()) else {
                 return false;
             };
-            self.server_verifier
+            self.probe_server
                 .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
                 .map(|_| ())
         };
@@ -268,15 +273,21 @@ impl Material {
         // Our chains are CA → leaf, so only leaves can be revoked; during a CA
         // rollover the CRL of one CA cannot speak for the other's leaves.
         let deny_overdue = src.crl_overdue == super::crl::CrlOverdue::Deny;
-        let mut client_builder =
+        let client_builder = || {
             WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .with_crls(crls.clone())
                 .only_check_end_entity_revocation()
-                .allow_unknown_revocation_status();
-        if deny_overdue {
-            client_builder = client_builder.enforce_revocation_expiration();
-        }
-        let client_verifier = client_builder.build().map_err(crl_err)?;
+                .allow_unknown_revocation_status()
+        };
+        let probe_client = client_builder().build().map_err(crl_err)?;
+        let client_verifier = if deny_overdue {
+            client_builder()
+                .enforce_revocation_expiration()
+                .build()
+                .map_err(crl_err)?
+        } else {
+            probe_client.clone()
+        };
         let server_builder = || {
             WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .with_crls(crls.clone())
@@ -338,6 +349,8 @@ impl Material {
             ca_expiry,
             client_verifier,
             server_verifier,
+            probe_client,
+            probe_server: self_check,
             profile,
             crls: Vec::new(),
             crl_refused: None,

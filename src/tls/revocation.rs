@@ -182,3 +182,68 @@ impl Material {
         crate::pki::write_public_file(path, text.as_bytes())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::pki::revoke::tests::{issue_to, request};
+    use crate::pki::{Ca, Validity};
+
+    /// Site 1's material with `crl` (revoking site 2, 10 days overdue).
+    fn setup(overdue: CrlOverdue) -> (tempfile::TempDir, Material, Vec<CertificateDer<'static>>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let ca = Ca::generate("revocation CA", Validity::days_from_now(60)).unwrap();
+        ca.write_new(dir).unwrap();
+        let site1 = issue_to(dir, &ca, "pool01.site1.example", "site1");
+        let site2 = issue_to(dir, &ca, "pool02.site2.example", "site2");
+        let past = OffsetDateTime::now_utc() - time::Duration::days(40);
+        crate::pki::revoke(&request(dir, &site2), past).unwrap();
+        let src = Sources {
+            cert: site1,
+            key: dir.join("site1.key"),
+            ca: dir.join(crate::pki::CA_CERT_FILE),
+            crl: Some(dir.join(crate::pki::CRL_FILE)),
+            crl_kept: Some(dir.join("audit.crl-in-force.pem")),
+            crl_overdue: overdue,
+        };
+        let material = Material::load(&src, "pool01.site1.example").unwrap();
+        let chain = super::super::load_certs(&site2).unwrap();
+        (tmp, material, chain)
+    }
+
+    #[test]
+    fn a_revoked_peer_is_revoked_even_when_the_crl_is_overdue() {
+        for overdue in [CrlOverdue::Warn, CrlOverdue::Deny] {
+            let (_tmp, material, chain) = setup(overdue);
+            assert!(material.crl_overdue_at(OffsetDateTime::now_utc()));
+            // Established connections of a revoked peer close on reload,
+            // whatever the CRL's age (webpki checks the age first).
+            assert!(
+                material.is_revoked(&chain, true, "pool02.site2.example"),
+                "{overdue:?}"
+            );
+            assert!(
+                material.is_revoked(&chain, false, "pool02.site2.example"),
+                "{overdue:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_crls_in_force_are_kept_once_and_recorded() {
+        let (tmp, material, _) = setup(CrlOverdue::Warn);
+        let kept = tmp.path().join("audit.crl-in-force.pem");
+        assert!(!kept.exists());
+        material.keep_crls().unwrap();
+        let first = std::fs::read(&kept).unwrap();
+        material.keep_crls().unwrap();
+        assert_eq!(std::fs::read(&kept).unwrap(), first);
+        let records = material.crl_records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].number, 1);
+        assert!(records[0].next_update.is_some());
+        assert_eq!(material.crl_next_updates().len(), 1);
+    }
+}
