@@ -17,6 +17,7 @@
 //! | `policy_parse` | [`fuzz_policy`] | an accepted policy is 1:1 and reciprocal with no self-pair; `evaluate` allows exactly paired + listed + exported; every error is one line |
 //! | `peer_identity` | [`fuzz_identity`] | `tls::identity_of` agrees with `pki::inspect_der` (fingerprint, expiry) |
 //! | `cert_inspect` | [`fuzz_cert_inspect`] | `inspect_der`/`inspect_pem` never panic; an inspected certificate prints as JSON |
+//! | `cert_profile` | [`fuzz_profile`] | `tls::profile::check` never panics; a leaf it accepts is no CA, ends before its CA, and names its pool first (as `identity_of` and `inspect_der` read it) |
 //! | `spool_key` | [`fuzz_spool_key`] | a key file is accepted only as 64 hex digits (+ one newline) and decodes to them |
 //! | `audit_verify` | [`fuzz_audit_verify`] | `verify` names the first bad line, the lines before it verify alone; summary and query survive anything |
 //! | `audit_round_trip` | [`fuzz_audit_round_trip`] | `render_line` of any event checks against its `prev`, chains, and parses back to the same event |
@@ -26,7 +27,7 @@ mod audit;
 mod cert;
 
 pub use audit::{fuzz_audit_round_trip, fuzz_audit_verify};
-pub use cert::{fuzz_cert_inspect, fuzz_identity, FUZZ_NOW};
+pub use cert::{fuzz_cert_inspect, fuzz_identity, fuzz_profile, FUZZ_NOW};
 
 use std::path::Path;
 
@@ -223,6 +224,7 @@ mod tests {
         ("audit_verify", fuzz_audit_verify),
         ("audit_round_trip", fuzz_audit_round_trip),
         ("preamble", fuzz_preamble),
+        ("cert_profile", fuzz_profile),
     ];
 
     /// Every committed seed of every target runs through its entry point

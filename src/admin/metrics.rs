@@ -23,6 +23,7 @@
 //! | `session_last_success_bytes{direction,service}` | bytes (both ways) of that last good session | |
 //! | `peer_clock_skew_seconds` | the peer gateway's clock minus ours, from the control-channel heartbeat (0 until measured) | `abs(...) > 30`: certificates will look not yet valid or expired to one side; fix NTP |
 //! | `audit_events_total` | records handed to the audit log | flat while connections rise: the audit writer is stuck |
+//! | `crl_next_update_seconds{issuer}` | `nextUpdate` (Unix seconds) of each CRL in force | `... - time() < 7 * 86400`: refresh the CRL; `< 0`: overdue |
 //! | `up`, `build_info{version}` | always 1 | `absent(pairgate_up)` |
 //!
 //! Every series whose labels can be known at start exists from start, at 0
@@ -121,6 +122,8 @@ pub struct Metrics {
     audit_events: Counter,
     peer_link_up: Gauge,
     peer_clock_skew: Gauge<f64, AtomicU64>,
+    /// nextUpdate (Unix seconds) of each CRL in force, by issuer.
+    crl_next_update: Family<Vec<(String, String)>, Gauge>,
     services: Mutex<HashSet<String>>,
     /// sha256 series currently published per certificate kind, oldest first.
     cert_series: Mutex<HashMap<CertKind, Vec<CertEntry>>>,
@@ -170,6 +173,7 @@ impl Metrics {
             audit_events: Counter::default(),
             peer_link_up: Gauge::default(),
             peer_clock_skew: Gauge::default(),
+            crl_next_update: Family::default(),
             services: Mutex::new(HashSet::new()),
             cert_series: Mutex::new(HashMap::new()),
             allowed_total: AtomicU64::new(0),
@@ -281,6 +285,11 @@ impl Metrics {
             "peer_clock_skew_seconds",
             "The peer gateway's clock minus ours, measured on the control channel heartbeat (0 until measured)",
             m.peer_clock_skew.clone(),
+        );
+        r.register(
+            "crl_next_update_seconds",
+            "nextUpdate of each CRL in force as a Unix timestamp, by issuer (past: overdue)",
+            m.crl_next_update.clone(),
         );
         r.register(
             "audit_events",
@@ -510,6 +519,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Replaces the CRL series with `(issuer, nextUpdate Unix seconds)` of
+    /// each CRL in force: call after start and after each reload.
+    pub fn replace_crls(&self, crls: &[(String, i64)]) {
+        self.crl_next_update.clear();
+        for (issuer, next_update) in crls {
+            self.crl_next_update
+                .get_or_create(&vec![("issuer".to_owned(), issuer.clone())])
+                .set(*next_update);
+        }
+    }
+
     /// Counts one record handed to the audit log.
     /// Publishes the peer link state: `Some(true)` up, `Some(false)` down,
     /// `None` not tried yet.
@@ -601,6 +621,8 @@ pub fn is_handshake_failure(reason: DenyReason) -> bool {
             | DenyReason::HandshakeTimeout
             | DenyReason::HandshakeFailed
             | DenyReason::PeerUnreachable
+            | DenyReason::ProfileViolation
+            | DenyReason::CrlOverdue
     )
 }
 

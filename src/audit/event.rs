@@ -180,6 +180,22 @@ pub struct CertReload {
     /// Established connections closed because their peer is now revoked.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub revoked_closed: u64,
+    /// The CRLs in force after this reload (the old ones when it was
+    /// refused): issuer, number, next update. Omitted without `tls.crl`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crls: Vec<CrlRecord>,
+}
+
+/// One CRL in force, as `cert_reload` records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrlRecord {
+    /// The CRL issuer's distinguished name.
+    pub issuer: String,
+    /// The CRL number (0 when the CRL carries none).
+    pub number: u64,
+    /// `nextUpdate`, RFC 3339; absent when the CRL names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_update: Option<String>,
 }
 
 /// Outcome of a policy reload.

@@ -6,7 +6,7 @@
 //! `cert check` reports what it found with exit 1.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -14,11 +14,16 @@ use comfy_table::Table;
 use pairgate::pki::{self, Ca, CertInfo, LeafRequest, Validity};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::Failure;
 
+mod check;
 mod lifecycle;
+mod passphrase;
+
+use passphrase::CliPassphrase;
+pub use passphrase::PassphraseArgs;
 
 /// Longest validity `--days` accepts (100 years).
 const MAX_DAYS: u32 = 36_500;
@@ -48,6 +53,12 @@ pub struct CaInitArgs {
     #[arg(long, value_name = "N", default_value_t = 3650,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DAYS)))]
     pub days: u32,
+    /// Store ca.key encrypted under a passphrase (PKCS#8, scrypt +
+    /// AES-256-CBC); every command that uses the key then asks for it.
+    #[arg(long)]
+    pub encrypt: bool,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,10 +96,12 @@ pub struct IssueArgs {
     /// Extra IP address SAN (repeatable).
     #[arg(long, value_name = "ADDR")]
     pub ip: Vec<IpAddr>,
-    /// Validity in days.
+    /// Validity in days (capped at the CA's own end).
     #[arg(long, value_name = "N", default_value_t = 397,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DAYS)))]
     pub days: u32,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +125,10 @@ pub struct CheckArgs {
     /// Print one JSON object per certificate (a JSON array), same exit code.
     #[arg(long)]
     pub json: bool,
+    /// CA bundle to check each leaf's issuer against for the pairing
+    /// profile (default: the CA certificates after the leaf in its file).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 pub fn ca(command: CaCommand) -> Result<(), Failure> {
@@ -126,20 +143,34 @@ pub fn cert(command: CertCommand) -> Result<(), Failure> {
     match command {
         CertCommand::Issue(args) => cert_issue(args),
         CertCommand::Inspect(args) => cert_inspect(args),
-        CertCommand::Check(args) => cert_check(args),
+        CertCommand::Check(args) => check::cert_check(args),
         CertCommand::Rotate(args) => lifecycle::cert_rotate(args),
         CertCommand::Revoke(args) => lifecycle::cert_revoke(args),
     }
 }
 
 fn ca_init(args: CaInitArgs) -> Result<(), Failure> {
-    let ca = Ca::generate(&args.name, Validity::days_from_now(args.days))?;
+    let mut ca = Ca::generate(&args.name, Validity::days_from_now(args.days))?;
+    let key_path = args.dir.join(pki::CA_KEY_FILE);
+    if args.encrypt {
+        let secret = CliPassphrase::new(&args.passphrase).new_passphrase(&key_path)?;
+        ca = ca.encrypted(secret)?;
+    } else if args.passphrase.passphrase_file.is_some() {
+        return Err(Failure::Invalid(anyhow::anyhow!(
+            "--passphrase-file without --encrypt: add --encrypt to store ca.key under a passphrase"
+        )));
+    }
     ca.write_new(&args.dir)?;
     let now = OffsetDateTime::now_utc();
     let info = pki::inspect_der(ca.cert_der(), now)?;
     // The first, empty CRL: a site can name `tls.crl` from the start, and the
     // first revocation only replaces a file the gateways already watch.
-    let crl = pki::refresh_crl(&args.dir, pki::DEFAULT_NEXT_UPDATE_DAYS, now)?;
+    let crl = pki::refresh_crl_with(
+        &args.dir,
+        pki::DEFAULT_NEXT_UPDATE_DAYS,
+        now,
+        &ca.passphrase_source(),
+    )?;
     let dir = args.dir.display();
     println!("Created pairing CA {:?} in {dir}", args.name);
     println!(
@@ -147,8 +178,13 @@ fn ca_init(args: CaInitArgs) -> Result<(), Failure> {
         args.dir.join(pki::CA_CERT_FILE).display()
     );
     println!(
-        "  {}  private key, mode 0600: keep it offline once both sites have their certificates",
-        args.dir.join(pki::CA_KEY_FILE).display()
+        "  {}  private key, mode 0600{}: keep it offline once both sites have their certificates",
+        key_path.display(),
+        if ca.is_encrypted() {
+            ", encrypted under your passphrase"
+        } else {
+            ""
+        }
     );
     println!(
         "  {}  empty CRL (nothing revoked): give it to both sites (tls.crl, optional)",
@@ -161,7 +197,7 @@ fn ca_init(args: CaInitArgs) -> Result<(), Failure> {
 }
 
 fn cert_issue(args: IssueArgs) -> Result<(), Failure> {
-    let ca = Ca::load(&args.ca_dir)?;
+    let ca = Ca::load_with(&args.ca_dir, &CliPassphrase::new(&args.passphrase))?;
     let request = LeafRequest {
         pool: args.pool,
         dns: args.dns,
@@ -174,7 +210,12 @@ fn cert_issue(args: IssueArgs) -> Result<(), Failure> {
     println!("  {}  certificate chain (leaf, then CA)", crt.display());
     println!("  {}  private key, mode 0600", key.display());
     println!("  sha256 {}", issued.sha256);
-    println!("  valid until {}", rfc3339(request.validity.not_after));
+    let capped = if issued.not_after < request.validity.not_after {
+        " (capped at the CA's own expiry)"
+    } else {
+        ""
+    };
+    println!("  valid until {}{capped}", rfc3339(issued.not_after));
     Ok(())
 }
 
@@ -233,138 +274,8 @@ fn inspect_table(info: &CertInfo) -> Table {
     table
 }
 
-/// The verdict of `cert check` on one certificate.
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    Ok,
-    ExpiresSoon,
-    Expired,
-    NotYetValid,
-}
-
-fn verdict(info: &CertInfo, now: OffsetDateTime, warn_days: u32) -> Verdict {
-    if now < info.not_before {
-        Verdict::NotYetValid
-    } else if now > info.not_after {
-        Verdict::Expired
-    } else if info.not_after - now < Duration::days(i64::from(warn_days)) {
-        Verdict::ExpiresSoon
-    } else {
-        Verdict::Ok
-    }
-}
-
-fn cert_check(args: CheckArgs) -> Result<(), Failure> {
-    let now = OffsetDateTime::now_utc();
-    let rows: Vec<CheckRow> = args
-        .files
-        .iter()
-        .flat_map(|file| check_file(file, now, args.warn_days))
-        .collect();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        for row in &rows {
-            match row.index {
-                Some(i) => println!("{} [{i}] {}: {}", row.file, row.subject, row.text),
-                None => println!("{}: {}", row.file, row.text),
-            }
-        }
-    }
-    let mut bad: Vec<&str> = rows
-        .iter()
-        .filter(|r| !r.ok)
-        .map(|r| r.file.as_str())
-        .collect();
-    bad.dedup();
-    if bad.is_empty() {
-        return Ok(());
-    }
-    Err(Failure::problem(format!(
-        "certificate problem in {}: renew with `pairgate cert rotate` (or `pairgate cert issue`) \
-         before it expires, fix the clock if a certificate is not yet valid, and check that \
-         unreadable files are PEM certificates",
-        bad.join(", ")
-    )))
-}
-
-/// One line of `cert check`: a certificate, or a file that could not be read.
-#[derive(Debug, Serialize)]
-struct CheckRow {
-    file: String,
-    /// 1-based position in the file; none for an unreadable file.
-    index: Option<usize>,
-    subject: String,
-    /// `ok`, `expires_soon`, `expired`, `not_yet_valid` or `unreadable`.
-    verdict: &'static str,
-    days_left: Option<i64>,
-    ok: bool,
-    #[serde(skip)]
-    text: String,
-}
-
-/// Checks every certificate of `file`.
-fn check_file(file: &Path, now: OffsetDateTime, warn_days: u32) -> Vec<CheckRow> {
-    let name = file.display().to_string();
-    let infos = match pki::inspect_file(file, now) {
-        Ok(infos) => infos,
-        Err(e) => {
-            return vec![CheckRow {
-                file: name,
-                index: None,
-                subject: String::new(),
-                verdict: "unreadable",
-                days_left: None,
-                ok: false,
-                text: format!("unreadable: {e}"),
-            }]
-        }
-    };
-    infos
-        .iter()
-        .enumerate()
-        .map(|(i, info)| {
-            let (verdict, ok, text) = match verdict(info, now, warn_days) {
-                Verdict::Ok => (
-                    "ok",
-                    true,
-                    format!("ok, expires in {} days", info.days_left),
-                ),
-                Verdict::ExpiresSoon => (
-                    "expires_soon",
-                    false,
-                    format!(
-                        "expires in {} days ({})",
-                        info.days_left,
-                        rfc3339(info.not_after)
-                    ),
-                ),
-                Verdict::Expired => (
-                    "expired",
-                    false,
-                    format!("EXPIRED on {}", rfc3339(info.not_after)),
-                ),
-                Verdict::NotYetValid => (
-                    "not_yet_valid",
-                    false,
-                    format!("not yet valid (from {})", rfc3339(info.not_before)),
-                ),
-            };
-            CheckRow {
-                file: name.clone(),
-                index: Some(i + 1),
-                subject: info.subject.clone(),
-                verdict,
-                days_left: Some(info.days_left),
-                ok,
-                text,
-            }
-        })
-        .collect()
-}
-
 /// RFC 3339 in UTC, whole seconds (what the certificate itself carries).
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(super) fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
@@ -387,29 +298,6 @@ mod tests {
             sha256: "00".into(),
             is_ca: false,
         }
-    }
-
-    #[test]
-    fn verdicts() {
-        let now = OffsetDateTime::now_utc();
-        let d = Duration::days;
-        assert_eq!(
-            verdict(&info(now - d(1), now + d(31)), now, 30),
-            Verdict::Ok
-        );
-        assert_eq!(
-            verdict(&info(now - d(1), now + d(29)), now, 30),
-            Verdict::ExpiresSoon
-        );
-        assert_eq!(
-            verdict(&info(now - d(9), now - d(1)), now, 30),
-            Verdict::Expired
-        );
-        assert_eq!(
-            verdict(&info(now + d(1), now + d(9)), now, 30),
-            Verdict::NotYetValid
-        );
-        assert_eq!(verdict(&info(now - d(1), now + d(1)), now, 0), Verdict::Ok);
     }
 
     #[test]

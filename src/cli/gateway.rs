@@ -47,10 +47,72 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     gateway::run(&args.config).map_err(classify)
 }
 
+/// The `crl` object of `check --json`: `null` without `tls.crl`.
+fn crl_json(
+    config: &pairgate::config::Config,
+    material: &pairgate::tls::Material,
+    now: time::OffsetDateTime,
+) -> serde_json::Value {
+    let Some(path) = &config.tls.crl else {
+        return serde_json::Value::Null;
+    };
+    let crls: Vec<serde_json::Value> = material
+        .crls
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            v["overdue"] = c.overdue(now).into();
+            v
+        })
+        .collect();
+    serde_json::json!({
+        "path": path,
+        "crl_overdue": config.tls.crl_overdue.as_str(),
+        "overdue": material.crl_overdue_at(now),
+        "refused": material.crl_refused,
+        "crls": crls,
+    })
+}
+
+/// Warnings `check` prints on stderr (and lists in `--json`); exit stays 0.
+fn check_warnings(
+    config: &pairgate::config::Config,
+    material: &pairgate::tls::Material,
+    now: time::OffsetDateTime,
+) -> Vec<String> {
+    let mut warnings = config.wide_sources();
+    if let Some(why) = &material.crl_refused {
+        warnings.push(format!("tls.crl: {why}"));
+    }
+    for crl in material.crls.iter().filter(|c| c.overdue(now)) {
+        let consequence = match config.tls.crl_overdue {
+            pairgate::config::CrlOverdue::Warn => "still enforced (tls.crl_overdue = \"warn\")",
+            pairgate::config::CrlOverdue::Deny => {
+                "peers of this CA are REFUSED until it is refreshed (tls.crl_overdue = \"deny\")"
+            }
+        };
+        warnings.push(format!(
+            "tls.crl: the CRL of {} (number {}) is OVERDUE since {}: {consequence} — refresh it \
+             with `pairgate ca crl --dir CA_DIR --refresh` and copy it to both sites",
+            crl.issuer,
+            crl.number,
+            crl.next_update
+                .map(super::cert::rfc3339)
+                .unwrap_or_default()
+        ));
+    }
+    warnings
+}
+
 pub fn check(args: CheckArgs) -> Result<(), Failure> {
     let (config, policy, material) = gateway::load(&args.config).map_err(classify)?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now_t = time::OffsetDateTime::now_utc();
+    let now = now_t.unix_timestamp();
     let days = |t: i64| (t - now).div_euclid(86_400);
+    let warnings = check_warnings(&config, &material, now_t);
+    for warning in &warnings {
+        eprintln!("WARNING: {warning}");
+    }
     if args.json {
         let doc = serde_json::json!({
             "config": config.path,
@@ -73,6 +135,8 @@ pub fn check(args: CheckArgs) -> Result<(), Failure> {
                 serde_json::json!({ "service": e.service, "target": e.target })
             }).collect::<Vec<_>>(),
             "spool": config.spool.is_some(),
+            "crl": crl_json(&config, &material, now_t),
+            "warnings": warnings,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
@@ -106,6 +170,28 @@ pub fn check(args: CheckArgs) -> Result<(), Failure> {
     }
     for e in &config.exports {
         println!("  export {} to {}", e.service, e.target);
+    }
+    if let Some(path) = &config.tls.crl {
+        for crl in &material.crls {
+            let next = match crl.next_update {
+                Some(t) if t < now_t => format!("{} (OVERDUE)", super::cert::rfc3339(t)),
+                Some(t) => format!(
+                    "{} ({} days)",
+                    super::cert::rfc3339(t),
+                    days(t.unix_timestamp())
+                ),
+                None => "none".to_owned(),
+            };
+            println!(
+                "  CRL {} of {}: number {}, next update {next}",
+                path.display(),
+                crl.issuer,
+                crl.number
+            );
+        }
+        if material.crls.is_empty() {
+            println!("  CRL {}: no CRL of a trusted CA", path.display());
+        }
     }
     Ok(())
 }

@@ -39,6 +39,7 @@ pub(crate) struct RawTls {
     pub key: Spanned<String>,
     pub ca: Spanned<String>,
     pub crl: Option<Spanned<String>>,
+    pub crl_overdue: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

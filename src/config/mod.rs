@@ -24,6 +24,7 @@ mod values;
 
 pub use files::{check_files, FileError};
 pub use pairing::{check_against_policy, load_with_policy, PairingError};
+pub use values::wide_source;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,34 @@ pub struct Tls {
     pub key: PathBuf,
     pub ca: PathBuf,
     pub crl: Option<PathBuf>,
+    /// What an overdue CRL (past its nextUpdate) means (`tls.crl_overdue`).
+    pub crl_overdue: CrlOverdue,
+}
+
+/// `tls.crl_overdue`: what a CRL past its `nextUpdate` means.
+///
+/// The trade-off (see `docs/security.md`): `deny` makes sure a revocation
+/// cannot be outrun by keeping an old CRL around, but then a CA host that is
+/// gone — the very disaster the pairing exists for — stops replication once
+/// the last CRL runs out. `warn` keeps the pair working on the last CRL and
+/// says so loudly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrlOverdue {
+    /// Keep enforcing the overdue CRL; log once, show in `check` and metrics.
+    #[default]
+    Warn,
+    /// Refuse peers whose CA's CRL is overdue (`crl_overdue`).
+    Deny,
+}
+
+impl CrlOverdue {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrlOverdue::Warn => "warn",
+            CrlOverdue::Deny => "deny",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +105,29 @@ pub struct Peer {
     /// How often this gateway checks the link and sends its audit chain head
     /// to the peer (`peer.heartbeat_secs`, default 30).
     pub heartbeat: Duration,
+}
+
+impl Config {
+    /// One warning per `allow_sources` entry wider than a private range (or
+    /// `0.0.0.0/0`): `tunnel[i] (service): why — what to do`. `check` prints
+    /// them; they do not make the config invalid (a front end in public
+    /// address space is unusual, not wrong).
+    pub fn wide_sources(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, tunnel) in self.tunnels.iter().enumerate() {
+            for net in &tunnel.allow_sources {
+                if let Some(why) = wide_source(net) {
+                    out.push(format!(
+                        "tunnel[{i}].allow_sources ({}): {why} — the tunnel listener is \
+                         plaintext, so everyone it admits reaches the peer's {} through this \
+                         gateway; list only the front end servers' networks",
+                        tunnel.service, tunnel.service
+                    ));
+                }
+            }
+        }
+        out
+    }
 }
 
 impl Peer {

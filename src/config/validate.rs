@@ -14,8 +14,8 @@ use toml::Spanned;
 use super::file::{RawConfig, RawExport, RawGateway, RawLimits, RawSpool, RawTunnel};
 use super::values::{check_host_port, clash, parse_source};
 use super::{
-    Admin, Audit, Config, ConfigError, ConfigLines, Export, Gateway, Limits, Peer, Spool, Tls,
-    Tunnel,
+    Admin, Audit, Config, ConfigError, ConfigLines, CrlOverdue, Export, Gateway, Limits, Peer,
+    Spool, Tls, Tunnel,
 };
 use crate::policy::source::{line_of_span, one_line};
 use crate::policy::{is_valid_pool_name, is_valid_service_name};
@@ -31,16 +31,31 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
 
     let gateway = v.gateway(raw.gateway.get_ref())?;
     let tls_raw = raw.tls.get_ref();
-    let tls = Tls {
-        cert: v.file_path("tls.cert", &tls_raw.cert)?,
-        key: v.file_path("tls.key", &tls_raw.key)?,
-        ca: v.file_path("tls.ca", &tls_raw.ca)?,
-        crl: tls_raw
-            .crl
-            .as_ref()
-            .map(|c| v.file_path("tls.crl", c))
-            .transpose()?,
-    };
+    let tls =
+        Tls {
+            cert: v.file_path("tls.cert", &tls_raw.cert)?,
+            key: v.file_path("tls.key", &tls_raw.key)?,
+            ca: v.file_path("tls.ca", &tls_raw.ca)?,
+            crl: tls_raw
+                .crl
+                .as_ref()
+                .map(|c| v.file_path("tls.crl", c))
+                .transpose()?,
+            crl_overdue: match &tls_raw.crl_overdue {
+                None => CrlOverdue::Warn,
+                Some(s) => match s.get_ref().as_str() {
+                    "warn" => CrlOverdue::Warn,
+                    "deny" => CrlOverdue::Deny,
+                    other => return Err(v.invalid(
+                        &s.span(),
+                        "tls.crl_overdue",
+                        format!("{other:?} is not \"warn\" or \"deny\""),
+                        "write crl_overdue = \"warn\" (the default: keep the last CRL, say so) \
+                         or \"deny\" (refuse peers while the CRL is overdue)",
+                    )),
+                },
+            },
+        };
     let peer_raw = raw.peer.get_ref();
     let peer = Peer {
         listen: v.listen("peer.listen", &peer_raw.listen)?,

@@ -43,6 +43,35 @@ pub(crate) fn check_host_port(value: &str) -> Result<(), &'static str> {
     }
 }
 
+/// The private, loopback and link-local ranges a front end server's address
+/// is expected in (RFC 1918, RFC 6598 shared space, RFC 4193 unique local).
+const PRIVATE_RANGES: [&str; 9] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "fc00::/7",
+    "fe80::/10",
+    "::1/128",
+];
+
+/// Why an `allow_sources` network is wider than a site's own front end
+/// servers should need, or `None` when it lies inside a private range.
+/// A tunnel listener is plaintext: whoever the list admits reaches the
+/// peer's service through the gateway's certificate.
+pub fn wide_source(net: &IpNet) -> Option<String> {
+    if net.prefix_len() == 0 {
+        return Some(format!("{net} admits every address"));
+    }
+    let private = PRIVATE_RANGES
+        .iter()
+        .filter_map(|r| r.parse::<IpNet>().ok())
+        .any(|range| range.contains(net));
+    (!private).then(|| format!("{net} is not inside a private range"))
+}
+
 /// One `allow_sources` entry: a CIDR network, or a bare address meaning that host only.
 pub(crate) fn parse_source(value: &str) -> Result<IpNet, (String, String)> {
     let value = value.trim();
@@ -71,6 +100,28 @@ pub(crate) fn parse_source(value: &str) -> Result<IpNet, (String, String)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn wide_sources_are_named_private_ones_are_not() {
+        let wide = |s: &str| wide_source(&s.parse().unwrap());
+        for private in [
+            "10.1.2.0/24",
+            "127.0.0.0/8",
+            "192.168.1.5/32",
+            "fd00::/8",
+            "::1/128",
+        ] {
+            assert_eq!(wide(private), None, "{private}");
+        }
+        assert!(wide("0.0.0.0/0").unwrap().contains("every address"));
+        assert!(wide("::/0").unwrap().contains("every address"));
+        for public in ["8.8.8.0/24", "10.0.0.0/7", "172.0.0.0/8", "2001:db8::/32"] {
+            assert!(
+                wide(public).unwrap().contains("not inside a private range"),
+                "{public}"
+            );
+        }
+    }
+
     use super::*;
 
     fn addr(s: &str) -> SocketAddr {

@@ -228,6 +228,15 @@ impl Bytes<'_> {
                 new_sha256: self.opt_string(),
                 error: self.opt_string(),
                 revoked_closed: self.u64(),
+                crls: if self.flag() {
+                    vec![crate::audit::CrlRecord {
+                        issuer: self.string(),
+                        number: self.u64(),
+                        next_update: self.opt_string(),
+                    }]
+                } else {
+                    Vec::new()
+                },
             }),
             _ => Event::PolicyReload(PolicyReload {
                 trigger: self.string(),

@@ -69,6 +69,53 @@ pub fn fuzz_cert_inspect(data: &[u8]) {
     }
 }
 
+/// Reads `data` as a peer leaf and its issuing CA, as the TLS verifiers'
+/// profile check does: a big-endian u16 length, that many bytes of leaf
+/// DER, the rest the CA's DER. Never panics.
+///
+/// Property: a leaf the profile accepts is a gateway certificate as the
+/// rest of pairgate reads it — `identity_of` names the first SAN as its
+/// pool, `inspect_der` sees no CA and an end no later than the CA's — and
+/// it passes the issuer-free half of the profile too.
+pub fn fuzz_profile(data: &[u8]) {
+    let Some((len, rest)) = data.split_first_chunk::<2>() else {
+        let _ = crate::tls::profile::check_leaf_alone(data);
+        return;
+    };
+    let len = usize::from(u16::from_be_bytes(*len)).min(rest.len());
+    let (leaf, ca) = rest.split_at(len);
+    let verdict = crate::tls::profile::check(leaf, ca);
+    let alone = crate::tls::profile::check_leaf_alone(leaf);
+    if let Err(v) = &verdict {
+        assert!(!v.rule.is_empty() && !v.to_string().contains('\n'));
+    }
+    if verdict.is_err() {
+        return;
+    }
+    assert!(
+        alone.is_ok(),
+        "the full profile passes, its half fails: {alone:?}"
+    );
+    let id = identity_of(leaf).unwrap_or_else(|e| panic!("profile passes, identity fails: {e}"));
+    let info =
+        inspect_der(leaf, now()).unwrap_or_else(|e| panic!("profile passes, inspect fails: {e}"));
+    let ca_info =
+        inspect_der(ca, now()).unwrap_or_else(|e| panic!("profile passes, CA inspect fails: {e}"));
+    assert!(!info.is_ca, "the profile accepted a CA certificate");
+    assert!(
+        info.not_after <= ca_info.not_after,
+        "the leaf outlives its CA"
+    );
+    assert!(
+        info.sans
+            .first()
+            .is_some_and(|s| s.eq_ignore_ascii_case(&id.pool)),
+        "identity {} is not the first SAN of {:?}",
+        id.pool,
+        info.sans
+    );
+}
+
 fn check_info(info: &CertInfo, der: &[u8], now: OffsetDateTime) {
     assert_eq!(info.sha256, sha256_hex(der));
     assert_eq!(info.sha256, fingerprint(der));
@@ -113,5 +160,43 @@ mod tests {
         longer.push(0);
         assert!(inspect_der(&longer, now()).is_err());
         fuzz_identity(&longer);
+    }
+
+    #[test]
+    fn issued_certificate_passes_the_profile_target() {
+        let ca = Ca::generate("fuzz test CA", Validity::days_from_now(30)).unwrap();
+        let req = LeafRequest {
+            pool: "pool01.site1.example".into(),
+            dns: vec![],
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            validity: Validity::days_from_now(10),
+        };
+        let issued = ca.issue(&req).unwrap();
+        let pem = issued.chain_pem.as_bytes();
+        let leaf = rustls_pemfile::certs(&mut &pem[..])
+            .next()
+            .unwrap()
+            .unwrap();
+        let input = profile_input(&leaf, ca.cert_der());
+        assert!(crate::tls::profile::check(&leaf, ca.cert_der()).is_ok());
+        fuzz_profile(&input);
+        fuzz_profile(&input[..input.len() / 2]);
+        fuzz_profile(&[]);
+        // The committed seed reaches the accepting branch (the property).
+        let seed = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/cert_profile/site1-and-ca.bin"),
+        )
+        .unwrap();
+        let (len, rest) = seed.split_at(2);
+        let (leaf, ca) = rest.split_at(usize::from(u16::from_be_bytes([len[0], len[1]])));
+        crate::tls::profile::check(leaf, ca).unwrap();
+    }
+
+    /// The committed `cert_profile` seed: a leaf `cert issue` made, then its CA.
+    pub(crate) fn profile_input(leaf: &[u8], ca: &[u8]) -> Vec<u8> {
+        let mut input = u16::try_from(leaf.len()).unwrap().to_be_bytes().to_vec();
+        input.extend_from_slice(leaf);
+        input.extend_from_slice(ca);
+        input
     }
 }

@@ -68,11 +68,18 @@ fn diff_gateway(c: &mut Changed, old: &Gateway, new: &Gateway) {
 }
 
 fn diff_tls(c: &mut Changed, old: &Tls, new: &Tls) {
-    let Tls { cert, key, ca, crl } = old;
+    let Tls {
+        cert,
+        key,
+        ca,
+        crl,
+        crl_overdue,
+    } = old;
     c.check("tls.cert", cert, &new.cert);
     c.check("tls.key", key, &new.key);
     c.check("tls.ca", ca, &new.ca);
     c.check("tls.crl", crl, &new.crl);
+    c.check("tls.crl_overdue", crl_overdue, &new.crl_overdue);
 }
 
 fn diff_peer(c: &mut Changed, old: &Peer, new: &Peer) {

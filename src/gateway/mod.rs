@@ -77,6 +77,8 @@ pub fn tls_sources(config: &Config) -> Sources {
         key: config.tls.key.clone(),
         ca: config.tls.ca.clone(),
         crl: config.tls.crl.clone(),
+        crl_kept: Some(crate::tls::crl::kept_path(&config.audit.path)),
+        crl_overdue: config.tls.crl_overdue,
     }
 }
 
@@ -92,6 +94,7 @@ pub fn load(path: &Path) -> Result<(Config, Policy, Material), GatewayError> {
         // only when the spool first opens.
         for key in std::iter::once(&spool.key).chain(&spool.old_keys) {
             crate::spool::MasterKey::load_key_file(key).map_err(crate::spool::SpoolError::from)?;
+            crate::pki::check_key_permissions(key).map_err(TlsError::from)?;
         }
     }
     let material = Material::load(&tls_sources(&config), &config.gateway.pool)?;
@@ -236,6 +239,7 @@ pub async fn start(
         peer_pool: config.gateway.peer_pool.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     });
+    ctx.snapshot().material.start_crls(&ctx.audit, &ctx.metrics);
     shutdown.spawn(proxy::control::heartbeat(
         ctx.clone(),
         config.peer.heartbeat,
@@ -390,6 +394,7 @@ fn publish_cert_expiry(metrics: &Metrics, material: &Material) {
         })
         .collect();
     metrics.replace_certs(CertKind::Ca, &cas);
+    metrics.replace_crls(&material.crl_next_updates());
     warn_expiry(material);
 }
 

@@ -224,8 +224,15 @@ impl Running {
     /// and closes established connections whose peer is now revoked.
     /// Returns whether new material was published.
     pub fn reload_tls(&self, trigger: &str) -> bool {
-        let old_sha256 = Some(self.ctx.snapshot().material.identity.sha256.clone());
-        let event = match Material::load(&tls_sources(&self.config), &self.config.gateway.pool) {
+        let current = self.ctx.snapshot();
+        let old_sha256 = Some(current.material.identity.sha256.clone());
+        let loaded = Material::load_after(
+            &tls_sources(&self.config),
+            &self.config.gateway.pool,
+            Some(&current.material),
+        )
+        .and_then(Material::refuse_crl_rollback);
+        let event = match loaded {
             Ok(material) => {
                 let material = Arc::new(material);
                 let new_sha256 = Some(material.identity.sha256.clone());
@@ -248,6 +255,7 @@ impl Running {
                     revoked_closed,
                     "TLS material reloaded"
                 );
+                material.after_publish();
                 CertReload {
                     trigger: trigger.to_owned(),
                     ok: true,
@@ -255,6 +263,7 @@ impl Running {
                     new_sha256,
                     error: None,
                     revoked_closed,
+                    crls: material.crl_records(),
                 }
             }
             Err(e) => {
@@ -266,6 +275,7 @@ impl Running {
                     new_sha256: None,
                     error: Some(e.to_string()),
                     revoked_closed: 0,
+                    crls: current.material.crl_records(),
                 }
             }
         };
@@ -326,6 +336,11 @@ pub async fn watch(running: Arc<Running>, reloader: Reloader) {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(WATCH_INTERVAL) => {}
         }
+        running
+            .ctx
+            .snapshot()
+            .material
+            .note_crl_freshness(time::OffsetDateTime::now_utc());
         if last_expiry_check.elapsed() >= EXPIRY_CHECK_EVERY {
             super::warn_expiry(&running.ctx.snapshot().material);
             last_expiry_check = std::time::Instant::now();

@@ -35,6 +35,8 @@ pub struct Ca {
     /// Issuer carrier for rcgen: same subject, key identifier and key usages.
     signer: Certificate,
     key: KeyPair,
+    /// The passphrase `ca.key` is stored under, if it is encrypted.
+    seal: Option<Zeroizing<String>>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -42,6 +44,7 @@ impl std::fmt::Debug for Ca {
         f.debug_struct("Ca")
             .field("sha256", &super::sha256_hex(&self.der))
             .field("key", &"<redacted>")
+            .field("encrypted", &self.seal.is_some())
             .finish()
     }
 }
@@ -86,7 +89,53 @@ impl Ca {
             pem: signer.pem(),
             signer,
             key,
+            seal: None,
         })
+    }
+
+    /// This CA with its key to be stored under `passphrase` (`ca init
+    /// --encrypt`, and `ca rotate` of an encrypted CA).
+    ///
+    /// # Errors
+    /// [`PkiError::WeakPassphrase`] below [`super::MIN_PASSPHRASE_LEN`] characters.
+    pub fn encrypted(mut self, passphrase: Zeroizing<String>) -> Result<Ca, PkiError> {
+        if passphrase.chars().count() < super::MIN_PASSPHRASE_LEN {
+            return Err(PkiError::WeakPassphrase {
+                min: super::MIN_PASSPHRASE_LEN,
+            });
+        }
+        self.seal = Some(passphrase);
+        Ok(self)
+    }
+
+    /// The same key protection as `other` (encrypted under its passphrase, or plain).
+    pub(crate) fn protected_like(mut self, other: &Ca) -> Ca {
+        self.seal = other.seal.clone();
+        self
+    }
+
+    /// A passphrase source that opens this CA's key again (the passphrase it
+    /// holds, or none for a plain key).
+    pub fn passphrase_source(&self) -> super::Given {
+        super::Given(self.seal.clone().unwrap_or_default())
+    }
+
+    /// Whether `ca.key` is (to be) stored encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.seal.is_some()
+    }
+
+    /// The key as written to `ca.key`: encrypted PKCS#8 when the CA has a
+    /// passphrase, else plain PKCS#8 PEM.
+    ///
+    /// # Errors
+    /// Those of [`super::sealed::seal`].
+    pub(crate) fn key_file_pem(&self, path: &Path) -> Result<Zeroizing<String>, PkiError> {
+        let plain = self.key_pem();
+        match &self.seal {
+            Some(passphrase) => super::sealed::seal(&plain, passphrase, path),
+            None => Ok(plain),
+        }
     }
 
     /// Loads `DIR/ca.crt` and `DIR/ca.key`.
@@ -97,6 +146,16 @@ impl Ca {
     /// an unreadable certificate, [`PkiError::NotCa`], [`PkiError::BadKey`],
     /// [`PkiError::KeyMismatch`].
     pub fn load(dir: &Path) -> Result<Ca, PkiError> {
+        Ca::load_with(dir, &super::NoPassphrase)
+    }
+
+    /// Like [`Ca::load`]; an encrypted `ca.key` is opened with the
+    /// passphrase `passphrase` supplies (asked only when it is encrypted).
+    ///
+    /// # Errors
+    /// As [`Ca::load`], and [`PkiError::KeyEncrypted`] /
+    /// [`PkiError::WrongPassphrase`] for an encrypted key.
+    pub fn load_with(dir: &Path, passphrase: &dyn super::Passphrase) -> Result<Ca, PkiError> {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
         for path in [&cert_path, &key_path] {
@@ -118,7 +177,13 @@ impl Ca {
             })?;
         let spki = check_ca_certificate(&cert_path, &der)?;
 
-        let key_pem = Zeroizing::new(files::read_text(&key_path)?);
+        let mut key_pem = Zeroizing::new(files::read_text(&key_path)?);
+        let mut seal = None;
+        if super::sealed::is_encrypted(&key_pem) {
+            let secret = passphrase.passphrase(&key_path)?;
+            key_pem = super::sealed::open(&key_pem, &secret, &key_path)?;
+            seal = Some(secret);
+        }
         let key = KeyPair::from_pem(&key_pem).map_err(|e| PkiError::BadKey {
             path: key_path.clone(),
             reason: e.to_string(),
@@ -142,6 +207,7 @@ impl Ca {
             der,
             signer,
             key,
+            seal,
         })
     }
 
@@ -174,7 +240,8 @@ impl Ca {
             }
             other => other,
         };
-        files::write_new(&key_path, self.key_pem().as_bytes(), SECRET_MODE)
+        let key_text = self.key_file_pem(&key_path)?;
+        files::write_new(&key_path, key_text.as_bytes(), SECRET_MODE)
             .map_err(|e| exists(e, &key_path))?;
         if let Err(e) = files::write_new(&cert_path, self.pem.as_bytes(), PUBLIC_MODE) {
             // Do not leave a key without its certificate behind.
@@ -206,7 +273,16 @@ impl Ca {
     /// [`PkiError::InvalidValidity`], [`PkiError::Random`], [`PkiError::Rcgen`].
     pub fn issue(&self, req: &LeafRequest) -> Result<Issued, PkiError> {
         check_validity(req.validity)?;
-        let (cert, key) = leaf::sign(req, &self.signer, &self.key)?;
+        // A certificate never outlives its CA (a rule of the pairing
+        // profile, `tls::profile`): the end is capped at the CA's.
+        let mut req = req.clone();
+        if let Some(ca_end) = self.not_after() {
+            if req.validity.not_after > ca_end {
+                req.validity.not_after = ca_end;
+                check_validity(req.validity)?;
+            }
+        }
+        let (cert, key) = leaf::sign(&req, &self.signer, &self.key)?;
         let mut chain_pem = cert.pem();
         if !chain_pem.ends_with('\n') {
             chain_pem.push('\n');
@@ -216,7 +292,15 @@ impl Ca {
             sha256: super::sha256_hex(cert.der()),
             chain_pem,
             key_pem: Zeroizing::new(key.serialize_pem()),
+            not_after: req.validity.not_after,
         })
+    }
+
+    /// The end of the CA certificate's validity (`None` if it does not parse,
+    /// which [`Ca::load`] and [`Ca::generate`] rule out).
+    pub fn not_after(&self) -> Option<time::OffsetDateTime> {
+        let (_, x509) = x509_parser::parse_x509_certificate(&self.der).ok()?;
+        Some(x509.validity().not_after.to_datetime())
     }
 
     /// The rcgen issuer and key, for CRL signing and rotation in this module tree.
@@ -474,7 +558,7 @@ mod tests {
 
     #[test]
     fn expired_and_future_windows_round_trip() {
-        let ca = Ca::generate("t", Validity::days_from_now(30)).unwrap();
+        let ca = Ca::generate("t", Validity::days_from_now(60)).unwrap();
         let now = OffsetDateTime::now_utc();
         let past = Validity {
             not_before: now - Duration::days(20),
@@ -499,6 +583,20 @@ mod tests {
         let info = &inspect_pem(Path::new("f"), issued.chain_pem.as_bytes(), now).unwrap()[0];
         assert!(!info.is_valid_at(now));
         assert!(info.days_left >= 39);
+    }
+
+    #[test]
+    fn a_leaf_never_outlives_its_ca() {
+        let ca = Ca::generate("short", Validity::days_from_now(10)).unwrap();
+        let issued = ca.issue(&request(Validity::days_from_now(397))).unwrap();
+        assert_eq!(Some(issued.not_after), ca.not_after());
+        let now = OffsetDateTime::now_utc();
+        let leaf = &inspect_pem(Path::new("c"), issued.chain_pem.as_bytes(), now).unwrap()[0];
+        assert_eq!(
+            leaf.not_after.unix_timestamp(),
+            ca.not_after().unwrap().unix_timestamp()
+        );
+        crate::tls::profile::check(&leaf_der(&issued), ca.cert_der()).unwrap();
     }
 
     #[test]

@@ -30,6 +30,40 @@ pub enum PkiError {
     )]
     KeyPermissions { path: PathBuf, mode: u32 },
 
+    /// A private key file that belongs to another user.
+    #[error(
+        "{path} belongs to uid {owner} but pairgate runs as uid {uid}; a private key must \
+         belong to the user that uses it: run `chown {uid} {path}` (or run pairgate as its owner)"
+    )]
+    KeyOwner { path: PathBuf, owner: u32, uid: u32 },
+
+    /// The folder of a private key lets someone else replace the key.
+    #[error(
+        "{dir} (the folder of the private key {key}) {problem}: whoever may write it can \
+         replace the key; run `chmod go-w {dir}` and make it belong to the user running \
+         pairgate (or root)"
+    )]
+    KeyDirectory {
+        dir: PathBuf,
+        key: PathBuf,
+        problem: String,
+    },
+
+    /// An encrypted key and no passphrase to open it.
+    #[error(
+        "{path} is encrypted: give its passphrase with --passphrase-file FILE or the \
+         PAIRGATE_CA_PASSPHRASE environment variable, or run the command on a terminal to be asked"
+    )]
+    KeyEncrypted { path: PathBuf },
+
+    /// The passphrase does not open an encrypted key.
+    #[error("{path}: the passphrase does not open this key; check it and try again (the key is unchanged)")]
+    WrongPassphrase { path: PathBuf },
+
+    /// `ca init --encrypt` with a passphrase too short to mean anything.
+    #[error("the passphrase is shorter than {min} characters; choose a longer one")]
+    WeakPassphrase { min: usize },
+
     /// `ca init` (or another create-new write) found an existing file.
     #[error(
         "refusing to overwrite {path}: a pairing CA already exists there; use \

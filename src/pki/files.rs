@@ -20,28 +20,78 @@ pub const SECRET_MODE: u32 = 0o600;
 /// Mode of certificate files.
 pub const PUBLIC_MODE: u32 = 0o644;
 
-/// Refuses a key file that group or others may read or write.
+/// Refuses a key file that is not private to the user running pairgate:
+/// group or others may read or write it, another user owns it, or its folder
+/// lets someone else replace it.
+///
+/// The folder counts because whoever may write a directory may rename a
+/// key of their own over ours: a 0600 key in a group-writable folder is only
+/// as private as that group. A folder owned by root is fine (the usual
+/// `/etc/pairgate`), one owned by another ordinary user is not.
 ///
 /// # Errors
 /// [`PkiError::KeyPermissions`] (with the `chmod 600` to run) when
-/// `mode & 0o077 != 0`; [`PkiError::Io`] when the file cannot be examined.
-/// Always `Ok` on non-unix platforms.
+/// `mode & 0o077 != 0`; [`PkiError::KeyOwner`] (with the `chown`) when the
+/// file belongs to another user; [`PkiError::KeyDirectory`] (with the
+/// `chmod go-w` or `chown`) for a group/world-writable folder or one owned by
+/// another user; [`PkiError::Io`] when the file cannot be examined.
+/// Always `Ok` on non-unix platforms, where modes and owners do not exist in
+/// this form (see `docs/security.md`).
 pub fn check_key_permissions(path: &Path) -> Result<(), PkiError> {
     let meta = fs::metadata(path).map_err(PkiError::io(path, "read the key file"))?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
+        use std::os::unix::fs::MetadataExt;
+        let mode = meta.mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(PkiError::KeyPermissions {
                 path: path.to_path_buf(),
                 mode,
             });
         }
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(PkiError::KeyOwner {
+                path: path.to_path_buf(),
+                owner: meta.uid(),
+                uid: me,
+            });
+        }
+        check_key_directory(path, me)?;
     }
     #[cfg(not(unix))]
     let _ = meta;
     Ok(())
+}
+
+/// The folder holding a key: not group/world-writable, owned by us or root.
+#[cfg(unix)]
+fn check_key_directory(key: &Path, me: u32) -> Result<(), PkiError> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = match key.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let meta = fs::metadata(&parent).map_err(PkiError::io(&parent, "examine the key's folder"))?;
+    let mode = meta.mode() & 0o7777;
+    let problem = if mode & 0o022 != 0 {
+        Some(format!("is writable by group or others (mode 0{mode:03o})"))
+    } else if meta.uid() != me && meta.uid() != 0 {
+        Some(format!(
+            "belongs to another user (uid {}; pairgate runs as uid {me})",
+            meta.uid()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(PkiError::KeyDirectory {
+            dir: parent,
+            key: key.to_path_buf(),
+            problem,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Atomically writes (or replaces) a private file with mode 0600.
@@ -238,6 +288,68 @@ mod tests {
             .contains(&format!("chmod 600 {}", path.display())));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         assert!(check_key_permissions(&path).is_err());
+    }
+
+    #[test]
+    fn key_in_a_folder_others_may_write_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        fs::create_dir(&keys).unwrap();
+        let path = keys.join("k.key");
+        write_secret_file(&path, b"k").unwrap();
+        fs::set_permissions(&keys, fs::Permissions::from_mode(0o700)).unwrap();
+        check_key_permissions(&path).unwrap();
+        for mode in [0o770, 0o707, 0o1777] {
+            fs::set_permissions(&keys, fs::Permissions::from_mode(mode)).unwrap();
+            let err = check_key_permissions(&path).unwrap_err();
+            assert!(
+                matches!(err, PkiError::KeyDirectory { .. }),
+                "{mode:o}: {err}"
+            );
+            assert!(
+                err.to_string()
+                    .contains(&format!("chmod go-w {}", keys.display())),
+                "{err}"
+            );
+        }
+        // Readable by group, but not writable: fine (only replacement matters).
+        fs::set_permissions(&keys, fs::Permissions::from_mode(0o750)).unwrap();
+        check_key_permissions(&path).unwrap();
+    }
+
+    #[test]
+    fn key_of_another_user_is_refused_with_chown_hint() {
+        let me = rustix::process::geteuid().as_raw();
+        if me != 0 {
+            eprintln!("skipped: giving a file to another user needs root (running as uid {me})");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        write_secret_file(&path, b"k").unwrap();
+        std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+        let err = check_key_permissions(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PkiError::KeyOwner {
+                    owner: 4242,
+                    uid: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err
+            .to_string()
+            .contains(&format!("chown 0 {}", path.display())));
+        // A folder of another ordinary user is refused too; root's is fine.
+        std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(4242), None).unwrap();
+        let err = check_key_permissions(&path).unwrap_err();
+        assert!(matches!(err, PkiError::KeyDirectory { .. }), "{err}");
+        std::os::unix::fs::chown(dir.path(), Some(0), None).unwrap();
+        check_key_permissions(&path).unwrap();
     }
 
     #[test]

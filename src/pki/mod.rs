@@ -40,9 +40,10 @@ mod files;
 mod inspect;
 mod leaf;
 mod refresh;
-mod revoke;
+pub(crate) mod revoke;
 mod rollover;
 mod rotate;
+mod sealed;
 
 use std::net::IpAddr;
 
@@ -50,6 +51,7 @@ use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
 pub use ca::{Ca, CA_CERT_FILE, CA_KEY_FILE};
+pub(crate) use crl::{crl_signed_by, issued_by};
 pub use crl::{
     inspect_crl_der, inspect_crl_file, read_crl_file, revoked_serials, CrlInfo, RevokeReason,
     RevokedEntry, CRL_FILE,
@@ -61,10 +63,13 @@ pub use files::{
 };
 pub use inspect::{inspect_der, inspect_file, inspect_pem, CertInfo};
 pub use leaf::validate_dns_name;
-pub use refresh::{refresh_crl, CrlRefresh};
-pub use revoke::{revoke, Revocation, RevokeRequest, DEFAULT_NEXT_UPDATE_DAYS};
-pub use rollover::{rotate_ca, CaRotateOptions, CaRotation, BUNDLE_FILE, PREVIOUS_DIR};
+pub use refresh::{refresh_crl, refresh_crl_with, CrlRefresh};
+pub use revoke::{revoke, revoke_with, Revocation, RevokeRequest, DEFAULT_NEXT_UPDATE_DAYS};
+pub use rollover::{
+    rotate_ca, rotate_ca_with, CaRotateOptions, CaRotation, BUNDLE_FILE, PREVIOUS_DIR,
+};
 pub use rotate::{rotate_leaf, LeafRotation};
+pub use sealed::{is_encrypted, Given, NoPassphrase, Passphrase, MIN_PASSPHRASE_LEN};
 
 /// How long before "now" a new certificate starts to be valid, to tolerate
 /// clock skew between the two sites.
@@ -122,6 +127,8 @@ pub struct Issued {
     pub key_pem: Zeroizing<String>,
     /// Lower-case hex SHA-256 of the leaf certificate's DER.
     pub sha256: String,
+    /// The end of its validity: as requested, or the CA's end if that comes first.
+    pub not_after: OffsetDateTime,
 }
 
 impl std::fmt::Debug for Issued {

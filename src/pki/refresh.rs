@@ -49,14 +49,27 @@ pub fn refresh_crl(
     next_update_days: u32,
     now: OffsetDateTime,
 ) -> Result<CrlRefresh, PkiError> {
-    let current = Ca::load(dir)?;
+    refresh_crl_with(dir, next_update_days, now, &super::NoPassphrase)
+}
+
+/// Like [`refresh_crl`], opening encrypted CA keys with `passphrase`.
+///
+/// # Errors
+/// As [`refresh_crl`], and those of [`Ca::load_with`].
+pub fn refresh_crl_with(
+    dir: &Path,
+    next_update_days: u32,
+    now: OffsetDateTime,
+    passphrase: &dyn super::Passphrase,
+) -> Result<CrlRefresh, PkiError> {
+    let current = Ca::load_with(dir, passphrase)?;
     let crl_path = dir.join(CRL_FILE);
     let created = !crl_path.exists();
     let fresh = resign(&current, &[&crl_path], next_update_days, now)?;
 
     let prev_dir = dir.join(PREVIOUS_DIR);
     let (previous_der, previous) = if prev_dir.join(CA_KEY_FILE).exists() {
-        let prev = Ca::load(&prev_dir)?;
+        let prev = Ca::load_with(&prev_dir, passphrase)?;
         let prev_crl_path = prev_dir.join(CRL_FILE);
         let der = resign(&prev, &[&prev_crl_path, &crl_path], next_update_days, now)?;
         write_public_file(&prev_crl_path, crl::pem_encode(&[&der]).as_bytes())?;

@@ -70,15 +70,27 @@ pub struct Revocation {
 /// [`Ca::load`], [`PkiError::BadCrl`] for an existing CRL that does not
 /// parse, [`PkiError::Rcgen`] and [`PkiError::Io`].
 pub fn revoke(req: &RevokeRequest<'_>, now: OffsetDateTime) -> Result<Revocation, PkiError> {
+    revoke_with(req, now, &super::NoPassphrase)
+}
+
+/// Like [`revoke`], opening encrypted CA keys with `passphrase`.
+///
+/// # Errors
+/// As [`revoke`], and those of [`Ca::load_with`].
+pub fn revoke_with(
+    req: &RevokeRequest<'_>,
+    now: OffsetDateTime,
+    passphrase: &dyn super::Passphrase,
+) -> Result<Revocation, PkiError> {
     let leaf = first_certificate(req.cert)?;
     let (raw_serial, subject, issuer) = describe_leaf(req.cert, &leaf)?;
 
-    let current = Ca::load(req.ca_dir)?;
+    let current = Ca::load_with(req.ca_dir, passphrase)?;
     let prev_dir = req.ca_dir.join(PREVIOUS_DIR);
     let previous = if crl::issued_by(&leaf, current.cert_der()) {
         None
     } else if prev_dir.join(CA_CERT_FILE).exists() {
-        Some(Ca::load(&prev_dir)?)
+        Some(Ca::load_with(&prev_dir, passphrase)?)
     } else {
         None
     };

@@ -87,6 +87,20 @@ pub struct CaRotation {
 /// `force_drop_previous` is false, [`PkiError::SameCaName`], the errors of
 /// [`Ca::load`] and [`Ca::generate`], [`PkiError::BadCrl`], [`PkiError::Io`].
 pub fn rotate_ca(dir: &Path, opts: &CaRotateOptions) -> Result<CaRotation, PkiError> {
+    rotate_ca_with(dir, opts, &super::NoPassphrase)
+}
+
+/// Like [`rotate_ca`], opening encrypted CA keys with `passphrase`; the new
+/// CA key (and the previous one, moved) stay encrypted under the current
+/// CA's passphrase.
+///
+/// # Errors
+/// As [`rotate_ca`], and those of [`Ca::load_with`].
+pub fn rotate_ca_with(
+    dir: &Path,
+    opts: &CaRotateOptions,
+    passphrase: &dyn super::Passphrase,
+) -> Result<CaRotation, PkiError> {
     let prev_dir = dir.join(PREVIOUS_DIR);
     remove_dir_if_exists(&dir.join(STAGING_DIR))?;
     remove_dir_if_exists(&dir.join(DROPPING_DIR))?;
@@ -94,13 +108,13 @@ pub fn rotate_ca(dir: &Path, opts: &CaRotateOptions) -> Result<CaRotation, PkiEr
     let mut resumed = false;
     let mut dropped_sha256 = None;
     let old = if prev_dir.exists() {
-        let previous = Ca::load(&prev_dir)?;
+        let previous = Ca::load_with(&prev_dir, passphrase)?;
         let on_disk = first_certificate(&dir.join(CA_CERT_FILE))?;
         if on_disk == *previous.cert_der() {
             resumed = true;
             previous
         } else if opts.force_drop_previous {
-            let current = Ca::load(dir)?;
+            let current = Ca::load_with(dir, passphrase)?;
             dropped_sha256 = Some(sha256_hex(previous.cert_der()));
             drop_previous(dir)?;
             current
@@ -111,7 +125,7 @@ pub fn rotate_ca(dir: &Path, opts: &CaRotateOptions) -> Result<CaRotation, PkiEr
             });
         }
     } else {
-        Ca::load(dir)?
+        Ca::load_with(dir, passphrase)?
     };
 
     let old_name = common_name(old.cert_der()).unwrap_or_default();
@@ -122,7 +136,7 @@ pub fn rotate_ca(dir: &Path, opts: &CaRotateOptions) -> Result<CaRotation, PkiEr
     if name.trim() == old_name.trim() {
         return Err(PkiError::SameCaName { name });
     }
-    let new = Ca::generate(&name, opts.validity)?;
+    let new = Ca::generate(&name, opts.validity)?.protected_like(&old);
 
     if !resumed {
         let old_crl = crl::latest_crl(&[&dir.join(CRL_FILE)], old.cert_der())?;
@@ -134,7 +148,8 @@ pub fn rotate_ca(dir: &Path, opts: &CaRotateOptions) -> Result<CaRotation, PkiEr
     }
     bundle.push_str(old.cert_pem());
     write_public_file(&dir.join(BUNDLE_FILE), bundle.as_bytes())?;
-    write_secret_file(&dir.join(CA_KEY_FILE), new.key_pem().as_bytes())?;
+    let key_path = dir.join(CA_KEY_FILE);
+    write_secret_file(&key_path, new.key_file_pem(&key_path)?.as_bytes())?;
     write_public_file(&dir.join(CA_CERT_FILE), new.cert_pem().as_bytes())?;
 
     let crl_path = dir.join(CRL_FILE);
@@ -171,9 +186,10 @@ fn stage_previous(
 ) -> Result<(), PkiError> {
     let staging = dir.join(STAGING_DIR);
     files::create_dir_private(&staging)?;
+    let key_path = staging.join(CA_KEY_FILE);
     files::write_new(
-        &staging.join(CA_KEY_FILE),
-        old.key_pem().as_bytes(),
+        &key_path,
+        old.key_file_pem(&key_path)?.as_bytes(),
         SECRET_MODE,
     )?;
     files::write_new(
@@ -430,6 +446,8 @@ mod tests {
             key: dir.join(format!("{name}.key")),
             ca: done.bundle_path.clone(),
             crl: done.crl_path.clone(),
+            crl_kept: None,
+            crl_overdue: Default::default(),
         };
         // Site 1 still on the old CA, then moved to the new one: both load.
         Material::load(&sources("site1"), "pool01.site1.example").unwrap();

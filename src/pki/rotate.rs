@@ -103,7 +103,7 @@ mod tests {
 
     fn setup() -> (tempfile::TempDir, Ca) {
         let dir = tempfile::tempdir().unwrap();
-        Ca::generate("rotate CA", Validity::days_from_now(30))
+        Ca::generate("rotate CA", Validity::days_from_now(365))
             .unwrap()
             .write_new(dir.path())
             .unwrap();

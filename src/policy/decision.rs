@@ -49,6 +49,12 @@ pub enum DenyReason {
     /// The `pg2` connection preamble was missing or malformed (PROXY v2
     /// header from the dialler, status frame from the acceptor).
     BadPreamble,
+    /// A certificate that chains to the pairing CA but is not what
+    /// `pairgate cert issue` makes (see `tls::profile`); `detail` names the rule.
+    ProfileViolation,
+    /// The CRL for the peer certificate's CA is past its nextUpdate and
+    /// `tls.crl_overdue = "deny"`.
+    CrlOverdue,
 }
 
 impl DenyReason {
@@ -70,6 +76,8 @@ impl DenyReason {
             DenyReason::NotYetValid => "not_yet_valid",
             DenyReason::ExportUnreachable => "export_unreachable",
             DenyReason::BadPreamble => "bad_preamble",
+            DenyReason::ProfileViolation => "profile_violation",
+            DenyReason::CrlOverdue => "crl_overdue",
         }
     }
 

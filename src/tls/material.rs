@@ -33,6 +33,23 @@ pub struct Material {
     pub validity: (i64, i64),
     pub(super) client_verifier: Arc<dyn ClientCertVerifier>,
     pub(super) server_verifier: Arc<WebPkiServerVerifier>,
+    /// The same without the CRL-age check (the same Arcs under "warn"):
+    /// whether a peer is revoked does not depend on how old the CRL is, and
+    /// webpki checks the age before the serial.
+    probe_client: Arc<dyn ClientCertVerifier>,
+    probe_server: Arc<WebPkiServerVerifier>,
+    /// The pairing certificate profile every peer certificate must meet.
+    pub(super) profile: Arc<super::profile::Issuers>,
+    /// The CRLs in force that a trusted CA signed (see `crl.rs`).
+    pub crls: Vec<super::crl::CrlState>,
+    /// Why the CRLs of `tls.crl` were not taken (a rollback); the CRLs in
+    /// force were kept instead.
+    pub crl_refused: Option<String>,
+    pub crl_overdue: super::crl::CrlOverdue,
+    /// Where the CRLs in force are kept across restarts.
+    pub(super) crl_kept: Option<PathBuf>,
+    /// Whether this material already logged its CRL as overdue.
+    pub(super) crl_overdue_logged: std::sync::atomic::AtomicBool,
 }
 
 /// Where the material came from, for messages.
@@ -42,6 +59,10 @@ pub struct Sources {
     pub key: PathBuf,
     pub ca: PathBuf,
     pub crl: Option<PathBuf>,
+    /// The copy of the CRLs in force (see `tls::crl::kept_path`); `None`:
+    /// no memory across restarts (tests, tools).
+    pub crl_kept: Option<PathBuf>,
+    pub crl_overdue: super::crl::CrlOverdue,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +84,8 @@ pub enum TlsError {
     KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("{path}: {detail}")]
     Certificate { path: PathBuf, detail: String },
+    #[error("{0}")]
+    CrlRollback(String),
     #[error("{path}: not a valid CRL: {detail} — regenerate it with `pairgate cert revoke`")]
     Crl { path: PathBuf, detail: String },
     #[error("{path}: the certificate identifies pool {found:?} but the config says gateway.pool = {expected:?} — issue a certificate with `pairgate cert issue --pool {expected}`")]
@@ -110,7 +133,9 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         })
 }
 
-fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+pub(super) fn load_crls(
+    path: &Path,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
     let bytes = read(path)?;
     let crls: Vec<_> = rustls_pemfile::crls(&mut bytes.as_slice())
         .collect::<Result<_, _>>()
@@ -141,14 +166,14 @@ impl Material {
             return false;
         };
         let result = if as_client {
-            self.client_verifier
+            self.probe_client
                 .verify_client_cert(leaf, intermediates, UnixTime::now())
                 .map(|_| ())
         } else {
             let Ok(name) = ServerName::try_from(peer_pool.to_owned()) else {
                 return false;
             };
-            self.server_verifier
+            self.probe_server
                 .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
                 .map(|_| ())
         };
@@ -167,6 +192,21 @@ impl Material {
     /// malformed, the key does not match, the chain does not verify against the
     /// bundle, the certificate is expired/revoked, or it names another pool.
     pub fn load(src: &Sources, pool: &str) -> Result<Material, TlsError> {
+        Material::load_after(src, pool, None)
+    }
+
+    /// Like [`Material::load`], with `previous` (the running material) in
+    /// force: a CRL older than the one in force — in `previous` or in the
+    /// kept copy — is not taken; the one in force stays and
+    /// [`Material::crl_refused`] says why (see `tls::crl`).
+    ///
+    /// # Errors
+    /// As [`Material::load`].
+    pub fn load_after(
+        src: &Sources,
+        pool: &str,
+        previous: Option<&Material>,
+    ) -> Result<Material, TlsError> {
         let chain = load_certs(&src.cert)?;
         let key = load_key(&src.key)?;
         let cas = load_certs(&src.ca)?;
@@ -174,7 +214,14 @@ impl Material {
             Some(path) => load_crls(path)?,
             None => Vec::new(),
         };
-        Material::build(src, chain, key, cas, crls, pool)
+        let (crls, states, refused) = match &src.crl {
+            Some(_) => super::revocation::choose(src, &cas, crls, previous),
+            None => (crls, Vec::new(), None),
+        };
+        let mut material = Material::build(src, chain, key, cas, crls, pool)?;
+        material.crls = states;
+        material.crl_refused = refused;
+        Ok(material)
     }
 
     fn build(
@@ -228,20 +275,40 @@ impl Material {
         };
         // Our chains are CA → leaf, so only leaves can be revoked; during a CA
         // rollover the CRL of one CA cannot speak for the other's leaves.
-        let client_verifier =
+        let deny_overdue = src.crl_overdue == super::crl::CrlOverdue::Deny;
+        let client_builder = || {
             WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .with_crls(crls.clone())
                 .only_check_end_entity_revocation()
                 .allow_unknown_revocation_status()
+        };
+        let probe_client = client_builder().build().map_err(crl_err)?;
+        let client_verifier = if deny_overdue {
+            client_builder()
+                .enforce_revocation_expiration()
                 .build()
-                .map_err(crl_err)?;
-        let server_verifier =
+                .map_err(crl_err)?
+        } else {
+            probe_client.clone()
+        };
+        let server_builder = || {
             WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .with_crls(crls)
+                .with_crls(crls.clone())
                 .only_check_end_entity_revocation()
                 .allow_unknown_revocation_status()
+        };
+        // Our own certificate is checked without the CRL's freshness: an
+        // overdue CRL under "deny" refuses peers, it must not stop the
+        // gateway from starting (and showing why) or from reloading.
+        let self_check = server_builder().build().map_err(crl_err)?;
+        let server_verifier = if deny_overdue {
+            server_builder()
+                .enforce_revocation_expiration()
                 .build()
-                .map_err(crl_err)?;
+                .map_err(crl_err)?
+        } else {
+            self_check.clone()
+        };
 
         let leaf = &chain[0];
         let validity = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<
@@ -271,7 +338,7 @@ impl Material {
             path: src.cert.clone(),
             detail: format!("pool {pool:?} is not a DNS name: {e}"),
         })?;
-        server_verifier
+        self_check
             .verify_server_cert(leaf, &chain[1..], &name, &[], UnixTime::now())
             .map_err(|e| TlsError::Certificate {
                 path: src.cert.clone(),
@@ -282,6 +349,13 @@ impl Material {
                 ),
             })?;
 
+        // Our own certificate must meet the profile the peer will apply.
+        let profile = Arc::new(super::profile::Issuers::new(&cas));
+        profile.check(leaf).map_err(|v| TlsError::Certificate {
+            path: src.cert.clone(),
+            detail: format!("{v} — issue the certificate with `pairgate cert issue`"),
+        })?;
+
         Ok(Material {
             certified: Arc::new(certified),
             identity,
@@ -290,6 +364,14 @@ impl Material {
             validity,
             client_verifier,
             server_verifier,
+            probe_client,
+            probe_server: self_check,
+            profile,
+            crls: Vec::new(),
+            crl_refused: None,
+            crl_overdue: src.crl_overdue,
+            crl_kept: src.crl_kept.clone(),
+            crl_overdue_logged: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }

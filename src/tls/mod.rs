@@ -12,8 +12,11 @@
 //! verifiers that remember which certificate the peer presented, so even a
 //! refused handshake is audited with the certificate's fingerprint.
 
+pub mod crl;
 mod identity;
 mod material;
+pub mod profile;
+mod revocation;
 mod session;
 mod validity;
 
@@ -113,6 +116,11 @@ pub fn deny_reason(err: &Error) -> DenyReason {
                 DenyReason::NotYetValid
             }
             CertificateError::Revoked => DenyReason::Revoked,
+            CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. } => DenyReason::CrlOverdue,
+            CertificateError::Other(_) if profile::violation_of(err).is_some() => {
+                DenyReason::ProfileViolation
+            }
             _ => DenyReason::BadCertificate,
         },
         Error::AlertReceived(alert) => match alert {
@@ -155,6 +163,15 @@ pub fn verify_error_text(err: &Error) -> String {
         Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
         ) => "certificate is not valid for the pool name".to_owned(),
+        Error::InvalidCertificate(
+            CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. },
+        ) => "the CRL for this certificate's CA is past its next update and tls.crl_overdue = \"deny\" \
+              — refresh it with `pairgate ca crl --refresh` and copy it to both sites"
+            .to_owned(),
+        other if profile::violation_of(other).is_some() => profile::violation_of(other)
+            .map(|v| format!("{v} — issue the certificate with `pairgate cert issue`"))
+            .unwrap_or_default(),
         other => other.to_string(),
     }
 }

@@ -68,6 +68,7 @@ impl ResolvesClientCert for OurCert {
 struct ObservingClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     seen: Arc<Observed>,
+    profile: Arc<super::profile::Issuers>,
 }
 
 impl ClientCertVerifier for ObservingClientVerifier {
@@ -81,8 +82,11 @@ impl ClientCertVerifier for ObservingClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
         self.seen.record(end_entity);
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        self.profile.verify(end_entity)?;
+        Ok(verified)
     }
     fn verify_tls12_signature(
         &self,
@@ -112,6 +116,7 @@ struct PinnedServerVerifier {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
     seen: Arc<Observed>,
     peer_pool: String,
+    profile: Arc<super::profile::Issuers>,
 }
 
 impl ServerCertVerifier for PinnedServerVerifier {
@@ -128,9 +133,11 @@ impl ServerCertVerifier for PinnedServerVerifier {
             self.inner
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
         match identity_of(end_entity) {
-            Ok(id) if id.pool.eq_ignore_ascii_case(&self.peer_pool) => Ok(verified),
-            _ => Err(Error::InvalidCertificate(CertificateError::NotValidForName)),
+            Ok(id) if id.pool.eq_ignore_ascii_case(&self.peer_pool) => {}
+            _ => return Err(Error::InvalidCertificate(CertificateError::NotValidForName)),
         }
+        self.profile.verify(end_entity)?;
+        Ok(verified)
     }
     fn verify_tls12_signature(
         &self,
@@ -163,6 +170,7 @@ pub fn server_config(
     let verifier = Arc::new(ObservingClientVerifier {
         inner: material.client_verifier.clone(),
         seen: seen.clone(),
+        profile: material.profile.clone(),
     });
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -187,6 +195,7 @@ pub fn client_config(
         inner: material.server_verifier.clone(),
         seen: seen.clone(),
         peer_pool: peer_pool.to_owned(),
+        profile: material.profile.clone(),
     });
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -23,4 +23,5 @@ mod smb;
 mod spool;
 mod spool_faults;
 mod spool_field;
+mod trust;
 mod tunnel;

@@ -9,7 +9,7 @@ use pairgate::pki::{self, Ca, CaRotateOptions, RevokeReason, RevokeRequest, Vali
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::{rfc3339, Failure, MAX_DAYS};
+use super::{rfc3339, CliPassphrase, Failure, PassphraseArgs, MAX_DAYS};
 
 #[derive(Debug, Args)]
 pub struct RotateArgs {
@@ -23,6 +23,8 @@ pub struct RotateArgs {
     #[arg(long, value_name = "N", default_value_t = 397,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DAYS)))]
     pub days: u32,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -41,6 +43,8 @@ pub struct RevokeArgs {
     #[arg(long, value_name = "N", default_value_t = pki::DEFAULT_NEXT_UPDATE_DAYS,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub next_update_days: u32,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -61,6 +65,8 @@ pub struct CaRotateArgs {
     /// gateway uses a certificate from it any more.
     #[arg(long)]
     pub force_drop_previous: bool,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 #[derive(Debug, Args)]
@@ -80,10 +86,12 @@ pub struct CaCrlArgs {
     #[arg(long, value_name = "N", default_value_t = pki::DEFAULT_NEXT_UPDATE_DAYS,
           value_parser = clap::value_parser!(u32).range(1..=3650), requires = "refresh")]
     pub next_update_days: u32,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
 pub fn cert_rotate(args: RotateArgs) -> Result<(), Failure> {
-    let ca = Ca::load(&args.ca_dir)?;
+    let ca = Ca::load_with(&args.ca_dir, &CliPassphrase::new(&args.passphrase))?;
     let done = pki::rotate_leaf(&ca, &args.cert, Validity::days_from_now(args.days))?;
     let now = OffsetDateTime::now_utc();
     let old_state = if done.old_not_after < now {
@@ -125,7 +133,11 @@ pub fn cert_revoke(args: RevokeArgs) -> Result<(), Failure> {
         reason: args.reason,
         next_update_days: args.next_update_days,
     };
-    let done = pki::revoke(&request, OffsetDateTime::now_utc())?;
+    let done = pki::revoke_with(
+        &request,
+        OffsetDateTime::now_utc(),
+        &CliPassphrase::new(&args.passphrase),
+    )?;
     if done.already_revoked {
         println!(
             "{} (serial {}) was already revoked; the CRL was re-signed with fresh dates",
@@ -170,7 +182,7 @@ pub fn ca_rotate(args: CaRotateArgs) -> Result<(), Failure> {
         validity: Validity::days_from_now(args.days),
         force_drop_previous: args.force_drop_previous,
     };
-    let done = pki::rotate_ca(&args.dir, &options)?;
+    let done = pki::rotate_ca_with(&args.dir, &options, &CliPassphrase::new(&args.passphrase))?;
     let dir = args.dir.display();
     if done.resumed {
         println!("Finished an interrupted CA rotation in {dir}");
@@ -241,7 +253,12 @@ struct CrlJson<'a> {
 
 pub fn ca_crl(args: CaCrlArgs) -> Result<(), Failure> {
     if args.refresh {
-        let done = pki::refresh_crl(&args.dir, args.next_update_days, OffsetDateTime::now_utc())?;
+        let done = pki::refresh_crl_with(
+            &args.dir,
+            args.next_update_days,
+            OffsetDateTime::now_utc(),
+            &CliPassphrase::new(&args.passphrase),
+        )?;
         // Stdout stays the listing (JSON with --json); what changed goes to stderr.
         eprintln!(
             "{} {} (CRL number {}{}); copy it to both sites (tls.crl), gateways reload it by themselves",
@@ -316,6 +333,8 @@ mod tests {
             dir: dir.join("ca"),
             name: "cli CA".into(),
             days: 30,
+            encrypt: false,
+            passphrase: Default::default(),
         }))
         .unwrap();
         for (pool, out) in [
@@ -329,6 +348,7 @@ mod tests {
                 dns: vec![],
                 ip: vec![],
                 days: 10,
+                passphrase: Default::default(),
             }))
             .unwrap();
         }
@@ -340,6 +360,7 @@ mod tests {
             cert: dir.join(file),
             reason: RevokeReason::KeyCompromise,
             next_update_days: 30,
+            passphrase: Default::default(),
         }
     }
 
@@ -354,6 +375,7 @@ mod tests {
             ca_dir: dir.join("ca"),
             cert: dir.join(cert),
             days: 5,
+            passphrase: Default::default(),
         };
         cert(CertCommand::Rotate(args("site1"))).unwrap();
         assert_ne!(std::fs::read(dir.join("site1.key")).unwrap(), key_before);
@@ -378,6 +400,7 @@ mod tests {
             json: true,
             refresh: true,
             next_update_days: 7,
+            passphrase: Default::default(),
         }))
         .unwrap();
         let refreshed = pki::inspect_crl_file(&crl).unwrap();
@@ -403,6 +426,7 @@ mod tests {
                 days: 60,
                 name: None,
                 force_drop_previous: force,
+                passphrase: Default::default(),
             }))
         };
         rotate(false).unwrap();
@@ -411,6 +435,7 @@ mod tests {
             warn_days: 5,
             files: vec![bundle.clone()],
             json: false,
+            ca: None,
         }))
         .unwrap();
         assert_eq!(
