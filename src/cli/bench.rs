@@ -6,7 +6,7 @@ use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 
 use super::Failure;
-use pairgate::bench::{self, BenchError, Measure, Options, Rival};
+use pairgate_lab::bench::{self, BenchError, Measure, Options, Rival};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -49,8 +49,11 @@ pub enum MeasureArg {
 }
 
 pub fn bench(args: BenchArgs) -> Result<(), Failure> {
+    // The lab drives this very binary, as an operator would.
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::problem(format!("cannot find the pairgate binary: {e}")))?;
     if let Some(secs) = args.soak {
-        let report = bench::soak::run(args.dir.as_deref(), secs, 8)
+        let report = bench::soak::run(&exe, args.dir.as_deref(), secs, 8)
             .map_err(|e| Failure::Problem(anyhow!(e)))?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -80,6 +83,7 @@ pub fn bench(args: BenchArgs) -> Result<(), Failure> {
         })
         .collect();
     let options = Options {
+        exe,
         rivals,
         quick: args.quick,
         rounds: args.rounds,

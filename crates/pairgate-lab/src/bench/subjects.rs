@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::rivals::{self, Rival, RivalProcess, Route, SiteFiles};
 use super::BenchError;
-use crate::lab::{self, GatewayProcess, Pki, SiteSpec, POOL1, POOL2};
-use crate::pki::Validity;
+use crate::{GatewayProcess, Pairgate, Pki, SiteSpec, POOL1, POOL2};
 
 const ECHO: &str = "bench-echo";
 const DISCARD: &str = "bench-discard";
@@ -48,9 +47,9 @@ impl Lab {
             what: format!("create {}", certs.display()),
             source,
         })?;
-        let pki = Pki::create(&certs, "pairgate bench pairing CA")?;
+        let pki = Pki::create(&Pairgate::new(exe), &certs, "pairgate bench pairing CA")?;
         let site = |file: &str, pool: &str| -> Result<SiteFiles, BenchError> {
-            let (cert, key) = pki.issue(file, pool, Validity::days_from_now(30))?;
+            let (cert, key) = pki.issue(file, pool, 30)?;
             let combined = certs.join(format!("{file}-bench.pem"));
             rivals::write_combined_pem(&cert, &key, &combined)?;
             Ok(SiteFiles {
@@ -120,8 +119,8 @@ impl Running {
     /// # Errors
     /// When a config cannot be written or a gateway does not start.
     pub fn pairgate(lab: &Lab) -> Result<Running, BenchError> {
-        let (p1, p2) = (lab::free_port()?, lab::free_port()?);
-        let (echo_port, discard_port) = (lab::free_port()?, lab::free_port()?);
+        let (p1, p2) = (crate::free_port()?, crate::free_port()?);
+        let (echo_port, discard_port) = (crate::free_port()?, crate::free_port()?);
         let spec =
             |name: &str, files: &SiteFiles, pools: (&str, &str), ports: (u16, u16)| SiteSpec {
                 name: name.into(),
@@ -166,8 +165,8 @@ impl Running {
             let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
             Ok(Route {
                 name: name.into(),
-                front: at(lab::free_port()?),
-                peer: at(lab::free_port()?),
+                front: at(crate::free_port()?),
+                peer: at(crate::free_port()?),
                 target,
             })
         };

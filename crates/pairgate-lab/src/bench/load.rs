@@ -14,7 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::BenchError;
-use crate::lab;
 
 /// Size of one bulk write.
 const CHUNK: usize = 256 * 1024;
@@ -39,7 +38,7 @@ fn load_err(what: &str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> Benc
 /// # Errors
 /// When a connection fails or the backend's count differs from what was sent.
 pub async fn bulk(addr: SocketAddr, streams: usize, duration: Duration) -> Result<f64, BenchError> {
-    let chunk: Arc<[u8]> = lab::pattern(CHUNK).into();
+    let chunk: Arc<[u8]> = crate::pattern(CHUNK).into();
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::with_capacity(streams);
@@ -104,7 +103,7 @@ pub async fn latency(addr: SocketAddr, samples: usize) -> Result<Vec<f64>, Bench
         .await
         .map_err(load_err("latency connect", addr))?;
     let _ = stream.set_nodelay(true);
-    let ping = lab::pattern(PING);
+    let ping = crate::pattern(PING);
     let mut back = [0u8; PING];
     let mut times = Vec::with_capacity(samples);
     for i in 0..WARMUP + samples {
@@ -323,8 +322,8 @@ mod tests {
 
     #[tokio::test]
     async fn generators_against_the_lab_backends() {
-        let echo = lab::echo_backend().await.unwrap();
-        let discard = lab::discard_backend().await.unwrap();
+        let echo = crate::echo_backend().await.unwrap();
+        let discard = crate::discard_backend().await.unwrap();
         let mbps = bulk(discard, 2, Duration::from_millis(50)).await.unwrap();
         assert!(mbps > 0.0);
         let times = latency(echo, 20).await.unwrap();
@@ -341,7 +340,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dead_address_is_an_error() {
-        let port = lab::free_port().unwrap();
+        let port = crate::free_port().unwrap();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         assert!(latency(addr, 1).await.is_err());
         assert!(hold_idle(addr, 1).await.is_err());

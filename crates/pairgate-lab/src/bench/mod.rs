@@ -33,7 +33,7 @@ use report::{Figures, Machine, Report, SubjectResult};
 pub use rivals::Rival;
 use subjects::{Lab, Running};
 
-use crate::lab::{self, LabError};
+use crate::{LabError, Pairgate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -80,6 +80,8 @@ pub enum Measure {
 /// What to run.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    /// The `pairgate` binary under test (`pairgate bench` passes itself).
+    pub exe: PathBuf,
     pub rivals: Vec<Rival>,
     pub quick: bool,
     /// Default: 3, or 1 with `quick`.
@@ -142,8 +144,11 @@ impl Plan {
 /// When a subject cannot be started or stops relaying under load.
 pub fn run(options: &Options) -> Result<Report, BenchError> {
     let plan = Plan::new(options)?;
-    let (exe, runtime) = exe_and_runtime()?;
-    let mut versions = vec![String::new(), env!("CARGO_PKG_VERSION").to_owned()];
+    let exe = options.exe.clone();
+    let runtime = runtime()?;
+    let ours = Pairgate::new(&exe).version()?;
+    let ours = ours.strip_prefix("pairgate ").unwrap_or(&ours).to_owned();
+    let mut versions = vec![String::new(), ours];
     for rival in &options.rivals {
         versions.push(rivals::version(*rival)?);
     }
@@ -174,21 +179,15 @@ pub fn run(options: &Options) -> Result<Report, BenchError> {
     Ok(report)
 }
 
-/// The pairgate binary to start the gateways from (this one) and a runtime
-/// for the load generators and backends.
-fn exe_and_runtime() -> Result<(PathBuf, tokio::runtime::Runtime), BenchError> {
-    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
-        what: "find the pairgate binary".into(),
-        source,
-    })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A runtime for the load generators and backends.
+fn runtime() -> Result<tokio::runtime::Runtime, BenchError> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|source| BenchError::Io {
             what: "start the runtime".into(),
             source,
-        })?;
-    Ok((exe, runtime))
+        })
 }
 
 /// Removes a temporary bench folder when dropped.
@@ -246,8 +245,8 @@ async fn run_rounds(
     rivals: &[Rival],
     plan: &Plan,
 ) -> Result<Vec<(String, Vec<Figures>)>, BenchError> {
-    let echo = lab::echo_backend().await?;
-    let discard = lab::discard_backend().await?;
+    let echo = crate::echo_backend().await?;
+    let discard = crate::discard_backend().await?;
     let lab = tokio::task::block_in_place(|| Lab::create(dir, exe, echo, discard))?;
     let mut names = vec!["direct".to_owned(), "pairgate".to_owned()];
     names.extend(rivals.iter().map(|r| r.name().to_owned()));
