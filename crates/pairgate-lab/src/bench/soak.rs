@@ -62,7 +62,8 @@ pub fn run(
         let running = tokio::task::block_in_place(|| Running::pairgate(&lab))?;
         ready(&running).await?;
         let pids = running.pids();
-        let rss = || -> Result<u64, BenchError> { pids.iter().map(|p| load::rss_kib(*p)).sum() };
+        let rss =
+            || -> Result<u64, BenchError> { pids.iter().map(|p| super::procfs::rss_kib(*p)).sum() };
         let period = Duration::from_secs((seconds / 10).clamp(1, 60));
         let mut report = SoakReport {
             seconds,
