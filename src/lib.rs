@@ -7,15 +7,17 @@
 //! `pki` mints and inspects the certificates the `tls` layer trusts, and
 //! `gateway` wires one site's pieces together for `pairgate run`; `table`
 //! is the one style of every table a command prints.
+//!
+//! The lab — the demo, the benchmark and the loopback pairing the
+//! integration tests use — is not here: it is the workspace member
+//! `crates/pairgate-lab`, which drives the `pairgate` binary as an operator
+//! does, so the library operators install holds only the gateway.
 
 pub mod admin;
 pub mod audit;
-pub mod bench;
 pub mod config;
-pub mod demo;
 pub mod fuzzing;
 pub mod gateway;
-pub mod lab;
 pub mod pki;
 pub mod policy;
 pub mod proxy;

@@ -22,8 +22,8 @@ pub mod event;
 pub mod query;
 pub mod sink;
 pub mod summary;
-#[doc(hidden)]
-pub mod synth;
+#[cfg(test)]
+pub(crate) mod synth;
 pub mod tail;
 
 use std::path::PathBuf;

@@ -1,4 +1,7 @@
-//! Generated logs for tests and speed measurements. Not part of the API.
+//! Generated logs for the library's unit tests and the audit speed
+//! measurement (`audit_speed` below). Compiled only into the test build, so
+//! it is not part of the library operators install; the integration tests
+//! write their logs with the harness's `synthetic_log`.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -20,7 +23,6 @@ const REASONS: [DenyReason; 3] = [
 
 /// A deterministic, realistic-looking event number `i`: allowed connections
 /// followed by their close, with a denial every fourth connection.
-#[doc(hidden)]
 pub fn sample_event(i: u64) -> Event {
     let k = i / 2;
     let peer = PEERS[(k % 2) as usize];
@@ -69,7 +71,6 @@ pub fn sample_event(i: u64) -> Event {
 ///
 /// # Errors
 /// Creating or writing the file.
-#[doc(hidden)]
 pub fn synthetic_log(path: &Path, n_lines: u64, start: OffsetDateTime) -> io::Result<u64> {
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
     let mut prev = GENESIS;

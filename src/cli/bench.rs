@@ -6,7 +6,7 @@ use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 
 use super::Failure;
-use pairgate::bench::{self, BenchError, Measure, Options, Rival};
+use pairgate_lab::bench::{self, BenchError, Measure, Options, Rival};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -32,6 +32,15 @@ pub struct BenchArgs {
     /// sampling both gateways' memory (e.g. 600 for the 10-minute soak).
     #[arg(long, value_name = "SECS")]
     pub soak: Option<u64>,
+    /// Seconds of nothing over which each pair's idle CPU is measured, every
+    /// round (default 30; 5 with --quick).
+    #[arg(long, value_name = "SECS")]
+    pub idle_secs: Option<u64>,
+    /// Instead of the comparison: N bursts of 2,000 concurrent connections
+    /// (500 with --quick) through pairgate and each --vs rival, sampling
+    /// both processes' memory while held and after each burst.
+    #[arg(long, value_name = "N", conflicts_with = "soak")]
+    pub bursts: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -46,19 +55,13 @@ pub enum MeasureArg {
     Latency,
     Connect,
     Memory,
+    Idle,
 }
 
 pub fn bench(args: BenchArgs) -> Result<(), Failure> {
-    if let Some(secs) = args.soak {
-        let report = bench::soak::run(args.dir.as_deref(), secs, 8)
-            .map_err(|e| Failure::Problem(anyhow!(e)))?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print!("{}", report.render());
-        }
-        return Ok(());
-    }
+    // The lab drives this very binary, as an operator would.
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::problem(format!("cannot find the pairgate binary: {e}")))?;
     let mut rivals = Vec::new();
     for r in args.vs {
         let rival = match r {
@@ -69,6 +72,26 @@ pub fn bench(args: BenchArgs) -> Result<(), Failure> {
             rivals.push(rival);
         }
     }
+    if let Some(count) = args.bursts {
+        let report = bench::bursts::run(&exe, args.dir.as_deref(), &rivals, count, args.quick)
+            .map_err(failure)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.render());
+        }
+        return Ok(());
+    }
+    if let Some(secs) = args.soak {
+        let report = bench::soak::run(&exe, args.dir.as_deref(), secs, 8)
+            .map_err(|e| Failure::Problem(anyhow!(e)))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.render());
+        }
+        return Ok(());
+    }
     let only = args
         .only
         .iter()
@@ -77,13 +100,16 @@ pub fn bench(args: BenchArgs) -> Result<(), Failure> {
             MeasureArg::Latency => Measure::Latency,
             MeasureArg::Connect => Measure::Connect,
             MeasureArg::Memory => Measure::Memory,
+            MeasureArg::Idle => Measure::Idle,
         })
         .collect();
     let options = Options {
+        exe,
         rivals,
         quick: args.quick,
         rounds: args.rounds,
         only,
+        idle_secs: args.idle_secs,
         dir: args.dir,
         command: std::env::args()
             .enumerate()
@@ -94,14 +120,18 @@ pub fn bench(args: BenchArgs) -> Result<(), Failure> {
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; its numbers mean little (cargo build --release)");
     }
-    let report = bench::run(&options).map_err(|e| match e {
-        BenchError::Usage(_) => Failure::Invalid(anyhow!(e)),
-        e => Failure::Problem(anyhow!(e)),
-    })?;
+    let report = bench::run(&options).map_err(failure)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render());
     }
     Ok(())
+}
+
+fn failure(e: BenchError) -> Failure {
+    match e {
+        BenchError::Usage(_) => Failure::Invalid(anyhow!(e)),
+        e => Failure::Problem(anyhow!(e)),
+    }
 }

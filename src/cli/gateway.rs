@@ -31,7 +31,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// MiB to stream each way in the bulk phase.
-    #[arg(long, value_name = "MIB", default_value_t = pairgate::demo::DEFAULT_BULK_MIB)]
+    #[arg(long, value_name = "MIB", default_value_t = pairgate_lab::demo::DEFAULT_BULK_MIB)]
     pub bulk_mib: u64,
 }
 
@@ -197,5 +197,8 @@ pub fn check(args: CheckArgs) -> Result<(), Failure> {
 }
 
 pub fn demo(args: DemoArgs) -> Result<(), Failure> {
-    pairgate::demo::run(args.dir, args.bulk_mib).map_err(|e| Failure::Problem(anyhow!(e)))
+    // The demo drives this very binary, as an operator would.
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::problem(format!("cannot find the pairgate binary: {e}")))?;
+    pairgate_lab::demo::run(&exe, args.dir, args.bulk_mib).map_err(|e| Failure::Problem(anyhow!(e)))
 }

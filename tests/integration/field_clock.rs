@@ -276,7 +276,7 @@ fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Gateway {
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("site");
-    Gateway(pairgate::lab::GatewayProcess {
+    Gateway(pairgate_lab::GatewayProcess {
         child,
         config: config.to_owned(),
         audit: config.with_file_name(format!("{stem}-audit.jsonl")),

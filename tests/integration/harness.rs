@@ -1,6 +1,8 @@
-//! The test harness: `pairgate::lab` (shared with the demo and the bench)
-//! plus what only tests need — panicking helpers, a standard pairing, audit
-//! waits, and a raw TLS client that plays a (possibly hostile) peer gateway.
+//! The test harness: `pairgate_lab` (the loopback pairing shared with the
+//! demo and the bench) plus what only tests need — panicking helpers, a PKI
+//! minted in-process with any validity window (`pairgate::pki`), a standard
+//! pairing, audit waits, generated audit logs, and a raw TLS client that
+//! plays a (possibly hostile) peer gateway.
 
 #![allow(dead_code)]
 
@@ -9,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use pairgate::lab::{
+use pairgate::pki::{Ca, LeafRequest, Validity};
+use pairgate_lab::GatewayProcess;
+pub use pairgate_lab::{
     digest_backend, echo_backend, pattern, round_trip, round_trip_on, SiteSpec, POOL1, POOL2,
 };
-use pairgate::lab::{GatewayProcess, Pki as LabPki};
-use pairgate::pki::Validity;
 use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,7 +39,47 @@ pub fn bin() -> &'static str {
 }
 
 pub fn free_port() -> u16 {
-    pairgate::lab::free_port().expect("free port")
+    pairgate_lab::free_port().expect("free port")
+}
+
+/// A CA and the gateway certificates issued from it, in one folder, minted
+/// in-process so that a test can choose any validity window (expired, not
+/// yet valid) — which `pairgate cert issue` rightly does not offer.
+pub struct LabPki {
+    pub dir: PathBuf,
+    pub ca: Ca,
+}
+
+impl LabPki {
+    /// A fresh CA written to `dir/ca.crt` and `dir/ca.key`.
+    pub fn create(dir: &Path, name: &str) -> Result<LabPki, pairgate::pki::PkiError> {
+        let ca = Ca::generate(name, Validity::days_from_now(30))?;
+        ca.write_new(dir)?;
+        Ok(LabPki {
+            dir: dir.to_owned(),
+            ca,
+        })
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// Issues `dir/<file>.crt` and `.key` for `pool`.
+    pub fn issue(
+        &self,
+        file: &str,
+        pool: &str,
+        validity: Validity,
+    ) -> Result<(PathBuf, PathBuf), pairgate::pki::PkiError> {
+        let req = LeafRequest {
+            pool: pool.to_owned(),
+            dns: vec![],
+            ips: vec![],
+            validity,
+        };
+        self.ca.issue(&req)?.write(&self.dir.join(file))
+    }
 }
 
 pub struct Pki(pub LabPki);
@@ -287,4 +329,64 @@ impl RawPeer {
             Ok(Ok(_)) if &buf == b"probe"
         )
     }
+}
+
+/// Writes a new, valid audit log of `n_lines` events (connections and their
+/// closes, a denial every fourth), 10 ms apart from `start`, chained with
+/// the library's own `render_line`; returns the bytes written.
+pub fn synthetic_log(
+    path: &Path,
+    n_lines: u64,
+    start: time::OffsetDateTime,
+) -> std::io::Result<u64> {
+    use pairgate::audit::{line_hash, render_line, Close, Connection, Direction, Event, GENESIS};
+    use pairgate::policy::{DenyReason, Verdict};
+    let mut out = String::new();
+    let mut prev = GENESIS;
+    for i in 0..n_lines {
+        let k = i / 2;
+        let peer_addr = format!("127.0.0.{}:{}", 2 + k % 50, 40000 + k);
+        let denied = k % 4 == 3;
+        let event = if i % 2 == 0 || denied {
+            Event::Connection(Connection {
+                conn_id: k,
+                direction: Direction::Inbound,
+                peer_addr,
+                peer_pool: Some(POOL2.to_owned()),
+                cert_sha256: Some(format!("{k:064x}")),
+                service: Some("backup-smb".to_owned()),
+                decision: if denied {
+                    Verdict::Deny
+                } else {
+                    Verdict::Allow
+                },
+                reason: denied.then_some(DenyReason::ServiceNotAllowed),
+                detail: None,
+                client_addr: None,
+            })
+        } else {
+            Event::Close(Close {
+                conn_id: k,
+                direction: Direction::Inbound,
+                peer_addr,
+                peer_pool: Some(POOL2.to_owned()),
+                cert_sha256: Some(format!("{k:064x}")),
+                service: Some("backup-smb".to_owned()),
+                decision: Verdict::Allow,
+                bytes_in: 1000 + k,
+                bytes_out: 500 + k,
+                duration_ms: k,
+                error: None,
+                reason: None,
+                client_addr: None,
+            })
+        };
+        let ts = start + time::Duration::milliseconds(i as i64 * 10);
+        let line = render_line(ts, &event, &prev);
+        prev = line_hash(line.as_bytes());
+        out += &line;
+        out.push('\n');
+    }
+    std::fs::write(path, &out)?;
+    Ok(out.len() as u64)
 }

@@ -86,3 +86,20 @@ fn spool_verify_json_names_each_bad_file_with_exit_1() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("junk.pgs"), "{err}");
 }
+
+/// The demo's and the bench's tables (drawn by the lab, which does not link
+/// the library) look exactly like every other table pairgate prints.
+#[test]
+fn the_lab_draws_tables_in_the_same_style() {
+    let draw = |mut table: comfy_table::Table| {
+        table
+            .set_header(["site", "allowed", "chain"])
+            .add_row(["site1", "12", "intact, 40 lines"])
+            .add_row(["site2", "3", "intact, 9 lines"]);
+        table.to_string()
+    };
+    assert_eq!(
+        draw(pairgate_lab::table::new()),
+        draw(pairgate::table::new())
+    );
+}

@@ -173,7 +173,7 @@ fn every_broken_input_file_is_one_clear_line() {
 fn a_tampered_audit_log_is_exit_1_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("site-audit.jsonl");
-    pairgate::audit::synth::synthetic_log(&log, 20, time::OffsetDateTime::now_utc()).unwrap();
+    synthetic_log(&log, 20, time::OffsetDateTime::now_utc()).unwrap();
     let ok = pairgate(&["audit", "verify", "--log", log.to_str().unwrap()]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
     let mut bytes = std::fs::read(&log).unwrap();

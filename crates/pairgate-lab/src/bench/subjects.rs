@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 
 use super::rivals::{self, Rival, RivalProcess, Route, SiteFiles};
 use super::BenchError;
-use crate::lab::{self, GatewayProcess, Pki, SiteSpec, POOL1, POOL2};
-use crate::pki::Validity;
+use crate::{GatewayProcess, Pairgate, Pki, SiteSpec, POOL1, POOL2};
 
 const ECHO: &str = "bench-echo";
 const DISCARD: &str = "bench-discard";
 
-/// The pairing manifest of the pairgate pair.
+/// The pairing manifest of the pairgate pair: the two bench services and
+/// the spool, which every site runs.
 const POLICY: &str = "[[service]]\nname = \"bench-echo\"\n\n[[service]]\nname = \"bench-discard\"\n\n[[pair]]\npools = [\"pool01.site1.example\", \"pool02.site2.example\"]\n\
-services = [\"bench-echo\", \"bench-discard\"]\n";
+services = [\"bench-echo\", \"bench-discard\", \"spool\"]\n";
 
 /// Enough room for the idle-connection test plus the load's stragglers.
 const LIMITS: &str = "\n[limits]\nmax_connections = 4096\n";
@@ -29,6 +29,8 @@ pub struct Lab {
     pub discard: SocketAddr,
     site1: SiteFiles,
     site2: SiteFiles,
+    /// Each site's spool master key (`pairgate spool keygen`).
+    spool_keys: [PathBuf; 2],
 }
 
 impl Lab {
@@ -48,9 +50,10 @@ impl Lab {
             what: format!("create {}", certs.display()),
             source,
         })?;
-        let pki = Pki::create(&certs, "pairgate bench pairing CA")?;
+        let pairgate = Pairgate::new(exe);
+        let pki = Pki::create(&pairgate, &certs, "pairgate bench pairing CA")?;
         let site = |file: &str, pool: &str| -> Result<SiteFiles, BenchError> {
-            let (cert, key) = pki.issue(file, pool, Validity::days_from_now(30))?;
+            let (cert, key) = pki.issue(file, pool, 30)?;
             let combined = certs.join(format!("{file}-bench.pem"));
             rivals::write_combined_pem(&cert, &key, &combined)?;
             Ok(SiteFiles {
@@ -62,6 +65,10 @@ impl Lab {
         };
         let site1 = site("site1", POOL1)?;
         let site2 = site("site2", POOL2)?;
+        let spool_keys = [certs.join("site1-spool.key"), certs.join("site2-spool.key")];
+        for key in &spool_keys {
+            pairgate.spool_keygen(key)?;
+        }
         let policy = dir.join("policy.toml");
         std::fs::write(&policy, POLICY).map_err(|source| BenchError::Io {
             what: format!("write {}", policy.display()),
@@ -74,6 +81,7 @@ impl Lab {
             discard,
             site1,
             site2,
+            spool_keys,
         })
     }
 }
@@ -106,7 +114,21 @@ impl Running {
         }
     }
 
-    /// Process ids whose memory counts (both sites), none for "direct".
+    /// `too_many_connections` denials in both gateways' audit logs so far;
+    /// `None` for subjects without an audit log.
+    pub fn evictions(&self) -> Option<u64> {
+        match &self._processes {
+            Processes::Pairgate(p) => Some(
+                p.iter()
+                    .flat_map(GatewayProcess::audit_lines)
+                    .filter(|v| v["reason"] == "too_many_connections")
+                    .count() as u64,
+            ),
+            _ => None,
+        }
+    }
+
+    /// Process ids whose memory and CPU count (both sites), none for "direct".
     pub fn pids(&self) -> Vec<u32> {
         match &self._processes {
             Processes::None => Vec::new(),
@@ -115,15 +137,22 @@ impl Running {
         }
     }
 
-    /// A pairgate pair on fresh ports: site1's tunnels → site2's exports.
+    /// A pairgate pair on fresh ports, configured as operators run it (as in
+    /// the demo): site1's tunnels → site2's exports, a peer link, a spool
+    /// with an outbox at both sites, an admin endpoint.
     ///
     /// # Errors
     /// When a config cannot be written or a gateway does not start.
     pub fn pairgate(lab: &Lab) -> Result<Running, BenchError> {
-        let (p1, p2) = (lab::free_port()?, lab::free_port()?);
-        let (echo_port, discard_port) = (lab::free_port()?, lab::free_port()?);
-        let spec =
-            |name: &str, files: &SiteFiles, pools: (&str, &str), ports: (u16, u16)| SiteSpec {
+        let (p1, p2) = (crate::free_port()?, crate::free_port()?);
+        let (echo_port, discard_port) = (crate::free_port()?, crate::free_port()?);
+        let spec = |name: &str,
+                    files: &SiteFiles,
+                    spool_key: &Path,
+                    pools: (&str, &str),
+                    ports: (u16, u16)|
+         -> Result<SiteSpec, BenchError> {
+            Ok(SiteSpec {
                 name: name.into(),
                 pool: pools.0.into(),
                 peer_pool: pools.1.into(),
@@ -134,15 +163,34 @@ impl Running {
                 peer_connect: ports.1,
                 tunnels: Vec::new(),
                 exports: Vec::new(),
-                extra: LIMITS.into(),
-            };
-        let mut site1 = spec("site1", &lab.site1, (POOL1, POOL2), (p1, p2));
+                extra: format!(
+                    "{LIMITS}\n[spool]\ndir = \"{name}/spool\"\nkey = \"{}\"\n\
+                     outbox = \"{name}/outbox\"\ninbox = \"{name}/inbox\"\n\
+                     \n[admin]\nlisten = \"127.0.0.1:{}\"\n",
+                    spool_key.display(),
+                    crate::free_port()?
+                ),
+            })
+        };
+        let mut site1 = spec(
+            "site1",
+            &lab.site1,
+            &lab.spool_keys[0],
+            (POOL1, POOL2),
+            (p1, p2),
+        )?;
         let local = vec!["127.0.0.0/8".to_owned()];
         site1.tunnels = vec![
             (ECHO.into(), echo_port, local.clone()),
             (DISCARD.into(), discard_port, local),
         ];
-        let mut site2 = spec("site2", &lab.site2, (POOL2, POOL1), (p2, p1));
+        let mut site2 = spec(
+            "site2",
+            &lab.site2,
+            &lab.spool_keys[1],
+            (POOL2, POOL1),
+            (p2, p1),
+        )?;
         site2.exports = vec![(ECHO.into(), lab.echo), (DISCARD.into(), lab.discard)];
         let config1 = site1.write(&lab.dir)?;
         let config2 = site2.write(&lab.dir)?;
@@ -166,8 +214,8 @@ impl Running {
             let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
             Ok(Route {
                 name: name.into(),
-                front: at(lab::free_port()?),
-                peer: at(lab::free_port()?),
+                front: at(crate::free_port()?),
+                peer: at(crate::free_port()?),
                 target,
             })
         };

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::lab::{self, GatewayProcess, LabError, Pki, SiteSpec, POOL1, POOL2};
-use crate::pki::Validity;
-use crate::spool::MasterKey;
+use crate::{GatewayProcess, LabError, Pairgate, Pki, SiteSpec, POOL1, POOL2};
+
+mod files;
+
+use files::{contains_marker, drop_packages, wait_files, wait_outbox_empty};
 
 const POLICY: &str = "# The pairing manifest: the same file at both sites.\n\
 [[pair]]\npools = [\"pool01.site1.example\", \"pool02.site2.example\"]\n\
@@ -48,11 +50,12 @@ fn io(what: &str) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
     move |e| step(format!("{what}: {e}"))
 }
 
-/// Runs the demo in `dir` (default: a fresh folder under the temp dir).
+/// Runs the demo with the `pairgate` binary at `exe` in `dir` (default: a
+/// fresh folder under the temp dir).
 ///
 /// # Errors
 /// When any step does not behave as the demo expects; the message says which.
-pub fn run(dir: Option<PathBuf>, bulk_mib: u64) -> Result<(), DemoError> {
+pub fn run(exe: &Path, dir: Option<PathBuf>, bulk_mib: u64) -> Result<(), DemoError> {
     let dir = match dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!(
@@ -68,12 +71,11 @@ pub fn run(dir: Option<PathBuf>, bulk_mib: u64) -> Result<(), DemoError> {
         )));
     }
     std::fs::create_dir_all(&dir).map_err(io("create the demo folder"))?;
-    let exe = std::env::current_exe().map_err(io("find the pairgate binary"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(io("start the runtime"))?;
-    runtime.block_on(Demo::new(dir, exe, bulk_mib << 20).run())
+    runtime.block_on(Demo::new(dir, Pairgate::new(exe), bulk_mib << 20).run())
 }
 
 /// One site of the demo: its spec, its folders, its running gateway.
@@ -83,14 +85,13 @@ struct Site {
     outbox: PathBuf,
     inbox: PathBuf,
     spool: PathBuf,
-    admin: std::net::SocketAddr,
     gateway: Option<GatewayProcess>,
 }
 
 struct Demo {
     dir: PathBuf,
     bulk: u64,
-    exe: PathBuf,
+    pairgate: Pairgate,
     started: Instant,
     step: usize,
 }
@@ -107,11 +108,11 @@ fn spinner(msg: String) -> ProgressBar {
 }
 
 impl Demo {
-    fn new(dir: PathBuf, exe: PathBuf, bulk: u64) -> Demo {
+    fn new(dir: PathBuf, pairgate: Pairgate, bulk: u64) -> Demo {
         Demo {
             dir,
             bulk,
-            exe,
+            pairgate,
             started: Instant::now(),
             step: 0,
         }
@@ -128,7 +129,11 @@ impl Demo {
             self.dir.display()
         );
         self.heading("Pairing CA, gateway certificates, policy, spool keys, site configs");
-        let pki = Pki::create(&self.dir.join("certs"), "pairgate demo pairing CA")?;
+        let pki = Pki::create(
+            &self.pairgate,
+            &self.dir.join("certs"),
+            "pairgate demo pairing CA",
+        )?;
         let mut sites = self.build_sites(&pki).await?;
         println!("   CA        {}", pki.ca_path().display());
         for s in &sites {
@@ -153,11 +158,11 @@ impl Demo {
                 .ok_or_else(|| step("no tunnel"))?;
             let bar = spinner(format!("{label}: streaming {} MiB", self.bulk >> 20));
             let t = Instant::now();
-            let digest = lab::stream_bulk(tunnel, self.bulk)
+            let digest = crate::stream_bulk(tunnel, self.bulk)
                 .await
                 .map_err(io(label))?;
             bar.finish_and_clear();
-            if digest != lab::bulk_digest(self.bulk) {
+            if digest != crate::bulk_digest(self.bulk) {
                 return Err(step(format!(
                     "{label}: the far File Store received different bytes"
                 )));
@@ -198,7 +203,7 @@ impl Demo {
         }
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let s = status(sites[0].admin).await?;
+            let s = self.status(&sites[0].config)?;
             let out = &s["directions"][0];
             println!(
                 "   site1 status: peer link {}, outbound {} — {} files waiting, oldest {} s",
@@ -213,7 +218,7 @@ impl Demo {
         let t = Instant::now();
         sites[1].gateway = Some(self.start(&sites[1].config)?);
         wait_files(&sites[1].inbox, &waiting, "delivery after recovery").await?;
-        let s = status(sites[0].admin).await?;
+        let s = self.status(&sites[0].config)?;
         println!(
             "   the 10 waiting packages arrived {:.2} s after site2 came back; site1 outbound is {}",
             t.elapsed().as_secs_f64(),
@@ -248,7 +253,7 @@ impl Demo {
             .and_then(|s| s.to_str())
             .unwrap_or("site");
         Ok(GatewayProcess::start(
-            &self.exe,
+            self.pairgate.exe(),
             config,
             Some(&self.dir.join(format!("{name}.log"))),
         )?)
@@ -256,30 +261,28 @@ impl Demo {
 
     async fn build_sites(&self, pki: &Pki) -> Result<Vec<Site>, DemoError> {
         std::fs::write(self.dir.join("policy.toml"), POLICY).map_err(io("write the policy"))?;
-        let ports = [lab::free_port()?, lab::free_port()?];
+        let ports = [crate::free_port()?, crate::free_port()?];
         let mut sites = Vec::new();
         for (i, (name, pool, peer)) in [("site1", POOL1, POOL2), ("site2", POOL2, POOL1)]
             .into_iter()
             .enumerate()
         {
             // Each site's "File Store": a backend that checks what arrives.
-            let store = lab::digest_backend().await?;
+            let store = crate::digest_backend().await?;
             let key = self.dir.join(format!("{name}-spool.key"));
-            MasterKey::generate()
-                .and_then(|k| k.write_key_file(&key))
-                .map_err(|e| step(e.to_string()))?;
-            let admin = std::net::SocketAddr::from(([127, 0, 0, 1], lab::free_port()?));
+            self.pairgate.spool_keygen(&key)?;
+            let admin = std::net::SocketAddr::from(([127, 0, 0, 1], crate::free_port()?));
             let base = self.dir.join(name);
             let spec = SiteSpec {
                 name: name.into(),
                 pool: pool.into(),
                 peer_pool: peer.into(),
-                cert: pki.issue(name, pool, Validity::days_from_now(397))?,
+                cert: pki.issue(name, pool, 397)?,
                 ca: pki.ca_path(),
                 crl: None,
                 peer_listen: ports[i],
                 peer_connect: ports[1 - i],
-                tunnels: vec![("backup-smb".into(), lab::free_port()?, vec!["127.0.0.0/8".into()])],
+                tunnels: vec![("backup-smb".into(), crate::free_port()?, vec!["127.0.0.0/8".into()])],
                 exports: vec![("backup-smb".into(), store)],
                 extra: format!(
                     "\n[spool]\ndir = \"{name}/spool\"\nkey = \"{}\"\noutbox = \"{name}/outbox\"\ninbox = \"{name}/inbox\"\n\
@@ -294,7 +297,6 @@ impl Demo {
                 outbox: base.join("outbox"),
                 inbox: base.join("inbox"),
                 spool: base.join("spool"),
-                admin,
                 gateway: None,
             });
         }
@@ -314,12 +316,11 @@ impl Demo {
             .await
             .map_err(io("write"))?;
         let prefix = sites[1].spec.cert.0.with_extension("");
-        let rotated = crate::pki::rotate_leaf(&pki.ca, &prefix, Validity::days_from_now(397))
-            .map_err(|e| step(e.to_string()))?;
+        let (old_sha256, new_sha256) = pki.rotate(&prefix, 397)?;
         println!(
             "   site2 certificate rotated: {}… → {}…",
-            &rotated.old_sha256[..16],
-            &rotated.new_sha256[..16]
+            old_sha256.get(..16).unwrap_or(&old_sha256),
+            new_sha256.get(..16).unwrap_or(&new_sha256)
         );
         let audit = sites[1]
             .gateway
@@ -329,7 +330,7 @@ impl Demo {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let text = std::fs::read_to_string(&audit).unwrap_or_default();
-            if text.contains(&format!("\"new_sha256\":\"{}\"", rotated.new_sha256)) {
+            if text.contains(&format!("\"new_sha256\":\"{new_sha256}\"")) {
                 break;
             }
             if Instant::now() > deadline {
@@ -349,7 +350,7 @@ impl Demo {
             return Err(step("the session open across the rotation lost bytes"));
         }
         println!("   the session opened before the rotation carried on to the end, intact");
-        let fresh = lab::round_trip(tunnel, b"new session")
+        let fresh = crate::round_trip(tunnel, b"new session")
             .await
             .map_err(io("new session"))?;
         if fresh != ring::digest::digest(&ring::digest::SHA256, b"new session").as_ref() {
@@ -357,6 +358,11 @@ impl Demo {
         }
         println!("   new sessions use the new certificate");
         Ok(())
+    }
+
+    /// `pairgate status --config … --json`, as an operator would ask.
+    fn status(&self, config: &Path) -> Result<serde_json::Value, DemoError> {
+        Ok(self.pairgate.status(config)?)
     }
 
     fn summary(&self, sites: &[Site]) -> Result<(), DemoError> {
@@ -393,11 +399,15 @@ impl Demo {
                 .filter(|v| v["event"] == "close")
                 .filter_map(|v| v["bytes_in"].as_u64())
                 .sum();
-            let chain = match crate::audit::verify(std::io::BufReader::new(
-                std::fs::File::open(&path).map_err(io("open the audit log"))?,
-            )) {
-                Ok(summary) => format!("intact, {} lines", summary.lines),
-                Err(e) => format!("BROKEN: {e}"),
+            let verified = self.pairgate.audit_verify(&path)?;
+            let chain = if verified["ok"] == true {
+                format!("intact, {} lines", verified["lines"])
+            } else {
+                format!(
+                    "BROKEN: line {}: {}",
+                    verified["line"],
+                    verified["fault"].as_str().unwrap_or("?")
+                )
             };
             table.add_row([
                 s.spec.name.clone(),
@@ -417,92 +427,4 @@ impl Demo {
         println!("{table}");
         Ok(())
     }
-}
-
-/// Drops `n` packages into `outbox` the way a producer must (dot-name, then
-/// rename) and returns their names.
-fn drop_packages(
-    outbox: &Path,
-    prefix: &str,
-    n: usize,
-) -> Result<Vec<(String, Vec<u8>)>, DemoError> {
-    let mut names = Vec::new();
-    for i in 0..n {
-        let name = format!("{prefix}-{i:02}.zip");
-        let mut data = lab::pattern(PACKAGE_SIZE);
-        data[..MARKER.len()].copy_from_slice(MARKER);
-        data[MARKER.len()] = i as u8;
-        let tmp = outbox.join(format!(".{name}.partial"));
-        std::fs::write(&tmp, &data).map_err(io("write into the outbox"))?;
-        std::fs::rename(&tmp, outbox.join(&name)).map_err(io("rename into the outbox"))?;
-        names.push((name, data));
-    }
-    Ok(names)
-}
-
-/// Waits until every file arrived in `inbox` with the right content.
-async fn wait_files(
-    inbox: &Path,
-    files: &[(String, Vec<u8>)],
-    what: &str,
-) -> Result<(), DemoError> {
-    let bar = spinner(format!("waiting for {what}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let arrived = files
-            .iter()
-            .filter(|(name, data)| std::fs::read(inbox.join(name)).is_ok_and(|got| &got == data))
-            .count();
-        bar.set_message(format!("{what}: {arrived}/{}", files.len()));
-        if arrived == files.len() {
-            bar.finish_and_clear();
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bar.finish_and_clear();
-            return Err(step(format!(
-                "{what}: only {arrived} of {} files arrived",
-                files.len()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_outbox_empty(outbox: &Path) -> Result<(), DemoError> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_dir(outbox).map_or(0, |d| {
-        d.filter_map(Result::ok)
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .count()
-    }) > 0
-    {
-        if Instant::now() > deadline {
-            return Err(step("the outbox was not taken into the spool"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
-/// Whether any file under `dir` contains the plaintext marker.
-fn contains_marker(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.filter_map(Result::ok).any(|e| {
-        let path = e.path();
-        if path.is_dir() {
-            contains_marker(&path)
-        } else {
-            std::fs::read(&path).is_ok_and(|b| b.windows(MARKER.len()).any(|w| w == MARKER))
-        }
-    })
-}
-
-async fn status(admin: std::net::SocketAddr) -> Result<serde_json::Value, DemoError> {
-    let reply = crate::admin::client::get(admin, "/status")
-        .await
-        .map_err(|e| step(e.to_string()))?;
-    serde_json::from_str(&reply.body).map_err(|e| step(format!("/status: {e}")))
 }

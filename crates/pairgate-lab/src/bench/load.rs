@@ -14,7 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::BenchError;
-use crate::lab;
 
 /// Size of one bulk write.
 const CHUNK: usize = 256 * 1024;
@@ -39,7 +38,21 @@ fn load_err(what: &str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> Benc
 /// # Errors
 /// When a connection fails or the backend's count differs from what was sent.
 pub async fn bulk(addr: SocketAddr, streams: usize, duration: Duration) -> Result<f64, BenchError> {
-    let chunk: Arc<[u8]> = lab::pattern(CHUNK).into();
+    let (bytes, elapsed) = bulk_bytes(addr, streams, duration).await?;
+    Ok(bytes as f64 / elapsed.as_secs_f64() / 1e6)
+}
+
+/// [`bulk`], as the bytes relayed (each counted by the backend) and the
+/// wall time it took, for figures per byte.
+///
+/// # Errors
+/// As [`bulk`].
+pub async fn bulk_bytes(
+    addr: SocketAddr,
+    streams: usize,
+    duration: Duration,
+) -> Result<(u64, Duration), BenchError> {
+    let chunk: Arc<[u8]> = crate::pattern(CHUNK).into();
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::with_capacity(streams);
@@ -56,7 +69,7 @@ pub async fn bulk(addr: SocketAddr, streams: usize, duration: Duration) -> Resul
             source: std::io::Error::other(e),
         })??;
     }
-    Ok(total as f64 / start.elapsed().as_secs_f64() / 1e6)
+    Ok((total, start.elapsed()))
 }
 
 async fn one_bulk_stream(
@@ -104,7 +117,7 @@ pub async fn latency(addr: SocketAddr, samples: usize) -> Result<Vec<f64>, Bench
         .await
         .map_err(load_err("latency connect", addr))?;
     let _ = stream.set_nodelay(true);
-    let ping = lab::pattern(PING);
+    let ping = crate::pattern(PING);
     let mut back = [0u8; PING];
     let mut times = Vec::with_capacity(samples);
     for i in 0..WARMUP + samples {
@@ -234,6 +247,65 @@ pub async fn hold_idle(addr: SocketAddr, count: usize) -> Result<Vec<TcpStream>,
     Ok(held)
 }
 
+/// One more verified 64-byte echo on each connection of `held` (at most
+/// [`OPEN_PARALLEL`] at a time, each within `timeout`). Returns the
+/// connections, still open for the caller to drop, and how many did not
+/// answer: connections the subject closed, or never really relayed.
+pub async fn ping_held(held: Vec<TcpStream>, timeout: Duration) -> (Vec<TcpStream>, usize) {
+    let mut kept = Vec::with_capacity(held.len());
+    let mut failed = 0;
+    let mut rest = held.into_iter();
+    loop {
+        let tasks: Vec<_> = rest
+            .by_ref()
+            .take(OPEN_PARALLEL)
+            .map(|mut stream| {
+                tokio::spawn(async move {
+                    let ping = [0xa5u8; PING];
+                    let exchange = async {
+                        stream.write_all(&ping).await?;
+                        let mut back = [0u8; PING];
+                        stream.read_exact(&mut back).await?;
+                        Ok::<bool, std::io::Error>(back == ping)
+                    };
+                    let ok = matches!(tokio::time::timeout(timeout, exchange).await, Ok(Ok(true)));
+                    (stream, ok)
+                })
+            })
+            .collect();
+        if tasks.is_empty() {
+            break;
+        }
+        for task in tasks {
+            match task.await {
+                Ok((stream, ok)) => {
+                    failed += usize::from(!ok);
+                    kept.push(stream);
+                }
+                Err(_) => failed += 1,
+            }
+        }
+    }
+    (kept, failed)
+}
+
+/// Opens `count` connections at once (each one verified ping within
+/// `timeout`) and returns the open ones and how many failed.
+pub async fn burst(addr: SocketAddr, count: usize, timeout: Duration) -> (Vec<TcpStream>, usize) {
+    let tasks: Vec<_> = (0..count)
+        .map(|_| tokio::spawn(tokio::time::timeout(timeout, ping_once(addr))))
+        .collect();
+    let mut open = Vec::with_capacity(count);
+    let mut failed = 0;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(Ok(stream))) => open.push(stream),
+            _ => failed += 1,
+        }
+    }
+    (open, failed)
+}
+
 /// The value at percentile `p` (0–100) of ascending `sorted` values, by
 /// nearest rank; `None` for no values.
 pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -256,31 +328,6 @@ pub fn median(values: &[f64]) -> Option<f64> {
         (v[mid - 1] + v[mid]) / 2.0
     } else {
         v[mid]
-    })
-}
-
-/// Resident set size in KiB from the text of `/proc/<pid>/status`.
-pub fn parse_vm_rss(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-}
-
-/// Resident set size of process `pid`, in KiB.
-///
-/// # Errors
-/// When the process is gone or its status has no `VmRSS` line.
-pub fn rss_kib(pid: u32) -> Result<u64, BenchError> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).map_err(|source| BenchError::Io {
-        what: format!("read {path}"),
-        source,
-    })?;
-    parse_vm_rss(&text).ok_or_else(|| BenchError::Mismatch {
-        what: path,
-        detail: "no VmRSS line".into(),
     })
 }
 
@@ -308,23 +355,10 @@ mod tests {
         assert_eq!(median(&[]), None);
     }
 
-    #[test]
-    fn vm_rss_lines() {
-        let status = "Name:\tpairgate\nVmPeak:\t  99999 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
-        assert_eq!(parse_vm_rss(status), Some(12345));
-        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
-        assert_eq!(parse_vm_rss("VmRSS:\tlots kB\n"), None);
-    }
-
-    #[test]
-    fn own_rss_is_readable() {
-        assert!(rss_kib(std::process::id()).unwrap() > 0);
-    }
-
     #[tokio::test]
     async fn generators_against_the_lab_backends() {
-        let echo = lab::echo_backend().await.unwrap();
-        let discard = lab::discard_backend().await.unwrap();
+        let echo = crate::echo_backend().await.unwrap();
+        let discard = crate::discard_backend().await.unwrap();
         let mbps = bulk(discard, 2, Duration::from_millis(50)).await.unwrap();
         assert!(mbps > 0.0);
         let times = latency(echo, 20).await.unwrap();
@@ -340,8 +374,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn held_connections_are_checked_end_to_end() {
+        let echo = crate::echo_backend().await.unwrap();
+        let held = hold_idle(echo, 20).await.unwrap();
+        let (held, failed) = ping_held(held, Duration::from_secs(20)).await;
+        assert_eq!((held.len(), failed), (20, 0));
+        // A server that answers the first ping, then closes: every
+        // connection passes when opened, and fails the second check.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let once = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; PING];
+                    if s.read_exact(&mut buf).await.is_ok() {
+                        let _ = s.write_all(&buf).await;
+                    }
+                });
+            }
+        });
+        let held = hold_idle(once, 5).await.unwrap();
+        let (_, failed) = ping_held(held, Duration::from_secs(20)).await;
+        assert_eq!(failed, 5);
+    }
+
+    #[tokio::test]
+    async fn bursts_open_all_at_once_and_count_failures() {
+        let echo = crate::echo_backend().await.unwrap();
+        let (open, failed) = burst(echo, 50, Duration::from_secs(30)).await;
+        assert_eq!((open.len(), failed), (50, 0));
+        let port = crate::free_port().unwrap();
+        let dead = SocketAddr::from(([127, 0, 0, 1], port));
+        let (open, failed) = burst(dead, 3, Duration::from_secs(30)).await;
+        assert_eq!((open.len(), failed), (0, 3));
+    }
+
+    #[tokio::test]
     async fn a_dead_address_is_an_error() {
-        let port = lab::free_port().unwrap();
+        let port = crate::free_port().unwrap();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         assert!(latency(addr, 1).await.is_err());
         assert!(hold_idle(addr, 1).await.is_err());

@@ -8,18 +8,27 @@
 //! so that a noisy neighbour on a shared machine hits all subjects alike, and
 //! reports the medians over rounds.
 //!
-//! Flow: [`subjects::Lab`] mints a PKI and starts an echo and a discard
-//! backend in this process; each round starts every subject fresh
-//! ([`subjects::Running`]: a pairgate pair as two `pairgate run` child
-//! processes, or a rival pair from [`rivals`]), checks that it relays, runs
-//! the [`load`] generators (idle-connection memory first, while the
-//! processes are fresh, then latency, connection rate, bulk), and stops it.
-//! [`report`] turns the rounds into medians, ratios and verdicts.
+//! Flow: [`subjects::Lab`] makes a PKI and spool keys with the `pairgate`
+//! CLI and starts an echo and a discard backend in this process; each round
+//! starts every subject fresh ([`subjects::Running`]: a pairgate pair as two
+//! `pairgate run` child processes configured as operators run them — spool,
+//! outbox, admin endpoint, peer link — or a rival pair from [`rivals`]),
+//! checks that it relays, runs the [`load`] generators (idle-connection
+//! [`memory`] first, while the processes are fresh, then latency, connection
+//! rate, bulk with its CPU per GB, and last the [`cost`] of doing nothing),
+//! and stops it. [`report`] turns the rounds into medians, [`goals`] into
+//! ratios and verdicts. `--soak` ([`soak`]) and `--bursts` ([`bursts`]) are
+//! separate modes.
 //!
 //! Every child process is killed when its owner is dropped, so an error
 //! anywhere leaves nothing running; all addresses are on 127.0.0.1.
 
+pub mod bursts;
+pub mod cost;
+pub mod goals;
 pub mod load;
+pub mod memory;
+pub mod procfs;
 pub mod report;
 pub mod rivals;
 pub mod soak;
@@ -33,7 +42,7 @@ use report::{Figures, Machine, Report, SubjectResult};
 pub use rivals::Rival;
 use subjects::{Lab, Running};
 
-use crate::lab::{self, LabError};
+use crate::{LabError, Pairgate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -75,17 +84,23 @@ pub enum Measure {
     Latency,
     Connect,
     Memory,
+    Idle,
 }
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    /// The `pairgate` binary under test (`pairgate bench` passes itself).
+    pub exe: PathBuf,
     pub rivals: Vec<Rival>,
     pub quick: bool,
     /// Default: 3, or 1 with `quick`.
     pub rounds: Option<usize>,
     /// Empty: everything.
     pub only: Vec<Measure>,
+    /// Seconds of nothing over which idle CPU is measured (default: 30, or
+    /// 5 with `quick`).
+    pub idle_secs: Option<u64>,
     /// Where to put certificates, configs and logs (kept); default: a
     /// temporary folder, removed afterwards.
     pub dir: Option<PathBuf>,
@@ -102,6 +117,8 @@ pub struct Plan {
     pub conn: Duration,
     pub conn_workers: usize,
     pub idle_conns: usize,
+    /// The idle-CPU window.
+    pub idle: Duration,
     pub only: Vec<Measure>,
 }
 
@@ -109,11 +126,17 @@ impl Plan {
     /// The plan for `options`.
     ///
     /// # Errors
-    /// When `--rounds` is 0.
+    /// When `--rounds` or `--idle-secs` is 0.
     pub fn new(options: &Options) -> Result<Plan, BenchError> {
         let rounds = options.rounds.unwrap_or(if options.quick { 1 } else { 3 });
         if rounds == 0 {
             return Err(BenchError::Usage("--rounds must be at least 1".into()));
+        }
+        let idle = options
+            .idle_secs
+            .unwrap_or(if options.quick { 5 } else { 30 });
+        if idle == 0 {
+            return Err(BenchError::Usage("--idle-secs must be at least 1".into()));
         }
         let (secs, rtt_samples, idle_conns) = if options.quick {
             (0.5, 1000, 200)
@@ -127,6 +150,7 @@ impl Plan {
             conn: Duration::from_secs_f64(secs),
             conn_workers: 8,
             idle_conns,
+            idle: Duration::from_secs(idle),
             only: options.only.clone(),
         })
     }
@@ -142,13 +166,17 @@ impl Plan {
 /// When a subject cannot be started or stops relaying under load.
 pub fn run(options: &Options) -> Result<Report, BenchError> {
     let plan = Plan::new(options)?;
-    let (exe, runtime) = exe_and_runtime()?;
-    let mut versions = vec![String::new(), env!("CARGO_PKG_VERSION").to_owned()];
+    let exe = options.exe.clone();
+    let runtime = runtime()?;
+    let ours = Pairgate::new(&exe).version()?;
+    let ours = ours.strip_prefix("pairgate ").unwrap_or(&ours).to_owned();
+    let mut versions = vec![String::new(), ours];
     for rival in &options.rivals {
         versions.push(rivals::version(*rival)?);
     }
     let (dir, _cleanup) = workdir(options.dir.as_deref())?;
-    let rounds = runtime.block_on(run_rounds(&dir, &exe, &options.rivals, &plan))?;
+    let ticks = procfs::ticks_per_sec();
+    let rounds = runtime.block_on(run_rounds(&dir, &exe, &options.rivals, &plan, ticks))?;
     let mut report = Report {
         date: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -174,21 +202,15 @@ pub fn run(options: &Options) -> Result<Report, BenchError> {
     Ok(report)
 }
 
-/// The pairgate binary to start the gateways from (this one) and a runtime
-/// for the load generators and backends.
-fn exe_and_runtime() -> Result<(PathBuf, tokio::runtime::Runtime), BenchError> {
-    let exe = std::env::current_exe().map_err(|source| BenchError::Io {
-        what: "find the pairgate binary".into(),
-        source,
-    })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A runtime for the load generators and backends.
+fn runtime() -> Result<tokio::runtime::Runtime, BenchError> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|source| BenchError::Io {
             what: "start the runtime".into(),
             source,
-        })?;
-    Ok((exe, runtime))
+        })
 }
 
 /// Removes a temporary bench folder when dropped.
@@ -245,9 +267,10 @@ async fn run_rounds(
     exe: &Path,
     rivals: &[Rival],
     plan: &Plan,
+    ticks_per_sec: f64,
 ) -> Result<Vec<(String, Vec<Figures>)>, BenchError> {
-    let echo = lab::echo_backend().await?;
-    let discard = lab::discard_backend().await?;
+    let echo = crate::echo_backend().await?;
+    let discard = crate::discard_backend().await?;
     let lab = tokio::task::block_in_place(|| Lab::create(dir, exe, echo, discard))?;
     let mut names = vec!["direct".to_owned(), "pairgate".to_owned()];
     names.extend(rivals.iter().map(|r| r.name().to_owned()));
@@ -261,7 +284,7 @@ async fn run_rounds(
                 1 => Running::pairgate(&lab),
                 _ => Running::rival(&lab, rivals[i - 2]),
             })?;
-            let figures = measure(&running, plan).await?;
+            let figures = measure(&running, plan, ticks_per_sec).await?;
             tokio::task::block_in_place(|| drop(running));
             results[i].1.push(figures);
             // Let closed connections and exited processes settle.
@@ -288,13 +311,18 @@ async fn ready(running: &Running) -> Result<(), BenchError> {
 }
 
 /// One subject, one round: memory first (fresh processes), then latency,
-/// connection rate, bulk.
-async fn measure(running: &Running, plan: &Plan) -> Result<Figures, BenchError> {
+/// connection rate, bulk (with the CPU it cost), and last idle CPU (after
+/// the traffic, as a gateway idles between the sync windows).
+async fn measure(
+    running: &Running,
+    plan: &Plan,
+    ticks_per_sec: f64,
+) -> Result<Figures, BenchError> {
     ready(running).await?;
     let mut f = Figures::default();
     let pids = running.pids();
     if plan.wants(Measure::Memory) && !pids.is_empty() {
-        f.mem_kib_per_conn = Some(memory_per_conn(running, &pids, plan.idle_conns).await?);
+        memory::per_idle_conn(running, &pids, plan.idle_conns, &mut f).await?;
     }
     if plan.wants(Measure::Latency) {
         let times = load::latency(running.echo, plan.rtt_samples).await?;
@@ -308,25 +336,27 @@ async fn measure(running: &Running, plan: &Plan) -> Result<Figures, BenchError> 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     if plan.wants(Measure::Bulk) {
-        f.bulk_1_mb_s = Some(load::bulk(running.discard, 1, plan.bulk).await?);
-        f.bulk_4_mb_s = Some(load::bulk(running.discard, 4, plan.bulk).await?);
+        let (mb_s, cpu) = cost::bulk(running.discard, 1, plan.bulk, &pids, ticks_per_sec).await?;
+        (f.bulk_1_mb_s, f.cpu_s_per_gb_1) = (Some(mb_s), cpu);
+        let (mb_s, cpu) = cost::bulk(running.discard, 4, plan.bulk, &pids, ticks_per_sec).await?;
+        (f.bulk_4_mb_s, f.cpu_s_per_gb_4) = (Some(mb_s), cpu);
+    }
+    if plan.wants(Measure::Idle) && !pids.is_empty() {
+        // Let closed connections, deferred work and log writers finish.
+        tokio::time::sleep(IDLE_SETTLE).await;
+        eprintln!(
+            "  {}: {} s of nothing, counting CPU",
+            running.name,
+            plan.idle.as_secs()
+        );
+        let each = cost::idle(&pids, plan.idle, ticks_per_sec).await?;
+        f.idle_cpu_pct = each.into_iter().reduce(f64::max);
     }
     Ok(f)
 }
 
-/// RSS growth of `pids` together while `count` verified connections sit
-/// idle through the subject, in KiB per connection.
-async fn memory_per_conn(running: &Running, pids: &[u32], count: usize) -> Result<f64, BenchError> {
-    let rss = || -> Result<u64, BenchError> { pids.iter().map(|p| load::rss_kib(*p)).sum() };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = rss()?;
-    let held = load::hold_idle(running.echo, count).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = rss()?;
-    drop(held);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    Ok((after as f64 - before as f64) / count as f64)
-}
+/// Quiet time between the last traffic and the idle-CPU window.
+const IDLE_SETTLE: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
@@ -355,6 +385,35 @@ mod tests {
         .unwrap();
         assert!(only.wants(Measure::Bulk) && !only.wants(Measure::Memory));
         assert!(full.wants(Measure::Memory));
+    }
+
+    #[test]
+    fn idle_window() {
+        let full = Plan::new(&Options::default()).unwrap();
+        assert_eq!(full.idle, Duration::from_secs(30));
+        let quick = Plan::new(&Options {
+            quick: true,
+            ..Options::default()
+        })
+        .unwrap();
+        assert_eq!(quick.idle, Duration::from_secs(5));
+        let set = Plan::new(&Options {
+            idle_secs: Some(12),
+            ..Options::default()
+        })
+        .unwrap();
+        assert_eq!(set.idle, Duration::from_secs(12));
+        let zero = Options {
+            idle_secs: Some(0),
+            ..Options::default()
+        };
+        assert!(matches!(Plan::new(&zero), Err(BenchError::Usage(_))));
+        let only = Plan::new(&Options {
+            only: vec![Measure::Idle],
+            ..Options::default()
+        })
+        .unwrap();
+        assert!(only.wants(Measure::Idle) && !only.wants(Measure::Bulk));
     }
 
     #[test]

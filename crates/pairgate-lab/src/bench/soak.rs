@@ -8,8 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::subjects::{Lab, Running};
-use super::{exe_and_runtime, load, ready, workdir, BenchError};
-use crate::lab;
+use super::{load, ready, runtime, workdir, BenchError};
 
 /// What a soak found.
 #[derive(Debug, Serialize)]
@@ -43,21 +42,28 @@ impl SoakReport {
     }
 }
 
-/// Runs the soak for `seconds` with `workers` concurrent connect-ping-close loops.
+/// Runs the soak of the `pairgate` binary at `exe` for `seconds` with
+/// `workers` concurrent connect-ping-close loops.
 ///
 /// # Errors
 /// When the pair cannot be started or stops relaying.
-pub fn run(dir: Option<&Path>, seconds: u64, workers: usize) -> Result<SoakReport, BenchError> {
+pub fn run(
+    exe: &Path,
+    dir: Option<&Path>,
+    seconds: u64,
+    workers: usize,
+) -> Result<SoakReport, BenchError> {
     let (dir, _cleanup) = workdir(dir)?;
-    let (exe, runtime) = exe_and_runtime()?;
+    let runtime = runtime()?;
     runtime.block_on(async {
-        let echo = lab::echo_backend().await?;
-        let discard = lab::discard_backend().await?;
-        let lab = tokio::task::block_in_place(|| Lab::create(&dir, &exe, echo, discard))?;
+        let echo = crate::echo_backend().await?;
+        let discard = crate::discard_backend().await?;
+        let lab = tokio::task::block_in_place(|| Lab::create(&dir, exe, echo, discard))?;
         let running = tokio::task::block_in_place(|| Running::pairgate(&lab))?;
         ready(&running).await?;
         let pids = running.pids();
-        let rss = || -> Result<u64, BenchError> { pids.iter().map(|p| load::rss_kib(*p)).sum() };
+        let rss =
+            || -> Result<u64, BenchError> { pids.iter().map(|p| super::procfs::rss_kib(*p)).sum() };
         let period = Duration::from_secs((seconds / 10).clamp(1, 60));
         let mut report = SoakReport {
             seconds,
