@@ -241,12 +241,13 @@ pub use conditions::{Active, Condition, Conditions};
 pub use error::{SpoolCodecError, SpoolError};
 pub use fuzz::{fuzz_decode, FUZZ_KEY};
 pub use key::{KeyError, KeyId, MasterKey};
-pub use metadata::{Metadata, MAX_METADATA_LEN};
+pub use metadata::{Metadata, MAX_METADATA_LEN, PLACEHOLDER_SHA256};
 pub use open::{Opened, Opener};
 pub use seal::Sealer;
 pub use service::{Spool, OUTBOX_POLL, OUTBOX_RESCAN, SAFETY_NET};
 pub use store::{Area, Depth, DirDepth, Store};
 pub use stream::{
-    decrypt_stream, digest_stream, encrypt_seekable, encrypt_stream, read_metadata, seal_stream,
+    decrypt_stream, digest_stream, encrypt_one_pass, encrypt_seekable, encrypt_stream,
+    read_metadata, seal_one_pass, seal_stream,
 };
 pub use wire::fuzz_wire;
