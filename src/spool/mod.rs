@@ -206,6 +206,7 @@
 //! - Nothing here panics on any input; [`fuzz_decode`] is the fuzz entry
 //!   point (`fuzz/fuzz_targets/spool_decode.rs`).
 
+pub mod batch;
 pub mod codec;
 pub mod conditions;
 pub mod deliver;

@@ -21,4 +21,5 @@ mod smb;
 mod spool;
 mod spool_faults;
 mod spool_field;
+mod spool_measure;
 mod tunnel;
