@@ -1,23 +1,27 @@
-//! Group commit of outbox intake: a batch of files sealed into `tmp/` is
-//! made durable together, then its plaintexts are deleted together.
+//! Group commit of outbox intake: the files found ready in one look are
+//! sealed side by side, made durable as they are written, and committed
+//! together.
 //!
 //! Durability needs every sealed copy on disk before its plaintext is
-//! deleted — not one fsync per file in sequence. Intake seals what the
-//! outbox holds now (at most [`MAX_BATCH_FILES`] files or
-//! [`MAX_BATCH_BYTES`] of plaintext, so the first file of a large backlog
-//! is not held back by the last), then ([`Store::commit_batch`]):
+//! deleted — not a chain of fsyncs per file. Intake takes what the outbox
+//! holds now (at most [`MAX_BATCH_FILES`] files or [`MAX_BATCH_BYTES`] of
+//! plaintext, so the first file of a large backlog is not held back by the
+//! last) and ([`Store::take_batch`]):
 //!
-//! 1. fdatasync each sealed copy. The copies were all written first, so the
-//!    kernel writes them back together and the file system commits their
-//!    allocations in one journal transaction: the first fdatasync waits for
-//!    the disk, the others find little or nothing left to do;
-//! 2. re-stat each source; still the version that was read? mark its id
-//!    *pending* (the forwarder skips it) and rename its copy into
-//!    `outgoing/`; fsync `outgoing/` once;
-//! 3. re-stat each source again: unchanged → unlink the plaintext; changed
-//!    (a writer came back) → remove the sealed copy, the file settles again;
-//! 4. fsync the outbox once (and `outgoing/` again if a copy was removed),
-//!    then the ids stop being pending and are reported spooled.
+//! 1. seals the files into `tmp/` on up to [`SEAL_WORKERS`] threads (one
+//!    per core: SHA-256 and AES-GCM are per-file sequential, files are
+//!    not), each reading its file once;
+//! 2. fdatasyncs each sealed copy as soon as it is written, on the calling
+//!    thread, while the workers seal the next files: the disk writes one
+//!    file back while the CPUs seal the others;
+//! 3. re-stats each source; still the version that was read? marks its id
+//!    *pending* (the forwarder skips it) and renames its copy into
+//!    `outgoing/`; one fsync of `outgoing/`;
+//! 4. re-stats each source again: unchanged → unlinks the plaintext;
+//!    changed (a writer came back) → removes the sealed copy, and the file
+//!    settles again;
+//! 5. one fsync of the outbox (and of `outgoing/` again if a copy was
+//!    removed); then the ids stop being pending and are reported spooled.
 //!
 //! A crash anywhere in a batch leaves each of its files in one of the
 //! states of the crash table in [`crate::spool`]: in the outbox with a
@@ -28,9 +32,11 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use super::error::SpoolError;
-use super::intake::Intake;
+use super::intake::{Intake, Taken};
 use super::metadata::Metadata;
 use super::settle::Stamp;
 use super::store::{lock, sync_dir, Area, Store, OUTGOING};
@@ -39,6 +45,9 @@ use super::store::{lock, sync_dir, Area, Store, OUTGOING};
 pub const MAX_BATCH_FILES: usize = 64;
 /// Most plaintext bytes sealed before they are committed together.
 pub const MAX_BATCH_BYTES: u64 = 256 << 20;
+/// Most files sealed at once, each on its own thread (fewer on a machine
+/// with fewer cores).
+pub const SEAL_WORKERS: usize = 4;
 
 /// An outbox file sealed into `tmp/`: complete, not yet durable.
 pub(crate) struct Sealed {
@@ -73,31 +82,93 @@ impl Sealed {
 /// The outcome for each outbox name of a batch.
 pub(crate) type Outcomes = Vec<(OsString, PathBuf, Result<Intake, SpoolError>)>;
 
+/// One outbox file after [`Store::seal_source`], with its place in the batch.
+type Step = (usize, Result<Taken, SpoolError>);
+
+/// Threads to seal `files` files with.
+fn workers(files: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    cores.min(SEAL_WORKERS).min(files).max(1)
+}
+
 impl Store {
-    /// Makes a batch of sealed files durable in `outgoing/` and deletes
-    /// their plaintexts (the steps are in the module doc). Every file of
-    /// the batch gets an outcome; a failure of one leaves the others alone.
+    /// Takes the outbox files `files` (each name with the stamp that
+    /// settled, if any): steps 1–5 of the module doc. Every file gets an
+    /// outcome; a failure of one leaves the others alone.
+    pub(crate) fn take_batch(&self, files: &[(OsString, Option<Stamp>)]) -> Outcomes {
+        let seal = |i: usize| -> Step {
+            let (name, stamp) = &files[i];
+            (i, self.seal_source(&self.outbox.join(name), *stamp))
+        };
+        let mut steps: Vec<Step> = Vec::with_capacity(files.len());
+        let workers = workers(files.len());
+        if workers == 1 {
+            for i in 0..files.len() {
+                steps.push(self.synced(seal(i)));
+            }
+        } else {
+            let next = AtomicUsize::new(0);
+            let (tx, rx) = mpsc::channel::<Step>();
+            std::thread::scope(|scope| {
+                for _ in 0..workers {
+                    let tx = tx.clone();
+                    let (next, seal) = (&next, &seal);
+                    scope.spawn(move || loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= files.len() || tx.send(seal(i)).is_err() {
+                            return;
+                        }
+                    });
+                }
+                drop(tx);
+                // Each copy is synced as soon as it is written.
+                for step in rx {
+                    steps.push(self.synced(step));
+                }
+            });
+        }
+        steps.sort_by_key(|s| s.0);
+        let mut outcomes = Outcomes::new();
+        let mut batch = Vec::new();
+        for (i, step) in steps {
+            let (name, _) = &files[i];
+            match step {
+                Ok(Taken::Sealed(sealed)) => batch.push(*sealed),
+                Ok(Taken::Left(intake)) => {
+                    outcomes.push((name.clone(), self.outbox.join(name), Ok(intake)));
+                }
+                Err(e) => outcomes.push((name.clone(), self.outbox.join(name), Err(e))),
+            }
+        }
+        outcomes.extend(self.commit_batch(batch));
+        outcomes
+    }
+
+    /// Makes a sealed copy durable (fdatasync); on failure it is discarded.
+    fn synced(&self, step: Step) -> Step {
+        match step {
+            (i, Ok(Taken::Sealed(s))) => match s.out.sync_data() {
+                Ok(()) => (i, Ok(Taken::Sealed(s))),
+                Err(e) => {
+                    s.discard();
+                    (i, Err(SpoolError::io("fsync", &s.tmp)(e)))
+                }
+            },
+            other => other,
+        }
+    }
+
+    /// Steps 3–5 for copies already synced: into `outgoing/`, plaintexts
+    /// deleted, one fsync per folder.
     pub(crate) fn commit_batch(&self, batch: Vec<Sealed>) -> Outcomes {
         let mut outcomes = Outcomes::new();
         let mut done = |s: &Sealed, r: Result<Intake, SpoolError>| {
             outcomes.push((s.name.clone(), s.path.clone(), r));
         };
 
-        // 1. Every sealed copy durable.
-        let mut synced = Vec::with_capacity(batch.len());
+        // 3. Into outgoing/, pending until the plaintext is gone.
+        let mut moved = Vec::with_capacity(batch.len());
         for s in batch {
-            match s.out.sync_data() {
-                Ok(()) => synced.push(s),
-                Err(e) => {
-                    s.discard();
-                    done(&s, Err(SpoolError::io("fsync", &s.tmp)(e)));
-                }
-            }
-        }
-
-        // 2. Into outgoing/, pending until the plaintext is gone.
-        let mut moved = Vec::with_capacity(synced.len());
-        for s in synced {
             if !s.unchanged() {
                 s.discard();
                 done(&s, Ok(Intake::Changed));
@@ -128,7 +199,7 @@ impl Store {
             return outcomes;
         }
 
-        // 3. The plaintexts still unchanged are deleted.
+        // 4. The plaintexts still unchanged are deleted.
         let (mut unlinked, mut removed) = (Vec::new(), false);
         for (s, dest) in moved {
             let gone = if s.unchanged() {
@@ -153,7 +224,7 @@ impl Store {
             }
         }
 
-        // 4. One fsync of each folder.
+        // 5. One fsync of each folder.
         if removed {
             if let Err(e) = sync_dir(&outgoing) {
                 tracing::warn!(error = %e, folder = %outgoing.display(), "cannot sync the spool folder after removing a sealed copy");
@@ -181,96 +252,5 @@ fn io_copy(e: &io::Error) -> io::Error {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod tests {
-    use super::*;
-    use crate::spool::intake::Taken;
-    use crate::spool::store::tests::store;
-    use crate::spool::stream::decrypt_stream;
-    use std::io::Write as _;
-
-    fn seal(s: &Store, name: &str, data: &[u8]) -> Sealed {
-        let path = s.outbox.join(name);
-        fs::write(&path, data).unwrap();
-        match s.seal_source(&path, None).unwrap() {
-            Taken::Sealed(sealed) => *sealed,
-            Taken::Left(why) => panic!("{name} left: {why:?}"),
-        }
-    }
-
-    fn count(dir: &std::path::Path) -> usize {
-        fs::read_dir(dir).unwrap().count()
-    }
-
-    /// A batch is committed together: all sealed copies land in
-    /// `outgoing/` and all plaintexts go; one whose writer came back
-    /// between sealing and commit is kept (its copy discarded) while the
-    /// others go on.
-    #[test]
-    fn a_batch_commits_together_and_a_changed_file_stays_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        let batch: Vec<Sealed> = (0..5)
-            .map(|i| seal(&s, &format!("f{i}"), &vec![i; 100_000 + usize::from(i)]))
-            .collect();
-        assert_eq!(count(&s.root.join("tmp")), 5, "sealed, not committed");
-        assert_eq!(count(&s.outbox), 5);
-        // f3's writer appends after it was sealed.
-        fs::OpenOptions::new()
-            .append(true)
-            .open(s.outbox.join("f3"))
-            .unwrap()
-            .write_all(b"more")
-            .unwrap();
-        let outcomes = s.commit_batch(batch);
-        assert_eq!(outcomes.len(), 5);
-        for (name, _, r) in &outcomes {
-            match (name.to_str().unwrap(), r) {
-                ("f3", Ok(Intake::Changed)) => {}
-                (n, Ok(Intake::Spooled(_))) if n != "f3" => {}
-                other => panic!("{other:?}"),
-            }
-        }
-        let names: Vec<_> = fs::read_dir(&s.outbox)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["f3"]);
-        assert_eq!(fs::metadata(s.outbox.join("f3")).unwrap().len(), 100_007);
-        assert_eq!(count(&s.root.join("tmp")), 0);
-        assert!(lock(&s.pending).is_empty());
-        let out = s.entries(Area::Outgoing).unwrap();
-        assert_eq!(out.len(), 4);
-        for e in out {
-            let meta = e.meta.unwrap();
-            let mut plain = Vec::new();
-            let opened = decrypt_stream(File::open(&e.path).unwrap(), &mut plain, &s.key).unwrap();
-            assert_eq!(opened, meta);
-            let i: u8 = meta.name[1..].parse().unwrap();
-            assert!(plain == vec![i; 100_000 + usize::from(i)], "{}", meta.name);
-        }
-    }
-
-    /// A sealed copy that cannot be put in `outgoing/` is dropped and its
-    /// plaintext kept, while the rest of the batch goes on.
-    #[test]
-    fn a_copy_that_vanished_before_the_commit_keeps_its_plaintext() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        let a = seal(&s, "a", b"alpha");
-        let b = seal(&s, "b", b"beta");
-        fs::remove_file(&a.tmp).unwrap();
-        let outcomes = s.commit_batch(vec![a, b]);
-        assert!(
-            matches!(outcomes[0].2, Err(SpoolError::Io { .. })),
-            "{outcomes:?}"
-        );
-        assert!(
-            matches!(outcomes[1].2, Ok(Intake::Spooled(_))),
-            "{outcomes:?}"
-        );
-        assert!(s.outbox.join("a").exists());
-        assert!(!s.outbox.join("b").exists());
-        assert!(lock(&s.pending).is_empty());
-    }
-}
+#[path = "batch_tests.rs"]
+mod tests;

@@ -173,31 +173,20 @@ impl Store {
         keep.push(super::receive::RECEIVE_FULL.to_owned());
         self.conditions.clear_others(Condition::SpoolFull, &keep);
         ready.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let mut batch: Vec<Sealed> = Vec::new();
+        // What the outbox holds now, in batches bounded by count and bytes.
+        let mut batch = Vec::new();
         let mut batch_bytes = 0u64;
         for (_, name, stamp) in ready {
-            let path = self.outbox.join(&name);
-            match self.seal_source(&path, Some(stamp)) {
-                Ok(Taken::Sealed(sealed)) => {
-                    batch_bytes += sealed.meta.size;
-                    batch.push(*sealed);
-                }
-                other => {
-                    let result = other.map(|t| match t {
-                        Taken::Left(intake) => intake,
-                        Taken::Sealed(_) => Intake::Skipped,
-                    });
-                    self.settle_outcomes(tracker, &mut scan, now, vec![(name, path, result)]);
-                }
-            }
+            batch_bytes += stamp.size;
+            batch.push((name, Some(stamp)));
             if batch.len() >= MAX_BATCH_FILES || batch_bytes >= MAX_BATCH_BYTES {
-                let outcomes = self.commit_batch(std::mem::take(&mut batch));
+                let outcomes = self.take_batch(&std::mem::take(&mut batch));
                 self.settle_outcomes(tracker, &mut scan, now, outcomes);
                 batch_bytes = 0;
             }
         }
         if !batch.is_empty() {
-            let outcomes = self.commit_batch(batch);
+            let outcomes = self.take_batch(&batch);
             self.settle_outcomes(tracker, &mut scan, now, outcomes);
         }
         if let Some(t) = lock(tracker).next_retry() {
@@ -267,13 +256,10 @@ impl Store {
         path: &Path,
         expected: Option<Stamp>,
     ) -> Result<Intake, SpoolError> {
-        match self.seal_source(path, expected)? {
-            Taken::Left(intake) => Ok(intake),
-            Taken::Sealed(sealed) => self
-                .commit_batch(vec![*sealed])
-                .pop()
-                .map_or(Ok(Intake::Skipped), |(_, _, r)| r),
-        }
+        let name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
+        self.take_batch(&[(name, expected)])
+            .pop()
+            .map_or(Ok(Intake::Skipped), |(_, _, r)| r)
     }
 
     /// Opens one outbox file, checks it is still `expected` (the stamp that

@@ -1,10 +1,15 @@
 //! Spool ingest beside plain copies on the same disk, and the outbox →
 //! peer inbox delay of a 1 MB file — measured, not asserted. Run with
 //! `cargo test --release --test integration spool_measure -- --ignored --nocapture`
-//! (`PAIRGATE_MEASURE_ROUNDS`, default 3, sets how many rounds of each).
+//! (`PAIRGATE_MEASURE_ROUNDS`, default 3, sets how many rounds of each;
+//! `PAIRGATE_MEASURE_WAYS=now` or any of `cp,cpfiles,copy,before,now` runs only
+//! those, e.g. under `perf record`).
 //!
 //! Each round times, over the same 16 × 16 MiB of fresh files, in turn:
-//! - `cp -r` + `sync`: a page-cache copy and one sync of everything;
+//! - `cp -r` + `sync`: a page-cache copy and one sync of everything (of
+//!   the whole machine: it also waits for whatever else is being written);
+//! - `cp -r` + `sync FILE…`: the same copy, then only the copies synced
+//!   (coreutils `sync` with file arguments fsyncs those files);
 //! - copy + fsync per file (`std::fs::copy`, as `cp` does, then `fsync`
 //!   before the next file, and one fsync of the folder);
 //! - the spool intake as it was before (a hashing pass, then a sealing pass
@@ -33,22 +38,35 @@ const SIZE: usize = 16 << 20;
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
     CpSync,
+    CpSyncFiles,
     CopyFsyncEach,
     SpoolBefore,
     SpoolNow,
 }
 
 impl Way {
-    const ALL: [Way; 4] = [
+    const ALL: [Way; 5] = [
         Way::CpSync,
+        Way::CpSyncFiles,
         Way::CopyFsyncEach,
         Way::SpoolBefore,
         Way::SpoolNow,
     ];
 
+    fn key(self) -> &'static str {
+        match self {
+            Way::CpSync => "cp",
+            Way::CpSyncFiles => "cpfiles",
+            Way::CopyFsyncEach => "copy",
+            Way::SpoolBefore => "before",
+            Way::SpoolNow => "now",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Way::CpSync => "cp -r + sync",
+            Way::CpSyncFiles => "cp -r + sync FILE... (the copies only)",
             Way::CopyFsyncEach => "copy + fsync per file",
             Way::SpoolBefore => "spool ingest before (2 reads, fsync per file)",
             Way::SpoolNow => "spool ingest now (1 read, group commit)",
@@ -93,6 +111,13 @@ fn run(way: Way, root: &Path) -> f64 {
             let ok = Command::new("cp").arg("-r").arg(&src).arg(&dst).status();
             assert!(ok.unwrap().success());
             sync();
+        }
+        Way::CpSyncFiles => {
+            let ok = Command::new("cp").arg("-r").arg(&src).arg(&dst).status();
+            assert!(ok.unwrap().success());
+            let copies = fs::read_dir(&dst).unwrap().map(|e| e.unwrap().path());
+            let ok = Command::new("sync").args(copies).arg(&dst).status();
+            assert!(ok.unwrap().success());
         }
         Way::CopyFsyncEach => {
             fs::create_dir_all(&dst).unwrap();
@@ -191,12 +216,17 @@ async fn measure_ingest_and_delivery_delay() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
+    let only = std::env::var("PAIRGATE_MEASURE_WAYS").unwrap_or_default();
+    let ways: Vec<Way> = Way::ALL
+        .into_iter()
+        .filter(|w| only.is_empty() || only.split(',').any(|k| k == w.key()))
+        .collect();
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
     let mb = (FILES * SIZE) as f64 / 1e6;
-    let mut secs: Vec<Vec<f64>> = vec![Vec::new(); Way::ALL.len()];
+    let mut secs: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
     for _ in 0..rounds {
-        for (i, way) in Way::ALL.into_iter().enumerate() {
-            secs[i].push(run(way, &dir.path().join("run")));
+        for (i, way) in ways.iter().enumerate() {
+            secs[i].push(run(*way, &dir.path().join("run")));
         }
     }
     let rates: Vec<f64> = secs.iter_mut().map(|s| mb / median(s)).collect();
@@ -204,17 +234,24 @@ async fn measure_ingest_and_delivery_delay() {
         "ingest of {FILES} x {} MiB ({mb:.0} MB), median of {rounds} interleaved rounds, same disk:",
         SIZE >> 20
     );
-    for (i, way) in Way::ALL.into_iter().enumerate() {
+    for (i, way) in ways.iter().enumerate() {
         let (lo, hi) = (
             mb / secs[i].iter().copied().fold(0.0, f64::max),
             mb / secs[i].iter().copied().fold(f64::MAX, f64::min),
         );
+        let ratio = if ways[0] == Way::CpSync {
+            format!("{:.2}x cp+sync", rates[i] / rates[0])
+        } else {
+            String::new()
+        };
         println!(
-            "  {:<46} {:>6.0} MB/s  ({lo:.0}-{hi:.0})  {:.2}x cp+sync",
+            "  {:<46} {:>6.0} MB/s  ({lo:.0}-{hi:.0})  {ratio}",
             way.label(),
             rates[i],
-            rates[i] / rates[0]
         );
+    }
+    if !only.is_empty() {
+        return;
     }
 
     for settle in [None, Some(0)] {
