@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use super::error::SpoolError;
-use super::intake::{Intake, Taken};
+use super::intake::{sealed_estimate, Intake, Taken};
 use super::metadata::Metadata;
 use super::settle::Stamp;
 use super::store::{lock, sync_dir, Area, Store, OUTGOING};
@@ -96,14 +96,15 @@ impl Store {
     /// settled, if any): steps 1–5 of the module doc. Every file gets an
     /// outcome; a failure of one leaves the others alone.
     pub(crate) fn take_batch(&self, files: &[(OsString, Option<Stamp>)]) -> Outcomes {
+        let mut steps: Vec<Step> = Vec::with_capacity(files.len());
+        let todo = self.within_max_bytes(files, &mut steps);
         let seal = |i: usize| -> Step {
             let (name, stamp) = &files[i];
             (i, self.seal_source(&self.outbox.join(name), *stamp))
         };
-        let mut steps: Vec<Step> = Vec::with_capacity(files.len());
-        let workers = workers(files.len());
+        let workers = workers(todo.len());
         if workers == 1 {
-            for i in 0..files.len() {
+            for &i in &todo {
                 steps.push(self.synced(seal(i)));
             }
         } else {
@@ -113,9 +114,12 @@ impl Store {
                 for _ in 0..workers {
                     let tx = tx.clone();
                     let (next, seal) = (&next, &seal);
+                    let todo = &todo;
                     scope.spawn(move || loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= files.len() || tx.send(seal(i)).is_err() {
+                        let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                            return;
+                        };
+                        if tx.send(seal(i)).is_err() {
                             return;
                         }
                     });
@@ -142,6 +146,36 @@ impl Store {
         }
         outcomes.extend(self.commit_batch(batch));
         outcomes
+    }
+
+    /// The files of the batch that fit under `max_bytes` together, in
+    /// order (decided before any is sealed: files sealed side by side
+    /// cannot see each other's room). The others are left in the outbox,
+    /// refused once (`spool full`), their steps added to `steps`.
+    fn within_max_bytes(
+        &self,
+        files: &[(OsString, Option<Stamp>)],
+        steps: &mut Vec<Step>,
+    ) -> Vec<usize> {
+        let Some(max) = self.max_bytes else {
+            return (0..files.len()).collect();
+        };
+        let mut used = self.used_bytes();
+        let mut todo = Vec::with_capacity(files.len());
+        for (i, (name, _)) in files.iter().enumerate() {
+            // A file that cannot be stat'ed is left to `seal_source` to report.
+            if let Ok(stat) = fs::symlink_metadata(self.outbox.join(name)) {
+                let need = sealed_estimate(stat.len());
+                if used + need > max {
+                    self.refuse_full(name, &stat, max);
+                    steps.push((i, Ok(Taken::Left(Intake::Full))));
+                    continue;
+                }
+                used += need;
+            }
+            todo.push(i);
+        }
+        todo
     }
 
     /// Makes a sealed copy durable (fdatasync); on failure it is discarded.

@@ -157,3 +157,30 @@ fn a_copy_that_vanished_before_the_commit_keeps_its_plaintext() {
     assert!(!s.outbox.join("b").exists());
     assert!(lock(&s.pending).is_empty());
 }
+
+/// `max_bytes` holds for a batch sealed side by side: files that each fit
+/// but not all together are taken only as far as they fit, in order (here
+/// a small file would fit while a big one is still being sealed).
+#[test]
+fn max_bytes_holds_for_a_batch_sealed_side_by_side() {
+    use crate::spool::intake::sealed_estimate;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(dir.path());
+    let sizes = [64 << 10, 32 << 20, 1 << 20, 1 << 20];
+    s.max_bytes = Some(sealed_estimate(sizes[0]) + sealed_estimate(sizes[1]) + 1000);
+    let mut files = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let name = format!("c{i}");
+        fs::write(s.outbox.join(&name), vec![i as u8; size as usize]).unwrap();
+        files.push((OsString::from(name), None));
+    }
+    let outcomes = s.take_batch(&files);
+    let spooled: Vec<_> = outcomes
+        .iter()
+        .filter(|o| matches!(o.2, Ok(Intake::Spooled(_))))
+        .map(|o| o.0.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(spooled, ["c0", "c1"], "{outcomes:?}");
+    assert!(s.used_bytes() <= s.max_bytes.unwrap());
+    assert_eq!(count(&s.outbox), 2);
+}

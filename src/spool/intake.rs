@@ -290,17 +290,7 @@ impl Store {
         if !stat.is_file() || expected.is_some_and(|e| e != at_open) {
             return Ok(Taken::Left(Intake::Changed));
         }
-        if let Some(max) = self.max_bytes {
-            if self.used_bytes() + sealed_estimate(stat.len()) > max {
-                self.refuse(
-                    &os_name,
-                    &stat,
-                    format!("spool full: max_bytes = {max}"),
-                    Condition::SpoolFull,
-                );
-                return Ok(Taken::Left(Intake::Full));
-            }
-        }
+        // (`max_bytes` was checked for the whole batch: `Store::take_batch`.)
         // `size` and `sha256` are filled in from what is read.
         let mut meta = match Metadata::new(&name, 0, PLACEHOLDER_SHA256) {
             Ok(m) => m,
@@ -345,6 +335,16 @@ impl Store {
             out,
             meta,
         })))
+    }
+
+    /// Leaves an outbox file that would overflow `max_bytes` in the outbox.
+    pub(crate) fn refuse_full(&self, os_name: &OsString, stat: &fs::Metadata, max: u64) {
+        self.refuse(
+            os_name,
+            stat,
+            format!("spool full: max_bytes = {max}"),
+            Condition::SpoolFull,
+        );
     }
 
     /// A file is in `outgoing/` and its plaintext gone: count, log, clear

@@ -18,6 +18,10 @@
 //!   the library's public pieces so both run in one process on one disk;
 //! - the spool intake now ([`pairgate::spool::Store::scan_outbox`]: one
 //!   read, group commit).
+//!
+//! Beside each rate: the CPU seconds per GB this process (and the `cp` and
+//! `sync` it ran) used, user + system; the kernel's writeback threads are
+//! not counted, for any of them.
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Seek, SeekFrom};
@@ -89,8 +93,20 @@ fn make_files(dir: &Path) {
     sync();
 }
 
-/// One timed run of `way` in a fresh folder under `root`; seconds.
-fn run(way: Way, root: &Path) -> f64 {
+/// CPU seconds used so far by this process and the children it waited for
+/// (`cp`, `sync`): utime + stime + cutime + cstime from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which is in parentheses).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f[11..15].iter().map(|v| v.parse::<u64>().unwrap()).sum();
+    ticks as f64 / 100.0
+}
+
+/// One timed run of `way` in a fresh folder under `root`: wall and CPU
+/// seconds.
+fn run(way: Way, root: &Path) -> (f64, f64) {
     let _ = fs::remove_dir_all(root);
     let src = root.join("src");
     make_files(&src);
@@ -105,7 +121,7 @@ fn run(way: Way, root: &Path) -> f64 {
     )
     .unwrap();
     let dst = root.join("copy");
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_seconds());
     match way {
         Way::CpSync => {
             let ok = Command::new("cp").arg("-r").arg(&src).arg(&dst).status();
@@ -139,7 +155,7 @@ fn run(way: Way, root: &Path) -> f64 {
             assert_eq!(store.scan_outbox().unwrap().len(), FILES);
         }
     }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu);
     if matches!(way, Way::SpoolBefore | Way::SpoolNow) {
         assert_eq!(fs::read_dir(&src).unwrap().count(), 0);
         assert_eq!(
@@ -224,9 +240,12 @@ async fn measure_ingest_and_delivery_delay() {
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
     let mb = (FILES * SIZE) as f64 / 1e6;
     let mut secs: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
     for _ in 0..rounds {
         for (i, way) in ways.iter().enumerate() {
-            secs[i].push(run(*way, &dir.path().join("run")));
+            let (wall, used) = run(*way, &dir.path().join("run"));
+            secs[i].push(wall);
+            cpu[i].push(used);
         }
     }
     let rates: Vec<f64> = secs.iter_mut().map(|s| mb / median(s)).collect();
@@ -245,9 +264,10 @@ async fn measure_ingest_and_delivery_delay() {
             String::new()
         };
         println!(
-            "  {:<46} {:>6.0} MB/s  ({lo:.0}-{hi:.0})  {ratio}",
+            "  {:<46} {:>6.0} MB/s  ({lo:.0}-{hi:.0})  {ratio:<14} CPU {:.2} s/GB",
             way.label(),
             rates[i],
+            median(&mut cpu[i]) / (mb / 1000.0),
         );
     }
     if !only.is_empty() {
