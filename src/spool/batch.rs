@@ -6,7 +6,7 @@
 //! deleted — not a chain of fsyncs per file. Intake takes what the outbox
 //! holds now (at most [`MAX_BATCH_FILES`] files or [`MAX_BATCH_BYTES`] of
 //! plaintext, so the first file of a large backlog is not held back by the
-//! last) and ([`Store::take_batch`]):
+//! last) and (`Store::take_batch`):
 //!
 //! 1. seals the files into `tmp/` on up to [`SEAL_WORKERS`] threads (one
 //!    per core: SHA-256 and AES-GCM are per-file sequential, files are

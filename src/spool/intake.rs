@@ -241,7 +241,8 @@ impl Store {
     }
 
     /// Seals one outbox file into `outgoing/` and deletes the plaintext,
-    /// without a settle check (tests, tools).
+    /// without a settle check (tests, tools). Only the file name of `path`
+    /// is used: the file is the outbox's.
     ///
     /// # Errors
     /// [`SpoolError::Io`] / [`SpoolError::Codec`]; the plaintext then stays.
@@ -264,7 +265,7 @@ impl Store {
 
     /// Opens one outbox file, checks it is still `expected` (the stamp that
     /// settled) and seals it into `tmp/`, reading it once. Not durable yet:
-    /// [`Store::commit_batch`] does that for a whole batch.
+    /// [`Store::take_batch`] syncs and commits a whole batch.
     pub(crate) fn seal_source(
         &self,
         path: &Path,
