@@ -299,3 +299,34 @@ fn a_file_that_changes_while_it_is_read_is_discarded() {
     decrypt_stream(sealed, &mut out, &s.key).unwrap();
     assert!(out == data);
 }
+
+/// Intake reads each byte of a file once (it used to read it twice: a
+/// hashing pass, then a sealing pass).
+#[test]
+fn intake_reads_each_file_once() {
+    struct Counting<R>(R, std::rc::Rc<std::cell::Cell<u64>>);
+    impl<R: io::Read> io::Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1.set(self.1.get() + n as u64);
+            Ok(n)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let path = s.outbox.join("once.bin");
+    let size = 5 * CHUNK_LEN + 17;
+    fs::write(&path, vec![9u8; size]).unwrap();
+    let read = std::rc::Rc::new(std::cell::Cell::new(0));
+    let file = fs::File::open(&path).unwrap();
+    let taken = s
+        .seal_opened(&path, file, None, |r| Counting(r, read.clone()))
+        .unwrap();
+    let Taken::Sealed(sealed) = taken else {
+        panic!("not sealed")
+    };
+    assert_eq!(read.get(), size as u64);
+    assert_eq!(sealed.meta.size, size as u64);
+    let outcomes = s.commit_batch(vec![*sealed]);
+    assert!(matches!(outcomes[0].2, Ok(Intake::Spooled(_))));
+}
