@@ -109,20 +109,23 @@ impl Store {
             }
         } else {
             let next = AtomicUsize::new(0);
+            let claim = || todo.get(next.fetch_add(1, Ordering::Relaxed)).copied();
             let (tx, rx) = mpsc::channel::<Step>();
             std::thread::scope(|scope| {
                 for _ in 0..workers {
-                    let tx = tx.clone();
-                    let (next, seal) = (&next, &seal);
-                    let todo = &todo;
-                    scope.spawn(move || loop {
-                        let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                            return;
-                        };
-                        if tx.send(seal(i)).is_err() {
-                            return;
-                        }
-                    });
+                    let (tx, claim, seal) = (tx.clone(), &claim, &seal);
+                    let spawned = std::thread::Builder::new()
+                        .name("pairgate-seal".into())
+                        .spawn_scoped(scope, move || {
+                            while let Some(i) = claim() {
+                                if tx.send(seal(i)).is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    if let Err(e) = spawned {
+                        tracing::debug!(error = %e, "cannot start a sealing thread; sealing on fewer");
+                    }
                 }
                 drop(tx);
                 // Each copy is synced as soon as it is written.
@@ -130,6 +133,10 @@ impl Store {
                     steps.push(self.synced(step));
                 }
             });
+            // Whatever no thread took (none could be started) is sealed here.
+            while let Some(i) = claim() {
+                steps.push(self.synced(seal(i)));
+            }
         }
         steps.sort_by_key(|s| s.0);
         let mut outcomes = Outcomes::new();
