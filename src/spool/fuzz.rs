@@ -10,7 +10,9 @@
 //!    state machine sees well-sealed but malformed files); if the opener
 //!    accepts one, its output must equal the sealed chunks and match the
 //!    metadata;
-//! 3. as plaintext, sealed and opened again (must round-trip exactly).
+//! 3. as plaintext, sealed and opened again (must round-trip exactly), and
+//!    sealed in one pass (record 0 reserved, sealed last), which must give
+//!    the very same bytes.
 //!
 //! Assertions here are deliberate: a failed one is a fuzzing finding.
 
@@ -20,8 +22,9 @@ use ring::digest;
 
 use super::codec::{seal_raw, CHUNK_LEN, HEADER_LEN, MAGIC, SALT_LEN};
 use super::key::MasterKey;
+use super::metadata::Metadata;
 use super::seal::Sealer;
-use super::stream::{decrypt_stream, read_metadata, seal_stream};
+use super::stream::{decrypt_stream, read_metadata, seal_one_pass, seal_stream};
 
 /// The fixed master key of the fuzz target and the known-answer vectors:
 /// bytes 0x00, 0x01, …, 0x1f.
@@ -137,7 +140,8 @@ fn round_trip(key: &MasterKey, data: &[u8]) {
         r#"{{"id":"r","name":"r","size":{},"sha256":"{sha}","created":"2024-01-01T00:00:00Z"}}"#,
         plain.len()
     );
-    let sealer = Sealer::new(key, [7; SALT_LEN], [9; 7], meta.into_bytes());
+    let record = meta.into_bytes();
+    let sealer = Sealer::new(key, [7; SALT_LEN], [9; 7], record.clone());
     let sealer = match sealer {
         Ok(s) => s,
         Err(e) => panic!("valid metadata rejected: {e}"),
@@ -145,6 +149,16 @@ fn round_trip(key: &MasterKey, data: &[u8]) {
     let mut file = Vec::new();
     if let Err(e) = seal_stream(sealer, &plain[..], &mut file) {
         panic!("sealing failed: {e}");
+    }
+    let one_pass = Sealer::reserving(key, [7; SALT_LEN], [9; 7], record.len()).and_then(|sealer| {
+        let meta = Metadata::from_record(&record)?;
+        let mut out = io::Cursor::new(Vec::new());
+        seal_one_pass(sealer, &plain[..], &mut out, meta)?;
+        Ok(out.into_inner())
+    });
+    match one_pass {
+        Ok(bytes) => assert!(bytes == file, "one pass and two passes differ"),
+        Err(e) => panic!("one-pass sealing failed: {e}"),
     }
     let mut out = Vec::new();
     match decrypt_stream(&file[..], &mut out, key) {

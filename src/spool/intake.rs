@@ -2,16 +2,17 @@
 //! file in `outgoing/` → plaintext deleted.
 //!
 //! Which files are finished is decided in [`super::settle`] (events,
-//! quiescence); this module does the taking. Order (see the crash table
-//! in [`crate::spool`]): open the file and check it is still the version
-//! that settled; seal it into `tmp/` (a hashing pass, then a sealing pass
-//! that must hash the same), fsync; re-stat: unchanged?; mark the id
-//! *pending* (the forwarder skips it), rename into `outgoing/`, fsync the
-//! folder; re-stat once more: still unchanged? → delete the plaintext,
-//! fsync the outbox; else discard the sealed copy and wait for the file to
-//! settle again. The sealed file's metadata remembers the source's inode,
-//! mtime and size, so recovery can tell "the plaintext of this sealed
-//! file" from a new file dropped under the same name.
+//! quiescence); this module does the taking. Each file is opened, checked
+//! to be the version that settled, and sealed into `tmp/` reading it once
+//! ([`super::stream::encrypt_one_pass`]); the file must not have changed
+//! while it was read (its stamp before and after, and the number of bytes
+//! read: the SHA-256 sealed is of exactly those bytes). The files found
+//! ready in one look are then committed together ([`super::batch`]):
+//! fsync, rename into `outgoing/`, one fsync of the folder, re-stat, delete
+//! the plaintexts, one fsync of the outbox. The sealed file's metadata
+//! remembers the source's inode, mtime and size, so recovery can tell "the
+//! plaintext of this sealed file" from a new file dropped under the same
+//! name.
 //!
 //! Symbolic links and other non-regular files are refused with an audit
 //! line (`spool_refused`), never followed. A file that cannot be taken
@@ -20,7 +21,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
@@ -28,15 +29,24 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::batch::{Outcomes, Sealed, MAX_BATCH_BYTES, MAX_BATCH_FILES};
 use super::conditions::{Audited, Condition, Report, Subject};
-use super::error::{SpoolCodecError, SpoolError};
-use super::metadata::Metadata;
+use super::error::SpoolError;
+use super::metadata::{Metadata, PLACEHOLDER_SHA256};
 use super::names::{self, RAW_NAME_FIELD};
 use super::settle::{Stamp, Tracker, Verdict};
-use super::store::{age_ms, durable_remove, durable_rename, lock, Area, Store};
-use super::stream::{digest_stream, encrypt_stream};
+use super::store::{age_ms, lock, Store};
+use super::stream::encrypt_one_pass;
 use super::CHUNK_LEN;
 use crate::audit::{Event, SpoolFile};
+
+/// One outbox file after the sealing step.
+pub(crate) enum Taken {
+    /// Sealed into `tmp/`, waiting for its batch to be committed.
+    Sealed(Box<Sealed>),
+    /// Left in the outbox, for this reason.
+    Left(Intake),
+}
 
 /// What happened to one outbox file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,9 +173,37 @@ impl Store {
         keep.push(super::receive::RECEIVE_FULL.to_owned());
         self.conditions.clear_others(Condition::SpoolFull, &keep);
         ready.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        // What the outbox holds now, in batches bounded by count and bytes.
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0u64;
         for (_, name, stamp) in ready {
-            let path = self.outbox.join(&name);
-            let result = self.intake_file_at(&path, Some(stamp));
+            batch_bytes += stamp.size;
+            batch.push((name, Some(stamp)));
+            if batch.len() >= MAX_BATCH_FILES || batch_bytes >= MAX_BATCH_BYTES {
+                let outcomes = self.take_batch(&std::mem::take(&mut batch));
+                self.settle_outcomes(tracker, &mut scan, now, outcomes);
+                batch_bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            let outcomes = self.take_batch(&batch);
+            self.settle_outcomes(tracker, &mut scan, now, outcomes);
+        }
+        if let Some(t) = lock(tracker).next_retry() {
+            scan.next_look = earliest(scan.next_look, t);
+        }
+        scan
+    }
+
+    /// Tells the tracker and the scan how each file fared.
+    fn settle_outcomes(
+        &self,
+        tracker: &Mutex<Tracker>,
+        scan: &mut Scan,
+        now: Instant,
+        outcomes: Outcomes,
+    ) {
+        for (name, path, result) in outcomes {
             let mut t = lock(tracker);
             match result {
                 Ok(Intake::Spooled(id)) => {
@@ -200,14 +238,11 @@ impl Store {
                 }
             }
         }
-        if let Some(t) = lock(tracker).next_retry() {
-            scan.next_look = earliest(scan.next_look, t);
-        }
-        scan
     }
 
     /// Seals one outbox file into `outgoing/` and deletes the plaintext,
-    /// without a settle check (tests, tools).
+    /// without a settle check (tests, tools). Only the file name of `path`
+    /// is used: the file is the outbox's.
     ///
     /// # Errors
     /// [`SpoolError::Io`] / [`SpoolError::Codec`]; the plaintext then stays.
@@ -216,83 +251,106 @@ impl Store {
     }
 
     /// Seals one outbox file, which must still have `expected` (the stamp
-    /// that settled), and deletes the plaintext if it did not change.
-    fn intake_file_at(&self, path: &Path, expected: Option<Stamp>) -> Result<Intake, SpoolError> {
+    /// that settled), and commits it alone.
+    pub(crate) fn intake_file_at(
+        &self,
+        path: &Path,
+        expected: Option<Stamp>,
+    ) -> Result<Intake, SpoolError> {
+        let name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
+        self.take_batch(&[(name, expected)])
+            .pop()
+            .map_or(Ok(Intake::Skipped), |(_, _, r)| r)
+    }
+
+    /// Opens one outbox file, checks it is still `expected` (the stamp that
+    /// settled) and seals it into `tmp/`, reading it once. Not durable yet:
+    /// [`Store::take_batch`] syncs and commits a whole batch.
+    pub(crate) fn seal_source(
+        &self,
+        path: &Path,
+        expected: Option<Stamp>,
+    ) -> Result<Taken, SpoolError> {
+        let file = open_source(path).map_err(SpoolError::io("open", path))?;
+        self.seal_opened(path, file, expected, |f| f)
+    }
+
+    /// [`Store::seal_source`] once the file is open; `wrap` may wrap the
+    /// reader (tests use it to change the file while it is read).
+    pub(crate) fn seal_opened<R: Read>(
+        &self,
+        path: &Path,
+        file: File,
+        expected: Option<Stamp>,
+        wrap: impl FnOnce(io::Take<File>) -> R,
+    ) -> Result<Taken, SpoolError> {
         let os_name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
         let (name, raw_name) = names::describe(&os_name);
-        let mut file = open_source(path).map_err(SpoolError::io("open", path))?;
         let stat = file.metadata().map_err(SpoolError::io("stat", path))?;
         let at_open = Stamp::of(&stat);
         if !stat.is_file() || expected.is_some_and(|e| e != at_open) {
-            return Ok(Intake::Changed);
+            return Ok(Taken::Left(Intake::Changed));
         }
-        if let Some(max) = self.max_bytes {
-            if self.used_bytes() + sealed_estimate(stat.len()) > max {
-                self.refuse(
-                    &os_name,
-                    &stat,
-                    format!("spool full: max_bytes = {max}"),
-                    Condition::SpoolFull,
-                );
-                return Ok(Intake::Full);
-            }
-        }
-        let (size, sha256) =
-            digest_stream(io::BufReader::new(&mut file)).map_err(SpoolError::codec(path))?;
-        let mut meta = match Metadata::new(&name, size, &sha256) {
+        // (`max_bytes` was checked for the whole batch: `Store::take_batch`.)
+        // `size` and `sha256` are filled in from what is read.
+        let mut meta = match Metadata::new(&name, 0, PLACEHOLDER_SHA256) {
             Ok(m) => m,
             Err(e) => {
                 self.refuse(&os_name, &stat, e.to_string(), Condition::OutboxRefused);
-                return Ok(Intake::Skipped);
+                return Ok(Taken::Left(Intake::Skipped));
             }
         };
         meta.extra.insert("source".into(), source_tag(&stat));
         if let Some(raw) = raw_name {
             meta.extra.insert(RAW_NAME_FIELD.into(), raw.into());
         }
-        file.seek(SeekFrom::Start(0))
-            .map_err(SpoolError::io("rewind", path))?;
 
         let tmp = self.tmp_path(&meta.id);
-        let sealed = (|| {
-            let out = File::create_new(&tmp).map_err(SpoolError::io("create", &tmp))?;
-            let mut w = BufWriter::with_capacity(256 * 1024, out);
-            encrypt_stream(io::BufReader::new(&mut file), &mut w, &self.key, &meta)
-                .map_err(SpoolError::codec(path))?;
-            let out = w
-                .into_inner()
-                .map_err(|e| SpoolError::io("write", &tmp)(e.into_error()))?;
-            out.sync_all().map_err(SpoolError::io("fsync", &tmp))
-        })();
-        let unchanged = || {
-            let now = file.metadata().map(|m| Stamp::of(&m)).ok();
-            let named = fs::symlink_metadata(path).map(|m| Stamp::of(&m)).ok();
-            now == Some(at_open) && named == Some(at_open)
-        };
-        match sealed {
-            Err(SpoolError::Codec {
-                source: SpoolCodecError::SourceChanged { .. },
-                ..
-            }) => {
-                let _ = fs::remove_file(&tmp);
-                return Ok(Intake::Changed);
-            }
+        let reader = file.try_clone().map_err(SpoolError::io("open", path))?;
+        let mut out = File::create_new(&tmp).map_err(SpoolError::io("create", &tmp))?;
+        // One byte beyond the size at open is enough to know it grew.
+        let sealed = encrypt_one_pass(
+            wrap(reader.take(at_open.size + 1)),
+            &mut out,
+            &self.key,
+            meta,
+        );
+        let meta = match sealed {
+            Ok((meta, _)) => meta,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                return Err(e);
+                return Err(SpoolError::codec(path)(e));
             }
-            Ok(()) if !unchanged() => {
-                let _ = fs::remove_file(&tmp);
-                return Ok(Intake::Changed);
-            }
-            Ok(()) => {}
+        };
+        let now = file.metadata().map(|m| Stamp::of(&m)).ok();
+        if meta.size != at_open.size || now != Some(at_open) {
+            let _ = fs::remove_file(&tmp);
+            return Ok(Taken::Left(Intake::Changed));
         }
-        lock(&self.pending).insert(meta.id.clone());
-        let done = self.commit_intake(&tmp, path, &meta, unchanged);
-        lock(&self.pending).remove(&meta.id);
-        if !done? {
-            return Ok(Intake::Changed);
-        }
+        Ok(Taken::Sealed(Box::new(Sealed {
+            name: os_name,
+            path: path.to_owned(),
+            source: file,
+            at_open,
+            tmp,
+            out,
+            meta,
+        })))
+    }
+
+    /// Leaves an outbox file that would overflow `max_bytes` in the outbox.
+    pub(crate) fn refuse_full(&self, os_name: &OsString, stat: &fs::Metadata, max: u64) {
+        self.refuse(
+            os_name,
+            stat,
+            format!("spool full: max_bytes = {max}"),
+            Condition::SpoolFull,
+        );
+    }
+
+    /// A file is in `outgoing/` and its plaintext gone: count, log, clear
+    /// its refusals, audit `spool_in`.
+    pub(crate) fn spooled(&self, os_name: &OsStr, meta: &Metadata) {
         self.counters.ingested.fetch_add(1, Ordering::Relaxed);
         tracing::info!(id = %meta.id, size = meta.size, "spooled");
         let key = os_name.to_string_lossy();
@@ -306,34 +364,10 @@ impl Store {
             name: meta.name.clone(),
             size: meta.size,
             peer_pool: None,
-            age_ms: Some(age_ms(&meta)),
+            age_ms: Some(age_ms(meta)),
             reason: None,
             path: None,
         }));
-        Ok(Intake::Spooled(meta.id))
-    }
-
-    /// Renames the sealed copy into `outgoing/`, then deletes the source if
-    /// it is still unchanged. `Ok(false)`: it changed at the last moment;
-    /// the sealed copy was removed again.
-    fn commit_intake(
-        &self,
-        tmp: &Path,
-        source: &Path,
-        meta: &Metadata,
-        unchanged: impl Fn() -> bool,
-    ) -> Result<bool, SpoolError> {
-        let dest = self.path(Area::Outgoing, &meta.id);
-        if let Err(e) = durable_rename(tmp, &dest) {
-            let _ = fs::remove_file(tmp);
-            return Err(e);
-        }
-        if !unchanged() {
-            durable_remove(&dest)?;
-            return Ok(false);
-        }
-        durable_remove(source)?;
-        Ok(true)
     }
 
     /// Leaves an outbox file where it is: logged and audited

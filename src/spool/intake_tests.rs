@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::spool::settle::Seen;
 use crate::spool::store::tests::store;
+use crate::spool::store::Area;
 use crate::spool::stream::decrypt_stream;
 
 #[test]
@@ -219,4 +220,113 @@ fn an_outbox_scan_clears_only_outbox_conditions() {
     let left = s.conditions.snapshot();
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].detail.contains("from the peer"));
+}
+
+/// A reader that lets a writer at the file after the first chunk was read.
+struct Meddling<R> {
+    inner: R,
+    read: u64,
+    meddle: Option<Box<dyn FnOnce()>>,
+}
+
+impl<R: io::Read> io::Read for Meddling<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.read >= CHUNK_LEN as u64 {
+            if let Some(f) = self.meddle.take() {
+                f();
+            }
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Intake reads each file once; a file written while it is read (grown,
+/// overwritten in place with the same size, replaced under its name) is
+/// not spooled: the sealed copy is discarded and the file settles again.
+#[test]
+fn a_file_that_changes_while_it_is_read_is_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let path = s.outbox.join("live.bin");
+    let data = vec![5u8; 3 * CHUNK_LEN];
+    type Meddle = fn(&Path);
+    let cases: [(&str, Meddle); 3] = [
+        ("appended", |p| {
+            let mut f = fs::OpenOptions::new().append(true).open(p).unwrap();
+            f.write_all(b"tail").unwrap();
+        }),
+        ("overwritten in place", |p| {
+            use std::os::unix::fs::FileExt;
+            let f = fs::OpenOptions::new().write(true).open(p).unwrap();
+            // Ahead of the reader: what is read differs from the start.
+            f.write_all_at(&[6u8; 10], 2 * CHUNK_LEN as u64).unwrap();
+        }),
+        ("replaced", |p| {
+            let new = p.with_extension("new");
+            fs::write(&new, vec![5u8; 3 * CHUNK_LEN]).unwrap();
+            fs::rename(&new, p).unwrap();
+        }),
+    ];
+    for (what, meddle) in cases {
+        fs::write(&path, &data).unwrap();
+        let settled = Stamp::of(&fs::metadata(&path).unwrap());
+        let file = fs::File::open(&path).unwrap();
+        let p = path.clone();
+        let taken = s
+            .seal_opened(&path, file, Some(settled), |r| Meddling {
+                inner: r,
+                read: 0,
+                meddle: Some(Box::new(move || meddle(&p))),
+            })
+            .unwrap();
+        assert!(matches!(taken, Taken::Left(Intake::Changed)), "{what}");
+        assert_eq!(
+            fs::read_dir(s.root.join("tmp")).unwrap().count(),
+            0,
+            "{what}"
+        );
+        assert!(s.entries(Area::Outgoing).unwrap().is_empty(), "{what}");
+        assert!(path.exists(), "{what}");
+    }
+    // Left alone, the last version is taken whole.
+    let Intake::Spooled(id) = s.intake_file(&path).unwrap() else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    let sealed = fs::File::open(s.path(Area::Outgoing, &id)).unwrap();
+    decrypt_stream(sealed, &mut out, &s.key).unwrap();
+    assert!(out == data);
+}
+
+/// Intake reads each byte of a file once (it used to read it twice: a
+/// hashing pass, then a sealing pass).
+#[test]
+fn intake_reads_each_file_once() {
+    struct Counting<R>(R, std::rc::Rc<std::cell::Cell<u64>>);
+    impl<R: io::Read> io::Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1.set(self.1.get() + n as u64);
+            Ok(n)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let path = s.outbox.join("once.bin");
+    let size = 5 * CHUNK_LEN + 17;
+    fs::write(&path, vec![9u8; size]).unwrap();
+    let read = std::rc::Rc::new(std::cell::Cell::new(0));
+    let file = fs::File::open(&path).unwrap();
+    let taken = s
+        .seal_opened(&path, file, None, |r| Counting(r, read.clone()))
+        .unwrap();
+    let Taken::Sealed(sealed) = taken else {
+        panic!("not sealed")
+    };
+    assert_eq!(read.get(), size as u64);
+    assert_eq!(sealed.meta.size, size as u64);
+    let outcomes = s.commit_batch(vec![*sealed]);
+    assert!(matches!(outcomes[0].2, Ok(Intake::Spooled(_))));
 }

@@ -18,6 +18,11 @@ use super::error::SpoolCodecError;
 /// Largest metadata record plaintext, in bytes (64 KiB).
 pub const MAX_METADATA_LEN: usize = 65536;
 
+/// A well-formed `sha256` to stand in until the data has been read (a
+/// one-pass sealer fills in the real one; see [`Metadata::reserved_len`]).
+pub const PLACEHOLDER_SHA256: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
 /// Longest accepted `id` and `name`, in bytes.
 const MAX_ID_LEN: usize = 64;
 const MAX_NAME_LEN: usize = 255;
@@ -84,6 +89,42 @@ impl Metadata {
                 bytes.len()
             )));
         }
+        Ok(bytes)
+    }
+
+    /// The length of record 0 for this metadata whatever `size` and
+    /// `sha256` turn out to be: a one-pass sealer reserves this much before
+    /// it reads the data. `sha256` is always 64 hex characters; `size` is
+    /// counted at its widest (20 digits), and [`Metadata::to_record_padded`]
+    /// makes up the difference with JSON whitespace.
+    ///
+    /// # Errors
+    /// As [`Metadata::to_record`].
+    pub fn reserved_len(&self) -> Result<usize, SpoolCodecError> {
+        let mut widest = self.clone();
+        widest.size = u64::MAX;
+        PLACEHOLDER_SHA256.clone_into(&mut widest.sha256);
+        Ok(widest.to_record()?.len())
+    }
+
+    /// The record-0 bytes padded to exactly `len` with spaces before the
+    /// closing brace (whitespace inside a JSON object, which every parser
+    /// skips; the fields and their types stay as they are).
+    ///
+    /// # Errors
+    /// [`SpoolCodecError::BadMetadata`] if the fields are invalid or the
+    /// compact JSON is longer than `len`.
+    pub fn to_record_padded(&self, len: usize) -> Result<Vec<u8>, SpoolCodecError> {
+        self.validate()?;
+        let mut bytes = self.to_record()?;
+        if bytes.len() > len || bytes.pop() != Some(b'}') {
+            return Err(bad(format!(
+                "{} bytes of JSON do not fit the {len} bytes reserved for record 0",
+                bytes.len()
+            )));
+        }
+        bytes.resize(len - 1, b' ');
+        bytes.push(b'}');
         Ok(bytes)
     }
 
@@ -173,6 +214,28 @@ mod tests {
         assert_eq!(meta.id.len(), 32);
         let bytes = meta.to_record().unwrap();
         assert_eq!(Metadata::from_record(&bytes).unwrap(), meta);
+    }
+
+    #[test]
+    fn padded_records_fill_the_reserved_length_for_every_size() {
+        let mut meta = Metadata::new("b\u{e4}ckup \"1\".bak", 0, PLACEHOLDER_SHA256).unwrap();
+        meta.extra
+            .insert("source".into(), serde_json::json!({"ino": 7}));
+        let len = meta.reserved_len().unwrap();
+        for size in [0, 9, 10, 65_536, 1 << 40, u64::MAX] {
+            meta.size = size;
+            meta.sha256 = hex::encode([size as u8; 32]);
+            let bytes = meta.to_record_padded(len).unwrap();
+            assert_eq!(bytes.len(), len, "size {size}");
+            assert_eq!(Metadata::from_record(&bytes).unwrap(), meta, "size {size}");
+            // Still an object whose `size` is a JSON number.
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(v["size"].as_u64(), Some(size));
+        }
+        meta.size = 5;
+        let compact = meta.to_record().unwrap();
+        assert_eq!(meta.to_record_padded(compact.len()).unwrap(), compact);
+        assert!(meta.to_record_padded(compact.len() - 1).is_err());
     }
 
     #[test]

@@ -45,14 +45,19 @@
 //!   in (`IN_MOVED_TO`) — a name seen created or written waits for that
 //!   event (or 60 s of quiet if the event was lost) — *and* its size,
 //!   mtime, ctime and inode looked unchanged over `[spool] settle_ms`
-//!   (default 1000 ms). Then: open, check it is that version; seal into
-//!   `tmp/` (a hashing pass, then a sealing pass that must hash the same;
-//!   metadata remembers the source's inode/mtime/size, and a name that is
-//!   not UTF-8 in `name_b64`) → fsync → re-stat → mark pending → rename to
-//!   `outgoing/<id>.pgs` → fsync dir → **re-stat**: unchanged → unlink the
-//!   plaintext → fsync outbox; changed → remove the sealed copy and let the
-//!   file settle again. Never a 0-byte or partial copy of a file still
-//!   being written. Symbolic links and special files are refused (audited
+//!   (default 1000 ms). The files ready at one look are taken as a batch
+//!   ([`batch`]; at most 64 files or 256 MiB): each is opened, checked to
+//!   be that version and sealed into `tmp/` reading it once (record 0
+//!   reserved, sealed last; metadata remembers the source's
+//!   inode/mtime/size, and a name that is not UTF-8 in `name_b64`), on one
+//!   thread per core; a file whose stamp changed while it was read, or that
+//!   did not yield exactly its size, is discarded and settles again. Each
+//!   sealed copy is fdatasynced as soon as it is written; then, for the
+//!   batch: re-stat → mark pending → rename each to `outgoing/<id>.pgs` →
+//!   **one** fsync of `outgoing/` → **re-stat**: unchanged → unlink the
+//!   plaintext; changed → remove the sealed copy and let the file settle
+//!   again → **one** fsync of the outbox. Never a 0-byte or partial copy of
+//!   a file still being written. Symbolic links and special files are refused (audited
 //!   `spool_refused`, never followed); a file that cannot be taken
 //!   (unreadable, `max_bytes`, disk full) is audited once per version and
 //!   retried with its own backoff (2 s doubling to 60 s; at once when its
@@ -93,8 +98,8 @@
 //!
 //! | crash while / after | state found | recovery |
 //! | --- | --- | --- |
-//! | intake: settling, sealing | plaintext in outbox, maybe partial in `tmp/` | tmp removed; the file settles again and is taken |
-//! | intake: after rename, before unlink | plaintext + `outgoing/<id>` | sealed copy verified in full → plaintext deleted (bad → quarantined, plaintext re-ingested); the source tag keeps a *new* file of the same name safe |
+//! | intake: settling, sealing or syncing a batch | plaintexts in outbox, maybe partial or complete copies in `tmp/` | tmp removed; the files settle again and are taken |
+//! | intake: after some or all of a batch's renames, before their unlinks are durable (outbox fsync) | plaintext + `outgoing/<id>` for some files of the batch; a rename not yet covered by the `outgoing/` fsync may be lost (then the file is as in the row above) | sealed copy verified in full → plaintext deleted (bad → quarantined, plaintext re-ingested); the source tag keeps a *new* file of the same name safe |
 //! | intake: the file changed at the last moment, before the sealed copy is removed again | changed plaintext + `outgoing/<id>` of the older version | the tag no longer matches: both stay; both versions are delivered (the second as `name.<id>`) — twice, never lost |
 //! | send: before ACK arrives | `outgoing/<id>`; peer may have it | resent; peer answers ALREADY if it stored it |
 //! | send: after ACK, before unlink | `outgoing/<id>`, peer has it | resent → ALREADY → unlinked |
@@ -136,14 +141,26 @@
 //! the async link and blocking file I/O: memory does not depend on file
 //! size, and there is no size limit below the format's 2^32 records.
 //!
-//! Measured once (release, 2-core VM, same disk;
-//! `cargo test --release --test integration spool::measure -- --ignored --nocapture`):
-//! ingest of 16 × 16 MiB at 210 MB/s (SHA-256 pass + AES-256-GCM sealing
-//! pass with its own SHA-256 check + fsync + rename + unlink) beside
-//! `cp -r` + `sync` at 1346 MB/s (page-cache copy, one sync). The delay
-//! from outbox to peer inbox is the settle time (`settle_ms`, 1 s by
-//! default) plus the transfer: intake wakes on the closing or renaming
-//! event, not on a poll.
+//! Measured in one run (release, 2-core VM shared with other builds, same
+//! disk, 16 × 16 MiB, median of 5 interleaved rounds;
+//! `cargo test --release --test integration spool_measure -- --ignored --nocapture`):
+//!
+//! | way | MB/s | × `cp -r` + `sync` | CPU s/GB |
+//! | --- | ---: | ---: | ---: |
+//! | `cp -r` + `sync` | 1138 | 1.00 | 0.52 |
+//! | `cp -r` + `sync FILE…` | 1347 | 1.18 | 0.41 |
+//! | copy + fsync per file | 1036 | 0.91 | 0.60 |
+//! | intake before (2 reads, 3 fsyncs per file in sequence) | 336 | 0.30 | 2.42 |
+//! | intake now (1 read, 2 sealing threads, group commit) | 780 | 0.69 | 1.94 |
+//!
+//! Where intake's CPU goes (`perf`, per GB): page-cache writes of the
+//! sealed copies 0.84 s, SHA-256 (SHA-NI) 0.57 s, AES-256-GCM (VAES) 0.17 s,
+//! reads 0.15 s, writeback started by fdatasync 0.13 s, freeing the deleted
+//! plaintexts' pages 0.09 s. A copy costs 0.4–0.6 s/GB in all, so on two
+//! cores sealing stays CPU-bound below `cp`. The delay from outbox to peer
+//! inbox of a 1 MB file is the settle time (`settle_ms`, 1 s by default:
+//! median 1017 ms) plus intake and transfer (`settle_ms = 0`: median
+//! 19 ms): intake wakes on the closing or renaming event, not on a poll.
 //!
 //! # Why a file format of our own
 //!
@@ -185,18 +202,31 @@
 //!   master key, salt, nonce prefix and the *exact* metadata record bytes
 //!   (serialized once, stored verbatim, so known-answer vectors are
 //!   reproducible) and emits header + framed records; it refuses a final
-//!   chunk that does not match the metadata's size and SHA-256. [`Opener`]
+//!   chunk that does not match the metadata's size and SHA-256. Or, in
+//!   one-pass mode ([`Sealer::reserving`]), it is given only the length of
+//!   the metadata record: it emits the header and a placeholder of record
+//!   0's framed length, the data records while hashing, and at the end
+//!   record 0 (which must be that length, with the size and SHA-256 of the
+//!   data sealed) for the caller to write at offset 55. Record 0's nonce
+//!   (index 0, flag 0) does not depend on when it is sealed: the same
+//!   inputs give the same bytes either way (checked against the
+//!   known-answer vectors). The metadata's length does not depend on the
+//!   data: `sha256` is always 64 hex digits, and `size` (a JSON number of
+//!   1–20 digits) is made up to 20 with spaces before the closing brace
+//!   ([`Metadata::reserved_len`], [`Metadata::to_record_padded`]), so the
+//!   record stays a plain JSON object with the same fields and types.
+//!   [`Opener`]
 //!   checks magic and key id, bounds each length before anything is
 //!   allocated, opens records strictly in order and, on the final record,
 //!   compares size and SHA-256 with the metadata. When a record fails it
 //!   retries with the other last flag only to name the problem precisely
 //!   (`Truncated`, `TrailingData` or `Tampered`).
-//! - [`stream`]: `Read`/`Write` adapters. The metadata comes first but
-//!   depends on the whole plaintext, so sealing is two reads of the source:
-//!   a hashing pass ([`digest_stream`], or done for you by
-//!   [`encrypt_seekable`]) and one sealing pass with a one-chunk lookahead;
-//!   memory stays at a few hundred KiB for any file size. A source that
-//!   changes between the passes is caught (`SourceChanged`).
+//! - [`stream`]: `Read`/`Write` adapters. [`encrypt_one_pass`] reads the
+//!   source once into a seekable writer (outbox intake);
+//!   [`encrypt_stream`] writes strictly in order when size and SHA-256 are
+//!   known up front (receiving, rekey) and fails with `SourceChanged` if
+//!   the data disagrees. Both seal with a one-chunk lookahead; memory stays
+//!   at a few hundred KiB for any file size.
 //! - Decryption releases each record's plaintext once that record is
 //!   authenticated, but only an `Ok` from [`decrypt_stream`] proves the file
 //!   complete and intact: callers write to a temp file and rename on `Ok`.
@@ -206,6 +236,7 @@
 //! - Nothing here panics on any input; [`fuzz_decode`] is the fuzz entry
 //!   point (`fuzz/fuzz_targets/spool_decode.rs`).
 
+pub mod batch;
 pub mod codec;
 pub mod conditions;
 pub mod deliver;
@@ -241,12 +272,13 @@ pub use conditions::{Active, Condition, Conditions};
 pub use error::{SpoolCodecError, SpoolError};
 pub use fuzz::{fuzz_decode, FUZZ_KEY};
 pub use key::{KeyError, KeyId, MasterKey};
-pub use metadata::{Metadata, MAX_METADATA_LEN};
+pub use metadata::{Metadata, MAX_METADATA_LEN, PLACEHOLDER_SHA256};
 pub use open::{Opened, Opener};
 pub use seal::Sealer;
 pub use service::{Spool, OUTBOX_POLL, OUTBOX_RESCAN, SAFETY_NET};
 pub use store::{Area, Depth, DirDepth, Store};
 pub use stream::{
-    decrypt_stream, digest_stream, encrypt_seekable, encrypt_stream, read_metadata, seal_stream,
+    decrypt_stream, digest_stream, encrypt_one_pass, encrypt_seekable, encrypt_stream,
+    read_metadata, seal_one_pass, seal_stream,
 };
 pub use wire::fuzz_wire;

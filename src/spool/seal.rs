@@ -1,30 +1,63 @@
 //! [`Sealer`]: the writing half of the sans-IO codec.
+//!
+//! Two ways to produce the same file:
+//!
+//! - **Metadata first** ([`Sealer::new`], [`Sealer::random`]): the caller
+//!   knows `size` and `sha256` before sealing (the receiver, from the
+//!   OFFER; `rekey`, from the old file). Record 0, then the data records,
+//!   in file order; the sealer checks the data against the metadata.
+//! - **One pass** ([`Sealer::reserving`], [`Sealer::random_reserving`]):
+//!   `size` and `sha256` are learnt while sealing (outbox intake reads each
+//!   file once). [`Sealer::begin`] emits the header and a zero-filled
+//!   placeholder of record 0's exact framed length; the data records
+//!   follow; once the last one is sealed, [`Sealer::seal_metadata`] seals
+//!   record 0 — which must be exactly the reserved length — and says at
+//!   which offset it replaces the placeholder. Record 0's nonce (index 0,
+//!   last flag 0) does not depend on when it is sealed, so the finished
+//!   file is byte for byte what the metadata-first sealer makes from the
+//!   same salt, nonce prefix and metadata bytes.
 
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::codec::{FileCipher, CHUNK_LEN, HEADER_LEN, MAGIC, NONCE_PREFIX_LEN, SALT_LEN};
+use super::codec::{FileCipher, CHUNK_LEN, HEADER_LEN, MAGIC, NONCE_PREFIX_LEN, SALT_LEN, TAG_LEN};
 use super::error::SpoolCodecError;
 use super::key::MasterKey;
-use super::metadata::Metadata;
+use super::metadata::{Metadata, MAX_METADATA_LEN};
+
+/// Record 0: given up front, or reserved and sealed last.
+enum Record0 {
+    Given {
+        metadata: Metadata,
+        record: Vec<u8>,
+        declared_sha: [u8; 32],
+    },
+    Reserved {
+        len: usize,
+        metadata: Option<Metadata>,
+    },
+}
 
 /// Produces a v1 spool file: header, metadata record, data records.
 ///
 /// Feed it with [`Sealer::begin`] once, then [`Sealer::seal_chunk`] for each
-/// 65536-byte chunk, the last one with `last = true`. It checks the chunks
-/// against the metadata's `size` and `sha256` and refuses to seal a last
-/// record that would not match, so every complete output opens cleanly.
+/// 65536-byte chunk, the last one with `last = true` (then, in one-pass
+/// mode, [`Sealer::seal_metadata`]). With metadata given up front it checks
+/// the chunks against the metadata's `size` and `sha256` and refuses to
+/// seal a last record that would not match; in one-pass mode it checks the
+/// metadata against the chunks instead. Either way every complete output
+/// opens cleanly.
 pub struct Sealer {
     cipher: FileCipher,
-    metadata: Metadata,
-    metadata_record: Vec<u8>,
-    declared_sha: [u8; 32],
+    record0: Record0,
+    /// Index of the next data record (0 before `begin`).
     next: u32,
-    /// Bytes emitted so far (offset of the next record).
+    /// Bytes emitted so far (offset of the next data record).
     offset: u64,
     seen: u64,
     hasher: digest::Context,
-    done: bool,
+    /// The last data record is sealed; its SHA-256.
+    data_sha: Option<[u8; 32]>,
 }
 
 impl Sealer {
@@ -42,6 +75,55 @@ impl Sealer {
     ) -> Result<Self, SpoolCodecError> {
         let metadata = Metadata::from_record(&metadata_record)?;
         let declared_sha = metadata.sha256_bytes()?;
+        Self::with(
+            master,
+            salt,
+            nonce_prefix,
+            Record0::Given {
+                metadata,
+                record: metadata_record,
+                declared_sha,
+            },
+        )
+    }
+
+    /// A one-pass sealer with the given salt and nonce prefix whose record 0
+    /// will be exactly `record0_len` bytes of metadata (see
+    /// [`Metadata::reserved_len`] and [`Metadata::to_record_padded`]).
+    ///
+    /// # Errors
+    /// [`SpoolCodecError::BadMetadata`] if `record0_len` is 0 or above
+    /// 64 KiB.
+    pub fn reserving(
+        master: &MasterKey,
+        salt: [u8; SALT_LEN],
+        nonce_prefix: [u8; NONCE_PREFIX_LEN],
+        record0_len: usize,
+    ) -> Result<Self, SpoolCodecError> {
+        if record0_len == 0 || record0_len > MAX_METADATA_LEN {
+            return Err(SpoolCodecError::BadMetadata {
+                reason: format!(
+                    "{record0_len} bytes reserved for record 0, 1-{MAX_METADATA_LEN} allowed"
+                ),
+            });
+        }
+        Self::with(
+            master,
+            salt,
+            nonce_prefix,
+            Record0::Reserved {
+                len: record0_len,
+                metadata: None,
+            },
+        )
+    }
+
+    fn with(
+        master: &MasterKey,
+        salt: [u8; SALT_LEN],
+        nonce_prefix: [u8; NONCE_PREFIX_LEN],
+        record0: Record0,
+    ) -> Result<Self, SpoolCodecError> {
         let mut header = [0u8; HEADER_LEN];
         header[..8].copy_from_slice(MAGIC);
         header[8..16].copy_from_slice(&master.key_id().0);
@@ -49,14 +131,12 @@ impl Sealer {
         header[16 + SALT_LEN..].copy_from_slice(&nonce_prefix);
         Ok(Self {
             cipher: FileCipher::new(master, header)?,
-            metadata,
-            metadata_record,
-            declared_sha,
+            record0,
             next: 0,
             offset: 0,
             seen: 0,
             hasher: digest::Context::new(&digest::SHA256),
-            done: false,
+            data_sha: None,
         })
     }
 
@@ -65,12 +145,21 @@ impl Sealer {
     /// # Errors
     /// [`SpoolCodecError::Random`] or [`SpoolCodecError::BadMetadata`].
     pub fn random(master: &MasterKey, metadata: &Metadata) -> Result<Self, SpoolCodecError> {
-        let rng = SystemRandom::new();
-        let mut salt = [0u8; SALT_LEN];
-        let mut prefix = [0u8; NONCE_PREFIX_LEN];
-        rng.fill(&mut salt).map_err(|_| SpoolCodecError::Random)?;
-        rng.fill(&mut prefix).map_err(|_| SpoolCodecError::Random)?;
+        let (salt, prefix) = random_salt_and_prefix()?;
         Self::new(master, salt, prefix, metadata.to_record()?)
+    }
+
+    /// A one-pass sealer ([`Sealer::reserving`]) with a random salt and
+    /// nonce prefix.
+    ///
+    /// # Errors
+    /// [`SpoolCodecError::Random`] or [`SpoolCodecError::BadMetadata`].
+    pub fn random_reserving(
+        master: &MasterKey,
+        record0_len: usize,
+    ) -> Result<Self, SpoolCodecError> {
+        let (salt, prefix) = random_salt_and_prefix()?;
+        Self::reserving(master, salt, prefix, record0_len)
     }
 
     /// The 55 header bytes.
@@ -78,17 +167,35 @@ impl Sealer {
         &self.cipher.header
     }
 
-    /// The metadata record 0 carries.
-    pub fn metadata(&self) -> &Metadata {
-        &self.metadata
+    /// The metadata record 0 carries (in one-pass mode: once sealed).
+    pub fn metadata(&self) -> Option<&Metadata> {
+        match &self.record0 {
+            Record0::Given { metadata, .. } => Some(metadata),
+            Record0::Reserved { metadata, .. } => metadata.as_ref(),
+        }
     }
 
-    /// True once the last record has been sealed.
+    /// In one-pass mode, the length reserved for record 0's metadata.
+    pub fn reserved_len(&self) -> Option<usize> {
+        match self.record0 {
+            Record0::Reserved { len, .. } => Some(len),
+            Record0::Given { .. } => None,
+        }
+    }
+
+    /// Size and SHA-256 of the data, once the last data record is sealed.
+    pub fn data_digest(&self) -> Option<(u64, [u8; 32])> {
+        self.data_sha.map(|sha| (self.seen, sha))
+    }
+
+    /// True once every record, record 0 included, has been sealed.
     pub fn is_done(&self) -> bool {
-        self.done
+        self.data_sha.is_some() && self.metadata().is_some()
     }
 
-    /// Replaces `out` with the header followed by the framed metadata record.
+    /// Replaces `out` with the header followed by the framed metadata record
+    /// (in one-pass mode: by zeros of its framed length, a placeholder
+    /// [`Sealer::seal_metadata`] fills in at the end).
     ///
     /// # Errors
     /// [`SpoolCodecError::Misuse`] if called twice.
@@ -96,8 +203,17 @@ impl Sealer {
         if self.next != 0 {
             return Err(SpoolCodecError::Misuse("Sealer::begin called twice"));
         }
-        self.cipher.seal(0, false, &self.metadata_record, out)?;
-        out.splice(0..0, self.cipher.header.iter().copied());
+        match &self.record0 {
+            Record0::Given { record, .. } => {
+                self.cipher.seal(0, false, record, out)?;
+                out.splice(0..0, self.cipher.header.iter().copied());
+            }
+            Record0::Reserved { len, .. } => {
+                out.clear();
+                out.extend_from_slice(&self.cipher.header);
+                out.resize(HEADER_LEN + 4 + len + TAG_LEN, 0);
+            }
+        }
         self.next = 1;
         self.offset = out.len() as u64;
         Ok(())
@@ -109,15 +225,16 @@ impl Sealer {
     /// [`SpoolCodecError::BadChunkSize`] if a non-last chunk is not 65536
     /// bytes or a chunk is empty other than the only chunk of an empty file;
     /// [`SpoolCodecError::SourceChanged`] if the data disagrees with the
-    /// metadata's size or SHA-256; [`SpoolCodecError::Misuse`] if called
-    /// before `begin` or after the last chunk; [`SpoolCodecError::TooLarge`].
+    /// metadata's size or SHA-256 (metadata given up front);
+    /// [`SpoolCodecError::Misuse`] if called before `begin` or after the
+    /// last chunk; [`SpoolCodecError::TooLarge`].
     pub fn seal_chunk(
         &mut self,
         chunk: &[u8],
         last: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), SpoolCodecError> {
-        if self.next == 0 || self.done {
+        if self.next == 0 || self.data_sha.is_some() {
             return Err(SpoolCodecError::Misuse(
                 "Sealer::seal_chunk called before begin or after the last chunk",
             ));
@@ -133,99 +250,112 @@ impl Sealer {
             });
         }
         let seen = self.seen + chunk.len() as u64;
-        let declared = self.metadata.size;
-        if seen > declared || (last && seen != declared) {
-            return Err(SpoolCodecError::SourceChanged {
-                detail: format!("read {seen} bytes so far, expected {declared} in total"),
-            });
-        }
-        self.hasher.update(chunk);
-        if last {
-            let actual = self.hasher.clone().finish();
-            if actual.as_ref() != self.declared_sha {
+        if let Record0::Given { metadata, .. } = &self.record0 {
+            let declared = metadata.size;
+            if seen > declared || (last && seen != declared) {
                 return Err(SpoolCodecError::SourceChanged {
-                    detail: format!(
-                        "SHA-256 is {}, expected {}",
-                        hex::encode(actual),
-                        self.metadata.sha256
-                    ),
+                    detail: format!("read {seen} bytes so far, expected {declared} in total"),
                 });
             }
         }
-        self.cipher.seal(self.next, last, chunk, out)?;
+        self.hasher.update(chunk);
+        let mut sha = None;
+        if last {
+            let mut actual = [0u8; 32];
+            actual.copy_from_slice(self.hasher.clone().finish().as_ref());
+            if let Record0::Given {
+                metadata,
+                declared_sha,
+                ..
+            } = &self.record0
+            {
+                if &actual != declared_sha {
+                    return Err(SpoolCodecError::SourceChanged {
+                        detail: format!(
+                            "SHA-256 is {}, expected {}",
+                            hex::encode(actual),
+                            metadata.sha256
+                        ),
+                    });
+                }
+            }
+            sha = Some(actual);
+        }
+        let index = self.next;
+        let next = index.checked_add(1).ok_or(SpoolCodecError::TooLarge)?;
+        self.cipher.seal(index, last, chunk, out)?;
         self.seen = seen;
-        self.done = last;
+        self.data_sha = sha;
         self.offset += out.len() as u64;
-        self.next = self.next.checked_add(1).ok_or(SpoolCodecError::TooLarge)?;
+        self.next = next;
         Ok(())
     }
+
+    /// One-pass mode, after the last data chunk: replaces `out` with the
+    /// framed record 0 sealing `record` and returns the offset at which it
+    /// replaces the placeholder ([`HEADER_LEN`]).
+    ///
+    /// # Errors
+    /// [`SpoolCodecError::Misuse`] if the sealer was given its metadata up
+    /// front, the data is not complete, or record 0 is sealed already;
+    /// [`SpoolCodecError::BadMetadata`] if `record` is not valid metadata,
+    /// is not exactly the reserved length, or its `size` or `sha256` are
+    /// not those of the data sealed.
+    pub fn seal_metadata(
+        &mut self,
+        record: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<u64, SpoolCodecError> {
+        let Some((size, sha)) = self.data_digest() else {
+            return Err(SpoolCodecError::Misuse(
+                "Sealer::seal_metadata called before the last chunk",
+            ));
+        };
+        let Record0::Reserved { len, metadata } = &mut self.record0 else {
+            return Err(SpoolCodecError::Misuse(
+                "Sealer::seal_metadata called on a sealer given its metadata",
+            ));
+        };
+        if metadata.is_some() {
+            return Err(SpoolCodecError::Misuse(
+                "Sealer::seal_metadata called twice",
+            ));
+        }
+        if record.len() != *len {
+            return Err(SpoolCodecError::BadMetadata {
+                reason: format!(
+                    "{} bytes of metadata, {len} were reserved for record 0",
+                    record.len()
+                ),
+            });
+        }
+        let meta = Metadata::from_record(record)?;
+        if meta.size != size || meta.sha256_bytes()? != sha {
+            return Err(SpoolCodecError::BadMetadata {
+                reason: format!(
+                    "metadata says {} bytes with SHA-256 {}, the data sealed is {size} bytes \
+                     with SHA-256 {}",
+                    meta.size,
+                    meta.sha256,
+                    hex::encode(sha)
+                ),
+            });
+        }
+        self.cipher.seal(0, false, record, out)?;
+        *metadata = Some(meta);
+        Ok(HEADER_LEN as u64)
+    }
+}
+
+fn random_salt_and_prefix() -> Result<([u8; SALT_LEN], [u8; NONCE_PREFIX_LEN]), SpoolCodecError> {
+    let rng = SystemRandom::new();
+    let mut salt = [0u8; SALT_LEN];
+    let mut prefix = [0u8; NONCE_PREFIX_LEN];
+    rng.fill(&mut salt).map_err(|_| SpoolCodecError::Random)?;
+    rng.fill(&mut prefix).map_err(|_| SpoolCodecError::Random)?;
+    Ok((salt, prefix))
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod tests {
-    use super::*;
-
-    fn sealer(size: u64, sha: &str) -> Sealer {
-        let meta = format!(
-            r#"{{"id":"i","name":"n","size":{size},"sha256":"{sha}","created":"2024-01-01T00:00:00Z"}}"#
-        );
-        Sealer::new(
-            &MasterKey::from_bytes([5; 32]),
-            [1; 32],
-            [2; 7],
-            meta.into_bytes(),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn enforces_call_order_and_chunk_sizes() {
-        let sha = hex::encode(digest::digest(&digest::SHA256, &[0u8; CHUNK_LEN + 1]));
-        let mut s = sealer(CHUNK_LEN as u64 + 1, &sha);
-        let mut out = Vec::new();
-        assert!(matches!(
-            s.seal_chunk(&[0], true, &mut out),
-            Err(SpoolCodecError::Misuse(_))
-        ));
-        s.begin(&mut out).unwrap();
-        assert_eq!(&out[..8], MAGIC);
-        assert_eq!(&out[..HEADER_LEN], s.header());
-        let after_begin = out.len() as u64;
-        assert!(matches!(s.begin(&mut out), Err(SpoolCodecError::Misuse(_))));
-        let err = s.seal_chunk(&[0; 10], false, &mut out).unwrap_err();
-        assert!(
-            matches!(err, SpoolCodecError::BadChunkSize { record: 1, offset, len: 10 } if offset == after_begin),
-            "{err}"
-        );
-        s.seal_chunk(&[0; CHUNK_LEN], false, &mut out).unwrap();
-        assert!(matches!(
-            s.seal_chunk(&[], true, &mut out),
-            Err(SpoolCodecError::BadChunkSize { record: 2, .. })
-        ));
-        s.seal_chunk(&[0], true, &mut out).unwrap();
-        assert!(s.is_done());
-        assert!(matches!(
-            s.seal_chunk(&[0], true, &mut out),
-            Err(SpoolCodecError::Misuse(_))
-        ));
-    }
-
-    #[test]
-    fn refuses_a_last_chunk_that_contradicts_the_metadata() {
-        let sha_a = hex::encode(digest::digest(&digest::SHA256, b"a"));
-        let mut out = Vec::new();
-        let mut s = sealer(1, &sha_a);
-        s.begin(&mut out).unwrap();
-        assert!(matches!(
-            s.seal_chunk(b"b", true, &mut out),
-            Err(SpoolCodecError::SourceChanged { .. })
-        ));
-        let mut s = sealer(2, &sha_a);
-        s.begin(&mut out).unwrap();
-        assert!(matches!(
-            s.seal_chunk(b"a", true, &mut out),
-            Err(SpoolCodecError::SourceChanged { .. })
-        ));
-    }
-}
+#[path = "seal_tests.rs"]
+mod tests;

@@ -3,12 +3,20 @@
 //! file size.
 //!
 //! Record 0 (the metadata) comes first but holds the plaintext's `size` and
-//! `sha256`. We do not buffer the file to learn them: the caller supplies
-//! them from a first read pass ([`digest_stream`]), or lets
-//! [`encrypt_seekable`] make that pass over a `Read + Seek` and rewind. The
-//! sealing pass is then one pass with a one-chunk lookahead (to know which
-//! chunk is last), and it fails with `SourceChanged` if the data no longer
-//! matches the first pass.
+//! `sha256`. We never buffer the file to learn them:
+//!
+//! - [`encrypt_one_pass`] reads the source once: it reserves record 0's
+//!   place (the metadata's length does not depend on the values of `size`
+//!   and `sha256`, see [`Metadata::reserved_len`]), seals the data records
+//!   while hashing, then seals record 0 and writes it at its place. The
+//!   writer must seek (a file). This is what outbox intake uses.
+//! - [`encrypt_stream`] / [`seal_stream`] write strictly in order for a
+//!   caller that knows `size` and `sha256` up front (the receiver, from the
+//!   OFFER; `rekey`, from the old file) and fail with `SourceChanged` if the
+//!   data does not match them. [`encrypt_seekable`] makes a hashing pass
+//!   over a `Read + Seek` source first, for writers that cannot seek.
+//!
+//! Both seal with a one-chunk lookahead (to know which chunk is last).
 //!
 //! Decryption writes plaintext as soon as each record authenticates, but a
 //! file is only proven complete (nothing truncated, size and SHA-256 right)
@@ -19,7 +27,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use ring::digest;
 
-use super::codec::{CHUNK_LEN, HEADER_LEN, MAX_RECORD_LEN};
+use super::codec::{CHUNK_LEN, HEADER_LEN, MAX_RECORD_LEN, TAG_LEN};
 use super::error::SpoolCodecError;
 use super::key::MasterKey;
 use super::metadata::Metadata;
@@ -108,8 +116,89 @@ pub fn encrypt_seekable<R: Read + Seek, W: Write>(
 /// As [`encrypt_stream`].
 pub fn seal_stream<R: Read, W: Write>(
     mut sealer: Sealer,
-    mut reader: R,
+    reader: R,
     mut writer: W,
+) -> Result<u64, SpoolCodecError> {
+    let written = seal_records(&mut sealer, reader, &mut writer)?;
+    writer
+        .flush()
+        .map_err(SpoolCodecError::io("flushing the spool file"))?;
+    Ok(written)
+}
+
+/// Seals everything `reader` yields into `writer` reading it once: the
+/// one-pass mode of [`Sealer`]. `metadata` gives every field but `size` and
+/// `sha256`, which are those of what was read (whatever `metadata` says).
+/// Record 0 is written last, at its reserved place, so `writer` must seek.
+/// Returns the complete metadata and the number of bytes written.
+///
+/// A caller that must know the data is one particular version of a file
+/// (outbox intake) compares the returned size with what it expected and
+/// checks the file did not change while it was read: the SHA-256 is of
+/// exactly the bytes sealed.
+///
+/// # Errors
+/// `Io`, `Random`, `BadMetadata` (fields that do not fit 64 KiB).
+pub fn encrypt_one_pass<R: Read, W: Write + Seek>(
+    reader: R,
+    writer: W,
+    key: &MasterKey,
+    metadata: Metadata,
+) -> Result<(Metadata, u64), SpoolCodecError> {
+    let sealer = Sealer::random_reserving(key, metadata.reserved_len()?)?;
+    seal_one_pass(sealer, reader, writer, metadata)
+}
+
+/// Drives a one-pass `sealer` ([`Sealer::reserving`], reserving
+/// `metadata.reserved_len()` bytes) over `reader` into `writer`, then seals
+/// `metadata` with the data's size and SHA-256 filled in, padded to the
+/// reserved length, in place of the placeholder. See [`encrypt_one_pass`].
+///
+/// # Errors
+/// As [`encrypt_one_pass`]; `Misuse` if `sealer` is not in one-pass mode.
+pub fn seal_one_pass<R: Read, W: Write + Seek>(
+    mut sealer: Sealer,
+    reader: R,
+    mut writer: W,
+    mut metadata: Metadata,
+) -> Result<(Metadata, u64), SpoolCodecError> {
+    let Some(reserved) = sealer.reserved_len() else {
+        return Err(SpoolCodecError::Misuse(
+            "seal_one_pass needs a one-pass sealer",
+        ));
+    };
+    let seek_err = SpoolCodecError::io("seeking in the spool file");
+    let start = writer.stream_position().map_err(seek_err)?;
+    let written = seal_records(&mut sealer, reader, &mut writer)?;
+    let (size, sha) = sealer
+        .data_digest()
+        .ok_or(SpoolCodecError::Misuse("no last record sealed"))?;
+    metadata.size = size;
+    metadata.sha256 = hex::encode(sha);
+    let record = metadata.to_record_padded(reserved)?;
+    let mut out = Vec::with_capacity(reserved + 4 + TAG_LEN);
+    let at = sealer.seal_metadata(&record, &mut out)?;
+    writer
+        .seek(SeekFrom::Start(start + at))
+        .map_err(SpoolCodecError::io("seeking in the spool file"))?;
+    writer
+        .write_all(&out)
+        .map_err(SpoolCodecError::io("writing the spool file"))?;
+    writer
+        .seek(SeekFrom::Start(start + written))
+        .map_err(SpoolCodecError::io("seeking in the spool file"))?;
+    writer
+        .flush()
+        .map_err(SpoolCodecError::io("flushing the spool file"))?;
+    Ok((metadata, written))
+}
+
+/// `begin` and every data record of `sealer`, with a one-chunk lookahead
+/// (to know which chunk is the last). Returns the bytes written.
+fn seal_records<R: Read, W: Write>(
+    sealer: &mut Sealer,
+    mut reader: R,
+    writer: &mut W,
 ) -> Result<u64, SpoolCodecError> {
     let read_err = SpoolCodecError::io("reading the source");
     let write_err = SpoolCodecError::io("writing the spool file");
@@ -134,15 +223,11 @@ pub fn seal_stream<R: Read, W: Write>(
             .map_err(SpoolCodecError::io("writing the spool file"))?;
         written += out.len() as u64;
         if last {
-            break;
+            return Ok(written);
         }
         std::mem::swap(&mut cur, &mut ahead);
         n = m;
     }
-    writer
-        .flush()
-        .map_err(SpoolCodecError::io("flushing the spool file"))?;
-    Ok(written)
 }
 
 /// What follows a record: a length prefix, a clean end, or 1–3 stray bytes.
@@ -243,138 +328,5 @@ pub fn read_metadata<R: Read>(mut reader: R, key: &MasterKey) -> Result<Metadata
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-mod tests {
-    use super::*;
-    use crate::spool::codec::TAG_LEN as TAG;
-    use std::fs::File;
-    use std::time::Instant;
-
-    fn key() -> MasterKey {
-        MasterKey::from_bytes([0x33; 32])
-    }
-
-    fn pattern(len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i % 253) as u8 ^ (i >> 16) as u8)
-            .collect()
-    }
-
-    fn seal(plain: &[u8]) -> (Metadata, Vec<u8>) {
-        let (size, sha) = digest_stream(plain).unwrap();
-        let meta = Metadata::new("data.bin", size, &sha).unwrap();
-        let mut file = Vec::new();
-        let written = encrypt_stream(plain, &mut file, &key(), &meta).unwrap();
-        assert_eq!(written as usize, file.len());
-        (meta, file)
-    }
-
-    #[test]
-    fn round_trips_at_every_chunk_boundary() {
-        for len in [
-            0,
-            1,
-            CHUNK_LEN - 1,
-            CHUNK_LEN,
-            CHUNK_LEN + 1,
-            3 * CHUNK_LEN,
-            3_000_017,
-        ] {
-            let plain = pattern(len);
-            let (meta, file) = seal(&plain);
-            let chunks = len.div_ceil(CHUNK_LEN).max(1);
-            let expected_len =
-                HEADER_LEN + (4 + meta.to_record().unwrap().len() + TAG) + chunks * (4 + TAG) + len;
-            assert_eq!(file.len(), expected_len, "len {len}");
-            let mut out = Vec::new();
-            let opened = decrypt_stream(&file[..], &mut out, &key()).unwrap();
-            assert_eq!(opened, meta, "len {len}");
-            assert!(out == plain, "len {len}: plaintext differs");
-            assert_eq!(read_metadata(&file[..], &key()).unwrap(), meta);
-        }
-    }
-    #[test]
-    fn encrypt_seekable_hashes_rewinds_and_seals_real_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("export.zip");
-        let plain = pattern(2 * CHUNK_LEN + 77);
-        std::fs::write(&src, &plain).unwrap();
-        let dst = dir.path().join("x.spool");
-        let meta = encrypt_seekable(
-            File::open(&src).unwrap(),
-            File::create(&dst).unwrap(),
-            &key(),
-            "export.zip",
-        )
-        .unwrap();
-        assert_eq!(meta.size, plain.len() as u64);
-        assert_eq!(meta.name, "export.zip");
-        let out_path = dir.path().join("out.tmp");
-        let opened = decrypt_stream(
-            File::open(&dst).unwrap(),
-            File::create(&out_path).unwrap(),
-            &key(),
-        )
-        .unwrap();
-        assert_eq!(opened, meta);
-        assert!(std::fs::read(&out_path).unwrap() == plain);
-    }
-
-    #[test]
-    fn a_source_that_changed_after_hashing_is_refused() {
-        let plain = pattern(CHUNK_LEN + 5);
-        let (size, sha) = digest_stream(&plain[..]).unwrap();
-        let meta = Metadata::new("f", size, &sha).unwrap();
-        let mut grown = plain.clone();
-        grown.push(0);
-        let mut changed = plain.clone();
-        changed[CHUNK_LEN + 1] ^= 1;
-        for (what, src) in [
-            ("grown", &grown[..]),
-            ("shrunk", &plain[..CHUNK_LEN]),
-            ("changed", &changed[..]),
-        ] {
-            let err = encrypt_stream(src, io::sink(), &key(), &meta).unwrap_err();
-            assert!(
-                matches!(err, SpoolCodecError::SourceChanged { .. }),
-                "{what}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn io_errors_carry_what_was_being_done() {
-        struct Broken;
-        impl Read for Broken {
-            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-                Err(io::Error::other("disk on fire"))
-            }
-        }
-        let err = decrypt_stream(Broken, io::sink(), &key()).unwrap_err();
-        assert!(err.to_string().contains("reading the spool file"), "{err}");
-        assert!(err.to_string().contains("disk on fire"), "{err}");
-    }
-
-    /// Throughput of seal (hash pass + sealing pass) and open for 256 MiB in
-    /// memory. Run with
-    /// `cargo test --release --lib spool::stream::tests::bench -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn bench_256_mib() {
-        let plain = pattern(256 << 20);
-        let start = Instant::now();
-        let (_, file) = seal(&plain);
-        let seal_s = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let mut out = Vec::with_capacity(plain.len());
-        decrypt_stream(&file[..], &mut out, &key()).unwrap();
-        let open_s = start.elapsed().as_secs_f64();
-        assert!(out == plain);
-        let mb = plain.len() as f64 / 1e6;
-        println!(
-            "256 MiB: encrypt (incl. hash pass) {:.0} MB/s, decrypt+verify {:.0} MB/s",
-            mb / seal_s,
-            mb / open_s
-        );
-    }
-}
+#[path = "stream_tests.rs"]
+mod tests;

@@ -23,5 +23,6 @@ mod smb;
 mod spool;
 mod spool_faults;
 mod spool_field;
+mod spool_measure;
 mod trust;
 mod tunnel;
