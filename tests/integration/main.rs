@@ -13,6 +13,7 @@ mod field_clock;
 mod fieldkit;
 mod hostile;
 mod lifecycle;
+mod netns;
 mod observe;
 mod preamble;
 mod quickstart;

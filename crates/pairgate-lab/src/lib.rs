@@ -26,6 +26,7 @@
 pub mod backends;
 pub mod bench;
 pub mod demo;
+pub mod netns;
 mod pairgate;
 mod pki;
 mod process;
