@@ -39,9 +39,12 @@
 //! accepted socket the mark of its SYN) it arrives carrying our mark.
 
 pub mod destination;
+pub mod export;
+mod listener;
 pub mod socket;
 
 pub use destination::{decide, is_ours, Arrival, Destinations, Refusal};
+pub use listener::{handle, InterceptSpec};
 pub use socket::{bind_listener, Capture};
 
 /// The default `SO_MARK` of the gateway's own connections: `0x5047`, the

@@ -12,6 +12,7 @@ mod field;
 mod field_clock;
 mod fieldkit;
 mod hostile;
+mod intercept;
 mod lifecycle;
 mod netns;
 mod observe;

@@ -18,12 +18,14 @@ pub const SERVER_A: Ipv4Addr = Ipv4Addr::new(127, 0, 20, 1);
 pub const SERVER_B: Ipv4Addr = Ipv4Addr::new(127, 0, 20, 2);
 /// A host of the peer site outside the intercept's `destinations`.
 pub const OUTSIDER: Ipv4Addr = Ipv4Addr::new(127, 0, 30, 1);
+/// The Front End: connections to the servers come from this address.
+pub const FRONT_END: Ipv4Addr = Ipv4Addr::new(127, 0, 1, 10);
 /// Site 1's gateway host (its intercept listener).
 pub const GATEWAY1: Ipv4Addr = Ipv4Addr::new(127, 0, 10, 1);
 /// Site 2's gateway host.
 pub const GATEWAY2: Ipv4Addr = Ipv4Addr::new(127, 0, 10, 2);
 /// Every address the namespace gets on `lo`.
-pub const ADDRESSES: [Ipv4Addr; 5] = [SERVER_A, SERVER_B, OUTSIDER, GATEWAY1, GATEWAY2];
+pub const ADDRESSES: [Ipv4Addr; 6] = [SERVER_A, SERVER_B, OUTSIDER, GATEWAY1, GATEWAY2, FRONT_END];
 /// The gateways' mark in these tests (the documented default).
 pub const MARK: u32 = 0x5047;
 
@@ -35,6 +37,9 @@ pub fn isolate(test: &str) -> bool {
     if let Some(step) = netns::inside() {
         assert_eq!(step, test, "re-run for another test");
         netns::bring_up(&ADDRESSES).expect("configure lo in the namespace");
+        for server in [SERVER_A, SERVER_B, OUTSIDER] {
+            netns::prefer_source(server, FRONT_END).expect("route from the Front End");
+        }
         return true;
     }
     if let Some(why) = netns::unavailable() {
@@ -61,6 +66,17 @@ pub fn isolate(test: &str) -> bool {
     false
 }
 
+/// The lab ruleset: TCP 445 to the two servers and the outsider goes to
+/// `listener`, except from sockets carrying [`MARK`].
+pub fn interception(listener: SocketAddr) -> netns::Interception {
+    netns::Interception {
+        servers: vec![SERVER_A, SERVER_B, OUTSIDER],
+        port: 445,
+        listener,
+        mark: MARK,
+    }
+}
+
 /// Two Samba servers of the peer site on their own addresses, port 445.
 pub fn file_servers(dir: &Path) -> [crate::smb::Smbd; 2] {
     [SERVER_A, SERVER_B].map(|ip| {
@@ -85,14 +101,7 @@ fn the_kernel_redirects_by_destination_and_marked_sockets_pass() {
     let dir = tempfile::tempdir().unwrap();
     let _servers = file_servers(dir.path());
     let listen = SocketAddr::from((GATEWAY1, 15445));
-    netns::Interception {
-        servers: vec![SERVER_A, SERVER_B, OUTSIDER],
-        port: 445,
-        listener: listen,
-        mark: MARK,
-    }
-    .apply()
-    .expect("load the ruleset");
+    interception(listen).apply().expect("load the ruleset");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

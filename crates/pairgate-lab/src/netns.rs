@@ -106,6 +106,44 @@ pub fn bring_up(addrs: &[Ipv4Addr]) -> Result<(), LabError> {
     Ok(())
 }
 
+/// Makes connections to `server` (an address on `lo`) come from `client`
+/// instead of from `server` itself — the kernel's default for its own
+/// addresses — so a lab "Front End" has an address of its own.
+///
+/// # Errors
+/// Outside a namespace, or when `ip` fails.
+pub fn prefer_source(server: Ipv4Addr, client: Ipv4Addr) -> Result<(), LabError> {
+    if inside().is_none() {
+        return Err(LabError::Io {
+            what: format!("route {server}"),
+            source: std::io::Error::other("refusing outside a lab namespace"),
+        });
+    }
+    let (server, client) = (server.to_string(), client.to_string());
+    run(
+        "ip",
+        &[
+            "route", "change", "local", &server, "dev", "lo", "proto", "kernel", "scope", "host",
+            "src", &client, "table", "local",
+        ],
+    )
+}
+
+/// Sets a sysctl of the namespace (`net.*` keys are per network namespace,
+/// so this never touches the host's).
+///
+/// # Errors
+/// Outside a namespace, or when `sysctl` fails.
+pub fn sysctl(key: &str, value: &str) -> Result<(), LabError> {
+    if inside().is_none() || !key.starts_with("net.") {
+        return Err(LabError::Io {
+            what: format!("set {key}"),
+            source: std::io::Error::other("only net.* keys, inside a lab namespace"),
+        });
+    }
+    run("sysctl", &["-qw", &format!("{key}={value}")])
+}
+
 /// The nftables interception of one lab site: TCP `port` to `servers` goes
 /// to the intercept listener, except from sockets carrying `mark`.
 #[derive(Debug, Clone)]
