@@ -214,3 +214,100 @@ fn smb_reaches_both_peer_servers_by_their_own_addresses() {
     );
     assert_eq!(allowed(&pair.site2), a2, "nothing more reached site 2");
 }
+
+fn run_ok(dir: &Path, args: &[&str]) {
+    let out = Command::new(bin())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run pairgate");
+    assert!(out.status.success(), "pairgate {args:?}: {}", text(&out));
+}
+
+/// The operator guide's production examples (`docs/examples`, interception
+/// in both directions) pass `pairgate check` once the files they name exist.
+#[test]
+fn the_guides_example_configs_pass_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    for file in ["site1.toml", "site2.toml", "pairing.toml"] {
+        std::fs::copy(examples.join(file), d.join(file)).unwrap();
+    }
+    run_ok(d, &["ca", "init", "--dir", "ca", "--name", "contoso pairing CA"]);
+    std::fs::create_dir_all(d.join("tls")).unwrap();
+    std::fs::create_dir_all(d.join("keys")).unwrap();
+    for (site, pool) in [("site1", "pool01.contoso.example"), ("site2", "pool02.contoso.example")] {
+        let out = format!("tls/{site}");
+        run_ok(d, &["cert", "issue", "--ca-dir", "ca", "--pool", pool, "--out", &out]);
+        let key = format!("keys/{site}-spool.key");
+        run_ok(d, &["spool", "keygen", "--out", &key]);
+    }
+    for file in ["ca.crt", "ca.crl"] {
+        std::fs::copy(d.join("ca").join(file), d.join("tls").join(file)).unwrap();
+    }
+    for site in ["site1", "site2"] {
+        let out = Command::new(bin())
+            .current_dir(d)
+            .args(["check", "--json", "--config", &format!("{site}.toml")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{site}: {}", text(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["mark"], 0x5047);
+        assert_eq!(doc["intercepts"].as_array().unwrap().len(), 2, "{doc}");
+        assert_eq!(doc["exports"][0]["ports"], serde_json::json!([445]));
+    }
+}
+
+/// The nftables rulesets the guide prints (`docs/operator-guide.md`) and
+/// ships (`docs/examples/*.nft`) load into a kernel — with their 10.x
+/// addresses moved into 127.x, the only addresses tests may use.
+#[test]
+fn the_guides_rulesets_load() {
+    if !netns::isolate("intercept::the_guides_rulesets_load") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(root.join("docs/operator-guide.md")).unwrap();
+    let mut rulesets: Vec<(String, String)> = guide
+        .split("```nft\n")
+        .skip(1)
+        .filter_map(|block| block.split_once("\n```").map(|(r, _)| r.to_owned()))
+        .map(|r| ("operator-guide.md".to_owned(), r))
+        .collect();
+    assert!(!rulesets.is_empty(), "no ```nft block in the guide");
+    for site in ["site1", "site2"] {
+        let file = format!("docs/examples/pairgate-{site}.nft");
+        rulesets.push((file.clone(), std::fs::read_to_string(root.join(&file)).unwrap()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (from, ruleset)) in rulesets.iter().enumerate() {
+        // 10.a.b.c -> 127.a.b.c: the same syntax, loopback addresses only.
+        let loopback = to_loopback(ruleset);
+        assert!(!loopback.contains(" 10."), "{loopback}");
+        let path = dir.path().join(format!("ruleset-{i}.nft"));
+        std::fs::write(&path, &loopback).unwrap();
+        for args in [&["-c", "-f"][..], &["-f"][..]] {
+            let out = Command::new("nft").args(args).arg(&path).output().unwrap();
+            assert!(out.status.success(), "{from}: nft {args:?}: {}\n{loopback}", text(&out));
+        }
+        let listed = Command::new("nft").args(["list", "table", "inet", "pairgate"]).output().unwrap();
+        assert!(String::from_utf8_lossy(&listed.stdout).contains("meta mark 0x00005047 return"), "{from}");
+    }
+}
+
+/// `ruleset` with every IPv4 address in 10.0.0.0/8 moved to 127.0.0.0/8.
+fn to_loopback(ruleset: &str) -> String {
+    let mut out = String::with_capacity(ruleset.len());
+    let mut rest = ruleset;
+    while let Some(at) = rest.find("10.") {
+        let before = rest[..at].chars().last();
+        out.push_str(&rest[..at]);
+        let starts_address = !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '.');
+        out.push_str(if starts_address { "127." } else { "10." });
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    out
+}
