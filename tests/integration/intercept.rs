@@ -174,6 +174,31 @@ fn smb_reaches_both_peer_servers_by_their_own_addresses() {
         }
     }
 
+    // `audit query` answers "which Front End wrote to that server" at either site.
+    for gw in [&pair.site1, &pair.site2] {
+        let out = Command::new(bin())
+            .args(["audit", "query", "--json", "--orig-dst"])
+            .arg(SERVER_A.to_string())
+            .arg("--log")
+            .arg(gw.audit_path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(
+            lines.iter().any(|v| is(v, "connection", "allow")),
+            "{lines:?}"
+        );
+        assert!(lines.iter().any(|v| v["event"] == "close"), "{lines:?}");
+        assert!(
+            lines.iter().all(|v| v["orig_dst"] == at(SERVER_A)),
+            "{lines:?}"
+        );
+    }
+
     // No loop: site 2's own (marked) connections to the servers were not
     // intercepted again — every connection site 1 allowed is one site 2
     // allowed, and site 1 saw no connection it did not get from a client.
@@ -234,12 +259,23 @@ fn the_guides_example_configs_pass_check() {
     for file in ["site1.toml", "site2.toml", "pairing.toml"] {
         std::fs::copy(examples.join(file), d.join(file)).unwrap();
     }
-    run_ok(d, &["ca", "init", "--dir", "ca", "--name", "contoso pairing CA"]);
+    run_ok(
+        d,
+        &["ca", "init", "--dir", "ca", "--name", "contoso pairing CA"],
+    );
     std::fs::create_dir_all(d.join("tls")).unwrap();
     std::fs::create_dir_all(d.join("keys")).unwrap();
-    for (site, pool) in [("site1", "pool01.contoso.example"), ("site2", "pool02.contoso.example")] {
+    for (site, pool) in [
+        ("site1", "pool01.contoso.example"),
+        ("site2", "pool02.contoso.example"),
+    ] {
         let out = format!("tls/{site}");
-        run_ok(d, &["cert", "issue", "--ca-dir", "ca", "--pool", pool, "--out", &out]);
+        run_ok(
+            d,
+            &[
+                "cert", "issue", "--ca-dir", "ca", "--pool", pool, "--out", &out,
+            ],
+        );
         let key = format!("keys/{site}-spool.key");
         run_ok(d, &["spool", "keygen", "--out", &key]);
     }
@@ -279,7 +315,10 @@ fn the_guides_rulesets_load() {
     assert!(!rulesets.is_empty(), "no ```nft block in the guide");
     for site in ["site1", "site2"] {
         let file = format!("docs/examples/pairgate-{site}.nft");
-        rulesets.push((file.clone(), std::fs::read_to_string(root.join(&file)).unwrap()));
+        rulesets.push((
+            file.clone(),
+            std::fs::read_to_string(root.join(&file)).unwrap(),
+        ));
     }
     let dir = tempfile::tempdir().unwrap();
     for (i, (from, ruleset)) in rulesets.iter().enumerate() {
@@ -290,10 +329,20 @@ fn the_guides_rulesets_load() {
         std::fs::write(&path, &loopback).unwrap();
         for args in [&["-c", "-f"][..], &["-f"][..]] {
             let out = Command::new("nft").args(args).arg(&path).output().unwrap();
-            assert!(out.status.success(), "{from}: nft {args:?}: {}\n{loopback}", text(&out));
+            assert!(
+                out.status.success(),
+                "{from}: nft {args:?}: {}\n{loopback}",
+                text(&out)
+            );
         }
-        let listed = Command::new("nft").args(["list", "table", "inet", "pairgate"]).output().unwrap();
-        assert!(String::from_utf8_lossy(&listed.stdout).contains("meta mark 0x00005047 return"), "{from}");
+        let listed = Command::new("nft")
+            .args(["list", "table", "inet", "pairgate"])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&listed.stdout).contains("meta mark 0x00005047 return"),
+            "{from}"
+        );
     }
 }
 
