@@ -10,7 +10,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::harness::*;
-use crate::netns::{self, FRONT_END, GATEWAY1, MARK, OUTSIDER, SERVER_A, SERVER_B};
+use crate::netns::{self, FRONT_END, GATEWAY1, MARK, OUTSIDER, SERVER_A, SERVER_B, UNEXPORTED};
 
 const INTERCEPT_PORT: u16 = 15445;
 
@@ -61,9 +61,11 @@ fn smb_reaches_both_peer_servers_by_their_own_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let fs_dir = dir.path().join("servers");
     let _servers = netns::file_servers(&fs_dir);
-    // A host of the peer site outside `destinations`: nothing may reach it.
+    // Hosts outside one site's `destinations`: nothing may reach them.
     let outsider = std::net::TcpListener::bind((OUTSIDER, 445)).unwrap();
     outsider.set_nonblocking(true).unwrap();
+    let unexported = std::net::TcpListener::bind((UNEXPORTED, 445)).unwrap();
+    unexported.set_nonblocking(true).unwrap();
 
     let listen = SocketAddr::from((GATEWAY1, INTERCEPT_PORT));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -71,13 +73,15 @@ fn smb_reaches_both_peer_servers_by_their_own_addresses() {
         // (The harness's plain tunnels stay; interception needs none.)
         site1.extra = format!(
             "\n[[intercept]]\nservice = \"backup-smb\"\nlisten = \"{listen}\"\n\
-             allow_sources = [\"{FRONT_END}\"]\ndestinations = [\"{SERVER_A}\", \"{SERVER_B}\"]\n\
+             allow_sources = [\"{FRONT_END}\"]\n\
+             destinations = [\"{SERVER_A}\", \"{SERVER_B}\", \"{UNEXPORTED}\"]\n\
              ports = [445]\n"
         );
         site2.exports.clear();
-        site2.extra = "\n[[export]]\nservice = \"backup-smb\"\n\
-             destinations = [\"127.0.20.0/24\"]\nports = [445]\n"
-            .into();
+        site2.extra = format!(
+            "\n[[export]]\nservice = \"backup-smb\"\n\
+             destinations = [\"{SERVER_A}\", \"{SERVER_B}\"]\nports = [445]\n"
+        );
     }));
     assert!(
         pair.site1
@@ -142,6 +146,27 @@ fn smb_reaches_both_peer_servers_by_their_own_addresses() {
     assert!(
         outsider.accept().is_err(),
         "a connection reached the outsider"
+    );
+
+    // Inside site 1's lists but not site 2's: the exporting site refuses,
+    // both sites audit it, and nothing reaches the host.
+    let out = smbclient(&work, UNEXPORTED, "ls");
+    assert!(
+        !out.status.success(),
+        "reached {UNEXPORTED}: {}",
+        text(&out)
+    );
+    for gw in [&pair.site1, &pair.site2] {
+        let v = gw.wait_audit("export refusal", |v| {
+            v["reason"] == "destination_not_allowed" && v["orig_dst"] == at(UNEXPORTED)
+        });
+        let detail = v["detail"].as_str().unwrap();
+        assert!(detail.contains("export backup-smb"), "{detail}");
+        assert!(detail.contains("outside destinations"), "{detail}");
+    }
+    assert!(
+        unexported.accept().is_err(),
+        "a connection reached {UNEXPORTED}"
     );
 
     // Both sites name the Front End and the server for every allowed connection.
@@ -213,13 +238,14 @@ fn smb_reaches_both_peer_servers_by_their_own_addresses() {
     assert_eq!(a1, a2, "site 1 allowed {a1}, site 2 {a2}");
 
     // A connection carrying the gateways' mark (a redirect loop), and one
-    // straight to the listener: refused, never forwarded.
+    // straight to the listener: refused, never forwarded (the 3rd and 4th
+    // refusal at site 1, after the outsider and the unexported host).
     rt.block_on(async {
         let looped = pairgate::intercept::socket::connect_addr(listen, MARK).await;
         let direct = tokio::net::TcpStream::connect(listen).await;
         assert!(looped.is_ok() && direct.is_ok());
     });
-    let lines = pair.site1.wait_audit_count("refused loops", 3, |v| {
+    let lines = pair.site1.wait_audit_count("refused loops", 4, |v| {
         v["reason"] == "destination_not_allowed"
     });
     let details: Vec<&str> = lines
@@ -359,4 +385,65 @@ fn to_loopback(ruleset: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// An intercepted connection is never handed to a peer gateway that
+/// predates the preamble: it could not learn the destination, and would
+/// connect its fixed target instead — the wrong server.
+#[test]
+fn an_intercepted_connection_never_reaches_a_peer_that_cannot_take_its_destination() {
+    if !netns::isolate(
+        "intercept::an_intercepted_connection_never_reaches_a_peer_that_cannot_take_its_destination",
+    ) {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listen = SocketAddr::from((GATEWAY1, INTERCEPT_PORT));
+    rt.block_on(async {
+        let pair = Pairing::start().await;
+        let (old, mut seen) = crate::preamble::old_acceptor(&pair).await;
+        let mut spec = pair.site1_spec.clone();
+        spec.name = "site1-to-old".into();
+        spec.peer_connect = old.port();
+        spec.peer_listen = free_port();
+        for t in &mut spec.tunnels {
+            t.1 = free_port();
+        }
+        spec.extra = format!(
+            "\n[[intercept]]\nservice = \"backup-smb\"\nlisten = \"{listen}\"\n\
+             allow_sources = [\"{FRONT_END}\"]\ndestinations = [\"{SERVER_A}\"]\nports = [445]\n"
+        );
+        let gw = Gateway::start(&spec.write(pair.dir.path()).unwrap());
+        netns::interception(listen)
+            .apply()
+            .expect("load the ruleset");
+        let mut client = tokio::net::TcpStream::connect((SERVER_A, 445))
+            .await
+            .unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = client.write_all(b"SMB negotiate").await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            client.read_to_end(&mut buf),
+        )
+        .await;
+        assert!(buf.is_empty(), "the client got bytes back");
+        let denied = gw.wait_audit("pg1 refusal", |v| {
+            v["reason"] == "destination_not_allowed" && v["orig_dst"] == at(SERVER_A)
+        });
+        assert!(
+            denied["detail"]
+                .as_str()
+                .unwrap()
+                .contains("predates the pg2 preamble"),
+            "{denied}"
+        );
+        // The old peer saw the TLS connection close before any client byte.
+        if let Ok(Some(got)) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), seen.recv()).await
+        {
+            assert!(got.is_empty(), "the old peer got the client's bytes");
+        }
+    });
 }

@@ -16,6 +16,9 @@ use pairgate_lab::netns;
 /// The peer site's file servers, by their own addresses.
 pub const SERVER_A: Ipv4Addr = Ipv4Addr::new(127, 0, 20, 1);
 pub const SERVER_B: Ipv4Addr = Ipv4Addr::new(127, 0, 20, 2);
+/// A host inside site 1's intercept `destinations` but outside site 2's
+/// export `destinations`: the exporting site has the last word.
+pub const UNEXPORTED: Ipv4Addr = Ipv4Addr::new(127, 0, 20, 9);
 /// A host of the peer site outside the intercept's `destinations`.
 pub const OUTSIDER: Ipv4Addr = Ipv4Addr::new(127, 0, 30, 1);
 /// The Front End: connections to the servers come from this address.
@@ -25,7 +28,9 @@ pub const GATEWAY1: Ipv4Addr = Ipv4Addr::new(127, 0, 10, 1);
 /// Site 2's gateway host.
 pub const GATEWAY2: Ipv4Addr = Ipv4Addr::new(127, 0, 10, 2);
 /// Every address the namespace gets on `lo`.
-pub const ADDRESSES: [Ipv4Addr; 6] = [SERVER_A, SERVER_B, OUTSIDER, GATEWAY1, GATEWAY2, FRONT_END];
+pub const ADDRESSES: [Ipv4Addr; 7] = [
+    SERVER_A, SERVER_B, UNEXPORTED, OUTSIDER, GATEWAY1, GATEWAY2, FRONT_END,
+];
 /// The gateways' mark in these tests (the documented default).
 pub const MARK: u32 = 0x5047;
 
@@ -37,7 +42,7 @@ pub fn isolate(test: &str) -> bool {
     if let Some(step) = netns::inside() {
         assert_eq!(step, test, "re-run for another test");
         netns::bring_up(&ADDRESSES).expect("configure lo in the namespace");
-        for server in [SERVER_A, SERVER_B, OUTSIDER] {
+        for server in [SERVER_A, SERVER_B, UNEXPORTED, OUTSIDER] {
             netns::prefer_source(server, FRONT_END).expect("route from the Front End");
         }
         return true;
@@ -70,7 +75,7 @@ pub fn isolate(test: &str) -> bool {
 /// `listener`, except from sockets carrying [`MARK`].
 pub fn interception(listener: SocketAddr) -> netns::Interception {
     netns::Interception {
-        servers: vec![SERVER_A, SERVER_B, OUTSIDER],
+        servers: vec![SERVER_A, SERVER_B, UNEXPORTED, OUTSIDER],
         port: 445,
         listener,
         mark: MARK,
