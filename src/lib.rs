@@ -18,6 +18,7 @@ pub mod audit;
 pub mod config;
 pub mod fuzzing;
 pub mod gateway;
+pub mod intercept;
 pub mod pki;
 pub mod policy;
 pub mod proxy;
