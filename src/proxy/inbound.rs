@@ -262,7 +262,7 @@ async fn handshake(
     tcp: TcpStream,
     material: &tls::Material,
     seen: &Arc<Observed>,
-) -> std::io::Result<TlsStream<super::PeerTcp>> {
+) -> std::io::Result<Box<TlsStream<super::PeerTcp>>> {
     let start = LazyConfigAcceptor::new(
         rustls::server::Acceptor::default(),
         super::ReadAhead::new(tcp),
@@ -273,9 +273,13 @@ async fn handshake(
             .find(|p| *p == tls::ALPN_CONTROL || tls::service_from_alpn(p).is_some())
             .map(<[u8]>::to_vec)
     });
+    // Boxed: the connection state is large, and every future it passes
+    // through by value would keep a slot of that size for the connection's
+    // whole life (see `proxy::relay`).
     start
         .into_stream(tls::server_config(material, alpn, seen))
         .await
+        .map(Box::new)
 }
 
 /// The control channel is part of being paired: allowed for the paired
@@ -283,7 +287,7 @@ async fn handshake(
 /// as a denial when refused).
 async fn control(
     ctx: &Context,
-    mut stream: TlsStream<super::PeerTcp>,
+    mut stream: Box<TlsStream<super::PeerTcp>>,
     track: &mut Track,
     policy: &crate::policy::Policy,
 ) {

@@ -14,6 +14,8 @@
 pub mod control;
 mod dial;
 mod fds;
+#[cfg(test)]
+mod footprint;
 mod inbound;
 pub mod keepalive;
 mod listener;

@@ -80,7 +80,8 @@ pub(crate) async fn forward(
     // Boxed: the handshake's state is large and short-lived (see inbound).
     let offer = tls::tunnel_alpns(service);
     let mut stream = match Box::pin(dial_peer_offering(ctx, offer, track)).await {
-        Ok(stream) => stream,
+        // Boxed: see `handshake` in inbound.
+        Ok(stream) => Box::new(stream),
         Err((reason, detail)) => return track.decide(ctx, Decision::Deny(reason), Some(detail)),
     };
     let (_, conn) = stream.get_ref();
@@ -183,7 +184,7 @@ async fn relay_after_status(
     track: &Track,
     leaf: Vec<rustls::pki_types::CertificateDer<'static>>,
     client: TcpStream,
-    stream: tokio_rustls::client::TlsStream<super::PeerTcp>,
+    stream: Box<tokio_rustls::client::TlsStream<super::PeerTcp>>,
 ) {
     let reg = ctx.registry.register(
         track.id,
