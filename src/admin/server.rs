@@ -60,7 +60,15 @@ pub fn router(metrics: Arc<Metrics>, status: Arc<dyn StatusSource>) -> Router {
 }
 
 async fn metrics_page(State(app): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], app.metrics.encode()).into_response()
+    // The refresh may look at the disk (spool depth): keep it off the reactor.
+    let metrics = app.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        metrics.refresh();
+        metrics.encode()
+    })
+    .await
+    .unwrap_or_else(|_| app.metrics.encode());
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 
 async fn status_page(State(app): State<AppState>) -> Response {

@@ -11,6 +11,7 @@ mod config_diff;
 mod reload;
 mod replication;
 mod spool_keys;
+mod tls_watch;
 
 pub use config_diff::restart_needed;
 pub use reload::{Reload, Reloader, Request as ReloadRequest, WATCH_INTERVAL};
@@ -19,7 +20,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
@@ -262,10 +262,14 @@ pub async fn start(
         own_listeners(peer_addr, &tunnel_addrs, admin_listener.as_ref()),
     )?;
     let replication = Arc::new(replication::Replication { ctx: ctx.clone() });
-    shutdown.spawn(replication::publish(
-        replication.clone(),
-        Duration::from_secs(2),
-    ));
+    // Sampled at each scrape, not on a timer: an idle gateway does no work
+    // for them. Weak: the metrics must not keep the context alive.
+    let weak = Arc::downgrade(&replication);
+    metrics.on_scrape(move || {
+        if let Some(replication) = weak.upgrade() {
+            replication::refresh_metrics(&replication);
+        }
+    });
     let mut admin_addr = None;
     if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {
         admin_addr = Some(listener.local_addr().map_err(GatewayError::Runtime)?);

@@ -16,10 +16,9 @@
 //! ahead does not hide it).
 //!
 //! The same figures feed `/status` (through [`SpoolGauge`]) and the
-//! `pairgate_spool_*` gauges, refreshed by [`publish`].
+//! `pairgate_spool_*` gauges, refreshed at each scrape by [`refresh_metrics`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use time::OffsetDateTime;
 
@@ -132,73 +131,52 @@ impl SpoolGauge for Replication {
     }
 }
 
-/// Refreshes the `pairgate_spool_*` gauges until shutdown.
-pub async fn publish(replication: Arc<Replication>, every: Duration) {
-    let stop = replication.ctx.shutdown.stop_token().clone();
-    loop {
-        let r = replication.clone();
-        let depths = tokio::task::spawn_blocking(move || {
-            [Direction::Outbound, Direction::Inbound].map(|d| (d, r.depth(d)))
-        })
-        .await;
-        replication
-            .ctx
-            .metrics
-            .audit_total(replication.ctx.audit.recorded());
-        let link = replication.ctx.link.state().state;
-        replication.ctx.metrics.peer_link(match link {
-            crate::admin::LinkState::Up => Some(true),
-            crate::admin::LinkState::Down => Some(false),
-            _ => None,
-        });
-        replication
-            .ctx
-            .metrics
-            .peer_clock_skew(replication.ctx.link.skew_secs());
-        if let Some(spool) = &replication.ctx.spool {
-            let c = &spool.store.counters;
-            let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-            replication.ctx.metrics.spool_totals(&[
-                ("ingested", n(&c.ingested)),
-                ("sent", n(&c.sent)),
-                ("received", n(&c.received)),
-                ("delivered", n(&c.delivered)),
-                ("quarantined", n(&c.quarantined)),
-                ("refused", n(&c.refused)),
-                ("refused_by_peer", n(&c.refused_by_peer)),
-            ]);
-            let held: Vec<(&'static str, u64)> = spool
-                .store
-                .conditions
-                .files_by_condition()
-                .into_iter()
-                .map(|(c, files)| (c.as_str(), files))
-                .collect();
-            replication
-                .ctx
-                .metrics
-                .spool_conditions(&held, n(&c.stalls));
-        }
-        if let Ok(depths) = depths {
-            let now = OffsetDateTime::now_utc();
-            for (direction, d) in depths {
-                let age = d.oldest_age(now);
-                replication
-                    .ctx
-                    .metrics
-                    .spool(direction, d.files, d.bytes, age);
-            }
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
+/// Brings the sampled gauges (`pairgate_spool_*`, peer link, clock skew,
+/// audit total) up to date. Called by each `/metrics` scrape
+/// ([`crate::admin::Metrics::on_scrape`]), off the reactor: reads the
+/// spool folders.
+pub fn refresh_metrics(replication: &Replication) {
+    let metrics = &replication.ctx.metrics;
+    metrics.audit_total(replication.ctx.audit.recorded());
+    let link = replication.ctx.link.state().state;
+    metrics.peer_link(match link {
+        crate::admin::LinkState::Up => Some(true),
+        crate::admin::LinkState::Down => Some(false),
+        _ => None,
+    });
+    metrics.peer_clock_skew(replication.ctx.link.skew_secs());
+    if let Some(spool) = &replication.ctx.spool {
+        let c = &spool.store.counters;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        metrics.spool_totals(&[
+            ("ingested", n(&c.ingested)),
+            ("sent", n(&c.sent)),
+            ("received", n(&c.received)),
+            ("delivered", n(&c.delivered)),
+            ("quarantined", n(&c.quarantined)),
+            ("refused", n(&c.refused)),
+            ("refused_by_peer", n(&c.refused_by_peer)),
+        ]);
+        let held: Vec<(&'static str, u64)> = spool
+            .store
+            .conditions
+            .files_by_condition()
+            .into_iter()
+            .map(|(c, files)| (c.as_str(), files))
+            .collect();
+        metrics.spool_conditions(&held, n(&c.stalls));
+    }
+    let now = OffsetDateTime::now_utc();
+    for direction in [Direction::Outbound, Direction::Inbound] {
+        let d = replication.depth(direction);
+        metrics.spool(direction, d.files, d.bytes, d.oldest_age(now));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn merge_keeps_the_oldest_and_sums() {
