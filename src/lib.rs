@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod fsutil;
 pub mod fuzzing;
 pub mod gateway;
 pub mod pki;
