@@ -15,14 +15,17 @@
 
 pub mod admin;
 pub mod audit;
+pub mod backoff;
 pub mod config;
 pub mod fsutil;
 pub mod fuzzing;
 pub mod gateway;
+pub mod names;
 pub mod pki;
 pub mod policy;
 pub mod proxy;
 pub mod shutdown;
+pub(crate) mod source;
 pub mod spool;
 pub mod table;
 pub mod tls;

@@ -222,7 +222,7 @@ impl CertificateStatus {
             pool: entry.pool.clone(),
             sha256: entry.sha256.clone(),
             not_after,
-            days_left: (entry.not_after - now.unix_timestamp()).div_euclid(86_400),
+            days_left: crate::pki::days_left_unix(entry.not_after, now.unix_timestamp()),
         }
     }
 }

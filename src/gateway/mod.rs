@@ -27,6 +27,8 @@ use tokio::net::TcpListener;
 use crate::admin::{self, Board, CertEntry, CertKind, Metrics, ServiceRole};
 use crate::audit::{AuditError, AuditLog, Direction, Event};
 use crate::config::{Config, ConfigError};
+use crate::names::ServiceName;
+use crate::pki::{self, Expiry, EXPIRY_WARNING_DAYS};
 use crate::policy::{Policy, PolicyError};
 use crate::proxy::{self, Context, Live, TunnelSpec};
 use crate::shutdown::Shutdown;
@@ -105,7 +107,7 @@ pub fn load(path: &Path) -> Result<(Config, Policy, Material), GatewayError> {
 pub struct Running {
     pub peer_addr: SocketAddr,
     /// (service, bound address) of each tunnel listener, in config order.
-    pub tunnel_addrs: Vec<(String, SocketAddr)>,
+    pub tunnel_addrs: Vec<(ServiceName, SocketAddr)>,
     /// The admin endpoint's bound address, if `[admin]` is configured.
     pub admin_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
@@ -138,7 +140,7 @@ pub async fn start(
     for (i, tunnel) in config.tunnels.iter().enumerate() {
         tunnel_listeners.push(bind(&config, format!("tunnel[{i}].listen"), tunnel.listen).await?);
     }
-    let exports: HashMap<String, String> = config
+    let exports: HashMap<ServiceName, String> = config
         .exports
         .iter()
         .map(|e| (e.service.clone(), e.target.clone()))
@@ -220,8 +222,8 @@ pub async fn start(
     if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {
         admin_addr = Some(listener.local_addr().map_err(GatewayError::Runtime)?);
         let board = Board::new(
-            config.gateway.pool.clone(),
-            config.gateway.peer_pool.clone(),
+            config.gateway.pool.to_string(),
+            config.gateway.peer_pool.to_string(),
             admin.sync_interval,
             ctx.link.clone(),
             metrics.clone(),
@@ -235,11 +237,11 @@ pub async fn start(
         ));
     }
     ctx.audit.record(Event::GatewayStart {
-        pool: config.gateway.pool.clone(),
-        peer_pool: config.gateway.peer_pool.clone(),
+        pool: config.gateway.pool.to_string(),
+        peer_pool: config.gateway.peer_pool.to_string(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     });
-    ctx.snapshot().material.start_crls(&ctx.audit, &ctx.metrics);
+    reload::start_crls(&ctx.snapshot().material, &ctx.audit, &ctx.metrics);
     shutdown.spawn(proxy::control::heartbeat(
         ctx.clone(),
         config.peer.heartbeat,
@@ -367,11 +369,11 @@ fn configured_services(config: &Config) -> Vec<(ServiceRole, String)> {
     let tunnels = config
         .tunnels
         .iter()
-        .map(|t| (ServiceRole::Tunnel, t.service.clone()));
+        .map(|t| (ServiceRole::Tunnel, t.service.to_string()));
     let exports = config
         .exports
         .iter()
-        .map(|e| (ServiceRole::Export, e.service.clone()));
+        .map(|e| (ServiceRole::Export, e.service.to_string()));
     tunnels.chain(exports).collect()
 }
 
@@ -398,19 +400,20 @@ fn publish_cert_expiry(metrics: &Metrics, material: &Material) {
     warn_expiry(material);
 }
 
-/// Days from which an approaching expiry is logged as a warning.
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
-
+/// Warns in the log about our own and the trusted CA certificates when they
+/// expire within [`EXPIRY_WARNING_DAYS`] (or have expired).
 fn warn_expiry(material: &Material) {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let days = |t: i64| (t - now).div_euclid(86_400);
-    let own = days(material.identity.not_after);
-    if own < EXPIRY_WARNING_DAYS {
+    let judge = |not_after: i64| {
+        let days_left = pki::days_left_unix(not_after, now);
+        let soon = Expiry::of_days_left(days_left, EXPIRY_WARNING_DAYS).needs_attention();
+        soon.then_some(days_left)
+    };
+    if let Some(own) = judge(material.identity.not_after) {
         tracing::warn!(days_left = own, sha256 = %material.identity.sha256, "own certificate expires soon: run `pairgate cert rotate`");
     }
     for (sha256, not_after) in &material.ca_expiry {
-        let left = days(*not_after);
-        if left < EXPIRY_WARNING_DAYS {
+        if let Some(left) = judge(*not_after) {
             tracing::warn!(days_left = left, %sha256, "trusted CA certificate expires soon: run `pairgate ca rotate`");
         }
     }

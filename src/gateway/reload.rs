@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::admin::Reloaded;
+use crate::admin::{Metrics, Reloaded};
 use crate::audit::{CertReload, ConfigReload, Event, PolicyReload};
 use crate::config::Config;
 use crate::policy::Policy;
@@ -292,6 +292,25 @@ impl Running {
         files.extend(tls.crl.clone());
         files
     }
+}
+
+/// At start: audits a refused (rolled back) `tls.crl` as a `cert_reload`
+/// with trigger `start`, then [`Material::after_publish`].
+pub(super) fn start_crls(material: &Material, audit: &crate::audit::AuditLog, metrics: &Metrics) {
+    if let Some(why) = &material.crl_refused {
+        tracing::error!(error = %why, "tls.crl refused at start; enforcing the CRL in force");
+        metrics.reload(Reloaded::Certificates, false);
+        audit.record(Event::CertReload(CertReload {
+            trigger: "start".to_owned(),
+            ok: false,
+            old_sha256: Some(material.identity.sha256.clone()),
+            new_sha256: None,
+            error: Some(why.clone()),
+            revoked_closed: 0,
+            crls: material.crl_records(),
+        }));
+    }
+    material.after_publish();
 }
 
 /// A digest of each file's bytes (None when unreadable).

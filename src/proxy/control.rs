@@ -235,7 +235,7 @@ pub async fn heartbeat_once(ctx: &Context) -> Result<(), String> {
         let sent = clock_now();
         let msg = Message::AuditHead {
             v: 1,
-            pool: ctx.local_pool.clone(),
+            pool: ctx.local_pool.to_string(),
             head: hex::encode(ctx.audit.head()),
             ts: crate::audit::chain::format_ts(sent),
             outbound: backlog,

@@ -128,7 +128,7 @@ pub(crate) async fn dial_peer_offering(
         let _ = tcp.set_nodelay(true);
         super::keepalive::enable(&tcp);
         let remote = tcp.peer_addr().ok();
-        let name = ServerName::try_from(ctx.peer_pool.clone())
+        let name = ServerName::try_from(ctx.peer_pool.to_string())
             .map_err(|e| (DenyReason::BadCertificate, e.to_string()))?;
         TlsConnector::from(config)
             .connect(name, super::ReadAhead::new(tcp))

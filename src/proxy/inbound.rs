@@ -15,6 +15,7 @@ use super::pending::PendingGuard;
 use super::{preamble, Admission, Context, Track};
 use crate::admin::CertKind;
 use crate::audit::Direction;
+use crate::names::ServiceName;
 use crate::policy::{self, Decision, DenyReason, Request};
 use crate::tls::{self, Observed};
 
@@ -76,7 +77,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
     if track
         .peer_pool
         .as_deref()
-        .is_some_and(|p| p.eq_ignore_ascii_case(&ctx.peer_pool))
+        .is_some_and(|p| ctx.peer_pool.is(p))
     {
         // A verified certificate of the paired pool: this address is the peer's.
         pending.vouch(std::time::Instant::now());
@@ -264,7 +265,7 @@ async fn control(
         None => false,
     };
     if !paired {
-        track.service = Some("control".to_owned());
+        track.service = Some(ServiceName::known("control"));
         let reason = if track.peer_pool.is_some() {
             DenyReason::NotPaired
         } else {

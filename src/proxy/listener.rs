@@ -13,6 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::pending::PendingGuard;
 use super::{Context, Track};
 use crate::audit::Direction;
+use crate::backoff::Backoff;
 use crate::policy::{Decision, DenyReason};
 
 /// Binds a listener whose accept queue holds `backlog` connections (the
@@ -55,7 +56,7 @@ pub async fn serve<H, Fut>(
     H: Fn(Arc<Context>, TcpStream, SocketAddr, Admission) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
     let mut arrivals = 0u64;
     loop {
         let accepted = tokio::select! {
@@ -64,14 +65,14 @@ pub async fn serve<H, Fut>(
         };
         let (stream, addr) = match accepted {
             Ok(pair) => {
-                backoff = Duration::from_millis(5);
+                backoff.reset();
                 pair
             }
             Err(e) => {
                 // Usually EMFILE/ENFILE: wait for connections to close.
-                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, backoff_ms = wait.as_millis() as u64, "accept failed");
+                tokio::time::sleep(wait).await;
                 continue;
             }
         };

@@ -44,6 +44,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::admin::{LinkTracker, Metrics};
 use crate::audit::{self, AuditLog, Direction, Event};
 use crate::config::Limits;
+use crate::names::{PoolName, ServiceName};
 use crate::policy::{Decision, Policy};
 use crate::shutdown::Shutdown;
 use crate::tls::Material;
@@ -58,12 +59,12 @@ pub struct Live {
 
 /// Everything a connection handler needs, shared by all connections of a gateway.
 pub struct Context {
-    pub local_pool: String,
-    pub peer_pool: String,
+    pub local_pool: PoolName,
+    pub peer_pool: PoolName,
     /// `host:port` of the peer gateway.
     pub peer_connect: String,
     /// Exported service → local target `host:port`.
-    pub exports: HashMap<String, String>,
+    pub exports: HashMap<ServiceName, String>,
     pub limits: Limits,
     pub live: watch::Sender<Arc<Live>>,
     pub audit: AuditLog,
@@ -89,10 +90,10 @@ pub struct Context {
 impl Context {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        local_pool: String,
-        peer_pool: String,
+        local_pool: PoolName,
+        peer_pool: PoolName,
         peer_connect: String,
-        exports: HashMap<String, String>,
+        exports: HashMap<ServiceName, String>,
         limits: Limits,
         live: Live,
         audit: AuditLog,
@@ -177,7 +178,7 @@ pub(crate) struct Track {
     peer_addr: String,
     pub(crate) peer_pool: Option<String>,
     pub(crate) cert_sha256: Option<String>,
-    pub(crate) service: Option<String>,
+    pub(crate) service: Option<ServiceName>,
     /// The local client of a tunnelled connection (see `audit::Connection`).
     pub(crate) client_addr: Option<String>,
     started: Instant,
@@ -226,7 +227,7 @@ impl Track {
             peer_addr: self.peer_addr.clone(),
             peer_pool: self.peer_pool.clone(),
             cert_sha256: self.cert_sha256.clone(),
-            service: self.service.clone(),
+            service: self.service.as_ref().map(ToString::to_string),
             decision: decision.verdict(),
             reason: decision.reason(),
             detail,
@@ -314,7 +315,7 @@ impl Track {
             peer_addr: self.peer_addr.clone(),
             peer_pool: self.peer_pool.clone(),
             cert_sha256: self.cert_sha256.clone(),
-            service: self.service.clone(),
+            service: self.service.as_ref().map(ToString::to_string),
             decision: crate::policy::Verdict::Allow,
             bytes_in,
             bytes_out,

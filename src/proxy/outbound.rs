@@ -14,13 +14,14 @@ use tracing::Instrument;
 use super::dial::dial_peer_offering;
 use super::{preamble, relay, Admission, Context, Track};
 use crate::audit::Direction;
+use crate::names::ServiceName;
 use crate::policy::{Decision, DenyReason};
 use crate::tls::{self};
 
 /// The tunnel a listener serves.
 #[derive(Debug, Clone)]
 pub struct TunnelSpec {
-    pub service: String,
+    pub service: ServiceName,
     pub allow_sources: Vec<IpNet>,
 }
 

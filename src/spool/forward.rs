@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::SpoolError;
-use super::hold::{Backoff, Holds, BACKOFF_START};
+use super::hold::{connection_backoff, Holds, BACKOFF_START};
 use super::link::{ChannelWriter, FrameIo, LinkStats, Timeouts};
 use super::names::RAW_NAME_FIELD;
 use super::store::{age_ms, durable_remove, lock, Area, Entry};
@@ -35,6 +35,7 @@ use super::stream::decrypt_stream;
 use super::wire::{Frame, Refusal, VERSION};
 use super::{Spool, SAFETY_NET};
 use crate::audit::{Direction, Event, SpoolFile};
+use crate::names::ServiceName;
 use crate::policy::Decision;
 use crate::proxy::{dial_peer, Context, Track};
 use crate::tls::{self};
@@ -65,7 +66,7 @@ impl Spool {
     /// Runs the forwarder until the gateway stops.
     pub async fn forward_loop(self: Arc<Self>, ctx: Arc<Context>) {
         let stop = ctx.shutdown.stop_token().clone();
-        let mut backoff = Backoff::default();
+        let mut backoff = connection_backoff();
         let mut holds = Holds::default();
         let mut failing = false;
         loop {
@@ -101,7 +102,7 @@ impl Spool {
                     if let SpoolError::Stalled { .. } = &e {
                         self.stalled(&ctx, &e);
                     }
-                    let delay = backoff.delay();
+                    let delay = backoff.next_jittered();
                     // Logged once per outage; the link state is audited
                     // by the heartbeat and shown in /status.
                     if failing {
@@ -164,7 +165,7 @@ impl Spool {
             .and_then(|mut a| a.next())
             .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         let mut track = Track::new(ctx, Direction::Outbound, addr);
-        track.service = Some(tls::SPOOL_SERVICE.to_owned());
+        track.service = Some(ServiceName::known(tls::SPOOL_SERVICE));
         let stream = match dial_peer(ctx, tls::ALPN_SPOOL.to_vec(), &mut track).await {
             Ok(s) => s,
             Err((reason, detail)) => {
@@ -427,7 +428,7 @@ impl Spool {
             id: meta.id.clone(),
             name: meta.name.clone(),
             size: meta.size,
-            peer_pool: Some(ctx.peer_pool.clone()),
+            peer_pool: Some(ctx.peer_pool.to_string()),
             age_ms: Some(age_ms(&meta)),
             reason: (how == "already").then(|| "peer already had it".to_owned()),
             path: None,
