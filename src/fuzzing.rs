@@ -21,7 +21,7 @@
 //! | `spool_key` | [`fuzz_spool_key`] | a key file is accepted only as 64 hex digits (+ one newline) and decodes to them |
 //! | `audit_verify` | [`fuzz_audit_verify`] | `verify` names the first bad line, the lines before it verify alone; summary and query survive anything |
 //! | `audit_round_trip` | [`fuzz_audit_round_trip`] | `render_line` of any event checks against its `prev`, chains, and parses back to the same event |
-//! | `preamble` | [`fuzz_preamble`] | the `pg2` PROXY v2 header and status frame decoders never panic; what they accept re-encodes to the same bytes (addresses) or decodes the same (status) |
+//! | `preamble` | [`fuzz_preamble`] | the `pg2` PROXY v2 header (with the original-destination TLV of intercepted connections) and status frame decoders never panic; what they accept re-encodes to the same bytes (addresses, original destination) or decodes the same (status) |
 
 mod audit;
 mod cert;
@@ -48,17 +48,36 @@ const MAX_SWEEP: usize = 8;
 /// status re-encodes to a frame that decodes to the same status.
 pub fn fuzz_preamble(data: &[u8]) {
     use crate::proxy::preamble::{
-        decode_origin, decode_status, encode_origin, encode_status, Origin,
+        decode_origin, decode_status, encode_intercepted, encode_origin, encode_status, Origin,
     };
-    if let Ok(Origin::Proxied {
-        source,
-        destination,
-    }) = decode_origin(data)
-    {
-        let again = encode_origin(Some(source), Some(destination));
-        if data.len() == again.len() {
-            assert_eq!(data[14..], again[14..], "addresses re-encode");
+    match decode_origin(data) {
+        Ok(Origin::Proxied {
+            source,
+            destination,
+        }) => {
+            let again = encode_origin(Some(source), Some(destination));
+            if data.len() == again.len() {
+                assert_eq!(data[14..], again[14..], "addresses re-encode");
+            }
         }
+        Ok(Origin::Intercepted {
+            source,
+            destination,
+        }) => {
+            // The original destination an export would connect: it must
+            // re-encode exactly when the header holds nothing but it.
+            let again = encode_intercepted(source, destination);
+            if data.len() == again.len() {
+                assert_eq!(data[14..], again[14..], "original destination re-encodes");
+            }
+            assert_eq!(
+                decode_origin(&again)
+                    .ok()
+                    .and_then(|o| o.original_destination()),
+                Some(destination)
+            );
+        }
+        _ => {}
     }
     if let Ok(Some((status, used))) = decode_status(data) {
         assert!(used <= data.len());

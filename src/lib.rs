@@ -20,6 +20,7 @@ pub mod config;
 pub mod fsutil;
 pub mod fuzzing;
 pub mod gateway;
+pub mod intercept;
 pub mod names;
 pub mod pki;
 pub mod policy;

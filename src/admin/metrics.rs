@@ -9,6 +9,7 @@
 //! | `denials_total{direction,reason}` | every refusal, by audit reason | any `not_paired`, `unknown_ca`, `revoked`, `bad_certificate` (someone who is not the pair is knocking); a rising `too_many_connections` |
 //! | `bytes_total{direction,service,flow}` | bytes relayed, `flow="in"` towards the connection's initiator side, `"out"` away from it, counted at close | failback throughput |
 //! | `export_failures_total{direction,service}` | connections whose export target did not answer: `inbound` = our export, `outbound` = the peer's, as its `pg2` status frame said | any: the service behind the tunnel is down |
+//! | `intercepted_connections_total{direction,service,decision}` | decisions about intercepted connections (those with an original destination): `outbound` at the intercepting site, `inbound` at the exporting one; a subset of `connections_total` | `decision="deny"` rising: look for `destination_not_allowed` in the audit log (an nftables set wider than `destinations`, or a loop) |
 //! | `handshake_failures_total{direction,reason}` | TLS handshakes that failed (a subset of denials) | outbound `peer_unreachable`: the WAN or the peer is down |
 //! | `handshake_seconds{direction}` | TLS handshake latency | p99 above a few seconds |
 //! | `active_connections{direction}` | connections open now | near `limits.max_connections` |
@@ -101,6 +102,7 @@ pub struct Metrics {
     bytes: Family<FlowLabels, Counter>,
     handshake_failures: Family<DenyLabels, Counter>,
     export_failures: Family<ServiceLabels, Counter>,
+    intercepted: Family<ConnLabels, Counter>,
     handshake_seconds: Family<DirLabels, Histogram, fn() -> Histogram>,
     active: Family<DirLabels, Gauge>,
     cert_expiry: Family<CertLabels, Gauge>,
@@ -154,6 +156,7 @@ impl Metrics {
             bytes: Family::default(),
             handshake_failures: Family::default(),
             export_failures: Family::default(),
+            intercepted: Family::default(),
             handshake_seconds: Family::new_with_constructor(handshake_histogram as fn() -> _),
             active: Family::default(),
             cert_expiry: Family::default(),
@@ -205,6 +208,11 @@ impl Metrics {
             "export_failures",
             "Connections whose export target did not answer, by direction and service",
             m.export_failures.clone(),
+        );
+        r.register(
+            "intercepted_connections",
+            "Decisions about intercepted connections (with an original destination), by direction, service and decision",
+            m.intercepted.clone(),
         );
         r.register(
             "handshake_seconds",
@@ -397,6 +405,18 @@ impl Metrics {
             .get_or_create(&ServiceLabels {
                 direction: direction_label(direction),
                 service: self.service_label(service),
+            })
+            .inc();
+    }
+
+    /// Counts a decision about an intercepted connection (one with an
+    /// original destination).
+    pub fn intercepted(&self, direction: Direction, service: Option<&str>, decision: Decision) {
+        self.intercepted
+            .get_or_create(&ConnLabels {
+                direction: direction_label(direction),
+                service: self.service_label(service),
+                decision: decision_label(decision),
             })
             .inc();
     }

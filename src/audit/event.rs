@@ -296,6 +296,11 @@ pub struct Connection {
     /// accepting site as the `pg2` PROXY header carried it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_addr: Option<String>,
+    /// The original destination of an intercepted connection, `ip:port`:
+    /// the server the client addressed (`SO_ORIGINAL_DST` at the
+    /// intercepting site, the PROXY header at the exporting site).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orig_dst: Option<String>,
 }
 
 /// The end of an allowed connection. `bytes_in` were received from
@@ -322,6 +327,9 @@ pub struct Close {
     /// As in [`Connection::client_addr`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_addr: Option<String>,
+    /// As in [`Connection::orig_dst`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orig_dst: Option<String>,
 }
 
 /// What a repair of the log's tail removed or lost.
@@ -358,6 +366,7 @@ mod tests {
             reason: None,
             detail: None,
             client_addr: None,
+            orig_dst: None,
         });
         let json = serde_json::to_string(&event).expect("plain data serializes");
         assert!(
@@ -383,6 +392,7 @@ mod tests {
             reason: Some(DenyReason::NotPaired),
             detail: None,
             client_addr: None,
+            orig_dst: None,
         });
         let json = serde_json::to_string(&event).expect("plain data serializes");
         assert!(

@@ -1,4 +1,5 @@
-//! Filtering a log: which lines match a peer, service, decision and time range.
+//! Filtering a log: which lines match a peer, service, decision, client,
+//! original destination and time range.
 //!
 //! Reports read lines generically through [`Record`], a borrowed view of the
 //! few fields they look at; unknown fields and unknown `event` values pass
@@ -36,6 +37,10 @@ pub struct Record<'a> {
     pub bytes_in: Option<u64>,
     #[serde(default)]
     pub bytes_out: Option<u64>,
+    #[serde(borrow, default)]
+    pub client_addr: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub orig_dst: Option<Cow<'a, str>>,
 }
 
 impl<'a> Record<'a> {
@@ -69,6 +74,8 @@ impl<'a> Record<'a> {
             reason: text("reason"),
             bytes_in: number("bytes_in"),
             bytes_out: number("bytes_out"),
+            client_addr: text("client_addr"),
+            orig_dst: text("orig_dst"),
         }
     }
 
@@ -83,6 +90,8 @@ impl<'a> Record<'a> {
             reason: own(self.reason),
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
+            client_addr: own(self.client_addr),
+            orig_dst: own(self.orig_dst),
         }
     }
 }
@@ -96,6 +105,10 @@ pub struct Filter {
     pub service: Option<String>,
     /// `decision` equals this (lines without a decision never match).
     pub decision: Option<Verdict>,
+    /// `client_addr` is this address (`IP` matches any port, `IP:PORT` exactly).
+    pub client: Option<String>,
+    /// `orig_dst` is this address (as `client`): "who wrote to that server".
+    pub orig_dst: Option<String>,
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
 }
@@ -108,6 +121,11 @@ impl Filter {
             Some(w) => have.as_deref() == Some(w.as_str()),
         };
         if !same(&self.peer, &record.peer_pool) || !same(&self.service, &record.service) {
+            return false;
+        }
+        if !address_matches(self.client.as_deref(), record.client_addr.as_deref())
+            || !address_matches(self.orig_dst.as_deref(), record.orig_dst.as_deref())
+        {
             return false;
         }
         if let Some(want) = self.decision {
@@ -131,6 +149,23 @@ impl Filter {
         };
         self.since.is_none_or(|s| ts >= s) && self.until.is_none_or(|u| ts <= u)
     }
+}
+
+/// Whether an `IP:PORT` field matches a filter written as `IP` (any port)
+/// or `IP:PORT`; no filter matches everything, a missing field nothing.
+fn address_matches(want: Option<&str>, have: Option<&str>) -> bool {
+    let Some(want) = want else {
+        return true;
+    };
+    let Some(have) = have.and_then(|h| h.parse::<std::net::SocketAddr>().ok()) else {
+        return false;
+    };
+    if let Ok(exact) = want.parse::<std::net::SocketAddr>() {
+        return exact == have;
+    }
+    let ip = want.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip == have.ip())
 }
 
 /// Whether one parsed log line passes the filter.
@@ -284,6 +319,31 @@ mod tests {
         };
         assert!(!matches(&since, &no_ts));
         assert!(matches(&Filter::default(), &no_ts));
+    }
+
+    #[test]
+    fn client_and_original_destination_match_by_address_or_host() {
+        let line = serde_json::json!({"event": "close", "client_addr": "10.1.10.11:50123",
+            "orig_dst": "10.2.20.50:445", "bytes_in": 7});
+        let by = |client: Option<&str>, dest: Option<&str>| Filter {
+            client: client.map(Into::into),
+            orig_dst: dest.map(Into::into),
+            ..Filter::default()
+        };
+        assert!(matches(&by(None, Some("10.2.20.50")), &line));
+        assert!(matches(&by(None, Some("10.2.20.50:445")), &line));
+        assert!(!matches(&by(None, Some("10.2.20.50:139")), &line));
+        assert!(!matches(&by(None, Some("10.2.20.51")), &line));
+        assert!(matches(&by(Some("10.1.10.11"), Some("10.2.20.50")), &line));
+        assert!(!matches(&by(Some("10.1.10.12"), None), &line));
+        assert!(!matches(&by(None, Some("not an address")), &line));
+        let v6 = serde_json::json!({"orig_dst": "[fd02::50]:445"});
+        assert!(matches(&by(None, Some("[fd02::50]")), &v6));
+        assert!(matches(&by(None, Some("fd02::50")), &v6));
+        assert!(!matches(
+            &by(None, Some("10.2.20.50")),
+            &serde_json::json!({})
+        ));
     }
 
     #[test]

@@ -41,7 +41,8 @@ const LOG_MODE: u32 = 0o640;
 pub const MAX_BATCH: usize = 1024;
 
 enum Msg {
-    Record(OffsetDateTime, Event),
+    /// Boxed: connection events are large, and most messages are records.
+    Record(OffsetDateTime, Box<Event>),
     Flush(mpsc::SyncSender<Result<(), (io::ErrorKind, String)>>),
     /// Reopen the path if the file was rotated away by an external tool.
     Reopen,
@@ -146,7 +147,7 @@ impl AuditLog {
     /// Queues one event with an explicit timestamp.
     pub fn record_at(&self, ts: OffsetDateTime, event: Event) {
         let sent = match &self.inner.tx {
-            Some(tx) => tx.send(Msg::Record(ts, event)).is_ok(),
+            Some(tx) => tx.send(Msg::Record(ts, Box::new(event))).is_ok(),
             None => false,
         };
         if sent {
@@ -253,7 +254,7 @@ impl Writer {
         let mut waiters = Vec::new();
         for msg in batch.drain(..) {
             match msg {
-                Msg::Record(ts, event) => events.push((ts, event)),
+                Msg::Record(ts, event) => events.push((ts, *event)),
                 Msg::Flush(done) => waiters.push(done),
                 Msg::Reopen => {
                     // Everything recorded before the reopen goes to the old file.
@@ -487,8 +488,8 @@ mod tests {
         writer.resync().expect("resync");
         let ts = OffsetDateTime::now_utc();
         let mut batch = vec![
-            Msg::Record(ts, sample_event(1)),
-            Msg::Record(ts, sample_event(2)),
+            Msg::Record(ts, Box::new(sample_event(1))),
+            Msg::Record(ts, Box::new(sample_event(2))),
         ];
         let (done, result) = mpsc::sync_channel(1);
         batch.push(Msg::Flush(done));
@@ -504,7 +505,7 @@ mod tests {
             .expect("reopen");
         let (done, result) = mpsc::sync_channel(1);
         writer.commit(&mut vec![
-            Msg::Record(ts, sample_event(3)),
+            Msg::Record(ts, Box::new(sample_event(3))),
             Msg::Flush(done),
         ]);
         assert!(result.recv().expect("flush answered").is_ok());
@@ -543,7 +544,7 @@ mod tests {
             hashes,
             with_repair: false,
         });
-        writer.commit(&mut vec![Msg::Record(ts, sample_event(4))]);
+        writer.commit(&mut vec![Msg::Record(ts, Box::new(sample_event(4)))]);
         assert_eq!(verified(&path).lines, 3);
         let all = events(&path);
         assert_eq!(all[0]["conn_id"], 0);

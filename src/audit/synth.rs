@@ -46,6 +46,7 @@ pub fn sample_event(i: u64) -> Event {
             reason: denied.then(|| REASONS[(k / 4 % 3) as usize]),
             detail: None,
             client_addr: None,
+            orig_dst: None,
         })
     } else {
         Event::Close(Close {
@@ -62,6 +63,7 @@ pub fn sample_event(i: u64) -> Event {
             error: None,
             reason: None,
             client_addr: None,
+            orig_dst: None,
         })
     }
 }
@@ -109,6 +111,7 @@ pub fn fixture() -> Vec<u8> {
             reason,
             detail: None,
             client_addr: None,
+            orig_dst: None,
         })
     };
     let close = |id, service: &str, bytes_in, bytes_out| {
@@ -126,6 +129,7 @@ pub fn fixture() -> Vec<u8> {
             error: None,
             reason: None,
             client_addr: None,
+            orig_dst: None,
         })
     };
     let events = [

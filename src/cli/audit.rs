@@ -70,6 +70,13 @@ pub struct QueryArgs {
     /// Only connection decisions of this kind.
     #[arg(long, value_enum, value_name = "DECISION")]
     pub decision: Option<DecisionArg>,
+    /// Only lines whose `client_addr` (the Front End) is this address: `IP` or `IP:PORT`.
+    #[arg(long, value_name = "ADDR")]
+    pub client: Option<String>,
+    /// Only lines whose `orig_dst` (the server an intercepted connection addressed) is
+    /// this address: `IP` or `IP:PORT`.
+    #[arg(long = "orig-dst", value_name = "ADDR")]
+    pub orig_dst: Option<String>,
     /// From this time on: RFC 3339, a UTC date, or how long ago (90s, 15m, 1h, 2d, 1w).
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
@@ -222,6 +229,8 @@ fn query(args: QueryArgs) -> Result<(), Failure> {
             DecisionArg::Allow => Verdict::Allow,
             DecisionArg::Deny => Verdict::Deny,
         }),
+        client: args.client,
+        orig_dst: args.orig_dst,
         since: time("since", &args.since)?,
         until: time("until", &args.until)?,
     };

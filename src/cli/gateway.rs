@@ -6,6 +6,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::Failure;
+use pairgate::config::ExportTarget;
 use pairgate::gateway::{self, GatewayError};
 
 #[derive(Debug, Args)]
@@ -131,9 +132,23 @@ pub fn check(args: CheckArgs) -> Result<(), Failure> {
             "tunnels": config.tunnels.iter().map(|t| {
                 serde_json::json!({ "service": t.service, "listen": t.listen.to_string(), "allow_sources": t.allow_sources.iter().map(ToString::to_string).collect::<Vec<_>>() })
             }).collect::<Vec<_>>(),
-            "exports": config.exports.iter().map(|e| {
-                serde_json::json!({ "service": e.service, "target": e.target })
+            "exports": config.exports.iter().map(|e| match &e.target {
+                ExportTarget::Fixed(target) => serde_json::json!({ "service": e.service, "target": target }),
+                ExportTarget::Carried(d) => serde_json::json!({
+                    "service": e.service,
+                    "destinations": d.nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "ports": d.ports,
+                }),
             }).collect::<Vec<_>>(),
+            "intercepts": config.intercepts.iter().map(|i| serde_json::json!({
+                "service": i.service,
+                "listen": i.listen.to_string(),
+                "allow_sources": i.allow_sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "destinations": i.destinations.nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "ports": i.destinations.ports,
+                "capture": i.capture,
+            })).collect::<Vec<_>>(),
+            "mark": config.socket_mark(),
             "spool": config.spool.is_some(),
             "crl": crl_json(&config, &material, now_t),
             "warnings": warnings,
@@ -168,8 +183,31 @@ pub fn check(args: CheckArgs) -> Result<(), Failure> {
             t.allow_sources.len()
         );
     }
+    for i in &config.intercepts {
+        let nets: Vec<String> = i
+            .destinations
+            .nets
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        println!(
+            "  intercept {} on {} ({}) for {} source network(s) to [{}] ports {:?}",
+            i.service,
+            i.listen,
+            i.capture.as_str(),
+            i.allow_sources.len(),
+            nets.join(", "),
+            i.destinations.ports
+        );
+    }
     for e in &config.exports {
         println!("  export {} to {}", e.service, e.target);
+    }
+    if config.socket_mark() != 0 {
+        println!(
+            "  the gateway's own connections carry SO_MARK {:#x} (needs CAP_NET_ADMIN)",
+            config.socket_mark()
+        );
     }
     if let Some(path) = &config.tls.crl {
         for crl in &material.crls {

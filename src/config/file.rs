@@ -21,6 +21,8 @@ pub(crate) struct RawConfig {
     pub tunnel: Vec<Spanned<RawTunnel>>,
     #[serde(default)]
     pub export: Vec<Spanned<RawExport>>,
+    #[serde(default)]
+    pub intercept: Vec<Spanned<RawIntercept>>,
     pub limits: Option<Spanned<RawLimits>>,
 }
 
@@ -30,6 +32,7 @@ pub(crate) struct RawGateway {
     pub pool: Spanned<String>,
     pub peer_pool: Spanned<String>,
     pub policy: Spanned<String>,
+    pub mark: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,7 +92,21 @@ pub(crate) struct RawTunnel {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawExport {
     pub service: Spanned<String>,
-    pub target: Spanned<String>,
+    /// Either `target`, or `destinations` and `ports` (see `config::intercept`).
+    pub target: Option<Spanned<String>>,
+    pub destinations: Option<Spanned<Vec<Spanned<String>>>>,
+    pub ports: Option<Spanned<Vec<Spanned<u16>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIntercept {
+    pub service: Spanned<String>,
+    pub listen: Spanned<String>,
+    pub allow_sources: Spanned<Vec<Spanned<String>>>,
+    pub destinations: Spanned<Vec<Spanned<String>>>,
+    pub ports: Spanned<Vec<Spanned<u16>>>,
+    pub capture: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,11 +18,13 @@
 
 mod file;
 mod files;
+mod intercept;
 mod pairing;
 mod validate;
 mod values;
 
 pub use files::{check_files, FileError};
+pub use intercept::{ExportTarget, Intercept};
 pub use pairing::{check_against_policy, load_with_policy, PairingError};
 pub use values::wide_source;
 
@@ -53,6 +55,8 @@ pub struct Config {
     pub spool: Option<Spool>,
     pub tunnels: Vec<Tunnel>,
     pub exports: Vec<Export>,
+    /// `[[intercept]]` listeners (transparent interception, see `crate::intercept`).
+    pub intercepts: Vec<Intercept>,
     pub limits: Limits,
     /// Where things were written, for messages after parsing.
     pub lines: ConfigLines,
@@ -63,6 +67,9 @@ pub struct Gateway {
     pub pool: PoolName,
     pub peer_pool: PoolName,
     pub policy: PathBuf,
+    /// `SO_MARK` of the gateway's own sockets when it intercepts
+    /// (`gateway.mark`, default [`crate::intercept::DEFAULT_MARK`]; 0: none).
+    pub mark: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -165,8 +172,8 @@ pub struct Tunnel {
 #[derive(Debug, Clone)]
 pub struct Export {
     pub service: ServiceName,
-    /// `host:port` of the local target.
-    pub target: String,
+    /// A fixed `host:port`, or the destinations the peer may carry.
+    pub target: ExportTarget,
 }
 
 /// Optional `[limits]` section.
@@ -223,6 +230,8 @@ pub struct ConfigLines {
     pub tunnels: Vec<usize>,
     /// Each `[[export]]`'s `service`, in order.
     pub exports: Vec<usize>,
+    /// Each `[[intercept]]`'s `service`, in order.
+    pub intercepts: Vec<usize>,
     /// Each path key as written (`tls.cert`, `spool.old_keys[0]`, …).
     pub paths: std::collections::BTreeMap<String, usize>,
 }
@@ -321,6 +330,27 @@ impl Config {
             return self.spool.is_some();
         }
         self.exports.iter().any(|e| e.service == service)
+    }
+
+    /// Whether this gateway intercepts (an `[[intercept]]`, or an
+    /// `[[export]]` that connects carried destinations): then its own
+    /// sockets carry `gateway.mark`, which needs `CAP_NET_ADMIN`.
+    pub fn intercepting(&self) -> bool {
+        !self.intercepts.is_empty()
+            || self
+                .exports
+                .iter()
+                .any(|e| matches!(e.target, ExportTarget::Carried(_)))
+    }
+
+    /// The mark the gateway puts on its own sockets: `gateway.mark` when
+    /// [`Config::intercepting`], else 0 (a plain gateway needs no capability).
+    pub fn socket_mark(&self) -> u32 {
+        if self.intercepting() {
+            self.gateway.mark
+        } else {
+            0
+        }
     }
 
     /// The export for `service`, if any.

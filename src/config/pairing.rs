@@ -118,6 +118,15 @@ pub fn check_against_policy(config: &Config, policy: &Policy) -> Result<(), Conf
             "this [[export]]",
         )?;
     }
+    for (i, intercept) in config.intercepts.iter().enumerate() {
+        let line = config.lines.intercepts.get(i).copied().unwrap_or(0);
+        check(
+            &intercept.service,
+            line,
+            format!("intercept[{i}].service"),
+            "this [[intercept]]",
+        )?;
+    }
     if config.spool.is_some() {
         check(
             "spool",

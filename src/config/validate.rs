@@ -106,6 +106,9 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let exports = (raw.export.iter().enumerate())
         .map(|(i, e)| v.export(i, e.get_ref()))
         .collect::<Result<Vec<_>, _>>()?;
+    let intercepts = (raw.intercept.iter().enumerate())
+        .map(|(i, e)| v.intercept(i, e.get_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let limits = raw
         .limits
         .as_ref()
@@ -114,6 +117,10 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     v.check_listeners(&raw)?;
     v.check_one_per_service("tunnel", raw.tunnel.iter().map(|t| &t.get_ref().service))?;
     v.check_one_per_service("export", raw.export.iter().map(|e| &e.get_ref().service))?;
+    v.check_one_per_service(
+        "intercept",
+        raw.intercept.iter().map(|e| &e.get_ref().service),
+    )?;
 
     let lines = v.lines(&raw);
     Ok(Config {
@@ -126,12 +133,13 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         spool,
         tunnels,
         exports,
+        intercepts,
         limits,
         lines,
     })
 }
 
-struct Validator<'a> {
+pub(super) struct Validator<'a> {
     text: &'a str,
     path: &'a Path,
     base: PathBuf,
@@ -180,10 +188,13 @@ impl Validator<'_> {
             spool: raw.spool.as_ref().map_or(0, |s| self.line(s)),
             tunnels: tunnels.map(|t| self.line(&t.get_ref().service)).collect(),
             exports: exports.map(|e| self.line(&e.get_ref().service)).collect(),
+            intercepts: (raw.intercept.iter())
+                .map(|e| self.line(&e.get_ref().service))
+                .collect(),
         }
     }
 
-    fn invalid(
+    pub(super) fn invalid(
         &self,
         span: &Range<usize>,
         key: &str,
@@ -224,6 +235,10 @@ impl Validator<'_> {
             pool,
             peer_pool,
             policy: self.file_path("gateway.policy", &raw.policy)?,
+            mark: raw
+                .mark
+                .as_ref()
+                .map_or(crate::intercept::DEFAULT_MARK, |m| *m.get_ref()),
         })
     }
 
@@ -249,7 +264,11 @@ impl Validator<'_> {
         Ok(self.base.join(text))
     }
 
-    fn listen(&self, key: &str, value: &Spanned<String>) -> Result<SocketAddr, ConfigError> {
+    pub(super) fn listen(
+        &self,
+        key: &str,
+        value: &Spanned<String>,
+    ) -> Result<SocketAddr, ConfigError> {
         value.get_ref().trim().parse().map_err(|_| {
             self.invalid(
                 &value.span(),
@@ -261,7 +280,7 @@ impl Validator<'_> {
     }
 
     /// A `host:port` the gateway connects to; kept as written once checked.
-    fn host_port(
+    pub(super) fn host_port(
         &self,
         key: &str,
         value: &Spanned<String>,
@@ -337,7 +356,7 @@ impl Validator<'_> {
         })
     }
 
-    fn service(
+    pub(super) fn service(
         &self,
         key: &str,
         value: &Spanned<String>,
@@ -396,11 +415,7 @@ impl Validator<'_> {
                 &raw.service,
                 "[[export]]",
             )?,
-            target: self.host_port(
-                &format!("export[{index}].target"),
-                &raw.target,
-                "fs01.site1.example:445",
-            )?,
+            target: self.export_target(index, raw)?,
         })
     }
 
@@ -473,6 +488,9 @@ impl Validator<'_> {
         }
         for (i, t) in raw.tunnel.iter().enumerate() {
             listeners.push((format!("tunnel[{i}].listen"), &t.get_ref().listen));
+        }
+        for (i, t) in raw.intercept.iter().enumerate() {
+            listeners.push((format!("intercept[{i}].listen"), &t.get_ref().listen));
         }
         let parsed: Vec<(String, &Spanned<String>, SocketAddr)> = (listeners.into_iter())
             .filter_map(|(key, v)| v.get_ref().trim().parse().ok().map(|a| (key, v, a)))

@@ -200,6 +200,7 @@ impl Bytes<'_> {
                 reason: self.flag().then(|| reason(self.byte())),
                 detail: self.opt_string(),
                 client_addr: self.opt_string(),
+                orig_dst: self.opt_string(),
             }),
             3 => Event::Close(Close {
                 conn_id: self.u64(),
@@ -215,6 +216,7 @@ impl Bytes<'_> {
                 error: self.opt_string(),
                 reason: self.flag().then(|| reason(self.byte())),
                 client_addr: self.opt_string(),
+                orig_dst: self.opt_string(),
             }),
             4 => Event::LogRepaired(LogRepaired {
                 truncated_bytes: self.u64(),

@@ -12,7 +12,7 @@
 //! does not compile until it is compared here.
 
 use crate::config::{
-    Admin, Audit, Config, ConfigLines, Export, Gateway, Limits, Peer, Spool, Tls, Tunnel,
+    Admin, Audit, Config, ConfigLines, Export, Gateway, Intercept, Limits, Peer, Spool, Tls, Tunnel,
 };
 
 /// The keys (as written in the config file, e.g. `tunnel[0].listen`) whose
@@ -28,6 +28,7 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
         spool,
         tunnels,
         exports,
+        intercepts,
         limits,
         lines: ConfigLines { .. },
     } = running;
@@ -41,6 +42,13 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
     diff_spool(&mut changed, spool.as_ref(), new.spool.as_ref());
     diff_list(&mut changed, "tunnel", tunnels, &new.tunnels, diff_tunnel);
     diff_list(&mut changed, "export", exports, &new.exports, diff_export);
+    diff_list(
+        &mut changed,
+        "intercept",
+        intercepts,
+        &new.intercepts,
+        diff_intercept,
+    );
     diff_limits(&mut changed, limits, &new.limits);
     changed.0
 }
@@ -61,10 +69,12 @@ fn diff_gateway(c: &mut Changed, old: &Gateway, new: &Gateway) {
         pool,
         peer_pool,
         policy,
+        mark,
     } = old;
     c.check("gateway.pool", pool, &new.pool);
     c.check("gateway.peer_pool", peer_pool, &new.peer_pool);
     c.check("gateway.policy", policy, &new.policy);
+    c.check("gateway.mark", mark, &new.mark);
 }
 
 fn diff_tls(c: &mut Changed, old: &Tls, new: &Tls) {
@@ -177,6 +187,29 @@ fn diff_export(c: &mut Changed, at: &str, old: &Export, new: &Export) {
     let Export { service, target } = old;
     c.check(&format!("{at}.service"), service, &new.service);
     c.check(&format!("{at}.target"), target, &new.target);
+}
+
+fn diff_intercept(c: &mut Changed, at: &str, old: &Intercept, new: &Intercept) {
+    let Intercept {
+        service,
+        listen,
+        allow_sources,
+        destinations,
+        capture,
+    } = old;
+    c.check(&format!("{at}.service"), service, &new.service);
+    c.check(&format!("{at}.listen"), listen, &new.listen);
+    c.check(
+        &format!("{at}.allow_sources"),
+        allow_sources,
+        &new.allow_sources,
+    );
+    c.check(
+        &format!("{at}.destinations"),
+        destinations,
+        &new.destinations,
+    );
+    c.check(&format!("{at}.capture"), capture, &new.capture);
 }
 
 fn diff_limits(c: &mut Changed, old: &Limits, new: &Limits) {

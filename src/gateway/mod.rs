@@ -52,6 +52,15 @@ pub enum GatewayError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{}: gateway.mark: cannot set SO_MARK {mark:#x} on the gateway's sockets: {source} — \
+             interception marks the gateway's own connections so nftables can exempt them: grant \
+             CAP_NET_ADMIN (systemd: AmbientCapabilities=CAP_NET_ADMIN), or set mark = 0 and \
+             exempt the gateway's user in the ruleset (meta skuid \"pairgate\" return)", file.display())]
+    Mark {
+        file: PathBuf,
+        mark: u32,
+        source: std::io::Error,
+    },
     #[error("spool: {0}")]
     Spool(#[from] SpoolError),
     #[error("cannot start the runtime: {0}")]
@@ -65,6 +74,7 @@ impl GatewayError {
         !matches!(
             self,
             GatewayError::Bind { .. }
+                | GatewayError::Mark { .. }
                 | GatewayError::Runtime(_)
                 | GatewayError::Audit(_)
                 | GatewayError::Spool(SpoolError::Io { .. })
@@ -108,6 +118,8 @@ pub struct Running {
     pub peer_addr: SocketAddr,
     /// (service, bound address) of each tunnel listener, in config order.
     pub tunnel_addrs: Vec<(ServiceName, SocketAddr)>,
+    /// (service, bound address) of each intercept listener, in config order.
+    pub intercept_addrs: Vec<(ServiceName, SocketAddr)>,
     /// The admin endpoint's bound address, if `[admin]` is configured.
     pub admin_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
@@ -140,11 +152,41 @@ pub async fn start(
     for (i, tunnel) in config.tunnels.iter().enumerate() {
         tunnel_listeners.push(bind(&config, format!("tunnel[{i}].listen"), tunnel.listen).await?);
     }
+    let mut intercept_listeners = Vec::new();
+    for (i, intercept) in config.intercepts.iter().enumerate() {
+        let key = format!("intercept[{i}].listen");
+        let listener = crate::intercept::bind_listener(
+            intercept.listen,
+            config.limits.max_connections,
+            intercept.capture,
+        )
+        .map_err(|source| GatewayError::Bind {
+            file: config.path.clone(),
+            key,
+            addr: intercept.listen,
+            source,
+        })?;
+        intercept_listeners.push(listener);
+    }
     let exports: HashMap<ServiceName, String> = config
         .exports
         .iter()
-        .map(|e| (e.service.clone(), e.target.clone()))
+        .filter_map(|e| Some((e.service.clone(), e.target.fixed()?.to_owned())))
         .collect();
+    let carried: HashMap<ServiceName, crate::intercept::Destinations> = config
+        .exports
+        .iter()
+        .filter_map(|e| match &e.target {
+            crate::config::ExportTarget::Carried(d) => Some((e.service.clone(), d.clone())),
+            crate::config::ExportTarget::Fixed(_) => None,
+        })
+        .collect();
+    let mark = config.socket_mark();
+    crate::intercept::socket::check_mark(mark).map_err(|source| GatewayError::Mark {
+        file: config.path.clone(),
+        mark,
+        source,
+    })?;
     let admin_listener = match &config.admin {
         Some(admin) => Some(bind(&config, "admin.listen".into(), admin.listen).await?),
         None => None,
@@ -184,6 +226,8 @@ pub async fn start(
         metrics.clone(),
     );
     ctx.spool = spool;
+    ctx.carried = carried;
+    ctx.mark = mark;
     let ctx = Arc::new(ctx);
     if let Some(spool) = &ctx.spool {
         spool.spawn(&ctx);
@@ -213,6 +257,12 @@ pub async fn start(
             move |ctx, tcp, addr, slot| proxy::handle_outbound(ctx, spec.clone(), tcp, addr, slot),
         ));
     }
+    let intercept_addrs = serve_intercepts(
+        &config,
+        &ctx,
+        intercept_listeners,
+        own_listeners(peer_addr, &tunnel_addrs, admin_listener.as_ref()),
+    )?;
     let replication = Arc::new(replication::Replication { ctx: ctx.clone() });
     shutdown.spawn(replication::publish(
         replication.clone(),
@@ -250,6 +300,7 @@ pub async fn start(
     Ok(Running {
         peer_addr,
         tunnel_addrs,
+        intercept_addrs,
         admin_addr,
         ctx,
         config,
@@ -265,6 +316,9 @@ impl Running {
         );
         for (service, addr) in &self.tunnel_addrs {
             line.push_str(&format!(" tunnel.{service}={addr}"));
+        }
+        for (service, addr) in &self.intercept_addrs {
+            line.push_str(&format!(" intercept.{service}={addr}"));
         }
         if let Some(addr) = self.admin_addr {
             line.push_str(&format!(" admin={addr}"));
@@ -364,12 +418,67 @@ fn running_as_root() -> bool {
     }
 }
 
-/// Each tunnel (outbound) and export (inbound) of the config, in config order.
+/// Every address the gateway listens on: the peer and admin listeners and
+/// the tunnels (the intercepts are added by [`serve_intercepts`]).
+fn own_listeners(
+    peer: SocketAddr,
+    tunnels: &[(ServiceName, SocketAddr)],
+    admin: Option<&TcpListener>,
+) -> Vec<SocketAddr> {
+    let mut own = vec![peer];
+    own.extend(tunnels.iter().map(|(_, a)| *a));
+    own.extend(admin.and_then(|l| l.local_addr().ok()));
+    own
+}
+
+/// Serves each `[[intercept]]` listener; returns (service, bound address).
+fn serve_intercepts(
+    config: &Config,
+    ctx: &Arc<Context>,
+    listeners: Vec<TcpListener>,
+    mut own: Vec<SocketAddr>,
+) -> Result<Vec<(ServiceName, SocketAddr)>, GatewayError> {
+    let mut addrs = Vec::new();
+    for (intercept, listener) in config.intercepts.iter().zip(&listeners) {
+        addrs.push((
+            intercept.service.clone(),
+            listener.local_addr().map_err(GatewayError::Runtime)?,
+        ));
+    }
+    own.extend(addrs.iter().map(|(_, a)| *a));
+    for (intercept, listener) in config.intercepts.iter().zip(listeners) {
+        let spec = Arc::new(crate::intercept::InterceptSpec {
+            service: intercept.service.clone(),
+            allow_sources: intercept.allow_sources.clone(),
+            destinations: intercept.destinations.clone(),
+            capture: intercept.capture,
+            own: own.clone(),
+        });
+        ctx.shutdown.spawn(proxy::serve(
+            listener,
+            ctx.clone(),
+            Direction::Outbound,
+            move |ctx, tcp, addr, slot| {
+                crate::intercept::handle(ctx, spec.clone(), tcp, addr, slot)
+            },
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Each tunnel and intercept (outbound) and export (inbound) of the config,
+/// in config order.
 fn configured_services(config: &Config) -> Vec<(ServiceRole, String)> {
     let tunnels = config
         .tunnels
         .iter()
-        .map(|t| (ServiceRole::Tunnel, t.service.to_string()));
+        .map(|t| (ServiceRole::Tunnel, t.service.to_string()))
+        .chain(
+            config
+                .intercepts
+                .iter()
+                .map(|i| (ServiceRole::Tunnel, i.service.to_string())),
+        );
     let exports = config
         .exports
         .iter()

@@ -55,6 +55,11 @@ pub enum DenyReason {
     /// The CRL for the peer certificate's CA is past its nextUpdate and
     /// `tls.crl_overdue = "deny"`.
     CrlOverdue,
+    /// An intercepted connection's original destination is missing, is
+    /// the gateway itself, arrived with the gateway's own mark (a loop), or
+    /// lies outside the `[[intercept]]`'s or `[[export]]`'s
+    /// `destinations`/`ports`; `detail` says which.
+    DestinationNotAllowed,
 }
 
 impl DenyReason {
@@ -78,6 +83,7 @@ impl DenyReason {
             DenyReason::BadPreamble => "bad_preamble",
             DenyReason::ProfileViolation => "profile_violation",
             DenyReason::CrlOverdue => "crl_overdue",
+            DenyReason::DestinationNotAllowed => "destination_not_allowed",
         }
     }
 

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -122,7 +121,8 @@ pub(crate) async fn dial_peer_offering(
     let seen = Arc::new(Observed::default());
     let config = tls::client_config(&live.material, alpn, &ctx.peer_pool, &seen);
     let attempt = async {
-        let tcp = TcpStream::connect(&ctx.peer_connect)
+        // Marked: the operator's nftables rules must never intercept this.
+        let tcp = crate::intercept::socket::connect(&ctx.peer_connect, ctx.mark)
             .await
             .map_err(|e| (DenyReason::PeerUnreachable, e.to_string()))?;
         let _ = tcp.set_nodelay(true);

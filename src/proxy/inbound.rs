@@ -96,6 +96,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
     track.service = conn.alpn_protocol().and_then(tls::service_from_alpn);
     let with_preamble = conn.alpn_protocol().is_some_and(tls::has_preamble);
     let leaf = super::peer_leaf(conn.peer_certificates());
+    let mut origin = preamble::Origin::Local;
     if with_preamble {
         // The dialler sends its PROXY header first (see proxy::preamble).
         let read = tokio::time::timeout(
@@ -103,10 +104,10 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
             preamble::read_origin(&mut stream),
         );
         let refusal = match read.await {
-            Ok(Ok(origin)) => {
-                if let preamble::Origin::Proxied { source, .. } = origin {
-                    track.client_addr = Some(source.to_string());
-                }
+            Ok(Ok(read)) => {
+                origin = read;
+                track.client_addr = origin.source().map(|s| s.to_string());
+                track.orig_dst = origin.original_destination().map(|d| d.to_string());
                 None
             }
             Ok(Err(e)) => Some((DenyReason::BadPreamble, format!("PROXY v2 header: {e}"))),
@@ -131,6 +132,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
                 peer_pool,
                 service,
                 exported: ctx.exports.contains_key(service)
+                    || ctx.carried.contains_key(service)
                     || (service == tls::SPOOL_SERVICE && ctx.spool.is_some()),
             },
         ),
@@ -139,10 +141,35 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         // No pg1 ALPN: the client did not name a service.
         (Some(_), None) => Decision::Deny(DenyReason::ServiceNotAllowed),
     };
-    track.decide(ctx, decision, None);
+    // Where an allowed connection would go: a destination outside the
+    // export's lists is a denial, audited as such before anything connects.
+    let (decision, plan, detail) = match (decision, track.service.as_deref()) {
+        (Decision::Allow, Some(service)) if service != tls::SPOOL_SERVICE => {
+            let planned = crate::intercept::export::plan(
+                service,
+                ctx.exports.get(service),
+                ctx.carried.get(service),
+                origin,
+                ctx.limits.handshake_timeout,
+            )
+            .await;
+            match planned {
+                Some(Err(detail)) => (
+                    Decision::Deny(DenyReason::DestinationNotAllowed),
+                    None,
+                    Some(detail),
+                ),
+                Some(Ok(plan)) => (decision, Some(plan), None),
+                None => (decision, None, None),
+            }
+        }
+        _ => (decision, None, None),
+    };
+    track.decide(ctx, decision, detail.clone());
     if let Decision::Deny(reason) = decision {
         if with_preamble {
-            let detail = format!("refused by {}: {reason}", ctx.local_pool);
+            let detail =
+                detail.unwrap_or_else(|| format!("refused by {}: {reason}", ctx.local_pool));
             return refuse(&mut stream, reason, &detail).await;
         }
         let _ = stream.shutdown().await;
@@ -177,11 +204,14 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         }
     }
 
-    let target = match track.service.as_ref().and_then(|s| ctx.exports.get(s)) {
-        Some(target) => target.clone(),
-        None => return track.close(ctx, 0, 0, Some("no export for service".to_owned())),
+    let Some(target) = plan else {
+        return track.close(ctx, 0, 0, Some("no export for service".to_owned()));
     };
-    let connect = tokio::time::timeout(ctx.limits.handshake_timeout, TcpStream::connect(&target));
+    // Marked: the operator's nftables rules must never intercept this.
+    let connect = tokio::time::timeout(
+        ctx.limits.handshake_timeout,
+        crate::intercept::export::connect(&target, ctx.mark),
+    );
     let failure = match connect.await {
         Ok(Ok(backend)) => {
             let _ = backend.set_nodelay(true);

@@ -31,6 +31,7 @@ pub use readahead::ReadAhead;
 /// The transport under every TLS connection between the gateways.
 pub type PeerTcp = ReadAhead<tokio::net::TcpStream>;
 pub use listener::{bind, serve, Admission};
+pub(crate) use outbound::forward;
 pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
 pub use registry::{Registration, Registry};
 
@@ -84,6 +85,11 @@ pub struct Context {
     pub peer_backlog: control::PeerBacklog,
     /// The store-and-forward spool, when `[spool]` is configured.
     pub spool: Option<Arc<crate::spool::Spool>>,
+    /// Exported service → the destinations the peer may carry (`[[export]]`
+    /// with `destinations`/`ports`; see `crate::intercept`).
+    pub carried: HashMap<ServiceName, crate::intercept::Destinations>,
+    /// `SO_MARK` of the sockets the gateway opens itself (0: none).
+    pub mark: u32,
     next_id: AtomicU64,
 }
 
@@ -124,6 +130,8 @@ impl Context {
             metrics,
             peer_backlog: control::PeerBacklog::default(),
             spool: None,
+            carried: HashMap::new(),
+            mark: 0,
             next_id: AtomicU64::new(1),
         }
     }
@@ -181,6 +189,8 @@ pub(crate) struct Track {
     pub(crate) service: Option<ServiceName>,
     /// The local client of a tunnelled connection (see `audit::Connection`).
     pub(crate) client_addr: Option<String>,
+    /// The original destination of an intercepted connection.
+    pub(crate) orig_dst: Option<String>,
     started: Instant,
 }
 
@@ -198,6 +208,7 @@ impl Track {
             cert_sha256: None,
             service: None,
             client_addr: None,
+            orig_dst: None,
             started: Instant::now(),
         }
     }
@@ -205,6 +216,10 @@ impl Track {
     pub(crate) fn decide(&self, ctx: &Context, decision: Decision, detail: Option<String>) {
         ctx.metrics
             .connection(self.direction, self.service.as_deref(), decision);
+        if self.orig_dst.is_some() {
+            ctx.metrics
+                .intercepted(self.direction, self.service.as_deref(), decision);
+        }
         if let Decision::Deny(reason) = decision {
             let (reason, detail) = (reason.as_str(), detail.as_deref());
             let outcome = crate::admin::SessionOutcome::Failed { reason, detail };
@@ -232,6 +247,7 @@ impl Track {
             reason: decision.reason(),
             detail,
             client_addr: self.client_addr.clone(),
+            orig_dst: self.orig_dst.clone(),
         }));
     }
 
@@ -323,6 +339,7 @@ impl Track {
             error,
             reason,
             client_addr: self.client_addr.clone(),
+            orig_dst: self.orig_dst.clone(),
         }));
     }
 }

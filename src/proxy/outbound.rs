@@ -62,8 +62,24 @@ async fn outbound(
         return track.decide(ctx, Decision::Deny(DenyReason::SourceNotAllowed), None);
     }
     track.client_addr = Some(addr.to_string());
+    let header = preamble::encode_origin(Some(addr), client.local_addr().ok());
+    forward(ctx, &tunnel.service, client, header, true, track).await;
+}
+
+/// Carries an admitted local client to the peer: dial naming `service`,
+/// send `header` (the PROXY v2 preamble), relay after the peer's status.
+/// `raw_ok`: whether a peer that predates the preamble (`pg1`, which
+/// cannot learn the header's destination) may still get a raw relay.
+pub(crate) async fn forward(
+    ctx: &Context,
+    service: &str,
+    client: TcpStream,
+    header: Vec<u8>,
+    raw_ok: bool,
+    track: &mut Track,
+) {
     // Boxed: the handshake's state is large and short-lived (see inbound).
-    let offer = tls::tunnel_alpns(&tunnel.service);
+    let offer = tls::tunnel_alpns(service);
     let mut stream = match Box::pin(dial_peer_offering(ctx, offer, track)).await {
         Ok(stream) => stream,
         Err((reason, detail)) => return track.decide(ctx, Decision::Deny(reason), Some(detail)),
@@ -71,11 +87,23 @@ async fn outbound(
     let (_, conn) = stream.get_ref();
     let leaf = super::peer_leaf(conn.peer_certificates());
     if !conn.alpn_protocol().is_some_and(tls::has_preamble) {
+        if !raw_ok {
+            let detail = format!(
+                "peer gateway {} predates the pg2 preamble and cannot take the original \
+                 destination: upgrade it",
+                ctx.peer_connect
+            );
+            let _ = stream.shutdown().await;
+            return track.decide(
+                ctx,
+                Decision::Deny(DenyReason::DestinationNotAllowed),
+                Some(detail),
+            );
+        }
         // A peer that predates the preamble: `pg1`, the raw relay.
         track.decide(ctx, Decision::Allow, None);
         return super::relay_allowed(ctx, track, leaf, client, stream).await;
     }
-    let header = preamble::encode_origin(Some(addr), client.local_addr().ok());
     if let Err(e) = async {
         stream.write_all(&header).await?;
         stream.flush().await

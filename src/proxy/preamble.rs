@@ -25,8 +25,15 @@
 //!    tunnel listener. Destination: the tunnel listener's own address (the
 //!    address the client dialled). When the two differ in family, or are
 //!    unknown, the command is LOCAL (`0x20`, family `0x00`, length 0).
-//!    TLVs are allowed and ignored; the whole header is at most
-//!    [`MAX_PROXY_HEADER`] bytes. The dialler then relays client bytes at
+//!    TLVs are allowed and ignored — except one: an `[[intercept]]`
+//!    listener sends the connection's **original destination** (the host
+//!    the Front End addressed, from `SO_ORIGINAL_DST`) as the destination,
+//!    and marks it with the custom TLV [`TLV_ORIGINAL_DESTINATION`]
+//!    (`0xE0`, the first of the range PROXY v2 leaves to applications; one
+//!    value byte, `0x01`). An `[[export]]` with `destinations` connects that
+//!    address; without the TLV the destination is only the tunnel
+//!    listener's address and no export connects it. The whole header is at
+//!    most [`MAX_PROXY_HEADER`] bytes. The dialler then relays client bytes at
 //!    once, without waiting (no extra round trip).
 //! 2. Acceptor: reads the header (bounded as above, within
 //!    `limits.handshake_timeout`), evaluates the policy, connects the export
@@ -71,6 +78,11 @@ pub const MAX_OUTCOME: usize = 64;
 pub const MAX_DETAIL: usize = 1024;
 /// The outcome of an accepted connection.
 pub const OK: &str = "ok";
+/// The PROXY v2 TLV type that marks the destination as the client's
+/// original destination (`PP2_TYPE_MIN_CUSTOM`).
+pub const TLV_ORIGINAL_DESTINATION: u8 = 0xE0;
+/// Its value: version 1 of that meaning.
+const ORIGINAL_DESTINATION_V1: &[u8] = &[0x01];
 
 /// What a PROXY header said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +92,32 @@ pub enum Origin {
         source: SocketAddr,
         destination: SocketAddr,
     },
+    /// Command PROXY with TCP addresses and [`TLV_ORIGINAL_DESTINATION`]:
+    /// `destination` is where the client was going (an `[[intercept]]`).
+    Intercepted {
+        source: SocketAddr,
+        destination: SocketAddr,
+    },
     /// Command LOCAL, or an address family we do not carry.
     Local,
+}
+
+impl Origin {
+    /// The client's address, when the header carried one.
+    pub fn source(&self) -> Option<SocketAddr> {
+        match self {
+            Origin::Proxied { source, .. } | Origin::Intercepted { source, .. } => Some(*source),
+            Origin::Local => None,
+        }
+    }
+
+    /// The original destination of an intercepted connection.
+    pub fn original_destination(&self) -> Option<SocketAddr> {
+        match self {
+            Origin::Intercepted { destination, .. } => Some(*destination),
+            _ => None,
+        }
+    }
 }
 
 /// The acceptor's answer.
@@ -124,6 +160,24 @@ pub fn encode_origin(source: Option<SocketAddr>, destination: Option<SocketAddr>
         .unwrap_or_else(|_| local().build().unwrap_or_default())
 }
 
+/// The PROXY v2 header of an intercepted connection: the client at
+/// `source` was going to `original` (see [`TLV_ORIGINAL_DESTINATION`]).
+/// Falls back to LOCAL when the families differ.
+pub fn encode_intercepted(source: SocketAddr, original: SocketAddr) -> Vec<u8> {
+    if source.is_ipv4() != original.is_ipv4() {
+        return encode_origin(None, None);
+    }
+    v2::Builder::with_addresses(
+        v2::Version::Two | v2::Command::Proxy,
+        v2::Protocol::Stream,
+        (source, original),
+    )
+    .write_tlv(TLV_ORIGINAL_DESTINATION, ORIGINAL_DESTINATION_V1)
+    .and_then(v2::Builder::build)
+    // Building only fails past 64 KiB of payload; this is 36 + 4 bytes.
+    .unwrap_or_else(|_| encode_origin(None, None))
+}
+
 /// Parses a complete PROXY v2 header (exactly its bytes).
 ///
 /// # Errors
@@ -139,16 +193,38 @@ pub fn decode_origin(header: &[u8]) -> Result<Origin, PreambleError> {
     if let Some(Err(e)) = parsed.tlvs().find(Result::is_err) {
         return Err(PreambleError::Proxy(e.to_string()));
     }
-    Ok(match (parsed.command, parsed.addresses) {
-        (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Origin::Proxied {
-            source: (a.source_address, a.source_port).into(),
-            destination: (a.destination_address, a.destination_port).into(),
+    let addresses: Option<(SocketAddr, SocketAddr)> = match (parsed.command, parsed.addresses) {
+        (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Some((
+            (a.source_address, a.source_port).into(),
+            (a.destination_address, a.destination_port).into(),
+        )),
+        (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Some((
+            (a.source_address, a.source_port).into(),
+            (a.destination_address, a.destination_port).into(),
+        )),
+        _ => None,
+    };
+    let intercepted = parsed
+        .tlvs()
+        .flatten()
+        .find(|t| t.kind == TLV_ORIGINAL_DESTINATION);
+    Ok(match (addresses, intercepted) {
+        (Some((source, destination)), Some(tlv)) if *tlv.value == *ORIGINAL_DESTINATION_V1 => {
+            Origin::Intercepted {
+                source,
+                destination,
+            }
+        }
+        (Some(_), Some(_)) => {
+            return Err(PreambleError::Proxy(
+                "original-destination TLV of an unknown version".into(),
+            ))
+        }
+        (Some((source, destination)), None) => Origin::Proxied {
+            source,
+            destination,
         },
-        (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Origin::Proxied {
-            source: (a.source_address, a.source_port).into(),
-            destination: (a.destination_address, a.destination_port).into(),
-        },
-        _ => Origin::Local,
+        (None, _) => Origin::Local,
     })
 }
 
@@ -319,6 +395,42 @@ mod tests {
             assert_eq!(&local[12..16], &[0x20, 0x00, 0, 0]);
             assert_eq!(decode_origin(&local), Ok(Origin::Local));
         }
+    }
+
+    #[test]
+    fn intercepted_origins_carry_the_original_destination_in_a_custom_tlv() {
+        let (s, d) = (addr("10.1.10.11:50123"), addr("10.2.20.50:445"));
+        let header = encode_intercepted(s, d);
+        assert_eq!(&header[12..14], &[0x21, 0x11]);
+        assert_eq!(&header[14..16], &(12u16 + 4).to_be_bytes());
+        assert_eq!(&header[28..], &[TLV_ORIGINAL_DESTINATION, 0, 1, 1]);
+        let origin = decode_origin(&header).unwrap();
+        assert_eq!(
+            origin,
+            Origin::Intercepted {
+                source: s,
+                destination: d
+            }
+        );
+        assert_eq!(origin.original_destination(), Some(d));
+        assert_eq!(origin.source(), Some(s));
+        let v6 = encode_intercepted(addr("[fd01::11]:1"), addr("[fd02::50]:445"));
+        assert_eq!(
+            decode_origin(&v6).unwrap().original_destination(),
+            Some(addr("[fd02::50]:445"))
+        );
+        // A plain tunnel's destination is only its listener: not an original one.
+        let plain = decode_origin(&encode_origin(Some(s), Some(d))).unwrap();
+        assert_eq!(plain.original_destination(), None);
+        assert_eq!(
+            decode_origin(&encode_intercepted(s, addr("[fd02::50]:445"))),
+            Ok(Origin::Local),
+            "mixed families"
+        );
+        let mut future = header.clone();
+        let last = future.len() - 1;
+        future[last] = 2;
+        assert!(decode_origin(&future).is_err(), "unknown TLV version");
     }
 
     #[test]

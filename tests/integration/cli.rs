@@ -408,6 +408,17 @@ fn the_demo_runs_end_to_end() {
     ] {
         assert!(text.contains(shown), "demo output lacks {shown:?}:\n{text}");
     }
+    // The interception step runs where a namespace can be made (root, CI),
+    // and says plainly why not elsewhere.
+    let intercepted = if pairgate_lab::netns::unavailable().is_none() {
+        "orig_dst=127.0.20.50:445"
+    } else {
+        "not shown here"
+    };
+    assert!(
+        text.contains(intercepted),
+        "demo output lacks {intercepted:?}:\n{text}"
+    );
     // What it leaves behind passes the tools it points to.
     let audit = demo.join("site1-audit.jsonl");
     assert_eq!(

@@ -363,6 +363,7 @@ pub fn synthetic_log(
                 reason: denied.then_some(DenyReason::ServiceNotAllowed),
                 detail: None,
                 client_addr: None,
+                orig_dst: None,
             })
         } else {
             Event::Close(Close {
@@ -379,6 +380,7 @@ pub fn synthetic_log(
                 error: None,
                 reason: None,
                 client_addr: None,
+                orig_dst: None,
             })
         };
         let ts = start + time::Duration::milliseconds(i as i64 * 10);

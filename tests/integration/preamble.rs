@@ -142,7 +142,9 @@ async fn a_malformed_preamble_is_refused_and_the_dialler_is_told() {
 
 /// A peer gateway from before the preamble: it knows only `pg1/<service>`
 /// and echoes raw bytes.
-async fn old_acceptor(pair: &Pairing) -> (SocketAddr, tokio::sync::mpsc::Receiver<Vec<u8>>) {
+pub(crate) async fn old_acceptor(
+    pair: &Pairing,
+) -> (SocketAddr, tokio::sync::mpsc::Receiver<Vec<u8>>) {
     let chain = pairgate::tls::load_certs(&pair.site2_spec.cert.0).unwrap();
     let key_pem = std::fs::read(&pair.site2_spec.cert.1).unwrap();
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())

@@ -1,13 +1,14 @@
 //! A real SMB client (smbclient) through the tunnel to a real Samba server.
 //! Skips, saying why, when Samba is not installed (`.ci/run` installs it).
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-struct Smbd(Child);
+pub struct Smbd(Child);
 
 impl Drop for Smbd {
     fn drop(&mut self) {
@@ -16,13 +17,20 @@ impl Drop for Smbd {
     }
 }
 
-fn have(tool: &str) -> bool {
+pub fn have(tool: &str) -> bool {
     ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
         .iter()
         .any(|d| Path::new(d).join(tool).exists())
 }
 
 fn start_smbd(dir: &Path, port: u16) -> Smbd {
+    start_smbd_at(dir, Ipv4Addr::LOCALHOST, port)
+}
+
+/// A Samba server with one guest-writable `share` (at `dir/share`) on
+/// `ip:port`; `ip` must be an address of an interface (Samba binds its
+/// interfaces only).
+pub fn start_smbd_at(dir: &Path, ip: Ipv4Addr, port: u16) -> Smbd {
     let share = dir.join("share");
     for sub in ["share", "private", "lock", "state", "cache", "pid"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -37,7 +45,7 @@ fn start_smbd(dir: &Path, port: u16) -> Smbd {
     std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o777)).unwrap();
     let d = dir.display();
     let conf = format!(
-        "[global]\n workgroup = PAIRGATE\n server role = standalone server\n interfaces = 127.0.0.1\n\
+        "[global]\n workgroup = PAIRGATE\n server role = standalone server\n interfaces = {ip}\n\
          bind interfaces only = yes\n smb ports = {port}\n private dir = {d}/private\n lock directory = {d}/lock\n\
          state directory = {d}/state\n cache directory = {d}/cache\n pid directory = {d}/pid\n\
          log file = {d}/smbd.log\n map to guest = Bad User\n guest account = nobody\n disable netbios = yes\n\
@@ -55,10 +63,10 @@ fn start_smbd(dir: &Path, port: u16) -> Smbd {
         .spawn()
         .expect("start smbd");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect((ip, port)).is_err() {
         assert!(
             Instant::now() < deadline,
-            "smbd did not listen on {port}; see {d}/smbd.log"
+            "smbd did not listen on {ip}:{port}; see {d}/smbd.log"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -14,7 +14,7 @@ use crate::{io, LabError};
 /// # Errors
 /// When it cannot bind.
 pub async fn echo_backend() -> Result<SocketAddr, LabError> {
-    serve_backend(|stream| async move {
+    serve_backend(SocketAddr::from(([127, 0, 0, 1], 0)), |stream| async move {
         let (mut r, mut w) = stream.into_split();
         let _ = tokio::io::copy(&mut r, &mut w).await;
         let _ = w.shutdown().await;
@@ -28,7 +28,15 @@ pub async fn echo_backend() -> Result<SocketAddr, LabError> {
 /// # Errors
 /// When it cannot bind.
 pub async fn digest_backend() -> Result<SocketAddr, LabError> {
-    serve_backend(|mut stream| async move {
+    digest_backend_at(SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// [`digest_backend`] on a chosen address (e.g. a lab "file server"'s own).
+///
+/// # Errors
+/// When it cannot bind.
+pub async fn digest_backend_at(addr: SocketAddr) -> Result<SocketAddr, LabError> {
+    serve_backend(addr, |mut stream| async move {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -44,14 +52,14 @@ pub async fn digest_backend() -> Result<SocketAddr, LabError> {
     .await
 }
 
-async fn serve_backend<F, Fut>(handle: F) -> Result<SocketAddr, LabError>
+async fn serve_backend<F, Fut>(addr: SocketAddr, handle: F) -> Result<SocketAddr, LabError>
 where
     F: Fn(TcpStream) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0")
+    let listener = TcpListener::bind(addr)
         .await
-        .map_err(io("bind backend"))?;
+        .map_err(io(format!("bind backend {addr}")))?;
     let addr = listener.local_addr().map_err(io("backend address"))?;
     tokio::spawn(async move {
         loop {
@@ -156,18 +164,21 @@ pub fn pattern(len: usize) -> Vec<u8> {
 /// # Errors
 /// When it cannot bind.
 pub async fn discard_backend() -> Result<SocketAddr, LabError> {
-    serve_backend(|mut stream| async move {
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut total: u64 = 0;
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => total += n as u64,
-                Err(_) => return,
+    serve_backend(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        |mut stream| async move {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total: u64 = 0;
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => total += n as u64,
+                    Err(_) => return,
+                }
             }
-        }
-        let _ = stream.write_all(&total.to_be_bytes()).await;
-        let _ = stream.shutdown().await;
-    })
+            let _ = stream.write_all(&total.to_be_bytes()).await;
+            let _ = stream.shutdown().await;
+        },
+    )
     .await
 }

@@ -7,7 +7,9 @@
 //! bulk traffic through the tunnel both ways, a batch of replication packages
 //! through the encrypted spool, an outage of the peer site (files wait
 //! encrypted, the lag grows), the recovery, a live certificate rotation under
-//! an open connection, and finally what the audit logs recorded.
+//! an open connection, transparent interception (in a network namespace of
+//! its own, when run as root; it says plainly when it cannot), and finally
+//! what the audit logs recorded.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::{GatewayProcess, LabError, Pairgate, Pki, SiteSpec, POOL1, POOL2};
 
 mod files;
+mod intercept;
 
 use files::{contains_marker, drop_packages, wait_files, wait_outbox_empty};
 
@@ -75,6 +78,10 @@ pub fn run(exe: &Path, dir: Option<PathBuf>, bulk_mib: u64) -> Result<(), DemoEr
         .enable_all()
         .build()
         .map_err(io("start the runtime"))?;
+    if crate::netns::inside().as_deref() == Some(intercept::STEP) {
+        // The interception step, re-run in a network namespace of its own.
+        return runtime.block_on(intercept::inner(&Pairgate::new(exe), &dir));
+    }
     runtime.block_on(Demo::new(dir, Pairgate::new(exe), bulk_mib << 20).run())
 }
 
@@ -227,6 +234,11 @@ impl Demo {
 
         self.heading("Live certificate rotation under an open connection");
         self.rotate(&pki, &sites).await?;
+
+        self.heading(
+            "Transparent interception: the Front End addresses the peer's File Store by its own address",
+        );
+        intercept::show(self.pairgate.exe(), &self.dir)?;
 
         self.heading("What the audit logs recorded");
         for s in &mut sites {
