@@ -101,10 +101,31 @@ pub struct PeerAuditHead {
     pub peer_ts: String,
 }
 
+/// Whether the peer gateway is reachable: the `state` of `peer_link`
+/// records and of `/status`'s `peer_link`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    Up,
+    Down,
+    /// Nothing has been tried since start (`/status` only).
+    Unknown,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+            LinkState::Unknown => "unknown",
+        }
+    }
+}
+
 /// See [`Event::PeerLink`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerLink {
-    pub state: String,
+    pub state: LinkState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

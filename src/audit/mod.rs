@@ -33,7 +33,7 @@ pub use chain::{
     VerifyError, GENESIS,
 };
 pub use event::{
-    CertReload, Close, Condition, ConfigReload, Connection, CrlRecord, Direction, Event,
+    CertReload, Close, Condition, ConfigReload, Connection, CrlRecord, Direction, Event, LinkState,
     LogContinued, LogRepaired, PeerAuditHead, PeerLink, PolicyReload, SpoolCondition, SpoolFile,
     SpoolKeyReload,
 };

@@ -188,7 +188,7 @@ pub struct Limits {
     /// concurrency (that is `max_connections`).
     pub max_handshakes_per_source: usize,
     /// The same allowance for an address the paired peer gateway recently
-    /// proved to be at (see `proxy::pending`): its tunnelled connections all
+    /// proved to be at (see `peer::pending`): its tunnelled connections all
     /// handshake from there, as many at once as local clients open.
     pub max_handshakes_per_peer: usize,
     pub shutdown_grace: Duration,

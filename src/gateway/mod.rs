@@ -28,9 +28,10 @@ use crate::admin::{self, Board, CertEntry, CertKind, Metrics, ServiceRole};
 use crate::audit::{AuditError, AuditLog, Direction, Event};
 use crate::config::{Config, ConfigError};
 use crate::names::ServiceName;
+use crate::peer::{self, Live, Peer};
 use crate::pki::{self, Expiry, EXPIRY_WARNING_DAYS};
 use crate::policy::{Policy, PolicyError};
-use crate::proxy::{self, Context, Live, TunnelSpec};
+use crate::proxy::{self, Context, Routes, TunnelSpec};
 use crate::shutdown::Shutdown;
 use crate::spool::{Spool, SpoolError};
 use crate::tls::{Material, Sources, TlsError};
@@ -123,6 +124,8 @@ pub struct Running {
     /// The admin endpoint's bound address, if `[admin]` is configured.
     pub admin_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
+    /// The spool, when `[spool]` is configured.
+    pub spool: Option<Arc<Spool>>,
     config: Config,
 }
 
@@ -211,27 +214,34 @@ pub async fn start(
         &configured_services(&config),
     );
     publish_cert_expiry(&metrics, &material);
-    let mut ctx = Context::new(
-        config.gateway.pool.clone(),
-        config.gateway.peer_pool.clone(),
-        config.peer.connect.clone(),
-        exports,
-        config.limits.clone(),
-        Live {
+    let peer = Arc::new(Peer::new(peer::Settings {
+        local_pool: config.gateway.pool.clone(),
+        peer_pool: config.gateway.peer_pool.clone(),
+        peer_connect: config.peer.connect.clone(),
+        mark,
+        limits: config.limits.clone(),
+        live: Live {
             policy: Arc::new(policy),
             material: Arc::new(material),
         },
-        audit.clone(),
-        shutdown.clone(),
-        metrics.clone(),
-    );
-    ctx.spool = spool;
-    ctx.carried = carried;
-    ctx.mark = mark;
-    let ctx = Arc::new(ctx);
-    if let Some(spool) = &ctx.spool {
-        spool.spawn(&ctx);
+        audit: audit.clone(),
+        shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
+    }));
+    let mut routes = Routes {
+        exports,
+        carried,
+        ..Routes::default()
+    };
+    if let Some(spool) = &spool {
+        routes.services.insert(
+            ServiceName::known(crate::tls::SPOOL_SERVICE),
+            spool.receiver(&peer),
+        );
+        routes.backlog = Some(spool.clone());
+        spool.spawn(&peer);
     }
+    let ctx = Arc::new(Context::new(peer.clone(), routes));
 
     let peer_addr = peer_listener.local_addr().map_err(GatewayError::Runtime)?;
     shutdown.spawn(proxy::serve(
@@ -263,7 +273,11 @@ pub async fn start(
         intercept_listeners,
         own_listeners(peer_addr, &tunnel_addrs, admin_listener.as_ref()),
     )?;
-    let replication = Arc::new(replication::Replication { ctx: ctx.clone() });
+    let replication = Arc::new(replication::Replication {
+        peer: peer.clone(),
+        spool: spool.clone(),
+        peer_backlog: ctx.peer_backlog.clone(),
+    });
     shutdown.spawn(replication::publish(
         replication.clone(),
         Duration::from_secs(2),
@@ -275,7 +289,7 @@ pub async fn start(
             config.gateway.pool.to_string(),
             config.gateway.peer_pool.to_string(),
             admin.sync_interval,
-            ctx.link.clone(),
+            peer.link.clone(),
             metrics.clone(),
         )
         .with_spool(replication.clone());
@@ -286,12 +300,12 @@ pub async fn start(
             shutdown.stop_token().clone(),
         ));
     }
-    ctx.audit.record(Event::GatewayStart {
+    peer.audit.record(Event::GatewayStart {
         pool: config.gateway.pool.to_string(),
         peer_pool: config.gateway.peer_pool.to_string(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     });
-    reload::start_crls(&ctx.snapshot().material, &ctx.audit, &ctx.metrics);
+    reload::start_crls(&peer.snapshot().material, &peer.audit, &peer.metrics);
     shutdown.spawn(proxy::control::heartbeat(
         ctx.clone(),
         config.peer.heartbeat,
@@ -303,6 +317,7 @@ pub async fn start(
         intercept_addrs,
         admin_addr,
         ctx,
+        spool,
         config,
     })
 }
@@ -331,16 +346,17 @@ impl Running {
     pub async fn stop(&self, reason: &str) {
         let clean = self
             .ctx
+            .peer
             .shutdown
             .drain(self.config.limits.shutdown_grace)
             .await;
         if !clean {
             tracing::warn!("grace period over; remaining connections were closed");
         }
-        self.ctx.audit.record(Event::GatewayStop {
+        self.ctx.peer.audit.record(Event::GatewayStop {
             reason: reason.to_owned(),
         });
-        let audit = self.ctx.audit.clone();
+        let audit = self.ctx.peer.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     }
 }
@@ -364,13 +380,15 @@ pub fn run(path: &Path) -> Result<(), GatewayError> {
     runtime.block_on(async move {
         let running = Arc::new(start(config, policy, material, audit).await?);
         let (reloader, requests) = reload::reloader();
-        let stop = running.ctx.shutdown.stop_token().clone();
+        let stop = running.ctx.peer.shutdown.stop_token().clone();
         running
             .ctx
+            .peer
             .shutdown
             .spawn(reload::own(running.clone(), requests, stop));
         running
             .ctx
+            .peer
             .shutdown
             .spawn(reload::watch(running.clone(), reloader.clone()));
         println!("{}", running.ready_line());
@@ -447,19 +465,19 @@ fn serve_intercepts(
     }
     own.extend(addrs.iter().map(|(_, a)| *a));
     for (intercept, listener) in config.intercepts.iter().zip(listeners) {
-        let spec = Arc::new(crate::intercept::InterceptSpec {
+        let spec = Arc::new(proxy::InterceptSpec {
             service: intercept.service.clone(),
             allow_sources: intercept.allow_sources.clone(),
             destinations: intercept.destinations.clone(),
             capture: intercept.capture,
             own: own.clone(),
         });
-        ctx.shutdown.spawn(proxy::serve(
+        ctx.peer.shutdown.spawn(proxy::serve(
             listener,
             ctx.clone(),
             Direction::Outbound,
             move |ctx, tcp, addr, slot| {
-                crate::intercept::handle(ctx, spec.clone(), tcp, addr, slot)
+                proxy::handle_intercepted(ctx, spec.clone(), tcp, addr, slot)
             },
         ));
     }

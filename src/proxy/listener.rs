@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::pending::PendingGuard;
-use super::{Context, Track};
+use super::Context;
 use crate::audit::Direction;
 use crate::backoff::Backoff;
+use crate::peer::pending::PendingGuard;
+use crate::peer::Track;
 use crate::policy::{Decision, DenyReason};
 
 /// Binds a listener whose accept queue holds `backlog` connections (the
@@ -60,7 +61,7 @@ pub async fn serve<H, Fut>(
     let mut arrivals = 0u64;
     loop {
         let accepted = tokio::select! {
-            () = ctx.shutdown.stop_token().cancelled() => return,
+            () = ctx.peer.shutdown.stop_token().cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, addr) = match accepted {
@@ -77,19 +78,24 @@ pub async fn serve<H, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
-        super::keepalive::enable(&stream);
+        crate::peer::keepalive::enable(&stream);
         match ctx.slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 arrivals += 1;
                 let pending = (direction == Direction::Inbound)
-                    .then(|| ctx.pending.enter(addr.ip(), arrivals, Instant::now()));
+                    .then(|| ctx.peer.pending.enter(addr.ip(), arrivals, Instant::now()));
                 let admission = Admission { slot, pending };
-                ctx.shutdown
+                ctx.peer
+                    .shutdown
                     .spawn(handle(ctx.clone(), stream, addr, admission));
             }
             Err(_) => {
-                let track = Track::new(&ctx, direction, addr);
-                track.decide(&ctx, Decision::Deny(DenyReason::TooManyConnections), None);
+                let track = Track::new(&ctx.peer, direction, addr);
+                track.decide(
+                    &ctx.peer,
+                    Decision::Deny(DenyReason::TooManyConnections),
+                    None,
+                );
                 drop(stream);
             }
         }

@@ -82,6 +82,22 @@ pub struct DirDepth {
     pub oldest_age: Option<Duration>,
 }
 
+impl DirDepth {
+    /// This depth as `/status` shows it, measured at `measured_at`: the
+    /// oldest file's age becomes the time it has waited since.
+    pub fn measured_at(&self, measured_at: time::OffsetDateTime) -> crate::admin::SpoolDepth {
+        crate::admin::SpoolDepth {
+            files: self.files,
+            bytes: self.bytes,
+            oldest_since: self.oldest_age.and_then(|age| {
+                time::Duration::try_from(age)
+                    .ok()
+                    .map(|age| measured_at - age)
+            }),
+        }
+    }
+}
+
 /// Spool depth: outbound = waiting for the peer, inbound = received, not
 /// yet delivered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
