@@ -24,24 +24,16 @@ use time::OffsetDateTime;
 
 use crate::admin::{SpoolConditionStatus, SpoolDepth, SpoolGauge};
 use crate::audit::Direction;
-use crate::proxy::Context;
-use crate::spool::{Area, DirDepth};
+use crate::peer::Peer;
+use crate::proxy::control::PeerBacklog;
+use crate::spool::{Area, Spool};
 
 /// Reads both directions' depth for `/status` and metrics.
 pub struct Replication {
-    pub ctx: Arc<Context>,
-}
-
-fn to_status(d: &DirDepth, measured_at: OffsetDateTime) -> SpoolDepth {
-    SpoolDepth {
-        files: d.files,
-        bytes: d.bytes,
-        oldest_since: d.oldest_age.and_then(|age| {
-            time::Duration::try_from(age)
-                .ok()
-                .map(|age| measured_at - age)
-        }),
-    }
+    pub peer: Arc<Peer>,
+    pub spool: Option<Arc<Spool>>,
+    /// What the peer last reported waiting for us (control channel).
+    pub peer_backlog: Arc<PeerBacklog>,
 }
 
 fn merge(a: SpoolDepth, b: SpoolDepth) -> SpoolDepth {
@@ -76,40 +68,34 @@ impl SpoolGauge for Replication {
         let now = OffsetDateTime::now_utc();
         match direction {
             Direction::Outbound => self
-                .ctx
                 .spool
                 .as_ref()
-                .map_or_else(SpoolDepth::default, |s| to_status(&s.depth().outbound, now)),
+                .map_or_else(SpoolDepth::default, |s| s.depth().outbound.measured_at(now)),
             Direction::Inbound => {
-                let here = self
-                    .ctx
-                    .spool
-                    .as_ref()
-                    .map_or_else(SpoolDepth::default, |s| {
-                        let items: Vec<(u64, Option<OffsetDateTime>)> = s
-                            .store
-                            .entries(Area::Incoming)
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|e| match &e.meta {
-                                Ok(m) => (m.size, Some(m.created)),
-                                Err(_) => (0, None),
-                            })
-                            .collect();
-                        received(&items, self.ctx.link.skew_secs())
-                    });
+                let here = self.spool.as_ref().map_or_else(SpoolDepth::default, |s| {
+                    let items: Vec<(u64, Option<OffsetDateTime>)> = s
+                        .store
+                        .entries(Area::Incoming)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|e| match &e.meta {
+                            Ok(m) => (m.size, Some(m.created)),
+                            Err(_) => (0, None),
+                        })
+                        .collect();
+                    received(&items, self.peer.link.skew_secs())
+                });
                 let there = self
-                    .ctx
                     .peer_backlog
                     .get()
-                    .map_or_else(SpoolDepth::default, |(d, at)| to_status(&d, at));
+                    .map_or_else(SpoolDepth::default, |(d, _at)| d);
                 merge(here, there)
             }
         }
     }
 
     fn conditions(&self) -> Vec<SpoolConditionStatus> {
-        let Some(spool) = &self.ctx.spool else {
+        let Some(spool) = &self.spool else {
             return Vec::new();
         };
         spool
@@ -136,16 +122,17 @@ impl SpoolGauge for Replication {
 /// ([`crate::admin::Metrics::on_scrape`]), off the reactor: reads the
 /// spool folders.
 pub fn refresh_metrics(replication: &Replication) {
-    let metrics = &replication.ctx.metrics;
-    metrics.audit_total(replication.ctx.audit.recorded());
-    let link = replication.ctx.link.state().state;
+    let peer = &replication.peer;
+    let metrics = &peer.metrics;
+    metrics.audit_total(peer.audit.recorded());
+    let link = peer.link.state().state;
     metrics.peer_link(match link {
         crate::admin::LinkState::Up => Some(true),
         crate::admin::LinkState::Down => Some(false),
         _ => None,
     });
-    metrics.peer_clock_skew(replication.ctx.link.skew_secs());
-    if let Some(spool) = &replication.ctx.spool {
+    metrics.peer_clock_skew(peer.link.skew_secs());
+    if let Some(spool) = &replication.spool {
         let c = &spool.store.counters;
         let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         metrics.spool_totals(&[
@@ -176,6 +163,7 @@ pub fn refresh_metrics(replication: &Replication) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spool::DirDepth;
     use std::time::Duration;
 
     #[test]
@@ -227,7 +215,7 @@ mod tests {
             bytes: 1,
             oldest_age: Some(Duration::from_secs(120)),
         };
-        let depth = to_status(&reported, arrived);
+        let depth = reported.measured_at(arrived);
         let later = arrived + time::Duration::seconds(30);
         assert_eq!(depth.oldest_age(later), Some(Duration::from_secs(150)));
     }
@@ -241,9 +229,9 @@ mod tests {
             oldest_age: Some(Duration::from_secs(90)),
         };
         assert_eq!(
-            to_status(&d, at).oldest_since,
+            d.measured_at(at).oldest_since,
             Some(at - time::Duration::seconds(90))
         );
-        assert_eq!(to_status(&DirDepth::default(), at).oldest_since, None);
+        assert_eq!(DirDepth::default().measured_at(at).oldest_since, None);
     }
 }
