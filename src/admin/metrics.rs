@@ -23,7 +23,8 @@
 //! | `session_last_success_timestamp_seconds{direction,service}`, `session_last_failure_timestamp_seconds{…}` | when a session of the service last ended well / failed (0: never since start) | `time() - last_success > 2 * sync interval` while sessions are expected |
 //! | `session_last_success_bytes{direction,service}` | bytes (both ways) of that last good session | |
 //! | `peer_clock_skew_seconds` | the peer gateway's clock minus ours, from the control-channel heartbeat (0 until measured) | `abs(...) > 30`: certificates will look not yet valid or expired to one side; fix NTP |
-//! | `audit_events_total` | records handed to the audit log | flat while connections rise: the audit writer is stuck |
+//! | `audit_events_total` | records written and synced to the audit log | flat while connections rise: the audit writer is stuck or the disk is full |
+//! | `audit_failing` | 1 while the audit log cannot be written or keep up (its queue is full), else 0; with `audit.on_failure = "refuse"` new connections are refused meanwhile (`denials_total{reason="audit_failing"}`) | `== 1` for a minute |
 //! | `crl_next_update_seconds{issuer}` | `nextUpdate` (Unix seconds) of each CRL in force | `... - time() < 7 * 86400`: refresh the CRL; `< 0`: overdue |
 //! | `up`, `build_info{version}` | always 1 | `absent(pairgate_up)` |
 //!
@@ -122,6 +123,11 @@ pub struct Metrics {
     spool_held: Family<SpoolConditionLabels, Gauge>,
     spool_stalls: Counter,
     audit_events: Counter,
+    audit_failing: Gauge,
+    /// What `/status` shows of the audit log (see [`Metrics::audit_state`]).
+    audit_state: Mutex<Option<super::status::AuditStatus>>,
+    /// The CRLs in force, for `/status` (see [`Metrics::publish_crls`]).
+    crl_state: Mutex<Option<super::status::CrlStatus>>,
     peer_link_up: Gauge,
     peer_clock_skew: Gauge<f64, AtomicU64>,
     /// nextUpdate (Unix seconds) of each CRL in force, by issuer.
@@ -174,6 +180,9 @@ impl Metrics {
             spool_held: Family::default(),
             spool_stalls: Counter::default(),
             audit_events: Counter::default(),
+            audit_failing: Gauge::default(),
+            audit_state: Mutex::new(None),
+            crl_state: Mutex::new(None),
             peer_link_up: Gauge::default(),
             peer_clock_skew: Gauge::default(),
             crl_next_update: Family::default(),
@@ -301,8 +310,13 @@ impl Metrics {
         );
         r.register(
             "audit_events",
-            "Records handed to the audit log",
+            "Records written and synced to the audit log",
             m.audit_events.clone(),
+        );
+        r.register(
+            "audit_failing",
+            "1 while the audit log cannot be written or keep up, else 0",
+            m.audit_failing.clone(),
         );
         let up: Gauge = Gauge::default();
         up.set(1);
@@ -604,6 +618,51 @@ impl Metrics {
         if total > seen {
             self.audit_events.inc_by(total - seen);
         }
+    }
+
+    /// Publishes whether the audit log is failing (`pairgate_audit_failing`,
+    /// `/status` `audit`): `failing` says why, `on_failure` what follows.
+    pub fn audit_state(&self, failing: Option<String>, on_failure: crate::audit::OnFailure) {
+        self.audit_failing.set(i64::from(failing.is_some()));
+        *self
+            .audit_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(super::status::AuditStatus {
+            failing: failing.is_some(),
+            detail: failing,
+            on_failure: on_failure.as_str().to_owned(),
+        });
+    }
+
+    /// The audit row of `/status` (None until first published).
+    pub fn audit_status(&self) -> Option<super::status::AuditStatus> {
+        self.audit_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Remembers the CRLs in force for `/status` (call with the gauge
+    /// update, after start and each reload).
+    pub fn publish_crls(&self, crls: Option<super::status::CrlStatus>) {
+        *self
+            .crl_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = crls;
+    }
+
+    /// The CRL row of `/status`, its `overdue` flags judged at `now`.
+    pub fn crl_status(&self, now: time::OffsetDateTime) -> Option<super::status::CrlStatus> {
+        let mut crl = self
+            .crl_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        for c in &mut crl.crls {
+            c.overdue = c.next_update.is_some_and(|next| next < now);
+        }
+        crl.overdue = crl.crls.iter().any(|c| c.overdue);
+        Some(crl)
     }
 
     /// Totals for `/status`.

@@ -246,6 +246,11 @@ pub struct Connection {
     /// intercepting site, the PROXY header at the exporting site).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orig_dst: Option<String>,
+    /// The pool an *unverified* certificate claimed (first DNS SAN) when
+    /// the handshake failed: never in `peer_pool`, which only ever holds
+    /// an identity whose chain verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_pool: Option<String>,
 }
 
 /// The end of an allowed connection. `bytes_in` were received from
@@ -312,6 +317,7 @@ mod tests {
             detail: None,
             client_addr: None,
             orig_dst: None,
+            claimed_pool: None,
         });
         let json = serde_json::to_string(&event).expect("plain data serializes");
         assert!(
@@ -338,6 +344,7 @@ mod tests {
             detail: None,
             client_addr: None,
             orig_dst: None,
+            claimed_pool: None,
         });
         let json = serde_json::to_string(&event).expect("plain data serializes");
         assert!(

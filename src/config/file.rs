@@ -64,6 +64,7 @@ pub(crate) struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAudit {
     pub path: Spanned<String>,
+    pub on_failure: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

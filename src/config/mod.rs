@@ -157,6 +157,9 @@ impl Admin {
 #[derive(Debug, Clone)]
 pub struct Audit {
     pub path: PathBuf,
+    /// What happens while the log cannot be written or keep up
+    /// (`audit.on_failure`, default `refuse`; see `audit::health`).
+    pub on_failure: crate::audit::OnFailure,
 }
 
 #[derive(Debug, Clone)]

@@ -144,7 +144,11 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
         replication
             .ctx
             .metrics
-            .audit_total(replication.ctx.audit.recorded());
+            .audit_total(replication.ctx.audit.written());
+        replication.ctx.metrics.audit_state(
+            replication.ctx.audit.health().failing(),
+            replication.ctx.audit.health().on_failure(),
+        );
         let link = replication.ctx.link.state().state;
         replication.ctx.metrics.peer_link(match link {
             crate::admin::LinkState::Up => Some(true),

@@ -106,6 +106,13 @@ pub(crate) async fn dial_peer_offering(
     alpn: Vec<Vec<u8>>,
     track: &mut Track,
 ) -> Result<TlsStream<super::PeerTcp>, (DenyReason, String)> {
+    // No new connection the audit log cannot record (`audit.on_failure`);
+    // the heartbeat goes on, so the pair still sees each other.
+    if !alpn.iter().any(|a| a == tls::ALPN_CONTROL) {
+        if let Some(detail) = ctx.audit.health().refusal() {
+            return Err((DenyReason::AuditFailing, detail));
+        }
+    }
     // Wait for a turn among the handshakes in flight (see DialQueue).
     let seen_failures = ctx.dials.failures();
     let Ok(_turn) = ctx.dials.turns.acquire().await else {
@@ -143,8 +150,12 @@ pub(crate) async fn dial_peer_offering(
     let started = Instant::now();
     let result = tokio::time::timeout(ctx.limits.handshake_timeout, attempt).await;
     let identity = seen.identity();
-    if let Some(id) = &identity {
-        track.peer_pool = Some(id.pool.clone());
+    // The verifier pinned the pool: a verified identity is the peer's.
+    // An unverified one is only what the certificate claims.
+    match (&result, &identity) {
+        (Ok(Ok(_)), Some(id)) => track.peer_pool = Some(id.pool.clone()),
+        (_, Some(id)) => track.claimed_pool = Some(id.pool.clone()),
+        (_, None) => {}
     }
     track.cert_sha256 = seen.fingerprint();
     let result = match result {

@@ -58,39 +58,52 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
             return track.decide(ctx, Decision::Deny(DenyReason::TooManyConnections), Some(detail));
         }
     };
-    // Whatever the outcome, the audit shows the certificate that was presented.
-    if let Some(id) = seen.identity() {
-        track.peer_pool = Some(id.pool);
-    }
+    // Whatever the outcome, the audit shows the certificate that was
+    // presented; the pool it names only once its chain verified.
     track.cert_sha256 = seen.fingerprint();
+    let identity = seen.identity();
     let mut stream = match handshake {
         Err(_elapsed) => {
+            track.claimed_pool = identity.map(|id| id.pool);
             return track.decide(ctx, Decision::Deny(DenyReason::HandshakeTimeout), None);
         }
         Ok(Err(e)) => {
+            track.claimed_pool = identity.map(|id| id.pool);
             let (reason, detail) = tls::refusal(&e, &live.material, ctx.link.skew_secs());
             return track.decide(ctx, Decision::Deny(reason), Some(detail));
         }
         Ok(Ok(stream)) => stream,
     };
-    if track
-        .peer_pool
-        .as_deref()
-        .is_some_and(|p| p.eq_ignore_ascii_case(&ctx.peer_pool))
-    {
-        // A verified certificate of the paired pool: this address is the peer's.
-        pending.vouch(std::time::Instant::now());
-    }
-    drop(pending);
+    track.peer_pool = identity.as_ref().map(|id| id.pool.clone());
     ctx.metrics.handshake(Direction::Inbound, started.elapsed());
-    if let Some(id) = seen.identity() {
+    if let Some(id) = identity.filter(|id| id.pool.eq_ignore_ascii_case(&ctx.peer_pool)) {
+        // A verified certificate of the paired pool: this address is the
+        // peer's, and its certificate is the pair's — the only kind shown
+        // as a `peer` row (a not-paired pool or our own certificate is
+        // refused below and shown nowhere but the audit log).
+        pending.vouch(std::time::Instant::now());
         ctx.metrics
             .cert_expiry(CertKind::Peer, Some(&id.pool), &id.sha256, id.not_after);
     }
+    drop(pending);
 
     let (_, conn) = stream.get_ref();
     if conn.alpn_protocol() == Some(tls::ALPN_CONTROL) {
         return Box::pin(control(ctx, stream, track, &live.policy)).await;
+    }
+    // No new connection the audit log cannot record (`audit.on_failure`).
+    if let Some(detail) = ctx.audit.health().refusal() {
+        track.service = conn.alpn_protocol().and_then(tls::service_from_alpn);
+        track.decide(
+            ctx,
+            Decision::Deny(DenyReason::AuditFailing),
+            Some(detail.clone()),
+        );
+        if conn.alpn_protocol().is_some_and(tls::has_preamble) {
+            return refuse(&mut stream, DenyReason::AuditFailing, &detail).await;
+        }
+        let _ = stream.shutdown().await;
+        return;
     }
     track.service = conn.alpn_protocol().and_then(tls::service_from_alpn);
     let with_preamble = conn.alpn_protocol().is_some_and(tls::has_preamble);

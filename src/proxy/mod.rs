@@ -190,6 +190,8 @@ pub(crate) struct Track {
     pub(crate) client_addr: Option<String>,
     /// The original destination of an intercepted connection.
     pub(crate) orig_dst: Option<String>,
+    /// What an unverified certificate claimed (see `audit::Connection`).
+    pub(crate) claimed_pool: Option<String>,
     started: Instant,
 }
 
@@ -208,6 +210,7 @@ impl Track {
             service: None,
             client_addr: None,
             orig_dst: None,
+            claimed_pool: None,
             started: Instant::now(),
         }
     }
@@ -247,6 +250,7 @@ impl Track {
             detail,
             client_addr: self.client_addr.clone(),
             orig_dst: self.orig_dst.clone(),
+            claimed_pool: self.claimed_pool.clone(),
         }));
     }
 

@@ -18,8 +18,10 @@ use tokio::net::TcpListener;
 
 use crate::harness::*;
 
+mod audit_full;
 mod crl;
 mod keys;
+mod shown;
 
 /// A certificate for `pool` signed by the pairing CA in `ca_dir` the way
 /// `pairgate cert issue` does, except for what `change` alters; written as
