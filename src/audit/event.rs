@@ -80,6 +80,38 @@ pub enum Event {
     /// First record of a log file that replaced a rotated one: its chain
     /// starts afresh (`prev` = 64 zeros) and names the previous file's head.
     LogContinued(LogContinued),
+    /// CRLs newer than those the peer enforces were sent to it over the
+    /// control channel (once per CRL set and peer state).
+    CrlSent(CrlExchange),
+    /// CRLs the peer sent over the control channel were taken (written to
+    /// `path`; the file watcher applies them) or refused (`error`).
+    CrlReceived(CrlExchange),
+    /// The paired peer sent something the control channel does not accept.
+    PeerControlError(PeerControlError),
+}
+
+/// See [`Event::CrlSent`] and [`Event::CrlReceived`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrlExchange {
+    pub peer_pool: String,
+    pub ok: bool,
+    /// The CRLs sent, or (received) the set now written.
+    #[serde(default)]
+    pub crls: Vec<CrlRecord>,
+    /// The file written (received, `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// See [`Event::PeerControlError`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerControlError {
+    pub peer_addr: String,
+    pub peer_pool: Option<String>,
+    pub cert_sha256: Option<String>,
+    pub error: String,
 }
 
 /// See [`Event::LogContinued`].

@@ -37,8 +37,9 @@ pub use chain::{
     VerifyError, GENESIS,
 };
 pub use event::{
-    CertReload, Close, ConfigReload, Connection, CrlRecord, Direction, Event, LogContinued,
-    LogRepaired, PeerAuditHead, PeerLink, PolicyReload, SpoolCondition, SpoolFile, SpoolKeyReload,
+    CertReload, Close, ConfigReload, Connection, CrlExchange, CrlRecord, Direction, Event,
+    LogContinued, LogRepaired, PeerAuditHead, PeerControlError, PeerLink, PolicyReload,
+    SpoolCondition, SpoolFile, SpoolKeyReload,
 };
 pub use health::{Health, OnFailure};
 pub use query::{matches, parse_time, query, Filter, QueryStats, Record, TimeSpecError};

@@ -289,7 +289,12 @@ impl Running {
     fn watched_files(&self) -> Vec<PathBuf> {
         let tls = &self.config.tls;
         let mut files = vec![tls.cert.clone(), tls.key.clone(), tls.ca.clone()];
-        files.extend(tls.crl.clone());
+        match &tls.crl {
+            Some(crl) => files.push(crl.clone()),
+            // Without `tls.crl`, CRLs taken from the peer land in the kept
+            // copy (see `tls::crl_offer`).
+            None => files.push(crate::tls::crl::kept_path(&self.config.audit.path)),
+        }
         files
     }
 }

@@ -319,5 +319,15 @@ async fn control(
     }
     if let Err(e) = super::control::serve(ctx, stream, track).await {
         tracing::warn!(error = %e, "control exchange failed");
+        // The paired peer, authenticated, sent what we do not accept:
+        // evidence worth keeping, not only a log line.
+        ctx.audit.record(crate::audit::Event::PeerControlError(
+            crate::audit::PeerControlError {
+                peer_addr: track.peer_addr.clone(),
+                peer_pool: track.peer_pool.clone(),
+                cert_sha256: track.cert_sha256.clone(),
+                error: e.to_string(),
+            },
+        ));
     }
 }

@@ -12,6 +12,7 @@
 //! touches another's task.
 
 pub mod control;
+mod crl_exchange;
 mod dial;
 mod fds;
 mod inbound;

@@ -20,6 +20,7 @@ use crate::harness::*;
 
 mod audit_full;
 mod crl;
+mod crl_pair;
 mod keys;
 mod shown;
 

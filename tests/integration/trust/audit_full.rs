@@ -136,12 +136,16 @@ async fn a_full_audit_filesystem_refuses_new_connections_or_continues_as_configu
     assert!(why.contains("audit log"), "{v}");
     wait_metric(admin, "pairgate_audit_failing", None, |v| v == 1.0).await;
     let text = metrics_text(admin).await;
-    let refused = metric(
-        &text,
-        "pairgate_denials_total",
-        Some(("reason", "audit_failing")),
-    );
-    assert!(refused.unwrap_or(0.0) >= 1.0, "{text}");
+    let refused: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("pairgate_denials_total{")
+                && l.contains("direction=\"inbound\"")
+                && l.contains("reason=\"audit_failing\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert!(refused >= 1.0, "{text}");
 
     // A flood while nothing can be written: memory stays flat.
     let pid = pair.site2.0.pid();
