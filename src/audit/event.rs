@@ -63,6 +63,9 @@ pub enum Event {
     /// A file was left in the outbox because the spool is full (`max_bytes`)
     /// or the file cannot be spooled (bad name).
     SpoolRefused(SpoolFile),
+    /// The peer offered a file created longer ago than `spool.max_age_days`
+    /// (a replay of an old sealed file): refused for good, never delivered.
+    SpoolReplayed(SpoolFile),
     /// A persistent spool condition started or cleared (a file waiting
     /// for a key, refused by the peer, not deliverable into the inbox, a
     /// stalled link, …): one record at start, one at clear, never one per

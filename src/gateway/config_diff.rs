@@ -139,9 +139,11 @@ fn diff_spool(c: &mut Changed, old: Option<&Spool>, new: Option<&Spool>) {
                 old_keys: _,
                 settle,
                 stall,
+                max_age,
             }),
             Some(new),
         ) => {
+            c.check("spool.max_age_days", max_age, &new.max_age);
             c.check("spool.dir", dir, &new.dir);
             c.check("spool.key", key, &new.key);
             c.check("spool.outbox", outbox, &new.outbox);

@@ -160,6 +160,8 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
             .metrics
             .peer_clock_skew(replication.ctx.link.skew_secs());
         if let Some(spool) = &replication.ctx.spool {
+            // `created` of received files is judged on the peer's clock.
+            spool.store.set_peer_skew(replication.ctx.link.skew_secs());
             let c = &spool.store.counters;
             let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
             replication.ctx.metrics.spool_totals(&[

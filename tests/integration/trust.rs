@@ -22,6 +22,7 @@ mod audit_full;
 mod crl;
 mod crl_pair;
 mod keys;
+mod replay;
 mod shown;
 
 /// A certificate for `pool` signed by the pairing CA in `ca_dir` the way
