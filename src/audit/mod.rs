@@ -37,9 +37,9 @@ pub use chain::{
     VerifyError, GENESIS,
 };
 pub use event::{
-    CertReload, Close, ConfigReload, Connection, CrlExchange, CrlRecord, Direction, Event,
-    LogContinued, LogRepaired, PeerAuditHead, PeerControlError, PeerLink, PolicyReload,
-    SpoolCondition, SpoolFile, SpoolKeyReload,
+    CertReload, Close, Condition, ConfigReload, Connection, CrlExchange, CrlRecord, Direction,
+    Event, LinkState, LogContinued, LogRepaired, PeerAuditHead, PeerControlError, PeerLink,
+    PolicyReload, SpoolCondition, SpoolFile, SpoolKeyReload,
 };
 pub use health::{Health, OnFailure};
 pub use query::{matches, parse_time, query, Filter, QueryStats, Record, TimeSpecError};

@@ -25,24 +25,16 @@ use time::OffsetDateTime;
 
 use crate::admin::{SpoolConditionStatus, SpoolDepth, SpoolGauge};
 use crate::audit::Direction;
-use crate::proxy::Context;
-use crate::spool::{Area, DirDepth};
+use crate::peer::Peer;
+use crate::proxy::control::PeerBacklog;
+use crate::spool::{Area, Spool};
 
 /// Reads both directions' depth for `/status` and metrics.
 pub struct Replication {
-    pub ctx: Arc<Context>,
-}
-
-fn to_status(d: &DirDepth, measured_at: OffsetDateTime) -> SpoolDepth {
-    SpoolDepth {
-        files: d.files,
-        bytes: d.bytes,
-        oldest_since: d.oldest_age.and_then(|age| {
-            time::Duration::try_from(age)
-                .ok()
-                .map(|age| measured_at - age)
-        }),
-    }
+    pub peer: Arc<Peer>,
+    pub spool: Option<Arc<Spool>>,
+    /// What the peer last reported waiting for us (control channel).
+    pub peer_backlog: Arc<PeerBacklog>,
 }
 
 fn merge(a: SpoolDepth, b: SpoolDepth) -> SpoolDepth {
@@ -77,40 +69,34 @@ impl SpoolGauge for Replication {
         let now = OffsetDateTime::now_utc();
         match direction {
             Direction::Outbound => self
-                .ctx
                 .spool
                 .as_ref()
-                .map_or_else(SpoolDepth::default, |s| to_status(&s.depth().outbound, now)),
+                .map_or_else(SpoolDepth::default, |s| s.depth().outbound.measured_at(now)),
             Direction::Inbound => {
-                let here = self
-                    .ctx
-                    .spool
-                    .as_ref()
-                    .map_or_else(SpoolDepth::default, |s| {
-                        let items: Vec<(u64, Option<OffsetDateTime>)> = s
-                            .store
-                            .entries(Area::Incoming)
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|e| match &e.meta {
-                                Ok(m) => (m.size, Some(m.created)),
-                                Err(_) => (0, None),
-                            })
-                            .collect();
-                        received(&items, self.ctx.link.skew_secs())
-                    });
+                let here = self.spool.as_ref().map_or_else(SpoolDepth::default, |s| {
+                    let items: Vec<(u64, Option<OffsetDateTime>)> = s
+                        .store
+                        .entries(Area::Incoming)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|e| match &e.meta {
+                            Ok(m) => (m.size, Some(m.created)),
+                            Err(_) => (0, None),
+                        })
+                        .collect();
+                    received(&items, self.peer.link.skew_secs())
+                });
                 let there = self
-                    .ctx
                     .peer_backlog
                     .get()
-                    .map_or_else(SpoolDepth::default, |(d, at)| to_status(&d, at));
+                    .map_or_else(SpoolDepth::default, |(d, _at)| d);
                 merge(here, there)
             }
         }
     }
 
     fn conditions(&self) -> Vec<SpoolConditionStatus> {
-        let Some(spool) = &self.ctx.spool else {
+        let Some(spool) = &self.spool else {
             return Vec::new();
         };
         spool
@@ -134,7 +120,7 @@ impl SpoolGauge for Replication {
 
 /// Refreshes the `pairgate_spool_*` gauges until shutdown.
 pub async fn publish(replication: Arc<Replication>, every: Duration) {
-    let stop = replication.ctx.shutdown.stop_token().clone();
+    let stop = replication.peer.shutdown.stop_token().clone();
     loop {
         let r = replication.clone();
         let depths = tokio::task::spawn_blocking(move || {
@@ -142,29 +128,29 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
         })
         .await;
         replication
-            .ctx
+            .peer
             .metrics
-            .audit_total(replication.ctx.audit.written());
-        replication.ctx.metrics.audit_state(
-            replication.ctx.audit.health().failing(),
-            replication.ctx.audit.health().on_failure(),
+            .audit_total(replication.peer.audit.written());
+        replication.peer.metrics.audit_state(
+            replication.peer.audit.health().failing(),
+            replication.peer.audit.health().on_failure(),
         );
-        let link = replication.ctx.link.state().state;
-        replication.ctx.metrics.peer_link(match link {
+        let link = replication.peer.link.state().state;
+        replication.peer.metrics.peer_link(match link {
             crate::admin::LinkState::Up => Some(true),
             crate::admin::LinkState::Down => Some(false),
             _ => None,
         });
         replication
-            .ctx
+            .peer
             .metrics
-            .peer_clock_skew(replication.ctx.link.skew_secs());
-        if let Some(spool) = &replication.ctx.spool {
+            .peer_clock_skew(replication.peer.link.skew_secs());
+        if let Some(spool) = &replication.spool {
             // `created` of received files is judged on the peer's clock.
-            spool.store.set_peer_skew(replication.ctx.link.skew_secs());
+            spool.store.set_peer_skew(replication.peer.link.skew_secs());
             let c = &spool.store.counters;
             let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-            replication.ctx.metrics.spool_totals(&[
+            replication.peer.metrics.spool_totals(&[
                 ("ingested", n(&c.ingested)),
                 ("sent", n(&c.sent)),
                 ("received", n(&c.received)),
@@ -181,7 +167,7 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
                 .map(|(c, files)| (c.as_str(), files))
                 .collect();
             replication
-                .ctx
+                .peer
                 .metrics
                 .spool_conditions(&held, n(&c.stalls));
         }
@@ -190,7 +176,7 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
             for (direction, d) in depths {
                 let age = d.oldest_age(now);
                 replication
-                    .ctx
+                    .peer
                     .metrics
                     .spool(direction, d.files, d.bytes, age);
             }
@@ -205,6 +191,7 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spool::DirDepth;
 
     #[test]
     fn merge_keeps_the_oldest_and_sums() {
@@ -255,7 +242,7 @@ mod tests {
             bytes: 1,
             oldest_age: Some(Duration::from_secs(120)),
         };
-        let depth = to_status(&reported, arrived);
+        let depth = reported.measured_at(arrived);
         let later = arrived + time::Duration::seconds(30);
         assert_eq!(depth.oldest_age(later), Some(Duration::from_secs(150)));
     }
@@ -269,9 +256,9 @@ mod tests {
             oldest_age: Some(Duration::from_secs(90)),
         };
         assert_eq!(
-            to_status(&d, at).oldest_since,
+            d.measured_at(at).oldest_since,
             Some(at - time::Duration::seconds(90))
         );
-        assert_eq!(to_status(&DirDepth::default(), at).oldest_since, None);
+        assert_eq!(DirDepth::default().measured_at(at).oldest_since, None);
     }
 }

@@ -14,7 +14,7 @@ pub(super) fn offer(
     track: &Track,
     peer: &[crate::tls::crl_offer::CrlNumber],
 ) -> Option<String> {
-    let material = ctx.snapshot().material.clone();
+    let material = ctx.peer.snapshot().material.clone();
     let (pem, crls) = material.crl_offer_for(peer)?;
     let numbers: Vec<String> = peer
         .iter()
@@ -26,7 +26,7 @@ pub(super) fn offer(
             crls = crls.len(),
             "offering our newer CRL to the peer gateway"
         );
-        ctx.audit.record(Event::CrlSent(CrlExchange {
+        ctx.peer.audit.record(Event::CrlSent(CrlExchange {
             peer_pool: track.peer_pool.clone().unwrap_or_default(),
             ok: true,
             crls,
@@ -40,7 +40,7 @@ pub(super) fn offer(
 /// Takes the CRLs the peer offered in its answer: verified and written
 /// off the reactor; the file watcher applies them.
 pub(super) async fn take(ctx: &Context, pem: String) {
-    let material = ctx.snapshot().material.clone();
+    let material = ctx.peer.snapshot().material.clone();
     // The same offer again before the reload applied it (or after it was
     // refused) changes nothing: taken or refused once per material.
     if material.crl_offer_noted(&format!("received {}", digest(&pem))) {
@@ -52,7 +52,7 @@ pub(super) async fn take(ctx: &Context, pem: String) {
         Ok(Ok(taken)) => {
             tracing::info!(path = %taken.path.display(), "took a newer CRL from the peer gateway; reloading");
             CrlExchange {
-                peer_pool: ctx.peer_pool.clone(),
+                peer_pool: ctx.peer.peer_pool.to_string(),
                 ok: true,
                 crls: taken.crls,
                 path: Some(taken.path.display().to_string()),
@@ -62,7 +62,7 @@ pub(super) async fn take(ctx: &Context, pem: String) {
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "refused a CRL offered by the peer gateway");
             CrlExchange {
-                peer_pool: ctx.peer_pool.clone(),
+                peer_pool: ctx.peer.peer_pool.to_string(),
                 ok: false,
                 crls: material.crl_records(),
                 path: None,
@@ -74,7 +74,7 @@ pub(super) async fn take(ctx: &Context, pem: String) {
             return;
         }
     };
-    ctx.audit.record(Event::CrlReceived(event));
+    ctx.peer.audit.record(Event::CrlReceived(event));
 }
 
 fn digest(text: &str) -> String {

@@ -10,15 +10,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+use tokio_rustls::server::TlsStream;
 
 use super::error::SpoolError;
 use super::hold::Holds;
 use super::intake::Intake;
+use super::link::LinkStats;
 use super::settle::Tracker;
 use super::store::{lock, Depth, Store};
 use super::watch::watch_outbox;
+use crate::admin::SpoolDepth;
 use crate::audit::AuditLog;
-use crate::proxy::Context;
+use crate::peer::{Accepted, Backlog, Peer, PeerTcp, Served, Service, Serving};
 
 /// With a file watch on the outbox, a full look still runs this often
 /// (events can be dropped, and network filesystems raise none).
@@ -72,14 +75,14 @@ impl Spool {
     }
 
     /// Starts intake, forwarder and delivery on the gateway's tracker.
-    pub fn spawn(self: &Arc<Self>, ctx: &Arc<Context>) {
-        ctx.shutdown.spawn(self.clone().intake_loop(ctx.clone()));
-        ctx.shutdown.spawn(self.clone().forward_loop(ctx.clone()));
-        ctx.shutdown.spawn(self.clone().deliver_loop(ctx.clone()));
+    pub fn spawn(self: &Arc<Self>, peer: &Arc<Peer>) {
+        peer.shutdown.spawn(self.clone().intake_loop(peer.clone()));
+        peer.shutdown.spawn(self.clone().forward_loop(peer.clone()));
+        peer.shutdown.spawn(self.clone().deliver_loop(peer.clone()));
     }
 
-    async fn intake_loop(self: Arc<Self>, ctx: Arc<Context>) {
-        let stop = ctx.shutdown.stop_token().clone();
+    async fn intake_loop(self: Arc<Self>, peer: Arc<Peer>) {
+        let stop = peer.shutdown.stop_token().clone();
         let tracker = Arc::new(Mutex::new(Tracker::new(self.store.settle)));
         // A writer closing a file (or a rename into the outbox) wakes
         // intake; see `watch` for what does not.
@@ -118,8 +121,8 @@ impl Spool {
         }
     }
 
-    async fn deliver_loop(self: Arc<Self>, ctx: Arc<Context>) {
-        let stop = ctx.shutdown.stop_token().clone();
+    async fn deliver_loop(self: Arc<Self>, peer: Arc<Peer>) {
+        let stop = peer.shutdown.stop_token().clone();
         let holds = Arc::new(Mutex::new(Holds::default()));
         loop {
             let (store, h) = (self.store.clone(), holds.clone());
@@ -147,5 +150,55 @@ impl Spool {
                 () = stop.cancelled() => return,
             }
         }
+    }
+}
+
+/// The spool's receiver, as the peer listener sees it: the handler of
+/// allowed `pg1-spool` connections ([`Spool::receiver`]).
+struct Receiver {
+    spool: Arc<Spool>,
+    peer: Arc<Peer>,
+}
+
+impl Spool {
+    /// The handler to register for the `spool` service on the peer listener.
+    pub fn receiver(self: &Arc<Self>, peer: &Arc<Peer>) -> Arc<dyn Service> {
+        Arc::new(Receiver {
+            spool: self.clone(),
+            peer: peer.clone(),
+        })
+    }
+}
+
+impl Service for Receiver {
+    fn serve(&self, stream: TlsStream<PeerTcp>, accepted: Accepted) -> Serving<'_> {
+        Box::pin(async move {
+            let peer_pool = accepted.peer_pool.as_str();
+            let idle = self.peer.limits.idle_timeout;
+            let stop = self.peer.shutdown.stop_token();
+            let (stats, result) = tokio::select! {
+                r = Box::pin(self.spool.receive(stream, peer_pool, idle, stop)) => r,
+                () = accepted.closed.cancelled() => (
+                    LinkStats::default(),
+                    Err(SpoolError::Link {
+                        peer: peer_pool.to_owned(),
+                        detail: "closed: peer certificate revoked or grace period over".into(),
+                    }),
+                ),
+            };
+            Served {
+                bytes_in: stats.bytes_in,
+                bytes_out: stats.bytes_out,
+                error: result.err().map(|e| e.to_string()),
+            }
+        })
+    }
+}
+
+impl Backlog for Spool {
+    fn outbound(&self) -> SpoolDepth {
+        self.depth()
+            .outbound
+            .measured_at(time::OffsetDateTime::now_utc())
     }
 }

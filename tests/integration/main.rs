@@ -13,6 +13,7 @@ mod field_clock;
 mod fieldkit;
 mod hostile;
 mod intercept;
+mod layers;
 mod lifecycle;
 mod netns;
 mod observe;
