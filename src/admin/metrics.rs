@@ -135,6 +135,9 @@ pub struct Metrics {
     services: Mutex<HashSet<String>>,
     /// sha256 series currently published per certificate kind, oldest first.
     cert_series: Mutex<HashMap<CertKind, Vec<CertEntry>>>,
+    /// The leaf (DER) of each published `peer` certificate, so a CRL that
+    /// revokes it later removes its row ([`Metrics::drop_peer_certs`]).
+    peer_leaves: Mutex<HashMap<String, Vec<u8>>>,
     allowed_total: AtomicU64,
     denied_total: AtomicU64,
     active_now: AtomicI64,
@@ -188,6 +191,7 @@ impl Metrics {
             crl_next_update: Family::default(),
             services: Mutex::new(HashSet::new()),
             cert_series: Mutex::new(HashMap::new()),
+            peer_leaves: Mutex::new(HashMap::new()),
             allowed_total: AtomicU64::new(0),
             denied_total: AtomicU64::new(0),
             active_now: AtomicI64::new(0),
@@ -488,6 +492,61 @@ impl Metrics {
         self.cert_expiry
             .get_or_create(&CertLabels::new(kind, sha256.to_owned()))
             .set(not_after_unix);
+    }
+
+    /// Publishes the verified certificate of the pair's gateway (a `peer`
+    /// row and series), remembering its leaf `der` so that a CRL revoking it
+    /// later removes it again ([`Metrics::drop_peer_certs`]).
+    pub fn peer_cert(&self, pool: &str, sha256: &str, not_after_unix: i64, der: &[u8]) {
+        self.cert_expiry(CertKind::Peer, Some(pool), sha256, not_after_unix);
+        let published: HashSet<String> = self
+            .cert_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&CertKind::Peer)
+            .map(|e| e.iter().map(|c| c.sha256.clone()).collect())
+            .unwrap_or_default();
+        let mut leaves = self
+            .peer_leaves
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        leaves.insert(sha256.to_owned(), der.to_vec());
+        leaves.retain(|sha, _| published.contains(sha));
+    }
+
+    /// Removes the `peer` rows and series of the certificates `revoked`
+    /// says are revoked (call after a CRL reload); returns how many.
+    pub fn drop_peer_certs(&self, revoked: impl Fn(&[u8]) -> bool) -> usize {
+        let gone: Vec<String> = {
+            let mut leaves = self
+                .peer_leaves
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let gone: Vec<String> = leaves
+                .iter()
+                .filter(|(_, der)| revoked(der))
+                .map(|(sha, _)| sha.clone())
+                .collect();
+            for sha in &gone {
+                leaves.remove(sha);
+            }
+            gone
+        };
+        if gone.is_empty() {
+            return 0;
+        }
+        let mut series = self
+            .cert_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(entries) = series.get_mut(&CertKind::Peer) {
+            entries.retain(|e| !gone.contains(&e.sha256));
+        }
+        for sha in &gone {
+            self.cert_expiry
+                .remove(&CertLabels::new(CertKind::Peer, sha.clone()));
+        }
+        gone.len()
     }
 
     /// Replaces every `kind` series with `certs`: call after start and after

@@ -256,6 +256,13 @@ impl Running {
                     .peer
                     .registry
                     .close_revoked(&material, &self.config.gateway.peer_pool);
+                // A revoked peer certificate is no longer shown as a peer.
+                let peer_pool = self.config.gateway.peer_pool.to_string();
+                self.ctx.peer.metrics.drop_peer_certs(|der| {
+                    let chain = [rustls::pki_types::CertificateDer::from(der.to_vec())];
+                    material.is_revoked(&chain, true, &peer_pool)
+                        || material.is_revoked(&chain, false, &peer_pool)
+                });
                 tracing::info!(
                     trigger,
                     new_sha256 = new_sha256.as_deref(),

@@ -12,7 +12,6 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::{Peer, PeerTcp, Track};
-use crate::admin::CertKind;
 use crate::audit::Direction;
 use crate::policy::DenyReason;
 use crate::tls::{self, Observed};
@@ -198,13 +197,14 @@ impl Peer {
                     .handshake(Direction::Outbound, started.elapsed());
                 self.link.up();
                 self.dials.record(Ok(()));
-                if let Some(id) = identity {
-                    self.metrics.cert_expiry(
-                        CertKind::Peer,
-                        Some(&id.pool),
-                        &id.sha256,
-                        id.not_after,
-                    );
+                let leaf = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first());
+                if let (Some(id), Some(leaf)) = (identity, leaf) {
+                    self.metrics
+                        .peer_cert(&id.pool, &id.sha256, id.not_after, leaf.as_ref());
                 }
                 Ok(stream)
             }

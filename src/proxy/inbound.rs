@@ -12,7 +12,6 @@ use tokio_rustls::LazyConfigAcceptor;
 use tracing::Instrument;
 
 use super::{preamble, Admission, Context};
-use crate::admin::CertKind;
 use crate::audit::Direction;
 use crate::names::ServiceName;
 use crate::peer::pending::PendingGuard;
@@ -91,9 +90,16 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         // as a `peer` row (a not-paired pool or our own certificate is
         // refused below and shown nowhere but the audit log).
         pending.vouch(std::time::Instant::now());
-        ctx.peer
-            .metrics
-            .cert_expiry(CertKind::Peer, Some(&id.pool), &id.sha256, id.not_after);
+        if let Some(leaf) = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
+            ctx.peer
+                .metrics
+                .peer_cert(&id.pool, &id.sha256, id.not_after, leaf.as_ref());
+        }
     }
     drop(pending);
 

@@ -49,9 +49,11 @@ async fn revocation_travels(site2_has_crl: bool) {
     } else {
         None
     };
+    let admin: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let mut pair = Pairing::start_with(|site1, site2| {
         site1.crl = Some(site1_crl.clone());
         site2.crl = site2_crl.clone();
+        site2.extra = format!("\n[admin]\nlisten = \"{admin}\"\n");
     })
     .await;
     let site2_crl =
@@ -76,6 +78,11 @@ async fn revocation_travels(site2_has_crl: bool) {
     session.write_all(b"hello").await.unwrap();
     session.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"hello");
+    let stolen_sha = pairgate::tls::fingerprint(&pairgate::tls::load_certs(&stolen.0).unwrap()[0]);
+    assert!(
+        peer_rows(admin).await.contains(&stolen_sha),
+        "verified: shown"
+    );
 
     // Site1's operator revokes it and installs the new CRL at site1 only.
     pki::revoke(
@@ -124,6 +131,8 @@ async fn revocation_travels(site2_has_crl: bool) {
         v["cert_sha256"],
         pairgate::tls::fingerprint(&pairgate::tls::load_certs(&stolen.0).unwrap()[0])
     );
+    // Revoked: no longer shown as a peer.
+    assert!(!peer_rows(admin).await.contains(&stolen_sha));
     // A new attempt with it is refused at the handshake.
     assert!(
         !thief
@@ -142,6 +151,21 @@ async fn revocation_travels(site2_has_crl: bool) {
         .filter(|v| v["event"] == "crl_sent")
         .count();
     assert_eq!(sent, 1);
+}
+
+/// The sha256 of each `peer` row of `/status`.
+async fn peer_rows(admin: std::net::SocketAddr) -> Vec<String> {
+    let reply = pairgate::admin::client::get(admin, "/status")
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_str(&reply.body).unwrap();
+    doc["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "peer")
+        .filter_map(|c| c["sha256"].as_str().map(str::to_owned))
+        .collect()
 }
 
 async fn pause_ms(ms: u64) {
