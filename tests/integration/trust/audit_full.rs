@@ -167,6 +167,7 @@ async fn a_full_audit_filesystem_refuses_new_connections_or_continues_as_configu
     }
     pause(3_000).await;
     let after = rss_kib(pid);
+    eprintln!("audit_full: site2 RSS {before} KiB before, {after} KiB after 3000 connections");
     assert!(
         after < before + 32 * 1024,
         "RSS grew from {before} KiB to {after} KiB under a flood"

@@ -114,6 +114,10 @@ async fn revocation_travels(site2_has_crl: bool) {
         v["event"] == "cert_reload" && v["ok"] == true && numbers(v) == number
     });
     assert_eq!(reload["revoked_closed"], 1, "{reload}");
+    eprintln!(
+        "crl_pair: site1 loaded the CRL at {}, site2 took it at {} and applied it at {} (heartbeat 1 s)",
+        loaded["ts"], received["ts"], reload["ts"]
+    );
 
     // The stolen session is closed, and audited as revoked.
     let deadline = Instant::now() + Duration::from_secs(30);
