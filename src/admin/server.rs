@@ -73,7 +73,14 @@ async fn metrics_page(State(app): State<AppState>) -> Response {
 
 async fn status_page(State(app): State<AppState>) -> Response {
     // The source may look at the disk (spool depth): keep it off the reactor.
-    match tokio::task::spawn_blocking(move || app.status.status()).await {
+    // The sampled figures /status shows from the metrics (audit state)
+    // are refreshed first, as for a scrape.
+    match tokio::task::spawn_blocking(move || {
+        app.metrics.refresh();
+        app.status.status()
+    })
+    .await
+    {
         Ok(status) => Json(status).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "status source failed");

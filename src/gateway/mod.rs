@@ -286,6 +286,10 @@ pub async fn start(
             replication::refresh_metrics(&replication);
         }
     });
+    shutdown.spawn(replication::follow_peer_skew(
+        replication.clone(),
+        std::time::Duration::from_secs(2),
+    ));
     let mut admin_addr = None;
     if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {
         admin_addr = Some(listener.local_addr().map_err(GatewayError::Runtime)?);
@@ -377,6 +381,7 @@ pub fn run(path: &Path) -> Result<(), GatewayError> {
         );
     }
     let audit = AuditLog::open(&config.audit.path)?;
+    audit.health().set_on_failure(config.audit.on_failure);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -528,7 +533,30 @@ fn publish_cert_expiry(metrics: &Metrics, material: &Material) {
         .collect();
     metrics.replace_certs(CertKind::Ca, &cas);
     metrics.replace_crls(&material.crl_next_updates());
+    metrics.publish_crls(crl_status(material));
     warn_expiry(material);
+}
+
+/// The CRL row of `/status` (overdue flags are judged when it is read).
+fn crl_status(material: &Material) -> Option<admin::CrlStatus> {
+    if material.crls.is_empty() && material.crl_refused.is_none() {
+        return None;
+    }
+    Some(admin::CrlStatus {
+        crl_overdue: material.crl_overdue.as_str().to_owned(),
+        overdue: false,
+        refused: material.crl_refused.clone(),
+        crls: material
+            .crls
+            .iter()
+            .map(|c| admin::CrlRow {
+                issuer: c.issuer.clone(),
+                number: c.number,
+                next_update: c.next_update,
+                overdue: false,
+            })
+            .collect(),
+    })
 }
 
 /// Warns in the log about our own and the trusted CA certificates when they

@@ -118,13 +118,17 @@ impl SpoolGauge for Replication {
 }
 
 /// Brings the sampled gauges (`pairgate_spool_*`, peer link, clock skew,
-/// audit total) up to date. Called by each `/metrics` scrape
-/// ([`crate::admin::Metrics::on_scrape`]), off the reactor: reads the
-/// spool folders.
+/// audit total and state) up to date. Called before each `/metrics` and
+/// `/status` answer ([`crate::admin::Metrics::on_scrape`]), off the
+/// reactor: reads the spool folders.
 pub fn refresh_metrics(replication: &Replication) {
     let peer = &replication.peer;
     let metrics = &peer.metrics;
-    metrics.audit_total(peer.audit.recorded());
+    metrics.audit_total(peer.audit.written());
+    metrics.audit_state(
+        peer.audit.health().failing(),
+        peer.audit.health().on_failure(),
+    );
     let link = peer.link.state().state;
     metrics.peer_link(match link {
         crate::admin::LinkState::Up => Some(true),
@@ -157,6 +161,24 @@ pub fn refresh_metrics(replication: &Replication) {
     for direction in [Direction::Outbound, Direction::Inbound] {
         let d = replication.depth(direction);
         metrics.spool(direction, d.files, d.bytes, d.oldest_age(now));
+    }
+}
+
+/// Keeps the spool's view of the peer's clock offset current until
+/// shutdown: `created` of received files is judged on the peer's clock (the
+/// replay window). An atomic store on a timer — no disk, no blocking
+/// thread — so an idle gateway pays one wake-up per period for it.
+pub async fn follow_peer_skew(replication: Arc<Replication>, every: std::time::Duration) {
+    let stop = replication.peer.shutdown.stop_token().clone();
+    let Some(spool) = replication.spool.clone() else {
+        return;
+    };
+    loop {
+        spool.store.set_peer_skew(replication.peer.link.skew_secs());
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
     }
 }
 
