@@ -69,8 +69,31 @@ impl Spool {
         let mut backoff = connection_backoff();
         let mut holds = Holds::default();
         let mut failing = false;
+        let mut unlisted = false;
         loop {
-            let files = self.sendable().await;
+            let files = match self.sendable().await {
+                Ok(files) => {
+                    if unlisted {
+                        tracing::info!("the spool's outgoing folder can be listed again");
+                        unlisted = false;
+                    }
+                    files
+                }
+                Err(e) => {
+                    // Logged once until it clears; looked at again on the
+                    // safety net or when intake spools a file.
+                    if !unlisted {
+                        tracing::error!(error = %e, "cannot list the files to send; nothing is sent until this is fixed");
+                        unlisted = true;
+                    }
+                    tokio::select! {
+                        () = self.wake_forward.notified() => {}
+                        () = tokio::time::sleep(SAFETY_NET) => {}
+                        () = stop.cancelled() => return,
+                    }
+                    continue;
+                }
+            };
             let now = Instant::now();
             let present: std::collections::HashSet<&str> =
                 files.iter().map(|e| e.id.as_str()).collect();
@@ -122,10 +145,14 @@ impl Spool {
 
     /// Outgoing files ready to send: damaged ones are quarantined, those
     /// waiting for a key or still pending intake are left out.
-    async fn sendable(&self) -> Vec<Entry> {
+    ///
+    /// # Errors
+    /// [`SpoolError::Io`] when `outgoing/` cannot be listed,
+    /// [`SpoolError::Task`] if the listing task died.
+    async fn sendable(&self) -> Result<Vec<Entry>, SpoolError> {
         let store = self.store.clone();
         let listed = tokio::task::spawn_blocking(move || {
-            let entries = store.entries(Area::Outgoing).unwrap_or_default();
+            let entries = store.entries(Area::Outgoing)?;
             store.note_waiting(Area::Outgoing, &entries);
             let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
             for c in [
@@ -145,10 +172,10 @@ impl Spool {
                     Ok(_) => ok.push(e),
                 }
             }
-            ok
+            Ok(ok)
         })
         .await;
-        listed.unwrap_or_default()
+        listed.map_err(|e| SpoolError::Task(e.to_string()))?
     }
 
     /// One connection: handshake, then each file in turn; refused files
@@ -461,5 +488,28 @@ fn unexpected(peer: &Peer, want: &str, got: Option<&Frame>) -> SpoolError {
             "expected {want}, got {}",
             got.map_or("end of stream", Frame::name)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::spool::store::tests::{put, store};
+
+    #[tokio::test]
+    async fn an_outgoing_folder_that_cannot_be_listed_is_an_error_not_an_empty_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        put(&s, Area::Outgoing, "a", b"hello");
+        let spool = Spool::from_store(s);
+        assert_eq!(spool.sendable().await.unwrap().len(), 1);
+        let outgoing = spool.store.root().join(Area::Outgoing.dir());
+        std::fs::remove_dir_all(&outgoing).unwrap();
+        std::fs::write(&outgoing, b"not a folder").unwrap();
+        let err = spool.sendable().await.unwrap_err();
+        assert!(matches!(err, SpoolError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("outgoing"), "{err}");
     }
 }
