@@ -154,8 +154,10 @@ pub struct DirectionStatus {
     pub oldest_waiting_since: Option<OffsetDateTime>,
 }
 
-/// What waits in one direction of the spool (from the spool module).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What waits in one direction of the spool: the one depth type, from the
+/// spool's folders (`spool::Store::depth`) and the peer's heartbeat report
+/// to `/status` and the `pairgate_spool_*` gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SpoolDepth {
     pub files: u64,
     pub bytes: u64,
@@ -164,6 +166,25 @@ pub struct SpoolDepth {
 }
 
 impl SpoolDepth {
+    /// A depth reported as an age (the control channel carries ages, which
+    /// no clock offset distorts), placed on our clock at `measured_at`.
+    pub fn aged(
+        files: u64,
+        bytes: u64,
+        oldest_age: Option<Duration>,
+        measured_at: OffsetDateTime,
+    ) -> SpoolDepth {
+        SpoolDepth {
+            files,
+            bytes,
+            oldest_since: oldest_age.and_then(|age| {
+                time::Duration::try_from(age)
+                    .ok()
+                    .map(|age| measured_at - age)
+            }),
+        }
+    }
+
     /// Age of the oldest waiting file at `now` (0 if it claims the future).
     pub fn oldest_age(&self, now: OffsetDateTime) -> Option<Duration> {
         self.oldest_since

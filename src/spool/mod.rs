@@ -276,7 +276,7 @@ pub use metadata::{Metadata, MAX_METADATA_LEN, PLACEHOLDER_SHA256};
 pub use open::{Opened, Opener};
 pub use seal::Sealer;
 pub use service::{Spool, OUTBOX_POLL, OUTBOX_RESCAN, SAFETY_NET};
-pub use store::{Area, Depth, DirDepth, Store};
+pub use store::{Area, Depth, Store};
 pub use stream::{
     decrypt_stream, digest_stream, encrypt_one_pass, encrypt_seekable, encrypt_stream,
     read_metadata, seal_one_pass, seal_stream,

@@ -19,6 +19,7 @@ use super::error::{SpoolCodecError, SpoolError};
 use super::key::{KeyId, MasterKey};
 use super::metadata::Metadata;
 use super::stream::read_metadata;
+use crate::admin::SpoolDepth;
 use crate::audit::{AuditLog, Event};
 use crate::fsutil;
 
@@ -72,38 +73,12 @@ pub struct Entry {
     pub waiting_key: Option<KeyId>,
 }
 
-/// Number, bytes and age of the oldest file of one direction.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct DirDepth {
-    pub files: u64,
-    /// Plaintext bytes.
-    pub bytes: u64,
-    /// Age of the oldest file, measured from its `created` at the origin.
-    pub oldest_age: Option<Duration>,
-}
-
-impl DirDepth {
-    /// This depth as `/status` shows it, measured at `measured_at`: the
-    /// oldest file's age becomes the time it has waited since.
-    pub fn measured_at(&self, measured_at: time::OffsetDateTime) -> crate::admin::SpoolDepth {
-        crate::admin::SpoolDepth {
-            files: self.files,
-            bytes: self.bytes,
-            oldest_since: self.oldest_age.and_then(|age| {
-                time::Duration::try_from(age)
-                    .ok()
-                    .map(|age| measured_at - age)
-            }),
-        }
-    }
-}
-
 /// Spool depth: outbound = waiting for the peer, inbound = received, not
 /// yet delivered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Depth {
-    pub outbound: DirDepth,
-    pub inbound: DirDepth,
+    pub outbound: SpoolDepth,
+    pub inbound: SpoolDepth,
 }
 
 /// Event counters since start (for metrics).
@@ -343,17 +318,18 @@ impl Store {
             .sum()
     }
 
-    /// Files, plaintext bytes and oldest age per direction.
+    /// Files, plaintext bytes and the oldest file's `created` (never later
+    /// than now) per direction.
     pub fn depth(&self) -> Depth {
         let now = OffsetDateTime::now_utc();
         let one = |area| {
-            let mut d = DirDepth::default();
+            let mut d = SpoolDepth::default();
             for e in self.entries(area).unwrap_or_default() {
                 d.files += 1;
                 if let Ok(m) = &e.meta {
                     d.bytes += m.size;
-                    let age = (now - m.created).try_into().unwrap_or(Duration::ZERO);
-                    d.oldest_age = Some(d.oldest_age.map_or(age, |o: Duration| o.max(age)));
+                    let since = m.created.min(now);
+                    d.oldest_since = Some(d.oldest_since.map_or(since, |o| o.min(since)));
                 }
             }
             d

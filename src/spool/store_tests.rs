@@ -45,7 +45,7 @@ fn entries_depth_and_quarantine() {
     let d = s.depth();
     assert_eq!((d.outbound.files, d.outbound.bytes), (2, 70_005));
     assert_eq!((d.inbound.files, d.inbound.bytes), (1, 1));
-    assert!(d.outbound.oldest_age.is_some());
+    assert!(d.outbound.oldest_since.is_some());
     assert!(s.used_bytes() > 70_006);
 
     // A garbage file sorts first, with its problem; quarantine moves it.
