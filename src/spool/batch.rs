@@ -39,7 +39,7 @@ use super::error::SpoolError;
 use super::intake::{sealed_estimate, Intake, Taken};
 use super::metadata::Metadata;
 use super::settle::Stamp;
-use super::store::{lock, sync_dir, Area, Store, OUTGOING};
+use super::store::{sync_dir, Area, Store, OUTGOING};
 
 /// Most files sealed before they are committed together.
 pub const MAX_BATCH_FILES: usize = 64;
@@ -216,12 +216,12 @@ impl Store {
                 continue;
             }
             let dest = self.path(Area::Outgoing, &s.meta.id);
-            lock(&self.pending).insert(s.meta.id.clone());
+            self.claims.hold_pending(&s.meta.id);
             match fs::rename(&s.tmp, &dest) {
                 Ok(()) => moved.push((s, dest)),
                 Err(e) => {
                     s.discard();
-                    lock(&self.pending).remove(&s.meta.id);
+                    self.claims.release_pending(&s.meta.id);
                     done(&s, Err(SpoolError::io("rename into", &dest)(e)));
                 }
             }
@@ -234,7 +234,7 @@ impl Store {
             // Not known to be durable: keep every plaintext.
             for (s, dest) in &moved {
                 let _ = fs::remove_file(dest);
-                lock(&self.pending).remove(&s.meta.id);
+                self.claims.release_pending(&s.meta.id);
                 done(s, Err(SpoolError::io("sync", &outgoing)(io_copy(&e))));
             }
             return outcomes;
@@ -259,7 +259,7 @@ impl Store {
                     // deleted: the sealed copy goes, the file stays.
                     let _ = fs::remove_file(&dest);
                     removed = true;
-                    lock(&self.pending).remove(&s.meta.id);
+                    self.claims.release_pending(&s.meta.id);
                     done(&s, gone.map(|_| Intake::Changed));
                 }
             }
@@ -279,7 +279,7 @@ impl Store {
             }
         }
         for s in unlinked {
-            lock(&self.pending).remove(&s.meta.id);
+            self.claims.release_pending(&s.meta.id);
             self.spooled(&s.name, &s.meta);
             done(&s, Ok(Intake::Spooled(s.meta.id.clone())));
         }

@@ -56,7 +56,7 @@ fn a_batch_commits_together_and_a_changed_file_stays_alone() {
     assert_eq!(names, ["f3"]);
     assert_eq!(fs::metadata(s.outbox.join("f3")).unwrap().len(), 100_007);
     assert_eq!(count(&s.root.join("tmp")), 0);
-    assert!(lock(&s.pending).is_empty());
+    assert!(s.claims.none_pending());
     let out = s.entries(Area::Outgoing).unwrap();
     assert_eq!(out.len(), 4);
     for e in out {
@@ -102,7 +102,7 @@ fn a_batch_sealed_side_by_side_gives_each_file_its_outcome() {
     assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 4);
     assert_eq!(count(&s.outbox), 1, "only the FIFO is left");
     assert_eq!(count(&s.root.join("tmp")), 0);
-    assert!(lock(&s.pending).is_empty());
+    assert!(s.claims.none_pending());
 }
 
 /// A crash after a batch's renames and before its unlinks were durable
@@ -155,7 +155,7 @@ fn a_copy_that_vanished_before_the_commit_keeps_its_plaintext() {
     );
     assert!(s.outbox.join("a").exists());
     assert!(!s.outbox.join("b").exists());
-    assert!(lock(&s.pending).is_empty());
+    assert!(s.claims.none_pending());
 }
 
 /// `max_bytes` holds for a batch sealed side by side: files that each fit

@@ -30,7 +30,7 @@ use super::error::SpoolError;
 use super::hold::{connection_backoff, Holds, BACKOFF_START};
 use super::link::{ChannelWriter, FrameIo, LinkStats, Timeouts};
 use super::names::RAW_NAME_FIELD;
-use super::store::{age_ms, durable_remove, lock, Area, Entry};
+use super::store::{age_ms, durable_remove, Area, Entry};
 use super::stream::decrypt_stream;
 use super::wire::{Frame, Refusal, VERSION};
 use super::{Spool, SAFETY_NET};
@@ -162,7 +162,7 @@ impl Spool {
             ] {
                 store.conditions.clear_others(c, &ids);
             }
-            let pending = lock(&store.pending).clone();
+            let pending = store.claims.pending_ids();
             let mut ok = Vec::new();
             for e in entries {
                 match &e.meta {
@@ -492,24 +492,5 @@ fn unexpected(peer: &Peer, want: &str, got: Option<&Frame>) -> SpoolError {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-    use crate::spool::store::tests::{put, store};
-
-    #[tokio::test]
-    async fn an_outgoing_folder_that_cannot_be_listed_is_an_error_not_an_empty_spool() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = store(dir.path());
-        put(&s, Area::Outgoing, "a", b"hello");
-        let spool = Spool::from_store(s);
-        assert_eq!(spool.sendable().await.unwrap().len(), 1);
-        let outgoing = spool.store.root().join(Area::Outgoing.dir());
-        std::fs::remove_dir_all(&outgoing).unwrap();
-        std::fs::write(&outgoing, b"not a folder").unwrap();
-        let err = spool.sendable().await.unwrap_err();
-        assert!(matches!(err, SpoolError::Io { .. }), "{err}");
-        assert!(err.to_string().contains("outgoing"), "{err}");
-    }
-}
+#[path = "forward_tests.rs"]
+mod tests;

@@ -164,7 +164,7 @@ impl Store {
             .iter()
             .map(|n| n.to_string_lossy().into_owned())
             .collect();
-        lock(&self.refused).retain(|(n, _, _)| names.contains(n));
+        self.claims.keep_refused(&names);
         let mut keep: Vec<String> = names.into_iter().collect();
         keep.push(OUTBOX_KEY.to_owned());
         self.conditions
@@ -357,7 +357,7 @@ impl Store {
         if self.conditions.clear(Condition::OutboxRefused, &key)
             | self.conditions.clear(Condition::SpoolFull, &key)
         {
-            lock(&self.refused).retain(|(n, _, _)| n.as_str() != key);
+            self.claims.forget_refused(&key);
         }
         self.audit(Event::SpoolIn(SpoolFile {
             id: meta.id.clone(),
@@ -387,8 +387,10 @@ impl Store {
             detail: reason.clone(),
             audited: Audited::ByCaller,
         });
-        let key = (shown.clone(), stamp.size, stamp.mtime_ns);
-        if !lock(&self.refused).insert(key) {
+        if !self
+            .claims
+            .note_refused(shown.clone(), stamp.size, stamp.mtime_ns)
+        {
             return;
         }
         tracing::warn!(file = %shown, %reason, "outbox file refused");

@@ -41,7 +41,7 @@ fn intake_seals_deletes_plaintext_and_ignores_dotfiles_tmp_and_dirs() {
     assert_eq!(meta.name, "backup.bak");
     assert!(meta.extra.contains_key("source"));
     assert_eq!(fs::read_dir(s.root.join("tmp")).unwrap().count(), 0);
-    assert!(lock(&s.pending).is_empty());
+    assert!(s.claims.none_pending());
 }
 
 #[test]

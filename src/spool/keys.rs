@@ -17,7 +17,7 @@ use std::path::Path;
 use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::SpoolError;
 use super::key::{KeyId, MasterKey};
-use super::store::{lock, Area, Entry, Store};
+use super::store::{Area, Entry, Store};
 use super::Spool;
 
 /// Loads the keys of `spool.old_keys`.
@@ -38,8 +38,7 @@ impl Store {
             .old_keys
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
-        lock(&self.cache).clear();
-        lock(&self.waiting).clear();
+        self.cache.clear();
     }
 
     /// The ids of every configured key, current first.

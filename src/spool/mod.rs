@@ -237,6 +237,7 @@
 //!   point (`fuzz/fuzz_targets/spool_decode.rs`).
 
 pub mod batch;
+mod claims;
 pub mod codec;
 pub mod conditions;
 pub mod deliver;

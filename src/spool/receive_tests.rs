@@ -124,5 +124,5 @@ async fn protocol_violations_close_the_connection_and_leave_no_tmp() {
             .count(),
         0
     );
-    assert!(lock(&spool.store.receiving).is_empty());
+    assert!(spool.store.claims.none_receiving());
 }

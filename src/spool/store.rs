@@ -3,7 +3,6 @@
 //! "filesystem seam"; the layout and its crash rules are in the module doc
 //! of [`crate::spool`].
 
-use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +13,7 @@ use std::time::Duration;
 use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 
+use super::claims::{Claims, MetaCache};
 use super::conditions::Conditions;
 use super::error::{SpoolCodecError, SpoolError};
 use super::key::{KeyId, MasterKey};
@@ -113,17 +113,10 @@ pub struct Store {
     pub(crate) audit: Option<AuditLog>,
     /// Persistent conditions (waiting keys, refusals, …), for `/status`.
     pub conditions: Conditions,
-    pub(crate) cache: Mutex<HashMap<PathBuf, Metadata>>,
-    /// Files known to be sealed under a key we do not have (cleared when
-    /// the keys change), so listings do not re-read them every time.
-    pub(crate) waiting: Mutex<HashMap<PathBuf, KeyId>>,
-    /// Ids sealed into `outgoing/` whose plaintext is not yet deleted: the
-    /// forwarder must not send them yet (see the crash table).
-    pub(crate) pending: Mutex<HashSet<String>>,
-    /// Ids being received right now (one connection per id).
-    pub(crate) receiving: Mutex<HashSet<String>>,
-    /// Outbox files already refused (name, size, mtime), audited once.
-    pub(crate) refused: Mutex<HashSet<(String, u64, i128)>>,
+    /// What was read of each sealed file's header.
+    pub(crate) cache: MetaCache,
+    /// Which files a task is working on right now.
+    pub(crate) claims: Claims,
     pub counters: Counters,
 }
 
@@ -159,11 +152,8 @@ impl Store {
             stall: Duration::from_secs(crate::config::Spool::DEFAULT_STALL_SECS),
             conditions: Conditions::new(audit.clone()),
             audit,
-            cache: Mutex::default(),
-            waiting: Mutex::default(),
-            pending: Mutex::default(),
-            receiving: Mutex::default(),
-            refused: Mutex::default(),
+            cache: MetaCache::default(),
+            claims: Claims::default(),
             counters: Counters::default(),
         })
     }
@@ -213,20 +203,19 @@ impl Store {
     /// # Errors
     /// [`SpoolError::Io`] or [`SpoolError::Codec`].
     pub fn metadata(&self, path: &Path) -> Result<Metadata, SpoolError> {
-        if let Some(m) = lock(&self.cache).get(path) {
-            return Ok(m.clone());
+        if let Some(m) = self.cache.get(path) {
+            return Ok(m);
         }
         let file = File::open(path).map_err(SpoolError::io("open", path))?;
         let meta = read_metadata(io::BufReader::new(file), &self.key_for(path))
             .map_err(SpoolError::codec(path))?;
-        lock(&self.cache).insert(path.to_owned(), meta.clone());
+        self.cache.insert(path, meta.clone());
         Ok(meta)
     }
 
     /// Forgets the cached metadata of a file that was moved or deleted.
     pub(crate) fn forget(&self, path: &Path) {
-        lock(&self.cache).remove(path);
-        lock(&self.waiting).remove(path);
+        self.cache.forget(path);
     }
 
     /// The sealed files of an area, oldest `created` first (unreadable ones
@@ -251,7 +240,7 @@ impl Store {
             if !stat.is_file() {
                 continue;
             }
-            let known_waiting = lock(&self.waiting).get(&path).copied();
+            let known_waiting = self.cache.waiting_for(&path);
             let read = match known_waiting {
                 Some(found) => Err(found),
                 None => match self.metadata(&path) {
@@ -260,7 +249,7 @@ impl Store {
                         source: SpoolCodecError::WrongKey { found, .. },
                         ..
                     }) => {
-                        lock(&self.waiting).insert(path.clone(), found);
+                        self.cache.note_waiting(&path, found);
                         Err(found)
                     }
                     Err(e) => {
