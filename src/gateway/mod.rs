@@ -1,5 +1,10 @@
-//! One site gateway: wiring config, policy, TLS, proxy and audit for
-//! `pairgate run`.
+//! One site gateway: wiring config, policy, TLS, the peer, the proxy, the
+//! spool and audit for `pairgate run`.
+//!
+//! [`start`] builds each piece once, lower layers first: the [`Peer`]
+//! (who and where the paired gateway is, the dialer, the link), then the
+//! spool on it, then the proxy's [`Context`] with its routes (exports,
+//! carried destinations, the spool's receiver registered for `spool`).
 //!
 //! Start-up validates everything before binding anything (a gateway that
 //! starts is a gateway whose certificates chain, whose key matches and whose

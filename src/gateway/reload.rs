@@ -92,7 +92,7 @@ impl Reloader {
 }
 
 /// A reloader and its receiving end, for [`own`].
-pub fn reloader() -> (Reloader, mpsc::UnboundedReceiver<Request>) {
+pub(super) fn reloader() -> (Reloader, mpsc::UnboundedReceiver<Request>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (Reloader { tx }, rx)
 }
@@ -100,7 +100,7 @@ pub fn reloader() -> (Reloader, mpsc::UnboundedReceiver<Request>) {
 /// The reload owner: runs requests one at a time until `stop` or until every
 /// [`Reloader`] is gone. Requests that queued up while one ran are merged
 /// (a SIGHUP covers a watcher's TLS reload), so a burst costs one reload.
-pub async fn own<R: Reload>(
+pub(super) async fn own<R: Reload>(
     target: Arc<R>,
     mut requests: mpsc::UnboundedReceiver<Request>,
     stop: tokio_util::sync::CancellationToken,
@@ -352,7 +352,7 @@ fn same(a: &[Option<ring::digest::Digest>], b: &[Option<ring::digest::Digest>]) 
 
 /// Watches the TLS files until shutdown, asking `reloader` for a TLS
 /// reload when they change.
-pub async fn watch(running: Arc<Running>, reloader: Reloader) {
+pub(super) async fn watch(running: Arc<Running>, reloader: Reloader) {
     let files = Arc::new(running.watched_files());
     let mut last = digests_off_reactor(&files).await;
     let stop = running.ctx.peer.shutdown.stop_token().clone();

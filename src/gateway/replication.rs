@@ -30,7 +30,7 @@ use crate::proxy::control::PeerBacklog;
 use crate::spool::{Area, Spool};
 
 /// Reads both directions' depth for `/status` and metrics.
-pub struct Replication {
+pub(super) struct Replication {
     pub peer: Arc<Peer>,
     pub spool: Option<Arc<Spool>>,
     /// What the peer last reported waiting for us (control channel).
@@ -118,7 +118,7 @@ impl SpoolGauge for Replication {
 }
 
 /// Refreshes the `pairgate_spool_*` gauges until shutdown.
-pub async fn publish(replication: Arc<Replication>, every: Duration) {
+pub(super) async fn publish(replication: Arc<Replication>, every: Duration) {
     let stop = replication.peer.shutdown.stop_token().clone();
     loop {
         let r = replication.clone();

@@ -4,6 +4,24 @@
 //! mTLS link (ALPN `pg1-spool`); while they wait they are encrypted at rest
 //! (format v1 below); nothing is lost or shown twice whatever crashes.
 //!
+//! # The path of a file, and where its code is
+//!
+//! - outbox → `outgoing/`: [`watch`] wakes intake, [`settle`] waits until a
+//!   writer is done, [`intake`] / [`batch`] seal (`seal`, [`stream`]) and
+//!   rename, group-committed;
+//! - `outgoing/` → the peer: [`forward`] dials through `crate::peer` (the
+//!   dialer both tunnels and the spool use) and speaks [`wire`] over
+//!   [`link`]; refusals become [`conditions`] and [`hold`]s;
+//! - the peer → `incoming/`: [`receive`], which the gateway registers with
+//!   the peer listener as the `spool` service (`peer::Service`; the proxy
+//!   knows nothing of the spool);
+//! - `incoming/` → inbox: [`deliver`]; after a crash [`recover`] first.
+//!
+//! Underneath: [`store`] is the filesystem layer (folders, durable renames
+//! and removes, listing, depth), `claims` the coordination state between
+//! the tasks (which ids are pending, being received, already reported), and
+//! `service` the running spool and its three tasks.
+//!
 //! # On-disk layout (under `spool.dir`, mode 0700)
 //!
 //! ```text
