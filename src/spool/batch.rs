@@ -100,7 +100,7 @@ impl Store {
         let todo = self.within_max_bytes(files, &mut steps);
         let seal = |i: usize| -> Step {
             let (name, stamp) = &files[i];
-            (i, self.seal_source(&self.outbox.join(name), *stamp))
+            (i, self.seal_source(&self.dirs.outbox.join(name), *stamp))
         };
         let workers = workers(todo.len());
         if workers == 1 {
@@ -146,9 +146,9 @@ impl Store {
             match step {
                 Ok(Taken::Sealed(sealed)) => batch.push(*sealed),
                 Ok(Taken::Left(intake)) => {
-                    outcomes.push((name.clone(), self.outbox.join(name), Ok(intake)));
+                    outcomes.push((name.clone(), self.dirs.outbox.join(name), Ok(intake)));
                 }
-                Err(e) => outcomes.push((name.clone(), self.outbox.join(name), Err(e))),
+                Err(e) => outcomes.push((name.clone(), self.dirs.outbox.join(name), Err(e))),
             }
         }
         outcomes.extend(self.commit_batch(batch));
@@ -171,7 +171,7 @@ impl Store {
         let mut todo = Vec::with_capacity(files.len());
         for (i, (name, _)) in files.iter().enumerate() {
             // A file that cannot be stat'ed is left to `seal_source` to report.
-            if let Ok(stat) = fs::symlink_metadata(self.outbox.join(name)) {
+            if let Ok(stat) = fs::symlink_metadata(self.dirs.outbox.join(name)) {
                 let need = sealed_estimate(stat.len());
                 if used + need > max {
                     self.refuse_full(name, &stat, max);
@@ -226,7 +226,7 @@ impl Store {
                 }
             }
         }
-        let outgoing = self.root.join(OUTGOING);
+        let outgoing = self.dirs.root.join(OUTGOING);
         if moved.is_empty() {
             return outcomes;
         }
@@ -272,10 +272,10 @@ impl Store {
             }
         }
         if !unlinked.is_empty() {
-            if let Err(e) = sync_dir(&self.outbox) {
+            if let Err(e) = sync_dir(&self.dirs.outbox) {
                 // The sealed copies are durable; a lost unlink is undone by
                 // recovery (verify the copy, delete the plaintext).
-                tracing::warn!(error = %e, outbox = %self.outbox.display(), "cannot sync the outbox after deleting spooled files");
+                tracing::warn!(error = %e, outbox = %self.dirs.outbox.display(), "cannot sync the outbox after deleting spooled files");
             }
         }
         for s in unlinked {

@@ -101,7 +101,7 @@ impl Store {
                         detail: format!(
                             "cannot place it in the inbox {}: {e}; it waits in the spool and is \
                              retried with backoff (the other files go on)",
-                            self.inbox.display()
+                            self.dirs.inbox.display()
                         ),
                         audited: Audited::Condition,
                     });
@@ -127,6 +127,7 @@ impl Store {
             }
         };
         let tmp = self
+            .dirs
             .inbox
             .join(format!("{INBOX_TMP_PREFIX}{}.tmp", meta.id));
         match self.decrypt_to(&entry.path, &tmp) {
@@ -146,7 +147,7 @@ impl Store {
         let placed = self.place(&tmp, &meta);
         let _ = fs::remove_file(&tmp);
         let placed = placed?;
-        sync_dir(&self.inbox).map_err(SpoolError::io("sync", &self.inbox))?;
+        sync_dir(&self.dirs.inbox).map_err(SpoolError::io("sync", &self.dirs.inbox))?;
         self.mark_delivered(&meta.id)?;
         self.forget(&entry.path);
         durable_remove(&entry.path)?;
@@ -192,6 +193,7 @@ impl Store {
         let mut n = 0;
         while n < 100 {
             let dest = self
+                .dirs
                 .inbox
                 .join(names::candidate(&wanted, &meta.id, n, limit));
             match fs::hard_link(tmp, &dest) {
@@ -217,7 +219,7 @@ impl Store {
             }
             n += 1;
         }
-        Err(SpoolError::io("find a free name in", &self.inbox)(
+        Err(SpoolError::io("find a free name in", &self.dirs.inbox)(
             io::Error::other("100 names taken"),
         ))
     }
@@ -247,23 +249,23 @@ mod tests {
         let s = store(dir.path());
         let a = put(&s, Area::Incoming, "report.zip", b"first");
         assert_eq!(s.deliver_all().unwrap(), 1);
-        assert_eq!(fs::read(s.inbox.join("report.zip")).unwrap(), b"first");
+        assert_eq!(fs::read(s.dirs.inbox.join("report.zip")).unwrap(), b"first");
         assert!(s.is_known(&a.id));
         assert!(!s.path(Area::Incoming, &a.id).exists());
 
         // Same name, different content: delivered beside it, audited path.
         let b = put(&s, Area::Incoming, "report.zip", b"second");
         assert_eq!(s.deliver_all().unwrap(), 1);
-        assert_eq!(fs::read(s.inbox.join("report.zip")).unwrap(), b"first");
-        let other = s.inbox.join(format!("report.zip.{}", b.id));
+        assert_eq!(fs::read(s.dirs.inbox.join("report.zip")).unwrap(), b"first");
+        let other = s.dirs.inbox.join(format!("report.zip.{}", b.id));
         assert_eq!(fs::read(other).unwrap(), b"second");
 
         // Crash after linking, before the marker: redelivery finds the
         // identical file and does not make a second copy.
         let c = put(&s, Area::Incoming, "same.txt", b"x");
-        fs::write(s.inbox.join("same.txt"), b"x").unwrap();
+        fs::write(s.dirs.inbox.join("same.txt"), b"x").unwrap();
         assert_eq!(s.deliver_all().unwrap(), 1);
-        let names: Vec<_> = fs::read_dir(&s.inbox).unwrap().collect();
+        let names: Vec<_> = fs::read_dir(&s.dirs.inbox).unwrap().collect();
         assert_eq!(names.len(), 3, "{names:?}");
         assert!(s.is_known(&c.id));
     }
@@ -277,8 +279,8 @@ mod tests {
         assert_eq!(s.deliver_all().unwrap(), 1);
         let b = put(&s, Area::Incoming, &long, b"second");
         assert_eq!(s.deliver_all().unwrap(), 1, "not stuck in incoming/");
-        assert_eq!(fs::read(s.inbox.join(&long)).unwrap(), b"first");
-        let names: Vec<String> = fs::read_dir(&s.inbox)
+        assert_eq!(fs::read(s.dirs.inbox.join(&long)).unwrap(), b"first");
+        let names: Vec<String> = fs::read_dir(&s.dirs.inbox)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n != &long)
@@ -286,7 +288,7 @@ mod tests {
         assert_eq!(names.len(), 1);
         assert!(names[0].len() <= 255);
         assert!(names[0].ends_with(&format!(".{}.bak", b.id)), "{names:?}");
-        assert_eq!(fs::read(s.inbox.join(&names[0])).unwrap(), b"second");
+        assert_eq!(fs::read(s.dirs.inbox.join(&names[0])).unwrap(), b"second");
     }
 
     #[test]
@@ -296,16 +298,16 @@ mod tests {
         let a = put(&s, Area::Incoming, "a.txt", b"a");
         // A directory squats the name and the clash names cannot be linked
         // either: the inbox cannot take "a.txt" (as when it is full).
-        fs::create_dir(s.inbox.join("a.txt")).unwrap();
+        fs::create_dir(s.dirs.inbox.join("a.txt")).unwrap();
         for n in 1..100 {
             let name = names::candidate(b"a.txt", &a.id, n, NAME_MAX);
-            fs::create_dir(s.inbox.join(name)).unwrap();
+            fs::create_dir(s.dirs.inbox.join(name)).unwrap();
         }
         let b = put(&s, Area::Incoming, "b.txt", b"b");
         let mut holds = Holds::default();
         let t0 = Instant::now();
         assert_eq!(s.deliver_due(&mut holds, t0).unwrap(), 1);
-        assert!(s.inbox.join("b.txt").is_file());
+        assert!(s.dirs.inbox.join("b.txt").is_file());
         assert!(!s.path(Area::Incoming, &b.id).exists(), "b delivered");
         assert!(s.path(Area::Incoming, &a.id).exists(), "a waits");
         assert!(holds.is_held(&a.id, t0));
@@ -316,10 +318,10 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(s.deliver_due(&mut holds, t0).unwrap(), 0);
         }
-        fs::remove_dir(s.inbox.join("a.txt")).unwrap();
+        fs::remove_dir(s.dirs.inbox.join("a.txt")).unwrap();
         assert_eq!(s.deliver_due(&mut holds, t0 + RETRY_START).unwrap(), 1);
         assert!(s.conditions.snapshot().is_empty());
-        assert_eq!(fs::read(s.inbox.join("a.txt")).unwrap(), b"a");
+        assert_eq!(fs::read(s.dirs.inbox.join("a.txt")).unwrap(), b"a");
     }
 
     #[test]
@@ -335,12 +337,12 @@ mod tests {
         fs::write(&path, bytes).unwrap();
         s.forget(&path);
         assert_eq!(s.deliver_all().unwrap(), 1);
-        assert!(s.inbox.join("good").exists());
-        assert!(!s.inbox.join("bad").exists());
+        assert!(s.dirs.inbox.join("good").exists());
+        assert!(!s.dirs.inbox.join("bad").exists());
         assert!(s.is_known(&good.id));
-        assert_eq!(fs::read_dir(s.root.join(INCOMING)).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(s.dirs.root.join(INCOMING)).unwrap().count(), 0);
         assert_eq!(s.entries(Area::Quarantine).unwrap().len(), 1);
-        let leftovers: Vec<_> = fs::read_dir(&s.inbox)
+        let leftovers: Vec<_> = fs::read_dir(&s.dirs.inbox)
             .unwrap()
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_string_lossy().starts_with('.'))

@@ -98,7 +98,7 @@ impl Store {
     /// [`SpoolError::Io`] if the outbox cannot be listed.
     pub fn scan_outbox(&self) -> Result<Vec<Intake>, SpoolError> {
         let tracker = Mutex::new(Tracker::new(std::time::Duration::ZERO));
-        fs::read_dir(&self.outbox).map_err(SpoolError::io("list", &self.outbox))?;
+        fs::read_dir(&self.dirs.outbox).map_err(SpoolError::io("list", &self.dirs.outbox))?;
         Ok(self.scan_tracked(&tracker, Instant::now()).done)
     }
 
@@ -106,7 +106,7 @@ impl Store {
     /// oldest first; refuses links and special files (audited once).
     pub fn scan_tracked(&self, tracker: &Mutex<Tracker>, now: Instant) -> Scan {
         let mut scan = Scan::default();
-        let listed = match fs::read_dir(&self.outbox) {
+        let listed = match fs::read_dir(&self.dirs.outbox) {
             Ok(rd) => {
                 self.conditions.clear(Condition::OutboxRefused, OUTBOX_KEY);
                 rd
@@ -119,7 +119,7 @@ impl Store {
                     files: 0,
                     detail: format!(
                         "cannot list the outbox {}: {e}; check that it exists and the gateway may read it",
-                        self.outbox.display()
+                        self.dirs.outbox.display()
                     ),
                     audited: Audited::Condition,
                 });

@@ -17,10 +17,12 @@
 //!   knows nothing of the spool);
 //! - `incoming/` → inbox: [`deliver`]; after a crash [`recover`] first.
 //!
-//! Underneath: [`store`] is the filesystem layer (folders, durable renames
-//! and removes, listing, depth), `claims` the coordination state between
-//! the tasks (which ids are pending, being received, already reported), and
-//! `service` the running spool and its three tasks.
+//! Underneath: [`dirs`] is the filesystem layer (folders, paths, durable
+//! renames and removes, delivery markers), `claims` the coordination state
+//! between the tasks (which ids are pending, being received, already
+//! reported), [`store`] what the tasks share on top of both (keys, limits,
+//! conditions, counters, listing, depth), and `service` the running spool
+//! and its three tasks.
 //!
 //! # On-disk layout (under `spool.dir`, mode 0700)
 //!
@@ -259,6 +261,7 @@ mod claims;
 pub mod codec;
 pub mod conditions;
 pub mod deliver;
+pub mod dirs;
 pub mod error;
 pub mod forward;
 mod fuzz;

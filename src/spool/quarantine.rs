@@ -65,7 +65,7 @@ impl Store {
             .parent()
             .and_then(Path::file_name)
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let qdir = self.root.join(QUARANTINE);
+        let qdir = self.dirs.root.join(QUARANTINE);
         let mut dest = qdir.join(format!("{stem}.{EXT}"));
         let mut n = 1;
         while dest.exists() {
@@ -228,12 +228,12 @@ mod tests {
         let inc_path = s.path(Area::Incoming, &inc.id);
         s.quarantine(&inc_path, Some(&inc), "wrong key (old version)");
         // A garbage file with no readable metadata.
-        let junk = s.root.join(OUTGOING).join("junk.pgs");
+        let junk = s.dirs.root.join(OUTGOING).join("junk.pgs");
         fs::write(&junk, [b'x'; 80]).unwrap();
         s.quarantine(&junk, None, "bad magic");
         assert_eq!(s.counters.quarantined.load(Ordering::Relaxed), 3);
 
-        let q = s.root.join(QUARANTINE);
+        let q = s.dirs.root.join(QUARANTINE);
         let rec = read_record(&q.join(format!("{}.pgs", out.id))).unwrap();
         assert_eq!(rec.name.as_deref(), Some("a.bak"));
         assert_eq!(rec.reason, "tampered record 3");
@@ -243,7 +243,7 @@ mod tests {
         let done = requeue(&s).unwrap();
         assert_eq!(done.len(), 3);
         assert!(out_path.exists() && inc_path.exists());
-        assert!(s.root.join(OUTGOING).join("junk.pgs").exists());
+        assert!(s.dirs.root.join(OUTGOING).join("junk.pgs").exists());
         assert!(done.iter().all(|d| d.problem.is_none()), "{done:?}");
         assert_eq!(fs::read_dir(&q).unwrap().count(), 0, "records removed too");
     }
@@ -252,7 +252,7 @@ mod tests {
     fn requeue_without_a_record_guesses_from_the_metadata_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        let q = s.root.join(QUARANTINE);
+        let q = s.dirs.root.join(QUARANTINE);
         // As an older version left it: `<id>.pgs` without a record, and a
         // received file (it carries from_pool).
         let tmp = s.tmp_path("t");

@@ -37,12 +37,12 @@ impl Store {
     /// [`SpoolError::Io`] when a folder cannot be listed or cleaned.
     pub fn recover(&self) -> Result<Recovery, SpoolError> {
         let mut r = Recovery::default();
-        let tmp = self.root.join(TMP);
+        let tmp = self.dirs.root.join(TMP);
         r.tmp_removed += remove_matching(&tmp, |_| true)?;
-        r.tmp_removed += remove_matching(&self.inbox, |n| n.starts_with(INBOX_TMP_PREFIX))?;
+        r.tmp_removed += remove_matching(&self.dirs.inbox, |n| n.starts_with(INBOX_TMP_PREFIX))?;
 
         for entry in self.entries(Area::Incoming)? {
-            if self.root.join(DELIVERED).join(&entry.id).exists() {
+            if self.dirs.root.join(DELIVERED).join(&entry.id).exists() {
                 self.forget(&entry.path);
                 durable_remove(&entry.path)?;
                 r.delivered_removed += 1;
@@ -65,6 +65,7 @@ impl Store {
                 }
             };
             let plain = self
+                .dirs
                 .outbox
                 .join(super::names::os_name(&super::names::delivery_name(meta)));
             let Some(tag) = meta.extra.get("source") else {
@@ -102,7 +103,7 @@ impl Store {
     }
 
     fn prune_markers(&self) {
-        let dir = self.root.join(DELIVERED);
+        let dir = self.dirs.root.join(DELIVERED);
         let now = SystemTime::now();
         let Ok(rd) = fs::read_dir(&dir) else { return };
         for e in rd.filter_map(Result::ok) {
@@ -152,7 +153,7 @@ mod tests {
     fn crash_between_rename_and_unlink_deletes_the_plaintext_once() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        let src = s.outbox.join("f.bak");
+        let src = s.dirs.outbox.join("f.bak");
         fs::write(&src, b"payload").unwrap();
         let keep = dir.path().join("keep");
         fs::hard_link(&src, &keep).unwrap();
@@ -173,7 +174,7 @@ mod tests {
     fn sealed_copy_that_does_not_verify_is_quarantined_and_plaintext_kept() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        let src = s.outbox.join("g");
+        let src = s.dirs.outbox.join("g");
         fs::write(&src, vec![3u8; 200_000]).unwrap();
         let keep = dir.path().join("keep");
         fs::hard_link(&src, &keep).unwrap();
@@ -198,9 +199,9 @@ mod tests {
     fn tmp_leftovers_and_already_delivered_incoming_are_cleaned() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        fs::write(s.root.join(TMP).join("x.part"), b"half").unwrap();
-        fs::write(s.inbox.join(".pg-abc.tmp"), b"half").unwrap();
-        fs::write(s.inbox.join(".consumer-tmp"), b"theirs").unwrap();
+        fs::write(s.dirs.root.join(TMP).join("x.part"), b"half").unwrap();
+        fs::write(s.dirs.inbox.join(".pg-abc.tmp"), b"half").unwrap();
+        fs::write(s.dirs.inbox.join(".consumer-tmp"), b"theirs").unwrap();
         let done = put(&s, Area::Incoming, "d", b"d");
         s.mark_delivered(&done.id).unwrap();
         let waiting = put(&s, Area::Incoming, "w", b"w");
@@ -209,7 +210,7 @@ mod tests {
         assert_eq!(r.tmp_removed, 2);
         assert_eq!(r.delivered_removed, 1);
         assert_eq!(r.quarantined, 1);
-        assert!(s.inbox.join(".consumer-tmp").exists());
+        assert!(s.dirs.inbox.join(".consumer-tmp").exists());
         assert!(s.path(Area::Incoming, &waiting.id).exists());
         assert_eq!(s.recover().unwrap(), Recovery::default());
     }

@@ -87,7 +87,7 @@ impl Spool {
         // A writer closing a file (or a rename into the outbox) wakes
         // intake; see `watch` for what does not.
         let woken = Arc::new(Notify::new());
-        let watch = watch_outbox(&self.store.outbox, tracker.clone(), woken.clone());
+        let watch = watch_outbox(&self.store.dirs.outbox, tracker.clone(), woken.clone());
         let every = if watch.is_some() {
             OUTBOX_RESCAN
         } else {

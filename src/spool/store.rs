@@ -1,7 +1,9 @@
-//! The spool directory: its folders, durable renames, listing, quarantine,
-//! dedupe markers and depth. Every other spool part goes through this
-//! "filesystem seam"; the layout and its crash rules are in the module doc
-//! of [`crate::spool`].
+//! The spool store: what every spool task shares — the folders
+//! ([`Dirs`], the filesystem layer: paths and durable operations), the
+//! keys, the limits, the audit log, the persistent conditions, the
+//! coordination state (`claims`) and the counters — with the listing and
+//! depth built on them. The layout and its crash rules are in the module
+//! doc of [`crate::spool`].
 
 use std::fs::{self, File};
 use std::io;
@@ -10,51 +12,20 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 
 use super::claims::{Claims, MetaCache};
 use super::conditions::Conditions;
+pub use super::dirs::{
+    durable_remove, durable_rename, sync_dir, Area, Dirs, DELIVERED, EXT, INCOMING, OUTGOING,
+    QUARANTINE, TMP,
+};
 use super::error::{SpoolCodecError, SpoolError};
 use super::key::{KeyId, MasterKey};
 use super::metadata::Metadata;
 use super::stream::read_metadata;
 use crate::admin::SpoolDepth;
 use crate::audit::{AuditLog, Event};
-use crate::fsutil;
-
-/// Sealed files waiting for the peer's acknowledgement.
-pub const OUTGOING: &str = "outgoing";
-/// Sealed files received and acknowledged, not yet in the inbox.
-pub const INCOMING: &str = "incoming";
-/// Files being written; anything here after a crash is garbage.
-pub const TMP: &str = "tmp";
-/// Files that failed authentication.
-pub const QUARANTINE: &str = "quarantine";
-/// One empty marker per delivered id, for dedupe.
-pub const DELIVERED: &str = "delivered";
-/// Extension of sealed files.
-pub const EXT: &str = "pgs";
-
-/// Where a spool file sits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Area {
-    Outgoing,
-    Incoming,
-    Quarantine,
-}
-
-impl Area {
-    /// The folder name under the spool root.
-    pub fn dir(self) -> &'static str {
-        match self {
-            Area::Outgoing => OUTGOING,
-            Area::Incoming => INCOMING,
-            Area::Quarantine => QUARANTINE,
-        }
-    }
-}
 
 /// One sealed file found in an area.
 #[derive(Debug, Clone)]
@@ -98,13 +69,12 @@ pub struct Counters {
 
 /// The spool directory of one site.
 pub struct Store {
-    pub(crate) root: PathBuf,
+    /// The folders and the durable operations on them.
+    pub(crate) dirs: Dirs,
     pub(crate) key: MasterKey,
     /// Previous keys, only for reading files sealed before a key change;
     /// replaced on reload ([`Store::set_old_keys`]).
     pub(crate) old_keys: RwLock<Vec<MasterKey>>,
-    pub(crate) outbox: PathBuf,
-    pub(crate) inbox: PathBuf,
     pub(crate) max_bytes: Option<u64>,
     /// `[spool] settle_ms` (0 for stores opened without a config).
     pub(crate) settle: Duration,
@@ -133,20 +103,10 @@ impl Store {
         max_bytes: Option<u64>,
         audit: Option<AuditLog>,
     ) -> Result<Store, SpoolError> {
-        for sub in [OUTGOING, INCOMING, TMP, QUARANTINE, DELIVERED] {
-            let dir = root.join(sub);
-            fs::create_dir_all(&dir).map_err(SpoolError::io("create folder", &dir))?;
-        }
-        fsutil::restrict_dir(root)?;
-        for dir in [outbox, inbox] {
-            fs::create_dir_all(dir).map_err(SpoolError::io("create folder", dir))?;
-        }
         Ok(Store {
-            root: root.to_owned(),
+            dirs: Dirs::create(root, outbox, inbox)?,
             key,
             old_keys: RwLock::default(),
-            outbox: outbox.to_owned(),
-            inbox: inbox.to_owned(),
             max_bytes,
             settle: Duration::ZERO,
             stall: Duration::from_secs(crate::config::Spool::DEFAULT_STALL_SECS),
@@ -174,21 +134,17 @@ impl Store {
 
     /// The spool root folder.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.dirs.root()
     }
 
     /// Path of a sealed file for `id` in `area`.
     pub fn path(&self, area: Area, id: &str) -> PathBuf {
-        self.root.join(area.dir()).join(format!("{id}.{EXT}"))
+        self.dirs.path(area, id)
     }
 
     /// A fresh, unique path in `tmp/`.
     pub(crate) fn tmp_path(&self, what: &str) -> PathBuf {
-        let mut r = [0u8; 8];
-        let _ = SystemRandom::new().fill(&mut r);
-        self.root
-            .join(TMP)
-            .join(format!("{what}.{}.part", hex::encode(r)))
+        self.dirs.tmp_path(what)
     }
 
     /// Records an audit event (no-op for offline tools).
@@ -224,7 +180,7 @@ impl Store {
     /// # Errors
     /// [`SpoolError::Io`] if the folder cannot be listed.
     pub fn entries(&self, area: Area) -> Result<Vec<Entry>, SpoolError> {
-        let dir = self.root.join(area.dir());
+        let dir = self.dirs.root.join(area.dir());
         let mut out = Vec::new();
         for item in fs::read_dir(&dir).map_err(SpoolError::io("list", &dir))? {
             let item = item.map_err(SpoolError::io("list", &dir))?;
@@ -297,14 +253,7 @@ impl Store {
 
     /// Sealed bytes in `outgoing/` + `incoming/` (what `max_bytes` caps).
     pub fn used_bytes(&self) -> u64 {
-        [OUTGOING, INCOMING, TMP]
-            .iter()
-            .filter_map(|sub| fs::read_dir(self.root.join(sub)).ok())
-            .flat_map(|rd| rd.filter_map(Result::ok))
-            .filter_map(|e| e.metadata().ok())
-            .filter(fs::Metadata::is_file)
-            .map(|m| m.len())
-            .sum()
+        self.dirs.used_bytes()
     }
 
     /// Files, plaintext bytes and the oldest file's `created` (never later
@@ -332,7 +281,7 @@ impl Store {
     /// Whether `id` was received already (acknowledged and either waiting
     /// in `incoming/` or delivered).
     pub fn is_known(&self, id: &str) -> bool {
-        self.path(Area::Incoming, id).exists() || self.root.join(DELIVERED).join(id).exists()
+        self.dirs.is_known(id)
     }
 
     /// Durably records `id` as delivered.
@@ -340,12 +289,7 @@ impl Store {
     /// # Errors
     /// [`SpoolError::Io`].
     pub fn mark_delivered(&self, id: &str) -> Result<(), SpoolError> {
-        let dir = self.root.join(DELIVERED);
-        let path = dir.join(id);
-        File::create(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(SpoolError::io("write delivery marker", &path))?;
-        Ok(fsutil::sync_parent(&path)?)
+        self.dirs.mark_delivered(id)
     }
 }
 
@@ -353,24 +297,6 @@ impl Store {
 pub(crate) fn age_ms(meta: &Metadata) -> u64 {
     let ms = (OffsetDateTime::now_utc() - meta.created).whole_milliseconds();
     u64::try_from(ms).unwrap_or(0)
-}
-
-pub use crate::fsutil::sync_dir;
-
-/// Renames `from` to `to` and makes it durable ([`fsutil::durable_rename`]).
-///
-/// # Errors
-/// [`SpoolError::Io`].
-pub fn durable_rename(from: &Path, to: &Path) -> Result<(), SpoolError> {
-    Ok(fsutil::durable_rename(from, to)?)
-}
-
-/// Deletes `path` and makes it durable ([`fsutil::durable_remove`]).
-///
-/// # Errors
-/// [`SpoolError::Io`] (a file already gone is fine).
-pub fn durable_remove(path: &Path) -> Result<(), SpoolError> {
-    Ok(fsutil::durable_remove(path)?)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
