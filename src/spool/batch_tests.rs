@@ -10,7 +10,7 @@ use std::io::Write as _;
 fn seal(s: &Store, name: &str, data: &[u8]) -> Sealed {
     let path = s.dirs.outbox.join(name);
     fs::write(&path, data).unwrap();
-    match s.seal_source(&path, None).unwrap() {
+    match crate::spool::intake::seal_source(s, &path, None).unwrap() {
         Taken::Sealed(sealed) => *sealed,
         Taken::Left(why) => panic!("{name} left: {why:?}"),
     }
@@ -40,7 +40,7 @@ fn a_batch_commits_together_and_a_changed_file_stays_alone() {
         .unwrap()
         .write_all(b"more")
         .unwrap();
-    let outcomes = s.commit_batch(batch);
+    let outcomes = commit_batch(&s, batch);
     assert_eq!(outcomes.len(), 5);
     for (name, _, r) in &outcomes {
         match (name.to_str().unwrap(), r) {
@@ -93,7 +93,7 @@ fn a_batch_sealed_side_by_side_gives_each_file_its_outcome() {
         .status()
         .unwrap();
     assert!(fifo.success());
-    let outcomes = s.take_batch(&files);
+    let outcomes = take_batch(&s, &files);
     assert_eq!(outcomes.len(), 6);
     for (name, _, r) in &outcomes {
         match (name.to_str().unwrap(), r) {
@@ -125,14 +125,14 @@ fn a_crash_between_a_batchs_renames_and_unlinks_is_recovered_file_by_file() {
         fs::hard_link(s.dirs.outbox.join(&name), keep.join(&name)).unwrap();
         files.push((OsString::from(name), None));
     }
-    let outcomes = s.take_batch(&files);
+    let outcomes = take_batch(&s, &files);
     assert!(outcomes
         .iter()
         .all(|o| matches!(o.2, Ok(Intake::Spooled(_)))));
     for (name, _) in &files {
         fs::hard_link(keep.join(name), s.dirs.outbox.join(name)).unwrap();
     }
-    let r = s.recover().unwrap();
+    let r = crate::spool::recover::recover(&s).unwrap();
     assert_eq!((r.plaintexts_removed, r.quarantined), (4, 0));
     assert_eq!(count(&s.dirs.outbox), 0);
     assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 4);
@@ -147,7 +147,7 @@ fn a_copy_that_vanished_before_the_commit_keeps_its_plaintext() {
     let a = seal(&s, "a", b"alpha");
     let b = seal(&s, "b", b"beta");
     fs::remove_file(&a.tmp).unwrap();
-    let outcomes = s.commit_batch(vec![a, b]);
+    let outcomes = commit_batch(&s, vec![a, b]);
     assert!(
         matches!(outcomes[0].2, Err(SpoolError::Io { .. })),
         "{outcomes:?}"
@@ -177,7 +177,7 @@ fn max_bytes_holds_for_a_batch_sealed_side_by_side() {
         fs::write(s.dirs.outbox.join(&name), vec![i as u8; size as usize]).unwrap();
         files.push((OsString::from(name), None));
     }
-    let outcomes = s.take_batch(&files);
+    let outcomes = take_batch(&s, &files);
     let spooled: Vec<_> = outcomes
         .iter()
         .filter(|o| matches!(o.2, Ok(Intake::Spooled(_))))

@@ -153,7 +153,7 @@ impl Spool {
         let store = self.store.clone();
         let listed = tokio::task::spawn_blocking(move || {
             let entries = store.entries(Area::Outgoing)?;
-            store.note_waiting(Area::Outgoing, &entries);
+            super::keys::note_waiting(&store, Area::Outgoing, &entries);
             let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
             for c in [
                 Condition::TooLarge,
@@ -167,7 +167,7 @@ impl Spool {
             for e in entries {
                 match &e.meta {
                     Err(_) if e.waiting_key.is_some() => {}
-                    Err(reason) => store.quarantine(&e.path, None, reason),
+                    Err(reason) => super::quarantine::quarantine(&store, &e.path, None, reason),
                     Ok(_) if pending.contains(&e.id) => {}
                     Ok(_) => ok.push(e),
                 }
@@ -370,7 +370,7 @@ impl Spool {
             decrypt_stream(
                 BufReader::with_capacity(256 * 1024, file),
                 ChannelWriter { tx },
-                &key_store.key_for(&path),
+                &super::keys::key_for(&key_store, &path),
             )
             .map_err(SpoolError::codec(&path))
         });
@@ -416,9 +416,10 @@ impl Spool {
                     meta.clone(),
                     e.to_string(),
                 );
-                let _ =
-                    tokio::task::spawn_blocking(move || store.quarantine(&path, Some(&m), &reason))
-                        .await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    super::quarantine::quarantine(&store, &path, Some(&m), &reason)
+                })
+                .await;
                 return Ok(Sent::Quarantined);
             }
         }

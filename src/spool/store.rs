@@ -126,7 +126,7 @@ impl Store {
     pub fn open(cfg: &crate::config::Spool, audit: Option<AuditLog>) -> Result<Store, SpoolError> {
         let key = MasterKey::load_key_file(&cfg.key)?;
         let mut store = Store::new(&cfg.dir, key, &cfg.outbox, &cfg.inbox, cfg.max_bytes, audit)?;
-        store.set_old_keys(super::keys::load_old_keys(cfg)?);
+        super::keys::set_old_keys(&store, super::keys::load_old_keys(cfg)?);
         store.settle = cfg.settle;
         store.stall = cfg.stall;
         Ok(store)
@@ -163,7 +163,7 @@ impl Store {
             return Ok(m);
         }
         let file = File::open(path).map_err(SpoolError::io("open", path))?;
-        let meta = read_metadata(io::BufReader::new(file), &self.key_for(path))
+        let meta = read_metadata(io::BufReader::new(file), &super::keys::key_for(self, path))
             .map_err(SpoolError::codec(path))?;
         self.cache.insert(path, meta.clone());
         Ok(meta)

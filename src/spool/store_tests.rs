@@ -54,7 +54,7 @@ fn entries_depth_and_quarantine() {
     let out = s.entries(Area::Outgoing).unwrap();
     assert_eq!(out[0].id, "junk");
     assert!(out[0].meta.as_ref().unwrap_err().contains("magic"));
-    s.quarantine(&bad, None, "bad magic");
+    crate::spool::quarantine::quarantine(&s, &bad, None, "bad magic");
     assert!(!bad.exists());
     assert!(s.dirs.root.join(QUARANTINE).join("junk.pgs").exists());
     assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 2);
