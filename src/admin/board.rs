@@ -102,6 +102,8 @@ impl Board {
                 .as_ref()
                 .map(|s| s.conditions())
                 .unwrap_or_default(),
+            audit: self.metrics.audit_status(),
+            crl: self.metrics.crl_status(now),
         }
     }
 }

@@ -23,7 +23,8 @@
 //! | `session_last_success_timestamp_seconds{direction,service}`, `session_last_failure_timestamp_seconds{…}` | when a session of the service last ended well / failed (0: never since start) | `time() - last_success > 2 * sync interval` while sessions are expected |
 //! | `session_last_success_bytes{direction,service}` | bytes (both ways) of that last good session | |
 //! | `peer_clock_skew_seconds` | the peer gateway's clock minus ours, from the control-channel heartbeat (0 until measured) | `abs(...) > 30`: certificates will look not yet valid or expired to one side; fix NTP |
-//! | `audit_events_total` | records handed to the audit log | flat while connections rise: the audit writer is stuck |
+//! | `audit_events_total` | records written and synced to the audit log | flat while connections rise: the audit writer is stuck or the disk is full |
+//! | `audit_failing` | 1 while the audit log cannot be written or keep up (its queue is full), else 0; with `audit.on_failure = "refuse"` new connections are refused meanwhile (`denials_total{reason="audit_failing"}`) | `== 1` for a minute |
 //! | `crl_next_update_seconds{issuer}` | `nextUpdate` (Unix seconds) of each CRL in force | `... - time() < 7 * 86400`: refresh the CRL; `< 0`: overdue |
 //! | `up`, `build_info{version}` | always 1 | `absent(pairgate_up)` |
 //!
@@ -122,6 +123,11 @@ pub struct Metrics {
     spool_held: Family<SpoolConditionLabels, Gauge>,
     spool_stalls: Counter,
     audit_events: Counter,
+    audit_failing: Gauge,
+    /// What `/status` shows of the audit log (see [`Metrics::audit_state`]).
+    audit_state: Mutex<Option<super::status::AuditStatus>>,
+    /// The CRLs in force, for `/status` (see [`Metrics::publish_crls`]).
+    crl_state: Mutex<Option<super::status::CrlStatus>>,
     peer_link_up: Gauge,
     peer_clock_skew: Gauge<f64, AtomicU64>,
     /// nextUpdate (Unix seconds) of each CRL in force, by issuer.
@@ -129,6 +135,9 @@ pub struct Metrics {
     services: Mutex<HashSet<String>>,
     /// sha256 series currently published per certificate kind, oldest first.
     cert_series: Mutex<HashMap<CertKind, Vec<CertEntry>>>,
+    /// The leaf (DER) of each published `peer` certificate, so a CRL that
+    /// revokes it later removes its row ([`Metrics::drop_peer_certs`]).
+    peer_leaves: Mutex<HashMap<String, Vec<u8>>>,
     allowed_total: AtomicU64,
     denied_total: AtomicU64,
     active_now: AtomicI64,

@@ -37,6 +37,61 @@ impl Metrics {
             .set(not_after_unix);
     }
 
+    /// Publishes the verified certificate of the pair's gateway (a `peer`
+    /// row and series), remembering its leaf `der` so that a CRL revoking it
+    /// later removes it again ([`Metrics::drop_peer_certs`]).
+    pub fn peer_cert(&self, pool: &str, sha256: &str, not_after_unix: i64, der: &[u8]) {
+        self.cert_expiry(CertKind::Peer, Some(pool), sha256, not_after_unix);
+        let published: HashSet<String> = self
+            .cert_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&CertKind::Peer)
+            .map(|e| e.iter().map(|c| c.sha256.clone()).collect())
+            .unwrap_or_default();
+        let mut leaves = self
+            .peer_leaves
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        leaves.insert(sha256.to_owned(), der.to_vec());
+        leaves.retain(|sha, _| published.contains(sha));
+    }
+
+    /// Removes the `peer` rows and series of the certificates `revoked`
+    /// says are revoked (call after a CRL reload); returns how many.
+    pub fn drop_peer_certs(&self, revoked: impl Fn(&[u8]) -> bool) -> usize {
+        let gone: Vec<String> = {
+            let mut leaves = self
+                .peer_leaves
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let gone: Vec<String> = leaves
+                .iter()
+                .filter(|(_, der)| revoked(der))
+                .map(|(sha, _)| sha.clone())
+                .collect();
+            for sha in &gone {
+                leaves.remove(sha);
+            }
+            gone
+        };
+        if gone.is_empty() {
+            return 0;
+        }
+        let mut series = self
+            .cert_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(entries) = series.get_mut(&CertKind::Peer) {
+            entries.retain(|e| !gone.contains(&e.sha256));
+        }
+        for sha in &gone {
+            self.cert_expiry
+                .remove(&CertLabels::new(CertKind::Peer, sha.clone()));
+        }
+        gone.len()
+    }
+
     /// Replaces every `kind` series with `certs`: call after start and after
     /// each reload for `own` and `ca`.
     pub fn replace_certs(&self, kind: CertKind, certs: &[CertEntry]) {
@@ -167,5 +222,50 @@ impl Metrics {
         if total > seen {
             self.audit_events.inc_by(total - seen);
         }
+    }
+
+    /// Publishes whether the audit log is failing (`pairgate_audit_failing`,
+    /// `/status` `audit`): `failing` says why, `on_failure` what follows.
+    pub fn audit_state(&self, failing: Option<String>, on_failure: crate::audit::OnFailure) {
+        self.audit_failing.set(i64::from(failing.is_some()));
+        *self
+            .audit_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(super::super::status::AuditStatus {
+            failing: failing.is_some(),
+            detail: failing,
+            on_failure: on_failure.as_str().to_owned(),
+        });
+    }
+
+    /// The audit row of `/status` (None until first published).
+    pub fn audit_status(&self) -> Option<super::super::status::AuditStatus> {
+        self.audit_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Remembers the CRLs in force for `/status` (call with the gauge
+    /// update, after start and each reload).
+    pub fn publish_crls(&self, crls: Option<super::super::status::CrlStatus>) {
+        *self
+            .crl_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = crls;
+    }
+
+    /// The CRL row of `/status`, its `overdue` flags judged at `now`.
+    pub fn crl_status(&self, now: time::OffsetDateTime) -> Option<super::super::status::CrlStatus> {
+        let mut crl = self
+            .crl_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        for c in &mut crl.crls {
+            c.overdue = c.next_update.is_some_and(|next| next < now);
+        }
+        crl.overdue = crl.crls.iter().any(|c| c.overdue);
+        Some(crl)
     }
 }

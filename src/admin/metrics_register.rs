@@ -44,11 +44,15 @@ impl Metrics {
             spool_held: Family::default(),
             spool_stalls: Counter::default(),
             audit_events: Counter::default(),
+            audit_failing: Gauge::default(),
+            audit_state: Mutex::new(None),
+            crl_state: Mutex::new(None),
             peer_link_up: Gauge::default(),
             peer_clock_skew: Gauge::default(),
             crl_next_update: Family::default(),
             services: Mutex::new(HashSet::new()),
             cert_series: Mutex::new(HashMap::new()),
+            peer_leaves: Mutex::new(HashMap::new()),
             allowed_total: AtomicU64::new(0),
             denied_total: AtomicU64::new(0),
             active_now: AtomicI64::new(0),
@@ -171,8 +175,13 @@ impl Metrics {
         );
         r.register(
             "audit_events",
-            "Records handed to the audit log",
+            "Records written and synced to the audit log",
             m.audit_events.clone(),
+        );
+        r.register(
+            "audit_failing",
+            "1 while the audit log cannot be written or keep up, else 0",
+            m.audit_failing.clone(),
         );
         let up: Gauge = Gauge::default();
         up.set(1);

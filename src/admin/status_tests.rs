@@ -187,6 +187,8 @@ fn json_shape_is_the_documented_one() {
         connections: ConnectionCounts::default(),
         services: vec![],
         spool_conditions: vec![],
+        audit: None,
+        crl: None,
     };
     let json = serde_json::to_value(&status).unwrap_or_default();
     assert_eq!(json["started"], "2025-01-01T00:00:00Z");

@@ -151,6 +151,51 @@ fn lines_of_a_failed_batch_that_reached_the_disk_are_kept() {
 }
 
 #[test]
+fn a_stalled_writer_queues_a_bounded_number_of_events_and_counts_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log.jsonl");
+    let log = AuditLog::open(&path).expect("open");
+    let (release, until) = mpsc::channel();
+    log.inner
+        .tx
+        .as_ref()
+        .expect("writer")
+        .send(Msg::Stall(until))
+        .expect("stall");
+    // The writer may take the first batch before it reaches the stall.
+    let flood = QUEUE_CAPACITY as u64 * 3;
+    for i in 0..flood {
+        log.record(sample_event(i));
+    }
+    assert!(
+        log.recorded() <= QUEUE_CAPACITY as u64 + MAX_BATCH as u64,
+        "{} queued",
+        log.recorded()
+    );
+    assert!(
+        log.health().failing().is_some(),
+        "a full queue is a failure"
+    );
+    assert!(log.health().refusal().is_some(), "refuse is the default");
+    drop(release);
+    log.flush().expect("flush");
+    log.record(sample_event(flood));
+    log.flush().expect("flush");
+    assert!(log.health().failing().is_none(), "written again: cleared");
+    let all = events(&path);
+    let repaired: Vec<_> = all
+        .iter()
+        .filter(|v| v["event"] == "log_repaired")
+        .collect();
+    assert_eq!(repaired.len(), 1, "one record of the loss");
+    let lost = repaired[0]["lost_events"].as_u64().expect("lost_events");
+    let kept = all.len() as u64 - 1;
+    assert_eq!(kept + lost, flood + 1, "every event is written or counted");
+    assert_eq!(verified(&path).lines, all.len() as u64);
+    assert_eq!(log.written(), all.len() as u64);
+}
+
+#[test]
 fn flush_after_nothing_and_many_handles() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("log.jsonl");

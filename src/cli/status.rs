@@ -219,6 +219,51 @@ fn render(status: &Status) -> String {
     } else {
         out.push_str(&format!("{certs}\n"));
     }
+    out.push_str(&trust_rows(status));
+    out
+}
+
+/// The audit log's health and the CRLs in force.
+fn trust_rows(status: &Status) -> String {
+    let mut out = String::new();
+    match &status.audit {
+        Some(a) if a.failing => {
+            let then = if a.on_failure == "refuse" {
+                "new connections are refused until it is written again"
+            } else {
+                "connections continue UNAUDITED (audit.on_failure = \"continue\")"
+            };
+            out.push_str(&format!(
+                "audit log: FAILING — {}; {then}\n",
+                a.detail.as_deref().unwrap_or("cannot be written")
+            ));
+        }
+        Some(_) => out.push_str("audit log: written\n"),
+        None => {}
+    }
+    match &status.crl {
+        Some(crl) => {
+            for c in &crl.crls {
+                let next = c.next_update.map_or_else(
+                    || "no next update".to_owned(),
+                    |t| format!("next update {}", when(t)),
+                );
+                let flag = if c.overdue {
+                    format!(" OVERDUE (tls.crl_overdue = \"{}\")", crl.crl_overdue)
+                } else {
+                    String::new()
+                };
+                out.push_str(&format!(
+                    "CRL of {}: number {}, {next}{flag}\n",
+                    c.issuer, c.number
+                ));
+            }
+            if let Some(why) = &crl.refused {
+                out.push_str(&format!("CRL refused: {why}\n"));
+            }
+        }
+        None => out.push_str("CRL: none in force\n"),
+    }
     out
 }
 

@@ -92,7 +92,33 @@ fn sample() -> Status {
             detail: "add that key file to spool.old_keys".into(),
             since: datetime!(2025-01-01 00:40:00 UTC),
         }],
+        audit: Some(pairgate::admin::AuditStatus {
+            failing: true,
+            detail: Some("the audit log cannot be written: No space left on device".into()),
+            on_failure: "refuse".into(),
+        }),
+        crl: Some(pairgate::admin::CrlStatus {
+            crl_overdue: "warn".into(),
+            overdue: true,
+            refused: None,
+            crls: vec![pairgate::admin::CrlRow {
+                issuer: "CN=pairing CA".into(),
+                number: 7,
+                next_update: Some(datetime!(2024-12-01 00:00:00 UTC)),
+                overdue: true,
+            }],
+        }),
     }
+}
+
+#[test]
+fn report_shows_the_audit_and_crl_rows() {
+    let text = render(&sample());
+    assert!(text.contains("audit log: FAILING"), "{text}");
+    assert!(text.contains("No space left on device"), "{text}");
+    assert!(text.contains("new connections are refused"), "{text}");
+    assert!(text.contains("CRL of CN=pairing CA: number 7"), "{text}");
+    assert!(text.contains("OVERDUE"), "{text}");
 }
 
 #[test]

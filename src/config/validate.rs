@@ -92,9 +92,24 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         }),
         None => None,
     };
-    let audit = Audit {
-        path: v.file_path("audit.path", &raw.audit.get_ref().path)?,
-    };
+    let audit =
+        Audit {
+            path: v.file_path("audit.path", &raw.audit.get_ref().path)?,
+            on_failure: match &raw.audit.get_ref().on_failure {
+                None => crate::audit::OnFailure::Refuse,
+                Some(s) => match s.get_ref().as_str() {
+                    "refuse" => crate::audit::OnFailure::Refuse,
+                    "continue" => crate::audit::OnFailure::Continue,
+                    other => return Err(v.invalid(
+                        &s.span(),
+                        "audit.on_failure",
+                        format!("{other:?} is not \"refuse\" or \"continue\""),
+                        "write on_failure = \"refuse\" (the default: refuse new connections while \
+                         the audit log cannot be written) or \"continue\" (carry on unaudited)",
+                    )),
+                },
+            },
+        };
     let spool = raw
         .spool
         .as_ref()

@@ -53,7 +53,28 @@ impl Validator<'_> {
             Some(v) => *v.get_ref(),
             None => Spool::DEFAULT_STALL_SECS,
         };
+        let max_age_days = match &raw.max_age_days {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > Spool::MAX_MAX_AGE_DAYS => {
+                return Err(self.invalid(
+                    &v.span(),
+                    "spool.max_age_days",
+                    format!(
+                        "is {}, outside 1..={}",
+                        v.get_ref(),
+                        Spool::MAX_MAX_AGE_DAYS
+                    ),
+                    format!(
+                        "set the days after which a received file counts as a replay (default {}; \
+                         longer than the longest outage the spool must ride out)",
+                        Spool::DEFAULT_MAX_AGE_DAYS
+                    ),
+                ));
+            }
+            Some(v) => *v.get_ref(),
+            None => Spool::DEFAULT_MAX_AGE_DAYS,
+        };
         Ok(Spool {
+            max_age: Duration::from_secs(max_age_days * 86_400),
             settle: Duration::from_millis(settle_ms),
             stall: Duration::from_secs(stall_secs),
             dir: self.file_path("spool.dir", &raw.dir)?,

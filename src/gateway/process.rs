@@ -22,6 +22,7 @@ pub fn run(path: &Path) -> Result<(), GatewayError> {
         );
     }
     let audit = AuditLog::open(&config.audit.path)?;
+    audit.health().set_on_failure(config.audit.on_failure);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -60,6 +60,9 @@ pub enum DenyReason {
     /// lies outside the `[[intercept]]`'s or `[[export]]`'s
     /// `destinations`/`ports`; `detail` says which.
     DestinationNotAllowed,
+    /// The audit log cannot be written or keep up and `audit.on_failure =
+    /// "refuse"`: new connections are refused until it is written again.
+    AuditFailing,
 }
 
 impl DenyReason {
@@ -84,6 +87,7 @@ impl DenyReason {
             DenyReason::ProfileViolation => "profile_violation",
             DenyReason::CrlOverdue => "crl_overdue",
             DenyReason::DestinationNotAllowed => "destination_not_allowed",
+            DenyReason::AuditFailing => "audit_failing",
         }
     }
 
