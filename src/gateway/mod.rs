@@ -1,5 +1,10 @@
-//! One site gateway: wiring config, policy, TLS, proxy and audit for
-//! `pairgate run`.
+//! One site gateway: wiring config, policy, TLS, the peer, the proxy, the
+//! spool and audit for `pairgate run`.
+//!
+//! [`start`] builds each piece once, lower layers first: the [`Peer`]
+//! (who and where the paired gateway is, the dialer, the link), then the
+//! spool on it, then the proxy's [`Context`] with its routes (exports,
+//! carried destinations, the spool's receiver registered for `spool`).
 //!
 //! Start-up validates everything before binding anything (a gateway that
 //! starts is a gateway whose certificates chain, whose key matches and whose
@@ -8,28 +13,32 @@
 //! already open keep the snapshot they started with.
 
 mod config_diff;
+mod expiry;
+mod process;
 mod reload;
 mod replication;
 mod spool_keys;
 mod tls_watch;
 
 pub use config_diff::restart_needed;
+pub use process::run;
 pub use reload::{Reload, Reloader, Request as ReloadRequest, WATCH_INTERVAL};
+
+use expiry::{publish_cert_expiry, warn_expiry};
+use process::systemd;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sd_notify::NotifyState;
 use tokio::net::TcpListener;
 
-use crate::admin::{self, Board, CertEntry, CertKind, Metrics, ServiceRole};
+use crate::admin::{self, Board, Metrics, ServiceRole};
 use crate::audit::{AuditError, AuditLog, Direction, Event};
 use crate::config::{Config, ConfigError};
 use crate::names::ServiceName;
 use crate::peer::{self, Live, Peer};
-use crate::pki::{self, Expiry, EXPIRY_WARNING_DAYS};
 use crate::policy::{Policy, PolicyError};
 use crate::proxy::{self, Context, Routes, TunnelSpec};
 use crate::shutdown::Shutdown;
@@ -369,82 +378,6 @@ impl Running {
     }
 }
 
-/// `pairgate run`: load, start, serve until SIGTERM/SIGINT; SIGHUP reloads.
-///
-/// # Errors
-/// Invalid input before start, or a listener that cannot bind.
-pub fn run(path: &Path) -> Result<(), GatewayError> {
-    let (config, policy, material) = load(path)?;
-    if running_as_root() {
-        tracing::warn!(
-            "running as root: run pairgate as an unprivileged user (with CAP_NET_BIND_SERVICE only if it must bind port 445); see docs/security.md"
-        );
-    }
-    let audit = AuditLog::open(&config.audit.path)?;
-    audit.health().set_on_failure(config.audit.on_failure);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(GatewayError::Runtime)?;
-    runtime.block_on(async move {
-        let running = Arc::new(start(config, policy, material, audit).await?);
-        let (reloader, requests) = reload::reloader();
-        let stop = running.ctx.peer.shutdown.stop_token().clone();
-        running
-            .ctx
-            .peer
-            .shutdown
-            .spawn(reload::own(running.clone(), requests, stop));
-        running
-            .ctx
-            .peer
-            .shutdown
-            .spawn(reload::watch(running.clone(), reloader.clone()));
-        println!("{}", running.ready_line());
-        systemd(&[NotifyState::Ready, NotifyState::Status("serving")]);
-        let reason = wait_for_signals(&reloader)
-            .await
-            .map_err(GatewayError::Runtime)?;
-        systemd(&[NotifyState::Stopping]);
-        running.stop(reason).await;
-        Ok(())
-    })
-}
-
-#[cfg(unix)]
-async fn wait_for_signals(reloader: &Reloader) -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok("SIGTERM"),
-            _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => reloader.request(reload::Request::All),
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signals(_reloader: &Reloader) -> std::io::Result<&'static str> {
-    tokio::signal::ctrl_c().await?;
-    Ok("ctrl-c")
-}
-
-/// Whether this process runs as root (uid 0), read from /proc without libc.
-fn running_as_root() -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-    }
-    #[cfg(not(unix))]
-    {
-        false
-    }
-}
-
 /// Every address the gateway listens on: the peer and admin listeners and
 /// the tunnels (the intercepts are added by [`serve_intercepts`]).
 fn own_listeners(
@@ -511,77 +444,4 @@ fn configured_services(config: &Config) -> Vec<(ServiceRole, String)> {
         .iter()
         .map(|e| (ServiceRole::Export, e.service.to_string()));
     tunnels.chain(exports).collect()
-}
-
-/// Publishes our own and the trusted CA certificates' expiry (metrics and
-/// `/status`), and warns in the log from 30 days before either expires.
-fn publish_cert_expiry(metrics: &Metrics, material: &Material) {
-    let own = CertEntry {
-        pool: Some(material.identity.pool.clone()),
-        sha256: material.identity.sha256.clone(),
-        not_after: material.identity.not_after,
-    };
-    metrics.replace_certs(CertKind::Own, &[own]);
-    let cas: Vec<CertEntry> = material
-        .ca_expiry
-        .iter()
-        .map(|(sha256, not_after)| CertEntry {
-            pool: None,
-            sha256: sha256.clone(),
-            not_after: *not_after,
-        })
-        .collect();
-    metrics.replace_certs(CertKind::Ca, &cas);
-    metrics.replace_crls(&material.crl_next_updates());
-    metrics.publish_crls(crl_status(material));
-    warn_expiry(material);
-}
-
-/// The CRL row of `/status` (overdue flags are judged when it is read).
-fn crl_status(material: &Material) -> Option<admin::CrlStatus> {
-    if material.crls.is_empty() && material.crl_refused.is_none() {
-        return None;
-    }
-    Some(admin::CrlStatus {
-        crl_overdue: material.crl_overdue.as_str().to_owned(),
-        overdue: false,
-        refused: material.crl_refused.clone(),
-        crls: material
-            .crls
-            .iter()
-            .map(|c| admin::CrlRow {
-                issuer: c.issuer.clone(),
-                number: c.number,
-                next_update: c.next_update,
-                overdue: false,
-            })
-            .collect(),
-    })
-}
-
-/// Warns in the log about our own and the trusted CA certificates when they
-/// expire within [`EXPIRY_WARNING_DAYS`] (or have expired).
-fn warn_expiry(material: &Material) {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let judge = |not_after: i64| {
-        let days_left = pki::days_left_unix(not_after, now);
-        let soon = Expiry::of_days_left(days_left, EXPIRY_WARNING_DAYS).needs_attention();
-        soon.then_some(days_left)
-    };
-    if let Some(own) = judge(material.identity.not_after) {
-        tracing::warn!(days_left = own, sha256 = %material.identity.sha256, "own certificate expires soon: run `pairgate cert rotate`");
-    }
-    for (sha256, not_after) in &material.ca_expiry {
-        if let Some(left) = judge(*not_after) {
-            tracing::warn!(days_left = left, %sha256, "trusted CA certificate expires soon: run `pairgate ca rotate`");
-        }
-    }
-}
-
-/// Tells systemd (`Type=notify`) about readiness, reloads and stopping; a
-/// no-op when not started by systemd.
-fn systemd(state: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(state) {
-        tracing::warn!(error = %e, "cannot notify systemd");
-    }
 }

@@ -29,7 +29,7 @@ use crate::proxy::control::PeerBacklog;
 use crate::spool::{Area, Spool};
 
 /// Reads both directions' depth for `/status` and metrics.
-pub struct Replication {
+pub(super) struct Replication {
     pub peer: Arc<Peer>,
     pub spool: Option<Arc<Spool>>,
     /// What the peer last reported waiting for us (control channel).
@@ -65,12 +65,11 @@ fn received(items: &[(u64, Option<OffsetDateTime>)], peer_skew_secs: Option<f64>
 
 impl SpoolGauge for Replication {
     fn depth(&self, direction: Direction) -> SpoolDepth {
-        let now = OffsetDateTime::now_utc();
         match direction {
             Direction::Outbound => self
                 .spool
                 .as_ref()
-                .map_or_else(SpoolDepth::default, |s| s.depth().outbound.measured_at(now)),
+                .map_or_else(SpoolDepth::default, |s| s.depth().outbound),
             Direction::Inbound => {
                 let here = self.spool.as_ref().map_or_else(SpoolDepth::default, |s| {
                     let items: Vec<(u64, Option<OffsetDateTime>)> = s
@@ -121,7 +120,7 @@ impl SpoolGauge for Replication {
 /// audit total and state) up to date. Called before each `/metrics` and
 /// `/status` answer ([`crate::admin::Metrics::on_scrape`]), off the
 /// reactor: reads the spool folders.
-pub fn refresh_metrics(replication: &Replication) {
+pub(super) fn refresh_metrics(replication: &Replication) {
     let peer = &replication.peer;
     let metrics = &peer.metrics;
     metrics.audit_total(peer.audit.written());
@@ -168,7 +167,7 @@ pub fn refresh_metrics(replication: &Replication) {
 /// shutdown: `created` of received files is judged on the peer's clock (the
 /// replay window). An atomic store on a timer — no disk, no blocking
 /// thread — so an idle gateway pays one wake-up per period for it.
-pub async fn follow_peer_skew(replication: Arc<Replication>, every: std::time::Duration) {
+pub(super) async fn follow_peer_skew(replication: Arc<Replication>, every: std::time::Duration) {
     let stop = replication.peer.shutdown.stop_token().clone();
     let Some(spool) = replication.spool.clone() else {
         return;
@@ -185,7 +184,6 @@ pub async fn follow_peer_skew(replication: Arc<Replication>, every: std::time::D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::DirDepth;
     use std::time::Duration;
 
     #[test]
@@ -232,12 +230,7 @@ mod tests {
     #[test]
     fn the_peer_reported_backlog_ages_from_its_arrival_on_our_clock() {
         let arrived = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
-        let reported = DirDepth {
-            files: 1,
-            bytes: 1,
-            oldest_age: Some(Duration::from_secs(120)),
-        };
-        let depth = reported.measured_at(arrived);
+        let depth = SpoolDepth::aged(1, 1, Some(Duration::from_secs(120)), arrived);
         let later = arrived + time::Duration::seconds(30);
         assert_eq!(depth.oldest_age(later), Some(Duration::from_secs(150)));
     }
@@ -245,15 +238,10 @@ mod tests {
     #[test]
     fn ages_become_timestamps_at_the_time_of_measurement() {
         let at = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
-        let d = DirDepth {
-            files: 1,
-            bytes: 1,
-            oldest_age: Some(Duration::from_secs(90)),
-        };
         assert_eq!(
-            d.measured_at(at).oldest_since,
+            SpoolDepth::aged(1, 1, Some(Duration::from_secs(90)), at).oldest_since,
             Some(at - time::Duration::seconds(90))
         );
-        assert_eq!(DirDepth::default().measured_at(at).oldest_since, None);
+        assert_eq!(SpoolDepth::aged(0, 0, None, at).oldest_since, None);
     }
 }

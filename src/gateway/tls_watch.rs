@@ -25,9 +25,9 @@ use notify::event::{AccessKind, AccessMode, EventKind};
 use tokio::sync::Notify;
 
 /// How often the files are hashed when no watch could be set up.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(1000);
+pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(1000);
 /// How often they are hashed anyway while watched: the safety net.
-pub const SAFETY_NET: Duration = Duration::from_secs(30);
+pub(super) const SAFETY_NET: Duration = Duration::from_secs(30);
 
 /// The folders and names to watch for `files`: each file's own folder and
 /// name, and, for a symlink, its target's folder and name too.
@@ -60,7 +60,7 @@ fn targets(files: &[PathBuf]) -> (BTreeSet<PathBuf>, BTreeSet<OsString>) {
 /// own hashing) never do; a rescan request or an error always may. Entries
 /// whose names start with `.` count too: that is how atomically swapped
 /// secret folders (`..data` → `..2024_…`) show up.
-pub fn relevant(event: &notify::Event, names: &BTreeSet<OsString>) -> bool {
+pub(super) fn relevant(event: &notify::Event, names: &BTreeSet<OsString>) -> bool {
     match event.kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
         EventKind::Access(_) => return false,
@@ -78,7 +78,7 @@ pub fn relevant(event: &notify::Event, names: &BTreeSet<OsString>) -> bool {
 /// Watches the folders of `files`, waking `wake` when one of them may have
 /// changed. `None` (and a warning) when no watch can be set up: the caller
 /// then polls every [`POLL_INTERVAL`].
-pub fn watch(files: &[PathBuf], wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+pub(super) fn watch(files: &[PathBuf], wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let (dirs, names) = targets(files);
     let handler = move |event: notify::Result<notify::Event>| match event {

@@ -4,6 +4,26 @@
 //! mTLS link (ALPN `pg1-spool`); while they wait they are encrypted at rest
 //! (format v1 below); nothing is lost or shown twice whatever crashes.
 //!
+//! # The path of a file, and where its code is
+//!
+//! - outbox → `outgoing/`: [`watch`] wakes intake, [`settle`] waits until a
+//!   writer is done, [`intake`] / [`batch`] seal (`seal`, [`stream`]) and
+//!   rename, group-committed;
+//! - `outgoing/` → the peer: [`forward`] dials through `crate::peer` (the
+//!   dialer both tunnels and the spool use) and speaks [`wire`] over
+//!   [`link`]; refusals become [`conditions`] and [`hold`]s;
+//! - the peer → `incoming/`: [`receive`], which the gateway registers with
+//!   the peer listener as the `spool` service (`peer::Service`; the proxy
+//!   knows nothing of the spool);
+//! - `incoming/` → inbox: [`deliver`]; after a crash [`recover`] first.
+//!
+//! Underneath: [`dirs`] is the filesystem layer (folders, paths, durable
+//! renames and removes, delivery markers), `claims` the coordination state
+//! between the tasks (which ids are pending, being received, already
+//! reported), [`store`] what the tasks share on top of both (keys, limits,
+//! conditions, counters, listing, depth), and `service` the running spool
+//! and its three tasks.
+//!
 //! # On-disk layout (under `spool.dir`, mode 0700)
 //!
 //! ```text
@@ -237,9 +257,11 @@
 //!   point (`fuzz/fuzz_targets/spool_decode.rs`).
 
 pub mod batch;
+mod claims;
 pub mod codec;
 pub mod conditions;
 pub mod deliver;
+pub mod dirs;
 pub mod error;
 pub mod forward;
 mod fuzz;
@@ -277,7 +299,7 @@ pub use metadata::{Metadata, MAX_METADATA_LEN, PLACEHOLDER_SHA256};
 pub use open::{Opened, Opener};
 pub use seal::Sealer;
 pub use service::{Spool, OUTBOX_POLL, OUTBOX_RESCAN, SAFETY_NET};
-pub use store::{Area, Depth, DirDepth, Store};
+pub use store::{Area, Depth, Store};
 pub use stream::{
     decrypt_stream, digest_stream, encrypt_one_pass, encrypt_seekable, encrypt_stream,
     read_metadata, seal_one_pass, seal_stream,

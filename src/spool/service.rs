@@ -52,7 +52,7 @@ impl Spool {
     /// [`SpoolError::Key`] (missing or non-private key), [`SpoolError::Io`].
     pub fn open(cfg: &crate::config::Spool, audit: AuditLog) -> Result<Arc<Spool>, SpoolError> {
         let store = Store::open(cfg, Some(audit))?;
-        store.recover()?;
+        super::recover::recover(&store)?;
         let mut spool = Spool::from_store(store);
         spool.key_path.clone_from(&cfg.key);
         Ok(Arc::new(spool))
@@ -87,7 +87,7 @@ impl Spool {
         // A writer closing a file (or a rename into the outbox) wakes
         // intake; see `watch` for what does not.
         let woken = Arc::new(Notify::new());
-        let watch = watch_outbox(&self.store.outbox, tracker.clone(), woken.clone());
+        let watch = watch_outbox(&self.store.dirs.outbox, tracker.clone(), woken.clone());
         let every = if watch.is_some() {
             OUTBOX_RESCAN
         } else {
@@ -95,8 +95,10 @@ impl Spool {
         };
         loop {
             let (store, t) = (self.store.clone(), tracker.clone());
-            let scanned =
-                tokio::task::spawn_blocking(move || store.scan_tracked(&t, Instant::now())).await;
+            let scanned = tokio::task::spawn_blocking(move || {
+                super::intake::scan_tracked(&store, &t, Instant::now())
+            })
+            .await;
             let started = Instant::now();
             let mut next = started + every;
             match scanned {
@@ -128,7 +130,7 @@ impl Spool {
             let (store, h) = (self.store.clone(), holds.clone());
             let due = tokio::task::spawn_blocking(move || {
                 let mut holds = lock(&h);
-                match store.deliver_due(&mut holds, Instant::now()) {
+                match super::deliver::deliver_due(&store, &mut holds, Instant::now()) {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "delivery scan failed"),
                 }
@@ -197,8 +199,6 @@ impl Service for Receiver {
 
 impl Backlog for Spool {
     fn outbound(&self) -> SpoolDepth {
-        self.depth()
-            .outbound
-            .measured_at(time::OffsetDateTime::now_utc())
+        self.depth().outbound
     }
 }
