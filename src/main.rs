@@ -12,6 +12,12 @@ mod cli;
 /// from the top of a heap. jemalloc's background thread returns freed pages
 /// within seconds (dirty pages decay over 10 s), so a gateway goes back to
 /// near its idle size after each burst (`tests/integration/burst.rs`).
+///
+/// Configured at build time in `.cargo/config.toml`
+/// (`JEMALLOC_SYS_WITH_MALLOC_CONF`): freed pages go back after 1 s
+/// unused instead of 10 s. With 10 s, each burst of 2,000 connections
+/// (`pairgate bench --bursts`) found the previous burst's pages not yet
+/// returned, and the RSS held grew burst by burst (issue 17).
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -141,6 +141,8 @@ pub struct Metrics {
     allowed_total: AtomicU64,
     denied_total: AtomicU64,
     active_now: AtomicI64,
+    /// See [`Metrics::on_scrape`].
+    refresh: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Metrics {
@@ -271,6 +273,22 @@ impl Metrics {
             active: u64::try_from(self.active_now.load(Ordering::Relaxed)).unwrap_or(0),
             allowed_total: self.allowed_total.load(Ordering::Relaxed),
             denied_total: self.denied_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sets what brings the sampled gauges (spool depth, peer link, …) up
+    /// to date before a scrape: sampled on demand instead of on a timer,
+    /// an idle gateway that nobody scrapes does no work for them. The first
+    /// call wins.
+    pub fn on_scrape(&self, refresh: impl Fn() + Send + Sync + 'static) {
+        let _ = self.refresh.set(Box::new(refresh));
+    }
+
+    /// Runs the [`Metrics::on_scrape`] refresh, if any. May read the disk:
+    /// call off the reactor.
+    pub fn refresh(&self) {
+        if let Some(refresh) = self.refresh.get() {
+            refresh();
         }
     }
 

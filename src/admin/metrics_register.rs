@@ -56,6 +56,7 @@ impl Metrics {
             allowed_total: AtomicU64::new(0),
             denied_total: AtomicU64::new(0),
             active_now: AtomicI64::new(0),
+            refresh: std::sync::OnceLock::new(),
         };
         let r = &mut registry;
         r.register(

@@ -60,12 +60,27 @@ pub fn router(metrics: Arc<Metrics>, status: Arc<dyn StatusSource>) -> Router {
 }
 
 async fn metrics_page(State(app): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], app.metrics.encode()).into_response()
+    // The refresh may look at the disk (spool depth): keep it off the reactor.
+    let metrics = app.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        metrics.refresh();
+        metrics.encode()
+    })
+    .await
+    .unwrap_or_else(|_| app.metrics.encode());
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 
 async fn status_page(State(app): State<AppState>) -> Response {
     // The source may look at the disk (spool depth): keep it off the reactor.
-    match tokio::task::spawn_blocking(move || app.status.status()).await {
+    // The sampled figures /status shows from the metrics (audit state)
+    // are refreshed first, as for a scrape.
+    match tokio::task::spawn_blocking(move || {
+        app.metrics.refresh();
+        app.status.status()
+    })
+    .await
+    {
         Ok(status) => Json(status).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "status source failed");

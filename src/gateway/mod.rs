@@ -18,6 +18,7 @@ mod process;
 mod reload;
 mod replication;
 mod spool_keys;
+mod tls_watch;
 
 pub use config_diff::restart_needed;
 pub use process::run;
@@ -30,7 +31,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -287,9 +287,17 @@ pub async fn start(
         spool: spool.clone(),
         peer_backlog: ctx.peer_backlog.clone(),
     });
-    shutdown.spawn(replication::publish(
+    // Sampled at each scrape, not on a timer: an idle gateway does no work
+    // for them. Weak: the metrics must not keep the replication view alive.
+    let weak = Arc::downgrade(&replication);
+    metrics.on_scrape(move || {
+        if let Some(replication) = weak.upgrade() {
+            replication::refresh_metrics(&replication);
+        }
+    });
+    shutdown.spawn(replication::follow_peer_skew(
         replication.clone(),
-        Duration::from_secs(2),
+        std::time::Duration::from_secs(2),
     ));
     let mut admin_addr = None;
     if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {

@@ -18,12 +18,10 @@
 //! Connections already open keep the snapshot they started with, except that
 //! a CRL which now revokes an established peer closes that connection.
 //!
-//! The watcher polls file digests instead of using inotify: certificate
-//! rotation replaces files by rename (which detaches inotify watches on the
-//! file), secrets may sit behind symlinks that are swapped atomically, and a
-//! few small reads a second cost nothing. A change is acted on once the files
-//! stop changing, so a key and certificate written one after the other are
-//! picked up together.
+//! The watcher ([`super::tls_watch`]) hashes the files when inotify says
+//! their folder changed (and every 30 s as a safety net), and compares
+//! digests. A change is acted on once the files stop changing, so a key and
+//! certificate written one after the other are picked up together.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,10 +36,11 @@ use crate::peer::Live;
 use crate::policy::Policy;
 use crate::tls::Material;
 
-use super::{tls_sources, Running};
+use super::{tls_sources, tls_watch, Running};
 
-/// How often the watcher looks at the TLS files.
-pub const WATCH_INTERVAL: Duration = Duration::from_millis(1000);
+/// How often the watcher looks at the TLS files when inotify is not
+/// available (with it: on change, and every [`tls_watch::SAFETY_NET`]).
+pub const WATCH_INTERVAL: Duration = tls_watch::POLL_INTERVAL;
 /// How often approaching certificate expiry is logged again.
 const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
 /// How long files must stay unchanged before a reload is attempted.
@@ -366,13 +365,20 @@ fn same(a: &[Option<ring::digest::Digest>], b: &[Option<ring::digest::Digest>]) 
 /// reload when they change.
 pub(super) async fn watch(running: Arc<Running>, reloader: Reloader) {
     let files = Arc::new(running.watched_files());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let watcher = tls_watch::watch(&files, wake.clone());
+    let every = match watcher {
+        Some(_) => tls_watch::SAFETY_NET,
+        None => WATCH_INTERVAL,
+    };
     let mut last = digests_off_reactor(&files).await;
     let stop = running.ctx.peer.shutdown.stop_token().clone();
     let mut last_expiry_check = std::time::Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(WATCH_INTERVAL) => {}
+            () = wake.notified() => {}
+            () = tokio::time::sleep(every) => {}
         }
         running
             .ctx

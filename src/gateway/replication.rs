@@ -16,10 +16,9 @@
 //! ahead does not hide it).
 //!
 //! The same figures feed `/status` (through [`SpoolGauge`]) and the
-//! `pairgate_spool_*` gauges, refreshed by [`publish`].
+//! `pairgate_spool_*` gauges, refreshed at each scrape by [`refresh_metrics`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use time::OffsetDateTime;
 
@@ -117,69 +116,64 @@ impl SpoolGauge for Replication {
     }
 }
 
-/// Refreshes the `pairgate_spool_*` gauges until shutdown.
-pub(super) async fn publish(replication: Arc<Replication>, every: Duration) {
+/// Brings the sampled gauges (`pairgate_spool_*`, peer link, clock skew,
+/// audit total and state) up to date. Called before each `/metrics` and
+/// `/status` answer ([`crate::admin::Metrics::on_scrape`]), off the
+/// reactor: reads the spool folders.
+pub(super) fn refresh_metrics(replication: &Replication) {
+    let peer = &replication.peer;
+    let metrics = &peer.metrics;
+    metrics.audit_total(peer.audit.written());
+    metrics.audit_state(
+        peer.audit.health().failing(),
+        peer.audit.health().on_failure(),
+    );
+    let link = peer.link.state().state;
+    metrics.peer_link(match link {
+        crate::admin::LinkState::Up => Some(true),
+        crate::admin::LinkState::Down => Some(false),
+        _ => None,
+    });
+    metrics.peer_clock_skew(peer.link.skew_secs());
+    if let Some(spool) = &replication.spool {
+        let c = &spool.store.counters;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        metrics.spool_totals(&[
+            ("ingested", n(&c.ingested)),
+            ("sent", n(&c.sent)),
+            ("received", n(&c.received)),
+            ("delivered", n(&c.delivered)),
+            ("quarantined", n(&c.quarantined)),
+            ("refused", n(&c.refused)),
+            ("refused_by_peer", n(&c.refused_by_peer)),
+        ]);
+        let held: Vec<(&'static str, u64)> = spool
+            .store
+            .conditions
+            .files_by_condition()
+            .into_iter()
+            .map(|(c, files)| (c.as_str(), files))
+            .collect();
+        metrics.spool_conditions(&held, n(&c.stalls));
+    }
+    let now = OffsetDateTime::now_utc();
+    for direction in [Direction::Outbound, Direction::Inbound] {
+        let d = replication.depth(direction);
+        metrics.spool(direction, d.files, d.bytes, d.oldest_age(now));
+    }
+}
+
+/// Keeps the spool's view of the peer's clock offset current until
+/// shutdown: `created` of received files is judged on the peer's clock (the
+/// replay window). An atomic store on a timer — no disk, no blocking
+/// thread — so an idle gateway pays one wake-up per period for it.
+pub(super) async fn follow_peer_skew(replication: Arc<Replication>, every: std::time::Duration) {
     let stop = replication.peer.shutdown.stop_token().clone();
+    let Some(spool) = replication.spool.clone() else {
+        return;
+    };
     loop {
-        let r = replication.clone();
-        let depths = tokio::task::spawn_blocking(move || {
-            [Direction::Outbound, Direction::Inbound].map(|d| (d, r.depth(d)))
-        })
-        .await;
-        replication
-            .peer
-            .metrics
-            .audit_total(replication.peer.audit.written());
-        replication.peer.metrics.audit_state(
-            replication.peer.audit.health().failing(),
-            replication.peer.audit.health().on_failure(),
-        );
-        let link = replication.peer.link.state().state;
-        replication.peer.metrics.peer_link(match link {
-            crate::admin::LinkState::Up => Some(true),
-            crate::admin::LinkState::Down => Some(false),
-            _ => None,
-        });
-        replication
-            .peer
-            .metrics
-            .peer_clock_skew(replication.peer.link.skew_secs());
-        if let Some(spool) = &replication.spool {
-            // `created` of received files is judged on the peer's clock.
-            spool.store.set_peer_skew(replication.peer.link.skew_secs());
-            let c = &spool.store.counters;
-            let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-            replication.peer.metrics.spool_totals(&[
-                ("ingested", n(&c.ingested)),
-                ("sent", n(&c.sent)),
-                ("received", n(&c.received)),
-                ("delivered", n(&c.delivered)),
-                ("quarantined", n(&c.quarantined)),
-                ("refused", n(&c.refused)),
-                ("refused_by_peer", n(&c.refused_by_peer)),
-            ]);
-            let held: Vec<(&'static str, u64)> = spool
-                .store
-                .conditions
-                .files_by_condition()
-                .into_iter()
-                .map(|(c, files)| (c.as_str(), files))
-                .collect();
-            replication
-                .peer
-                .metrics
-                .spool_conditions(&held, n(&c.stalls));
-        }
-        if let Ok(depths) = depths {
-            let now = OffsetDateTime::now_utc();
-            for (direction, d) in depths {
-                let age = d.oldest_age(now);
-                replication
-                    .peer
-                    .metrics
-                    .spool(direction, d.files, d.bytes, age);
-            }
-        }
+        spool.store.set_peer_skew(replication.peer.link.skew_secs());
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
@@ -190,6 +184,7 @@ pub(super) async fn publish(replication: Arc<Replication>, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn merge_keeps_the_oldest_and_sums() {

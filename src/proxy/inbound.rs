@@ -218,7 +218,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
             peer_pool: track.peer_pool.clone().unwrap_or_default(),
             closed: reg.token.clone(),
         };
-        let served = Box::pin(handler.serve(stream, accepted)).await;
+        let served = Box::pin(handler.serve(*stream, accepted)).await;
         return track.close(&ctx.peer, served.bytes_in, served.bytes_out, served.error);
     }
 
@@ -281,7 +281,7 @@ async fn handshake(
     tcp: TcpStream,
     material: &tls::Material,
     seen: &Arc<Observed>,
-) -> std::io::Result<TlsStream<PeerTcp>> {
+) -> std::io::Result<Box<TlsStream<PeerTcp>>> {
     let start = LazyConfigAcceptor::new(
         rustls::server::Acceptor::default(),
         crate::peer::ReadAhead::new(tcp),
@@ -292,9 +292,13 @@ async fn handshake(
             .find(|p| *p == tls::ALPN_CONTROL || tls::service_from_alpn(p).is_some())
             .map(<[u8]>::to_vec)
     });
+    // Boxed: the connection state is large, and every future it passes
+    // through by value would keep a slot of that size for the connection's
+    // whole life (see `proxy::relay`).
     start
         .into_stream(tls::server_config(material, alpn, seen))
         .await
+        .map(Box::new)
 }
 
 /// The control channel is part of being paired: allowed for the paired
@@ -302,7 +306,7 @@ async fn handshake(
 /// as a denial when refused).
 async fn control(
     ctx: &Context,
-    mut stream: TlsStream<PeerTcp>,
+    mut stream: Box<TlsStream<PeerTcp>>,
     track: &mut Track,
     policy: &crate::policy::Policy,
 ) {

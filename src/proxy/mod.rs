@@ -23,6 +23,8 @@
 pub mod control;
 mod crl_exchange;
 mod fds;
+#[cfg(test)]
+mod footprint;
 mod inbound;
 mod intercepted;
 mod listener;

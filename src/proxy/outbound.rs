@@ -85,7 +85,8 @@ pub(crate) async fn forward(
     // Boxed: the handshake's state is large and short-lived (see inbound).
     let offer = tls::tunnel_alpns(service);
     let mut stream = match Box::pin(ctx.peer.dial_offering(offer, track)).await {
-        Ok(stream) => stream,
+        // Boxed: see `handshake` in inbound.
+        Ok(stream) => Box::new(stream),
         Err(failed) => {
             return track.decide(
                 &ctx.peer,
@@ -194,7 +195,7 @@ async fn relay_after_status(
     track: &Track,
     leaf: Vec<rustls::pki_types::CertificateDer<'static>>,
     client: TcpStream,
-    stream: tokio_rustls::client::TlsStream<crate::peer::PeerTcp>,
+    stream: Box<tokio_rustls::client::TlsStream<crate::peer::PeerTcp>>,
 ) {
     let reg = ctx.peer.registry.register(
         track.id,

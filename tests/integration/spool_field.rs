@@ -21,6 +21,9 @@ use crate::spool::*;
 /// Issue 12, item 1: an idle gateway with a `[spool]` section must cost
 /// next to nothing. Both processes' CPU time (utime + stime from
 /// `/proc/PID/stat`) over ~10 s must stay well under 2 % of a core.
+/// Issue 17: and it must rarely wake up — the TLS files are watched, not
+/// hashed every second, and the metrics gauges are sampled when scraped,
+/// not every 2 s (it woke ~10 times a second before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_pair_with_a_spool_costs_almost_no_cpu() {
     let (pair, _d1, _d2, _root) = spool_pairing().await;
@@ -28,10 +31,12 @@ async fn an_idle_pair_with_a_spool_costs_almost_no_cpu() {
     pause(3000).await;
     let pids = [pair.site1.0.child.id(), pair.site2.0.child.id()];
     let before = pids.map(cpu_ticks);
+    let woke_before = pids.map(wakeups);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let wall = start.elapsed().as_secs_f64();
     let after = pids.map(cpu_ticks);
+    let woke_after = pids.map(wakeups);
     let hz = clock_ticks();
     for (i, site) in ["site1", "site2"].iter().enumerate() {
         let share = (after[i] - before[i]) as f64 / hz / wall;
@@ -40,6 +45,13 @@ async fn an_idle_pair_with_a_spool_costs_almost_no_cpu() {
             share < 0.02,
             "{site} used {:.1} % of a core while idle",
             share * 100.0
+        );
+        let rate = (woke_after[i] - woke_before[i]) as f64 / wall;
+        eprintln!("{site}: {rate:.1} wake-ups a second while idle");
+        assert!(
+            rate < 5.0,
+            "{site} woke up {rate:.1} times a second while idle (threads going to sleep, \
+             /proc/PID/task/*/status voluntary_ctxt_switches): something polls"
         );
     }
 }
