@@ -248,6 +248,12 @@ pub fn replication_state(
 /// Whatever can report the gateway's status; the gateway implements it.
 pub trait StatusSource: Send + Sync {
     fn status(&self) -> Status;
+
+    /// Why the instance should not receive traffic now, one reason per
+    /// failed check (empty: ready); see [`super::ready`]. Ready by default.
+    fn not_ready(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Tracks whether the peer gateway is reachable and since when. Shared as

@@ -60,7 +60,12 @@ struct Inner {
     thread: Option<JoinHandle<()>>,
     /// Events handed to the writer since open, whoever recorded them.
     recorded: std::sync::atomic::AtomicU64,
+    /// The error of the last write, `None` once a write succeeds again.
+    failing: Failing,
 }
+
+/// The writer's last write error, shared with the handles (readiness).
+type Failing = Arc<std::sync::Mutex<Option<String>>>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -109,6 +114,7 @@ impl AuditLog {
         }
         let head = Arc::new(std::sync::Mutex::new(GENESIS));
         let mut writer = Writer::new(file, path.clone(), head.clone());
+        let failing = writer.failing.clone();
         writer.resync().map_err(|source| AuditError::Recover {
             path: path.clone(),
             source,
@@ -125,6 +131,7 @@ impl AuditLog {
                 tx: Some(tx),
                 thread: Some(thread),
                 recorded: std::sync::atomic::AtomicU64::new(0),
+                failing,
             }),
         })
     }
@@ -167,6 +174,24 @@ impl AuditLog {
         self.inner
             .recorded
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the last write reached the disk: `Err` with the error while
+    /// writes fail (disk full, file gone read-only), `Ok` again once one
+    /// succeeds. `/readyz` reports it.
+    ///
+    /// # Errors
+    /// The last write's error, naming the file.
+    pub fn writable(&self) -> Result<(), String> {
+        let failing = self
+            .inner
+            .failing
+            .lock()
+            .map_or_else(|_| None, |f| f.clone());
+        match failing {
+            Some(e) => Err(format!("{}: {e}", self.inner.path.display())),
+            None => Ok(()),
+        }
     }
 
     /// Reopens the log if an external tool rotated it away (call on
@@ -220,6 +245,8 @@ struct Writer {
     failed: Option<Attempt>,
     /// The first error since the last flush, reported to the next flush.
     error: Option<(io::ErrorKind, String)>,
+    /// The last write's error for [`AuditLog::writable`].
+    failing: Failing,
 }
 
 impl Writer {
@@ -234,6 +261,14 @@ impl Writer {
             needs_resync: true,
             failed: None,
             error: None,
+            failing: Failing::default(),
+        }
+    }
+
+    /// Records the outcome of a write for [`AuditLog::writable`].
+    fn note(&self, result: &io::Result<()>) {
+        if let Ok(mut failing) = self.failing.lock() {
+            *failing = result.as_ref().err().map(ToString::to_string);
         }
     }
 
@@ -261,7 +296,9 @@ impl Writer {
                 Msg::Reopen => {
                     // Everything recorded before the reopen goes to the old file.
                     if !events.is_empty() {
-                        if let Err(e) = self.write(&events) {
+                        let result = self.write(&events);
+                        self.note(&result);
+                        if let Err(e) = result {
                             tracing::error!(path = %self.path.display(), error = %e, "audit write failed");
                             self.error.get_or_insert((e.kind(), e.to_string()));
                         }
@@ -275,7 +312,9 @@ impl Writer {
             }
         }
         if !events.is_empty() || self.needs_resync {
-            if let Err(e) = self.write(&events) {
+            let result = self.write(&events);
+            self.note(&result);
+            if let Err(e) = result {
                 tracing::error!(path = %self.path.display(), error = %e, lost = self.lost, "audit write failed");
                 self.error.get_or_insert((e.kind(), e.to_string()));
             }
@@ -501,6 +540,11 @@ mod tests {
         writer.commit(&mut batch);
         assert!(result.recv().expect("flush answered").is_err());
         assert!(writer.needs_resync);
+        let failing = writer.failing.clone();
+        assert!(
+            failing.lock().expect("lock").is_some(),
+            "a failed write is not writable"
+        );
 
         // The disk "recovers": the next batch repairs first and reports the loss.
         writer.file = OpenOptions::new()
@@ -514,6 +558,7 @@ mod tests {
             Msg::Flush(done),
         ]);
         assert!(result.recv().expect("flush answered").is_ok());
+        assert!(failing.lock().expect("lock").is_none(), "writable again");
         assert_eq!(verified(&path).lines, 3);
         let repaired = &events(&path)[1];
         assert_eq!(repaired["event"], "log_repaired");

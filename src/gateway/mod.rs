@@ -121,6 +121,8 @@ pub struct Running {
     /// The admin endpoint's bound address, if `[admin]` is configured.
     pub admin_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
+    /// Whether this instance serves (for `/readyz`); cleared on stop.
+    pub serving: admin::Serving,
     config: Config,
 }
 
@@ -267,6 +269,7 @@ pub async fn start(
         Duration::from_secs(2),
     ));
     let mut admin_addr = None;
+    let serving = admin::Serving::new();
     if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {
         admin_addr = Some(listener.local_addr().map_err(GatewayError::Runtime)?);
         let board = Board::new(
@@ -276,7 +279,8 @@ pub async fn start(
             ctx.link.clone(),
             metrics.clone(),
         )
-        .with_spool(replication.clone());
+        .with_spool(replication.clone())
+        .with_readiness(audit.clone(), serving.clone());
         shutdown.spawn(admin::serve(
             listener,
             metrics.clone(),
@@ -295,7 +299,9 @@ pub async fn start(
         config.peer.heartbeat,
     ));
     tracing::info!(pool = %config.gateway.pool, peer_pool = %config.gateway.peer_pool, %peer_addr, "gateway started");
+    serving.start();
     Ok(Running {
+        serving,
         peer_addr,
         tunnel_addrs,
         intercept_addrs,
@@ -327,6 +333,7 @@ impl Running {
     /// Graceful stop: stop accepting, let connections finish within the
     /// grace period, record the stop and flush the audit log.
     pub async fn stop(&self, reason: &str) {
+        self.serving.stop();
         let clean = self
             .ctx
             .shutdown
