@@ -60,6 +60,9 @@ pub enum Intake {
     /// It changed while being taken: the sealed copy was discarded; it is
     /// taken once it has settled again.
     Changed,
+    /// Gone from the outbox before this instance could claim it: another
+    /// instance sharing the outbox took it (or its producer removed it).
+    Elsewhere,
 }
 
 /// What one scan did, and when intake should look again.
@@ -210,6 +213,10 @@ impl Store {
                     t.done(&name);
                     scan.done.push(Intake::Spooled(id));
                 }
+                Ok(Intake::Elsewhere) => {
+                    t.done(&name);
+                    scan.done.push(Intake::Elsewhere);
+                }
                 Ok(Intake::Changed) => {
                     t.changed(&name, now);
                     scan.next_look = earliest(scan.next_look, now + self.settle);
@@ -263,16 +270,35 @@ impl Store {
             .map_or(Ok(Intake::Skipped), |(_, _, r)| r)
     }
 
-    /// Opens one outbox file, checks it is still `expected` (the stamp that
-    /// settled) and seals it into `tmp/`, reading it once. Not durable yet:
-    /// [`Store::take_batch`] syncs and commits a whole batch.
+    /// Claims one outbox file ([`super::claim`]), checks it is still
+    /// `expected` (the stamp that settled) and seals it into `tmp/`, reading
+    /// it once. Not durable yet: [`Store::take_batch`] syncs and commits a
+    /// whole batch, and returns the file to the outbox if it is not taken.
     pub(crate) fn seal_source(
         &self,
         path: &Path,
         expected: Option<Stamp>,
     ) -> Result<Taken, SpoolError> {
-        let file = open_source(path).map_err(SpoolError::io("open", path))?;
-        self.seal_opened(path, file, expected, |f| f)
+        let name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
+        let claimed = match self.claims.claim(&name) {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => return Ok(Taken::Left(Intake::Elsewhere)),
+            Err(e) => return Err(SpoolError::io("claim", path)(e)),
+        };
+        let file = open_source(&claimed).map_err(SpoolError::io("open", &claimed))?;
+        // The rename moved the ctime, nothing else: the version that settled
+        // is the one with the same inode, size and mtime.
+        let expected = match expected {
+            Some(e) => {
+                let now = file.metadata().map(|m| Stamp::of(&m)).ok();
+                match now {
+                    Some(now) if now.same_content(&e) => Some(now),
+                    _ => return Ok(Taken::Left(Intake::Changed)),
+                }
+            }
+            None => None,
+        };
+        self.seal_opened(&claimed, file, expected, |f| f)
     }
 
     /// [`Store::seal_source`] once the file is open; `wrap` may wrap the

@@ -27,6 +27,8 @@ pub struct Recovery {
     pub delivered_removed: usize,
     /// Unreadable files moved to quarantine.
     pub quarantined: usize,
+    /// Files claimed from the outbox but not sealed, returned to it.
+    pub claims_returned: usize,
 }
 
 impl Store {
@@ -64,17 +66,22 @@ impl Store {
                     continue;
                 }
             };
-            let plain = self
-                .outbox
-                .join(super::names::os_name(&super::names::delivery_name(meta)));
+            let name = super::names::os_name(&super::names::delivery_name(meta));
             let Some(tag) = meta.extra.get("source") else {
                 continue;
             };
-            let matches = fs::symlink_metadata(&plain)
-                .is_ok_and(|stat| stat.is_file() && &source_tag(&stat) == tag);
-            if !matches {
+            // The plaintext is in our claim folder (claimed, sealed, not yet
+            // deleted) or, from a run before claims, in the outbox.
+            let matches = |plain: &Path| {
+                fs::symlink_metadata(plain)
+                    .is_ok_and(|stat| stat.is_file() && &source_tag(&stat) == tag)
+            };
+            let Some(plain) = [self.claims.path(&name), self.outbox.join(&name)]
+                .into_iter()
+                .find(|p| matches(p))
+            else {
                 continue;
-            }
+            };
             // Crash between the rename into outgoing/ and the unlink of the
             // plaintext: keep whichever copy is sound.
             let verified = File::open(&entry.path)
@@ -94,6 +101,8 @@ impl Store {
                 }
             }
         }
+        // Claimed files not sealed (or whose copy was bad) go back to the outbox.
+        r.claims_returned += self.claims.release_all()?;
         self.prune_markers();
         if r != Recovery::default() {
             tracing::info!(?r, "spool recovered after an interrupted run");
@@ -212,5 +221,33 @@ mod tests {
         assert!(s.inbox.join(".consumer-tmp").exists());
         assert!(s.path(Area::Incoming, &waiting.id).exists());
         assert_eq!(s.recover().unwrap(), Recovery::default());
+    }
+
+    /// Crash after a claim: a claimed file with no sealed copy goes back to
+    /// the outbox; one whose sealed copy is in `outgoing/` is deleted.
+    #[test]
+    fn claimed_files_are_returned_or_deleted_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        // Claimed, then the crash (nothing sealed).
+        fs::write(s.outbox.join("a.zip"), b"aaa").unwrap();
+        s.claims
+            .claim(std::ffi::OsStr::new("a.zip"))
+            .unwrap()
+            .unwrap();
+        // Claimed, sealed into outgoing/, the crash before the unlink.
+        let src = s.outbox.join("b.zip");
+        fs::write(&src, b"bbb").unwrap();
+        let keep = dir.path().join("keep");
+        fs::hard_link(&src, &keep).unwrap();
+        assert!(matches!(s.intake_file(&src).unwrap(), Intake::Spooled(_)));
+        fs::hard_link(&keep, s.claims.path(std::ffi::OsStr::new("b.zip"))).unwrap();
+
+        let r = s.recover().unwrap();
+        assert_eq!((r.claims_returned, r.plaintexts_removed), (1, 1), "{r:?}");
+        assert_eq!(fs::read(s.outbox.join("a.zip")).unwrap(), b"aaa");
+        assert!(!src.exists());
+        assert!(s.claims.held().unwrap().is_empty());
+        assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 1);
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 
+use super::claim::Claims;
 use super::conditions::Conditions;
 use super::error::{SpoolCodecError, SpoolError};
 use super::key::{KeyId, MasterKey};
@@ -113,6 +114,8 @@ pub struct Store {
     pub(crate) old_keys: RwLock<Vec<MasterKey>>,
     pub(crate) outbox: PathBuf,
     pub(crate) inbox: PathBuf,
+    /// This instance's claim folder in the outbox ([`super::claim`]).
+    pub(crate) claims: Claims,
     pub(crate) max_bytes: Option<u64>,
     /// `[spool] settle_ms` (0 for stores opened without a config).
     pub(crate) settle: Duration,
@@ -156,7 +159,9 @@ impl Store {
         for dir in [outbox, inbox] {
             fs::create_dir_all(dir).map_err(SpoolError::io("create folder", dir))?;
         }
+        let claims = Claims::open(root, outbox)?;
         Ok(Store {
+            claims,
             root: root.to_owned(),
             key,
             old_keys: RwLock::default(),

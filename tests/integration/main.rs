@@ -11,6 +11,7 @@ mod cli;
 mod field;
 mod field_clock;
 mod fieldkit;
+mod ha;
 mod hostile;
 mod intercept;
 mod lifecycle;
