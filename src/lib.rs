@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod exclusive;
 pub mod fuzzing;
 pub mod gateway;
 pub mod intercept;

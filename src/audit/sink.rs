@@ -32,6 +32,7 @@ use super::chain::{line_hash, render_line, GENESIS};
 use super::event::{Event, LogContinued, LogRepaired};
 use super::tail::recover_tail;
 use super::AuditError;
+use crate::exclusive::{self, Wait};
 
 /// Most messages the writer takes into one write + `sync_data`.
 pub const MAX_BATCH: usize = 1024;
@@ -87,6 +88,19 @@ impl AuditLog {
     /// Creating the folder, opening, reading or repairing the file, or
     /// starting the writer thread.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        AuditLog::open_with(path, Wait::No)
+    }
+
+    /// [`AuditLog::open`], owning the file exclusively ([`crate::exclusive`]).
+    /// With [`Wait::Block`] (taking over from a running instance) it returns
+    /// at once and the writer thread waits for the other process to let go:
+    /// events recorded meanwhile queue in memory and are written, chained
+    /// to the other process's last line, once it has exited.
+    ///
+    /// # Errors
+    /// As [`AuditLog::open`]; [`AuditError::Locked`] when another process
+    /// owns the log and `wait` is [`Wait::No`].
+    pub fn open_with(path: &Path, wait: Wait) -> Result<AuditLog, AuditError> {
         let path = path.to_path_buf();
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
         if let Some(parent) = parent {
@@ -113,16 +127,31 @@ impl AuditLog {
             }
         }
         let head = Arc::new(std::sync::Mutex::new(GENESIS));
+        let owned = match exclusive::lock(&file, Wait::No) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && wait == Wait::Block => false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(AuditError::Locked { path: path.clone() })
+            }
+            Err(source) => return Err(AuditError::Open { path, source }),
+        };
         let mut writer = Writer::new(file, path.clone(), head.clone());
         let failing = writer.failing.clone();
-        writer.resync().map_err(|source| AuditError::Recover {
-            path: path.clone(),
-            source,
-        })?;
+        if owned {
+            writer.resync().map_err(|source| AuditError::Recover {
+                path: path.clone(),
+                source,
+            })?;
+        }
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                if !owned && writer.take_over() {
+                    return;
+                }
+                writer.run(rx);
+            })
             .map_err(|source| AuditError::Spawn { source })?;
         Ok(AuditLog {
             inner: Arc::new(Inner {
@@ -262,6 +291,32 @@ impl Writer {
             failed: None,
             error: None,
             failing: Failing::default(),
+        }
+    }
+
+    /// Waits until the process that owned the log let go, then continues
+    /// its chain. Returns true when the writer cannot go on.
+    fn take_over(&mut self) -> bool {
+        tracing::info!(path = %self.path.display(), "waiting for the previous instance to release the audit log");
+        // Open the path again (a rotation may have replaced the file since
+        // our open), wait for its lock, then continue from its last line.
+        let mut options = OpenOptions::new();
+        options.read(true).append(true).create(true);
+        let result = options.open(&self.path).and_then(|file| {
+            exclusive::lock(&file, Wait::Block)?;
+            self.file = file;
+            self.resync()
+        });
+        match result {
+            Ok(()) => {
+                tracing::info!(path = %self.path.display(), "audit log taken over");
+                false
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot take over the audit log; events are not written");
+                self.note(&Err(io::Error::new(e.kind(), e.to_string())));
+                true
+            }
         }
     }
 
@@ -493,6 +548,33 @@ mod tests {
             let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
             assert_eq!(mode & 0o027, 0, "mode {mode:o}");
         }
+    }
+
+    /// One process owns a log: a second open is refused; one that takes
+    /// over waits, queueing its events, and continues the chain once the
+    /// first lets go.
+    #[test]
+    fn a_second_owner_is_refused_or_waits_and_continues_the_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.jsonl");
+        let first = AuditLog::open(&path).expect("open");
+        first.record(sample_event(0));
+        first.flush().expect("flush");
+        // flock is per open file: a second open in this process is a second owner.
+        assert!(matches!(
+            AuditLog::open(&path),
+            Err(AuditError::Locked { .. })
+        ));
+        let next = AuditLog::open_with(&path, Wait::Block).expect("open waiting");
+        next.record(sample_event(2));
+        first.record(sample_event(1));
+        first.flush().expect("flush");
+        drop(first);
+        next.flush().expect("flush after take-over");
+        assert_eq!(verified(&path).lines, 3);
+        // The first owner's lines first, then the queued one.
+        let ids: Vec<_> = events(&path).iter().map(|v| v["conn_id"].clone()).collect();
+        assert_eq!(ids, [0, 0, 1], "{ids:?}");
     }
 
     #[test]

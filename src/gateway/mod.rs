@@ -8,6 +8,7 @@
 //! already open keep the snapshot they started with.
 
 mod config_diff;
+pub mod handover;
 mod reload;
 mod replication;
 mod spool_keys;
@@ -32,6 +33,7 @@ use crate::proxy::{self, Context, Live, TunnelSpec};
 use crate::shutdown::Shutdown;
 use crate::spool::{Spool, SpoolError};
 use crate::tls::{Material, Sources, TlsError};
+use handover::Inherited;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -63,6 +65,8 @@ pub enum GatewayError {
     Spool(#[from] SpoolError),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("takeover: {0}")]
+    Handover(#[from] handover::HandoverError),
 }
 
 impl GatewayError {
@@ -74,8 +78,9 @@ impl GatewayError {
             GatewayError::Bind { .. }
                 | GatewayError::Mark { .. }
                 | GatewayError::Runtime(_)
+                | GatewayError::Handover(_)
                 | GatewayError::Audit(_)
-                | GatewayError::Spool(SpoolError::Io { .. })
+                | GatewayError::Spool(SpoolError::Io { .. } | SpoolError::Locked { .. })
         )
     }
 }
@@ -123,18 +128,34 @@ pub struct Running {
     pub ctx: Arc<Context>,
     /// Whether this instance serves (for `/readyz`); cleared on stop.
     pub serving: admin::Serving,
+    /// The listening sockets a `--takeover` instance may take.
+    pub offer: Arc<handover::Offer>,
     config: Config,
 }
 
-async fn bind(config: &Config, key: String, addr: SocketAddr) -> Result<TcpListener, GatewayError> {
+/// The listener for `key` at `addr`: the one inherited from the instance
+/// this one takes over, else a fresh bind.
+async fn bind(
+    config: &Config,
+    key: String,
+    addr: SocketAddr,
+    inherited: &mut Inherited,
+) -> Result<TcpListener, GatewayError> {
+    let bind_err = |key, source| GatewayError::Bind {
+        file: config.path.clone(),
+        key,
+        addr,
+        source,
+    };
+    if let Some(listener) = inherited
+        .claim(addr)
+        .map_err(|e| bind_err(key.clone(), e))?
+    {
+        return Ok(listener);
+    }
     proxy::bind(addr, config.limits.max_connections)
         .await
-        .map_err(|source| GatewayError::Bind {
-            file: config.path.clone(),
-            key,
-            addr,
-            source,
-        })
+        .map_err(|source| bind_err(key, source))
 }
 
 /// Binds every listener and starts serving. Must run inside a tokio runtime.
@@ -147,25 +168,46 @@ pub async fn start(
     material: Material,
     audit: AuditLog,
 ) -> Result<Running, GatewayError> {
-    let peer_listener = bind(&config, "peer.listen".into(), config.peer.listen).await?;
+    start_with(config, policy, material, audit, &mut Inherited::default()).await
+}
+
+/// [`start`], serving on the listeners `inherited` from a running instance
+/// where the addresses match ([`handover`]); on a takeover the spool starts
+/// once the previous instance has let go of it.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with(
+    config: Config,
+    policy: Policy,
+    material: Material,
+    audit: AuditLog,
+    inherited: &mut Inherited,
+) -> Result<Running, GatewayError> {
+    let peer_listener = bind(&config, "peer.listen".into(), config.peer.listen, inherited).await?;
     let mut tunnel_listeners = Vec::new();
     for (i, tunnel) in config.tunnels.iter().enumerate() {
-        tunnel_listeners.push(bind(&config, format!("tunnel[{i}].listen"), tunnel.listen).await?);
+        let key = format!("tunnel[{i}].listen");
+        tunnel_listeners.push(bind(&config, key, tunnel.listen, inherited).await?);
     }
     let mut intercept_listeners = Vec::new();
     for (i, intercept) in config.intercepts.iter().enumerate() {
         let key = format!("intercept[{i}].listen");
-        let listener = crate::intercept::bind_listener(
-            intercept.listen,
-            config.limits.max_connections,
-            intercept.capture,
-        )
-        .map_err(|source| GatewayError::Bind {
+        let bind_err = |source| GatewayError::Bind {
             file: config.path.clone(),
-            key,
+            key: key.clone(),
             addr: intercept.listen,
             source,
-        })?;
+        };
+        let listener = match inherited.claim(intercept.listen).map_err(bind_err)? {
+            Some(listener) => listener,
+            None => crate::intercept::bind_listener(
+                intercept.listen,
+                config.limits.max_connections,
+                intercept.capture,
+            )
+            .map_err(bind_err)?,
+        };
         intercept_listeners.push(listener);
     }
     let exports: HashMap<String, String> = config
@@ -188,11 +230,19 @@ pub async fn start(
         source,
     })?;
     let admin_listener = match &config.admin {
-        Some(admin) => Some(bind(&config, "admin.listen".into(), admin.listen).await?),
+        Some(admin) => Some(bind(&config, "admin.listen".into(), admin.listen, inherited).await?),
         None => None,
     };
+    let offer = handover::Offer::new(
+        std::iter::once(&peer_listener)
+            .chain(&tunnel_listeners)
+            .chain(&intercept_listeners)
+            .chain(admin_listener.as_ref()),
+    )
+    .map_err(GatewayError::Runtime)?;
     let shutdown = Shutdown::new();
     let spool = match &config.spool {
+        Some(_) if inherited.is_takeover() => None,
         Some(cfg) => {
             let (cfg, audit) = (cfg.clone(), audit.clone());
             let opened = tokio::task::spawn_blocking(move || Spool::open(&cfg, audit))
@@ -225,12 +275,13 @@ pub async fn start(
         shutdown.clone(),
         metrics.clone(),
     );
-    ctx.spool = spool;
     ctx.carried = carried;
     ctx.mark = mark;
     let ctx = Arc::new(ctx);
-    if let Some(spool) = &ctx.spool {
-        spool.spawn(&ctx);
+    if let Some(spool) = spool {
+        run_spool(&ctx, spool);
+    } else if let (Some(cfg), true) = (&config.spool, inherited.is_takeover()) {
+        tokio::spawn(spool_after_takeover(ctx.clone(), cfg.clone()));
     }
 
     let peer_addr = peer_listener.local_addr().map_err(GatewayError::Runtime)?;
@@ -302,6 +353,7 @@ pub async fn start(
     serving.start();
     Ok(Running {
         serving,
+        offer: Arc::new(offer),
         peer_addr,
         tunnel_addrs,
         intercept_addrs,
@@ -334,6 +386,7 @@ impl Running {
     /// grace period, record the stop and flush the audit log.
     pub async fn stop(&self, reason: &str) {
         self.serving.stop();
+        self.offer.withdraw();
         let clean = self
             .ctx
             .shutdown
@@ -350,24 +403,87 @@ impl Running {
     }
 }
 
+/// Starts the spool's tasks and makes it visible to the connections.
+fn run_spool(ctx: &Arc<Context>, spool: Arc<Spool>) {
+    if ctx.spool.set(spool.clone()).is_ok() {
+        spool.spawn(ctx);
+    }
+}
+
+/// On a takeover: waits (off the reactor) until the previous instance let
+/// go of the spool dir, then opens it (recovery included) and runs it.
+/// Until then the peer's spool transfers are refused and retried.
+async fn spool_after_takeover(ctx: Arc<Context>, cfg: crate::config::Spool) {
+    let audit = ctx.audit.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        Spool::open_with(&cfg, audit, crate::exclusive::Wait::Block)
+    })
+    .await;
+    match opened {
+        Ok(Ok(spool)) if !ctx.shutdown.is_stopping() => {
+            tracing::info!("spool taken over from the previous instance");
+            run_spool(&ctx, spool);
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot open the spool after the takeover; restart the gateway")
+        }
+        Err(e) => tracing::error!(error = %e, "spool opener failed"),
+    }
+}
+
 /// `pairgate run`: load, start, serve until SIGTERM/SIGINT; SIGHUP reloads.
 ///
 /// # Errors
 /// Invalid input before start, or a listener that cannot bind.
 pub fn run(path: &Path) -> Result<(), GatewayError> {
+    run_with(path, false)
+}
+
+/// `pairgate run [--takeover]`: with `takeover`, the listening sockets are
+/// taken from the instance running with the same config ([`handover`]),
+/// which then drains and exits.
+///
+/// # Errors
+/// As [`run`], and [`GatewayError::Handover`] when there is no running
+/// instance to take over from.
+pub fn run_with(path: &Path, takeover: bool) -> Result<(), GatewayError> {
     let (config, policy, material) = load(path)?;
+    let handover_path = handover::socket_path(&config.audit.path);
+    let mut inherited = if takeover {
+        match Inherited::take(&handover_path) {
+            Ok(inherited) => inherited,
+            Err(handover::HandoverError::Connect { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                tracing::info!(socket = %handover_path.display(), "no running instance to take over from: starting normally");
+                Inherited::default()
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        Inherited::default()
+    };
     if running_as_root() {
         tracing::warn!(
             "running as root: run pairgate as an unprivileged user (with CAP_NET_BIND_SERVICE only if it must bind port 445); see docs/security.md"
         );
     }
-    let audit = AuditLog::open(&config.audit.path)?;
+    let wait = if inherited.is_takeover() {
+        crate::exclusive::Wait::Block
+    } else {
+        crate::exclusive::Wait::No
+    };
+    let audit = AuditLog::open_with(&config.audit.path, wait)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(GatewayError::Runtime)?;
     runtime.block_on(async move {
-        let running = Arc::new(start(config, policy, material, audit).await?);
+        let running = Arc::new(start_with(config, policy, material, audit, &mut inherited).await?);
         let (reloader, requests) = reload::reloader();
         let stop = running.ctx.shutdown.stop_token().clone();
         running
@@ -378,15 +494,88 @@ pub fn run(path: &Path) -> Result<(), GatewayError> {
             .ctx
             .shutdown
             .spawn(reload::watch(running.clone(), reloader.clone()));
+        if inherited.is_takeover() {
+            // The previous instance stops accepting and drains once told.
+            if let Err(e) = inherited.ready() {
+                tracing::warn!(error = %e, "cannot tell the previous instance to drain; it keeps serving too");
+            } else {
+                tracing::info!("took over the listening sockets; the previous instance drains");
+            }
+        }
+        let handed_over = Arc::new(tokio::sync::Notify::new());
+        match handover::listen(&handover_path) {
+            Ok(listener) => {
+                running.ctx.shutdown.spawn(serve_handover(
+                    listener,
+                    handover_path,
+                    running.offer.clone(),
+                    handed_over.clone(),
+                    running.ctx.shutdown.stop_token().clone(),
+                ));
+            }
+            Err(e) => tracing::warn!(error = %e, "no takeover socket: an upgrade will need a restart"),
+        }
         println!("{}", running.ready_line());
         systemd(&[NotifyState::Ready, NotifyState::Status("serving")]);
-        let reason = wait_for_signals(&reloader)
-            .await
-            .map_err(GatewayError::Runtime)?;
+        let reason = tokio::select! {
+            reason = wait_for_signals(&reloader) => reason.map_err(GatewayError::Runtime)?,
+            () = handed_over.notified() => "handover",
+        };
         systemd(&[NotifyState::Stopping]);
         running.stop(reason).await;
         Ok(())
     })
+}
+
+/// Answers takeover requests on the handover socket until one succeeds
+/// (then `handed_over` is notified and this instance stops) or it stops.
+async fn serve_handover(
+    listener: std::os::unix::net::UnixListener,
+    path: PathBuf,
+    offer: Arc<handover::Offer>,
+    handed_over: Arc<tokio::sync::Notify>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixListener::from_std(listener))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "no takeover socket: an upgrade will need a restart");
+            return;
+        }
+    };
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted.and_then(|(s, _)| s.into_std()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "takeover socket accept failed");
+                continue;
+            }
+        };
+        let (path, offer) = (path.clone(), offer.clone());
+        let answered = tokio::task::spawn_blocking(move || {
+            stream.set_nonblocking(false)?;
+            handover::answer(stream, &path, &offer)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+        .await;
+        match answered {
+            Ok(Ok(true)) => {
+                tracing::info!("a new instance took over the listening sockets: draining");
+                handed_over.notify_one();
+                return;
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "takeover failed; still serving"),
+            Err(e) => tracing::warn!(error = %e, "takeover task failed; still serving"),
+        }
+    }
 }
 
 #[cfg(unix)]

@@ -79,26 +79,22 @@ impl SpoolGauge for Replication {
             Direction::Outbound => self
                 .ctx
                 .spool
-                .as_ref()
+                .get()
                 .map_or_else(SpoolDepth::default, |s| to_status(&s.depth().outbound, now)),
             Direction::Inbound => {
-                let here = self
-                    .ctx
-                    .spool
-                    .as_ref()
-                    .map_or_else(SpoolDepth::default, |s| {
-                        let items: Vec<(u64, Option<OffsetDateTime>)> = s
-                            .store
-                            .entries(Area::Incoming)
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|e| match &e.meta {
-                                Ok(m) => (m.size, Some(m.created)),
-                                Err(_) => (0, None),
-                            })
-                            .collect();
-                        received(&items, self.ctx.link.skew_secs())
-                    });
+                let here = self.ctx.spool.get().map_or_else(SpoolDepth::default, |s| {
+                    let items: Vec<(u64, Option<OffsetDateTime>)> = s
+                        .store
+                        .entries(Area::Incoming)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|e| match &e.meta {
+                            Ok(m) => (m.size, Some(m.created)),
+                            Err(_) => (0, None),
+                        })
+                        .collect();
+                    received(&items, self.ctx.link.skew_secs())
+                });
                 let there = self
                     .ctx
                     .peer_backlog
@@ -110,7 +106,7 @@ impl SpoolGauge for Replication {
     }
 
     fn conditions(&self) -> Vec<SpoolConditionStatus> {
-        let Some(spool) = &self.ctx.spool else {
+        let Some(spool) = self.ctx.spool.get() else {
             return Vec::new();
         };
         spool
@@ -155,7 +151,7 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
             .ctx
             .metrics
             .peer_clock_skew(replication.ctx.link.skew_secs());
-        if let Some(spool) = &replication.ctx.spool {
+        if let Some(spool) = replication.ctx.spool.get() {
             let c = &spool.store.counters;
             let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
             replication.ctx.metrics.spool_totals(&[

@@ -11,7 +11,7 @@ impl Running {
     /// `old_keys`; a config or key file that does not load keeps the keys
     /// in use (logged and audited either way).
     pub fn reload_spool_keys(&self, trigger: &str) {
-        let Some(spool) = &self.ctx.spool else {
+        let Some(spool) = self.ctx.spool.get() else {
             return;
         };
         let result = Config::load(&self.config.path)

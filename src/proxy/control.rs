@@ -209,7 +209,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 /// # Errors
 /// Any failure to reach, authenticate or talk to the peer, as text.
 pub async fn heartbeat_once(ctx: &Context) -> Result<(), String> {
-    let backlog = match ctx.spool.clone() {
+    let backlog = match ctx.spool.get().cloned() {
         Some(spool) => tokio::task::spawn_blocking(move || spool.depth().outbound)
             .await
             .ok()

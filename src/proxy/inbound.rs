@@ -132,7 +132,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
                 service,
                 exported: ctx.exports.contains_key(service)
                     || ctx.carried.contains_key(service)
-                    || (service == tls::SPOOL_SERVICE && ctx.spool.is_some()),
+                    || (service == tls::SPOOL_SERVICE && ctx.spool.get().is_some()),
             },
         ),
         // A verified chain without a DNS SAN identifies no pool.
@@ -176,7 +176,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
     }
 
     if track.service.as_deref() == Some(tls::SPOOL_SERVICE) {
-        if let Some(spool) = ctx.spool.clone() {
+        if let Some(spool) = ctx.spool.get().cloned() {
             let reg = ctx.registry.register(
                 track.id,
                 Direction::Inbound,

@@ -82,8 +82,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// What the peer last reported waiting in its spool for us.
     pub peer_backlog: control::PeerBacklog,
-    /// The store-and-forward spool, when `[spool]` is configured.
-    pub spool: Option<Arc<crate::spool::Spool>>,
+    /// The store-and-forward spool, when `[spool]` is configured — set
+    /// once it runs (after start, or once a previous instance let go of
+    /// it on a takeover).
+    pub spool: std::sync::OnceLock<Arc<crate::spool::Spool>>,
     /// Exported service → the destinations the peer may carry (`[[export]]`
     /// with `destinations`/`ports`; see `crate::intercept`).
     pub carried: HashMap<String, crate::intercept::Destinations>,
@@ -128,7 +130,7 @@ impl Context {
             link: Arc::new(LinkTracker::new()),
             metrics,
             peer_backlog: control::PeerBacklog::default(),
-            spool: None,
+            spool: std::sync::OnceLock::new(),
             carried: HashMap::new(),
             mark: 0,
             next_id: AtomicU64::new(1),

@@ -13,6 +13,8 @@
 //! delivered/<id>         empty marker: id delivered (dedupe; pruned after 30 days)
 //! quarantine/<id>.pgs    files that failed authentication (audited), each
 //! quarantine/<id>.json     with a record: id, name, size, reason, from, at
+//! lock                   flock'ed by the one process that runs this spool
+//! instance               this spool's random id (names its outbox claim folder)
 //! ```
 //!
 //! The outbox and inbox are the operator's folders. In the outbox, names

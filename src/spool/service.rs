@@ -18,6 +18,7 @@ use super::settle::Tracker;
 use super::store::{lock, Depth, Store};
 use super::watch::watch_outbox;
 use crate::audit::AuditLog;
+use crate::exclusive::{self, Wait};
 use crate::proxy::Context;
 
 /// With a file watch on the outbox, a full look still runs this often
@@ -39,7 +40,13 @@ pub struct Spool {
     pub(crate) wake_deliver: Notify,
     /// Room was freed in the spool: retry refused outbox files now.
     pub(crate) wake_intake: Notify,
+    /// `spool.dir/lock`, held exclusively while this spool runs
+    /// ([`crate::exclusive`]).
+    _owner: Option<std::fs::File>,
 }
+
+/// The lock file in `spool.dir` that makes one process its owner.
+pub const LOCK_FILE: &str = "lock";
 
 impl Spool {
     /// Opens the spool of a `[spool]` section and recovers from any crash.
@@ -48,10 +55,42 @@ impl Spool {
     /// # Errors
     /// [`SpoolError::Key`] (missing or non-private key), [`SpoolError::Io`].
     pub fn open(cfg: &crate::config::Spool, audit: AuditLog) -> Result<Arc<Spool>, SpoolError> {
+        Spool::open_with(cfg, audit, Wait::No)
+    }
+
+    /// [`Spool::open`], first taking `spool.dir/lock`: with [`Wait::Block`]
+    /// (taking over from a running instance) it waits until the other
+    /// process let go, else a spool in use is [`SpoolError::Locked`].
+    ///
+    /// # Errors
+    /// As [`Spool::open`], and [`SpoolError::Locked`].
+    pub fn open_with(
+        cfg: &crate::config::Spool,
+        audit: AuditLog,
+        wait: Wait,
+    ) -> Result<Arc<Spool>, SpoolError> {
+        std::fs::create_dir_all(&cfg.dir).map_err(SpoolError::io("create folder", &cfg.dir))?;
+        let path = cfg.dir.join(LOCK_FILE);
+        let owner = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(SpoolError::io("open", &path))?;
+        match exclusive::lock(&owner, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(SpoolError::Locked {
+                    dir: cfg.dir.clone(),
+                })
+            }
+            Err(e) => return Err(SpoolError::io("lock", &path)(e)),
+        }
         let store = Store::open(cfg, Some(audit))?;
         store.recover()?;
         let mut spool = Spool::from_store(store);
         spool.key_path.clone_from(&cfg.key);
+        spool._owner = Some(owner);
         Ok(Arc::new(spool))
     }
 
@@ -63,6 +102,7 @@ impl Spool {
             wake_forward: Notify::new(),
             wake_deliver: Notify::new(),
             wake_intake: Notify::new(),
+            _owner: None,
         }
     }
 

@@ -145,6 +145,14 @@ async fn metrics_and_status_follow_traffic_and_the_peer() {
         !body.contains("certificate:") && !body.contains("audit:"),
         "{body}"
     );
+    // The same for a health-check script (keepalived's track_script).
+    let out = Command::new(bin())
+        .args(["status", "--ready", "--config"])
+        .arg(pair.site1.config())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("peer_link: down"));
     // The link gauge follows (refreshed every couple of seconds).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -195,4 +203,15 @@ async fn metrics_and_status_follow_traffic_and_the_peer() {
     let s = wait_status(admin, "link up again", |s| s["peer_link"]["state"] == "up").await;
     assert_eq!(s["directions"][0]["state"], "steady");
     assert_eq!(wait_ready(admin, 200).await, "ready\n");
+    let out = Command::new(bin())
+        .args(["status", "--ready", "--config"])
+        .arg(pair.site1.config())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\n");
 }
