@@ -60,6 +60,9 @@ pub enum DenyReason {
     /// lies outside the `[[intercept]]`'s or `[[export]]`'s
     /// `destinations`/`ports`; `detail` says which.
     DestinationNotAllowed,
+    /// An established connection closed because a reloaded policy no
+    /// longer allows its service (audited on the connection, then its close).
+    PolicyChanged,
 }
 
 impl DenyReason {
@@ -84,6 +87,7 @@ impl DenyReason {
             DenyReason::ProfileViolation => "profile_violation",
             DenyReason::CrlOverdue => "crl_overdue",
             DenyReason::DestinationNotAllowed => "destination_not_allowed",
+            DenyReason::PolicyChanged => "policy_changed",
         }
     }
 

@@ -181,6 +181,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
                 track.id,
                 Direction::Inbound,
                 leaf,
+                None,
                 ctx.shutdown.hard_token(),
             );
             let peer_pool = track.peer_pool.clone().unwrap_or_default();

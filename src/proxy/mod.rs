@@ -172,9 +172,13 @@ async fn relay_allowed<A, B>(
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let reg = ctx
-        .registry
-        .register(track.id, track.direction, leaf, ctx.shutdown.hard_token());
+    let reg = ctx.registry.register(
+        track.id,
+        track.direction,
+        leaf,
+        track.service.as_deref(),
+        ctx.shutdown.hard_token(),
+    );
     let counters = relay::Counters::default();
     let end = relay::relay(a, b, ctx.limits.idle_timeout, &reg.token, &counters).await;
     track.finish(ctx, &reg, &counters, end);
@@ -253,7 +257,8 @@ impl Track {
     }
 
     /// Audits the close of a relayed connection; a connection cut because
-    /// its peer was revoked gets a `revoked` denial first.
+    /// its peer was revoked gets a `revoked` denial first, one cut because
+    /// the policy no longer allows its service a `policy_changed` denial.
     fn finish(
         &self,
         ctx: &Context,
@@ -268,6 +273,16 @@ impl Track {
                 Some("established connection closed: peer certificate revoked".to_owned()),
             );
             Some("peer certificate revoked".to_owned())
+        } else if reg.was_disallowed() {
+            let service = self.service.as_deref().unwrap_or("?");
+            self.decide(
+                ctx,
+                Decision::Deny(crate::policy::DenyReason::PolicyChanged),
+                Some(format!(
+                    "established connection closed: the reloaded policy no longer allows {service}"
+                )),
+            );
+            Some("the reloaded policy no longer allows the service".to_owned())
         } else {
             end.error_text()
         };

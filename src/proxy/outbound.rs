@@ -189,6 +189,7 @@ async fn relay_after_status(
         track.id,
         Direction::Outbound,
         leaf,
+        track.service.as_deref(),
         ctx.shutdown.hard_token(),
     );
     let counters = relay::Counters::default();

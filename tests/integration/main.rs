@@ -15,6 +15,7 @@ mod ha;
 mod hostile;
 mod intercept;
 mod lifecycle;
+mod live_reload;
 mod netns;
 mod observe;
 mod preamble;
