@@ -32,9 +32,8 @@ pub use cert::{fuzz_cert_inspect, fuzz_identity, fuzz_profile, FUZZ_NOW};
 use std::path::Path;
 
 use crate::config::Config;
-use crate::policy::{
-    evaluate, is_valid_pool_name, is_valid_service_name, Decision, Policy, Request,
-};
+use crate::names::{is_valid_pool_name, is_valid_service_name};
+use crate::policy::{evaluate, Decision, Policy, Request};
 use crate::spool::MasterKey;
 
 /// The path fuzzed config and policy text claim to come from.
@@ -98,7 +97,7 @@ pub fn fuzz_config(data: &[u8]) {
     };
     let g = &config.gateway;
     assert!(is_valid_pool_name(&g.pool) && is_valid_pool_name(&g.peer_pool));
-    assert!(!g.pool.eq_ignore_ascii_case(&g.peer_pool), "self-paired");
+    assert!(g.pool != g.peer_pool, "self-paired");
     let mut paths = vec![&g.policy, &config.tls.cert, &config.tls.key, &config.tls.ca];
     paths.extend(config.tls.crl.as_ref());
     paths.push(&config.audit.path);
@@ -136,7 +135,7 @@ pub fn fuzz_policy(data: &[u8]) {
         .pairs
         .iter()
         .flat_map(|p| p.pools.iter())
-        .map(String::as_str)
+        .map(|p| p.as_str())
         .collect();
     for (i, a) in pools.iter().enumerate() {
         for b in &pools[i + 1..] {

@@ -57,6 +57,7 @@ use super::labels::{
 };
 use super::sessions::Sessions;
 use crate::audit::Direction;
+use crate::names::is_valid_service_name;
 use crate::policy::{Decision, DenyReason};
 
 /// The content type of [`Metrics::encode`]'s output.
@@ -71,7 +72,6 @@ const HANDSHAKE_BUCKETS: [f64; 14] = [
 /// (and over-long ones) are counted as `other`, so a peer offering random
 /// ALPN names cannot grow the registry without bound.
 const MAX_SERVICES: usize = 64;
-const MAX_SERVICE_LEN: usize = 64;
 /// How many peer certificates keep an expiry series; the oldest seen goes first.
 const MAX_PEER_CERTS: usize = 16;
 
@@ -329,7 +329,9 @@ impl Metrics {
         let Some(service) = service else {
             return "unknown".to_owned();
         };
-        if service.len() > MAX_SERVICE_LEN {
+        // Services come from ALPN, the config and the policy, all checked
+        // with the same rule; anything else is not a label we keep.
+        if !is_valid_service_name(service) {
             return "other".to_owned();
         }
         let mut known = self.services.lock().unwrap_or_else(PoisonError::into_inner);

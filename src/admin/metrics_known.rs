@@ -45,7 +45,7 @@ impl Metrics {
                 }
             }
         }
-        for condition in crate::spool::Condition::ALL {
+        for condition in crate::audit::Condition::ALL {
             self.spool_held
                 .get_or_create(&SpoolConditionLabels {
                     condition: condition.as_str(),

@@ -95,15 +95,9 @@ pub struct SpoolConditionStatus {
     pub since: OffsetDateTime,
 }
 
-/// Whether the peer gateway is reachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LinkState {
-    Up,
-    Down,
-    /// Nothing has been tried since start.
-    Unknown,
-}
+/// Whether the peer gateway is reachable (defined with the audit vocabulary,
+/// whose `peer_link` records carry it too).
+pub use crate::audit::LinkState;
 
 /// The peer link as `/status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,7 +216,7 @@ impl CertificateStatus {
             pool: entry.pool.clone(),
             sha256: entry.sha256.clone(),
             not_after,
-            days_left: (entry.not_after - now.unix_timestamp()).div_euclid(86_400),
+            days_left: crate::pki::days_left_unix(entry.not_after, now.unix_timestamp()),
         }
     }
 }

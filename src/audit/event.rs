@@ -101,10 +101,31 @@ pub struct PeerAuditHead {
     pub peer_ts: String,
 }
 
+/// Whether the peer gateway is reachable: the `state` of `peer_link`
+/// records and of `/status`'s `peer_link`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    Up,
+    Down,
+    /// Nothing has been tried since start (`/status` only).
+    Unknown,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+            LinkState::Unknown => "unknown",
+        }
+    }
+}
+
 /// See [`Event::PeerLink`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerLink {
-    pub state: String,
+    pub state: LinkState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -127,6 +148,61 @@ pub struct SpoolFile {
     /// The inbox name used when it differs from `name`, or the quarantine path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+}
+
+/// The kinds of persistent spool condition ([`Event::SpoolCondition`]).
+/// The snake-case names are the `condition` of audit records, `/status`
+/// entries and the `pairgate_spool_held_files` label; defined here, with
+/// the audit vocabulary, so that `admin` and `spool` share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Sealed under a key id that is neither `spool.key` nor in
+    /// `spool.old_keys`: waits until that key is configured.
+    WaitingForKey,
+    /// The peer can never take the file (larger than its `max_bytes`).
+    TooLarge,
+    /// The peer refuses the file's name or metadata.
+    BadName,
+    /// The peer refused the file for now (its spool is full, the file is
+    /// being received on another connection, it could not store it).
+    PeerRefused,
+    /// An outbox file cannot be spooled: unreadable, a symbolic link or
+    /// other non-regular file, a name the spool cannot carry.
+    OutboxRefused,
+    /// The local spool has no room (`max_bytes` or a full disk).
+    SpoolFull,
+    /// A received file cannot be placed in the inbox (full, unwritable).
+    InboxFailing,
+    /// The spool link made no progress for `stall_secs` and was torn down;
+    /// clears when a transfer completes again.
+    LinkStalled,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 8] = [
+        Condition::WaitingForKey,
+        Condition::TooLarge,
+        Condition::BadName,
+        Condition::PeerRefused,
+        Condition::OutboxRefused,
+        Condition::SpoolFull,
+        Condition::InboxFailing,
+        Condition::LinkStalled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::WaitingForKey => "waiting_for_key",
+            Condition::TooLarge => "too_large",
+            Condition::BadName => "bad_name",
+            Condition::PeerRefused => "peer_refused",
+            Condition::OutboxRefused => "outbox_refused",
+            Condition::SpoolFull => "spool_full",
+            Condition::InboxFailing => "inbox_failing",
+            Condition::LinkStalled => "link_stalled",
+        }
+    }
 }
 
 /// See [`Event::SpoolCondition`].

@@ -33,8 +33,9 @@ pub use chain::{
     VerifyError, GENESIS,
 };
 pub use event::{
-    CertReload, Close, ConfigReload, Connection, CrlRecord, Direction, Event, LogContinued,
-    LogRepaired, PeerAuditHead, PeerLink, PolicyReload, SpoolCondition, SpoolFile, SpoolKeyReload,
+    CertReload, Close, Condition, ConfigReload, Connection, CrlRecord, Direction, Event, LinkState,
+    LogContinued, LogRepaired, PeerAuditHead, PeerLink, PolicyReload, SpoolCondition, SpoolFile,
+    SpoolKeyReload,
 };
 pub use query::{matches, parse_time, query, Filter, QueryStats, Record, TimeSpecError};
 pub use sink::AuditLog;

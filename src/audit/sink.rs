@@ -19,7 +19,7 @@
 //!
 //! One process must own a log at a time: two writers would fork the chain.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -28,12 +28,16 @@ use std::thread::JoinHandle;
 use ring::digest;
 use time::OffsetDateTime;
 
+use crate::fsutil;
+
 use super::chain::{line_hash, render_line, GENESIS};
 use super::event::{Event, LogContinued, LogRepaired};
 use super::tail::recover_tail;
 use super::AuditError;
 use crate::exclusive::{self, Wait};
 
+/// Mode of the audit log: the owner writes, its group (auditors) reads.
+const LOG_MODE: u32 = 0o640;
 /// Most messages the writer takes into one write + `sync_data`.
 pub const MAX_BATCH: usize = 1024;
 
@@ -110,20 +114,14 @@ impl AuditLog {
             })?;
         }
         let existed = path.exists();
-        let mut options = OpenOptions::new();
-        options.read(true).append(true).create(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
         let open_err = |source| AuditError::Open {
             path: path.clone(),
             source,
         };
-        let file = options.open(&path).map_err(open_err)?;
+        let file = fsutil::open_append(&path, LOG_MODE).map_err(open_err)?;
         if !existed {
             if let Some(parent) = parent {
-                File::open(parent)
-                    .and_then(|d| d.sync_all())
-                    .map_err(open_err)?;
+                fsutil::sync_dir(parent).map_err(open_err)?;
             }
         }
         let head = Arc::new(std::sync::Mutex::new(GENESIS));
@@ -300,9 +298,7 @@ impl Writer {
         tracing::info!(path = %self.path.display(), "waiting for the previous instance to release the audit log");
         // Open the path again (a rotation may have replaced the file since
         // our open), wait for its lock, then continue from its last line.
-        let mut options = OpenOptions::new();
-        options.read(true).append(true).create(true);
-        let result = options.open(&self.path).and_then(|file| {
+        let result = fsutil::open_append(&self.path, LOG_MODE).and_then(|file| {
             exclusive::lock(&file, Wait::Block)?;
             self.file = file;
             self.resync()
@@ -398,11 +394,7 @@ impl Writer {
             }
         }
         let previous_head = self.prev;
-        let mut options = OpenOptions::new();
-        options.read(true).append(true).create(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
-        self.file = options.open(&self.path)?;
+        self.file = fsutil::open_append(&self.path, LOG_MODE)?;
         self.needs_resync = true;
         self.resync()?;
         if self.prev == GENESIS {
@@ -506,6 +498,7 @@ mod tests {
     use super::*;
     use crate::audit::chain::{verify, ChainSummary};
     use crate::audit::synth::sample_event;
+    use std::fs::OpenOptions;
     use std::io::BufReader;
 
     fn verified(path: &Path) -> ChainSummary {

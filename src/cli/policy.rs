@@ -65,7 +65,7 @@ fn summary(policy: &Policy) -> String {
         policy.path.display()
     );
     for pair in &policy.pairs {
-        let services: Vec<&str> = pair.services.iter().map(String::as_str).collect();
+        let services: Vec<&str> = pair.services.iter().map(|s| s.as_str()).collect();
         out.push_str(&format!(
             "  {} <-> {}: {}\n",
             pair.pools[0],

@@ -24,11 +24,11 @@ use pairgate::admin::{
 };
 use pairgate::audit::Direction;
 use pairgate::config::Config;
+use pairgate::pki::{Expiry, EXPIRY_WARNING_DAYS};
 
 use super::Failure;
 
 /// Certificates with fewer days left than this are flagged.
-const WARN_DAYS: i64 = 30;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -226,10 +226,11 @@ fn render(status: &Status) -> String {
             CertKind::Peer => "peer",
             CertKind::Ca => "CA",
         };
-        let days = match c.days_left {
-            d if d < 0 => format!("{d} EXPIRED"),
-            d if d < WARN_DAYS => format!("{d} RENEW"),
-            d => d.to_string(),
+        let d = c.days_left;
+        let days = match Expiry::of_days_left(d, EXPIRY_WARNING_DAYS) {
+            Expiry::Expired => format!("{d} EXPIRED"),
+            Expiry::ExpiresSoon => format!("{d} RENEW"),
+            Expiry::Valid | Expiry::NotYetValid => d.to_string(),
         };
         certs.add_row([
             kind.to_owned(),

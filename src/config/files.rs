@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Config, ConfigError};
-use crate::policy::source::at;
+use crate::source::at;
 
 /// A file the config names that is missing or unreadable; reached through
 /// [`ConfigError::File`].

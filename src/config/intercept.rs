@@ -24,7 +24,7 @@ use crate::intercept::{Capture, Destinations};
 /// to the peer with their original destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intercept {
-    pub service: String,
+    pub service: crate::names::ServiceName,
     pub listen: SocketAddr,
     pub allow_sources: Vec<IpNet>,
     /// Where the original destination must lie (`destinations`, `ports`).

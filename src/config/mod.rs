@@ -28,14 +28,18 @@ pub use intercept::{ExportTarget, Intercept};
 pub use pairing::{check_against_policy, check_pairing, load_with_policy, PairingError};
 pub use values::wide_source;
 
+/// `tls.crl_overdue` (defined where it is enforced, in `tls`).
+pub use crate::tls::CrlOverdue;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::policy::source::{at, at_column, toml_problem};
+use crate::names::{PoolName, ServiceName};
 use crate::policy::PolicyError;
+use crate::source::{self, at, at_column, TomlFile, TomlProblem};
 
 /// A validated gateway configuration. All paths are absolute (resolved
 /// against the config file's folder).
@@ -60,8 +64,8 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    pub pool: String,
-    pub peer_pool: String,
+    pub pool: PoolName,
+    pub peer_pool: PoolName,
     pub policy: PathBuf,
     /// `SO_MARK` of the gateway's own sockets when it intercepts
     /// (`gateway.mark`, default [`crate::intercept::DEFAULT_MARK`]; 0: none).
@@ -76,32 +80,6 @@ pub struct Tls {
     pub crl: Option<PathBuf>,
     /// What an overdue CRL (past its nextUpdate) means (`tls.crl_overdue`).
     pub crl_overdue: CrlOverdue,
-}
-
-/// `tls.crl_overdue`: what a CRL past its `nextUpdate` means.
-///
-/// The trade-off (see `docs/security.md`): `deny` makes sure a revocation
-/// cannot be outrun by keeping an old CRL around, but then a CA host that is
-/// gone — the very disaster the pairing exists for — stops replication once
-/// the last CRL runs out. `warn` keeps the pair working on the last CRL and
-/// says so loudly.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CrlOverdue {
-    /// Keep enforcing the overdue CRL; log once, show in `check` and metrics.
-    #[default]
-    Warn,
-    /// Refuse peers whose CA's CRL is overdue (`crl_overdue`).
-    Deny,
-}
-
-impl CrlOverdue {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CrlOverdue::Warn => "warn",
-            CrlOverdue::Deny => "deny",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -186,14 +164,14 @@ impl Spool {
 
 #[derive(Debug, Clone)]
 pub struct Tunnel {
-    pub service: String,
+    pub service: ServiceName,
     pub listen: SocketAddr,
     pub allow_sources: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Export {
-    pub service: String,
+    pub service: ServiceName,
     /// A fixed `host:port`, or the destinations the peer may carry.
     pub target: ExportTarget,
 }
@@ -210,7 +188,7 @@ pub struct Limits {
     /// concurrency (that is `max_connections`).
     pub max_handshakes_per_source: usize,
     /// The same allowance for an address the paired peer gateway recently
-    /// proved to be at (see `proxy::pending`): its tunnelled connections all
+    /// proved to be at (see `peer::pending`): its tunnelled connections all
     /// handshake from there, as many at once as local clients open.
     pub max_handshakes_per_peer: usize,
     pub shutdown_grace: Duration,
@@ -300,6 +278,31 @@ pub enum ConfigError {
     Policy(#[from] PolicyError),
 }
 
+impl TomlFile for Config {
+    type Raw = file::RawConfig;
+    type Error = ConfigError;
+
+    fn read_error(path: &Path, error: std::io::Error) -> ConfigError {
+        ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+
+    fn syntax_error(path: &Path, problem: TomlProblem) -> ConfigError {
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line: problem.line,
+            column: problem.column,
+            message: problem.message,
+        }
+    }
+
+    fn validate(raw: file::RawConfig, text: &str, path: &Path) -> Result<Config, ConfigError> {
+        validate::validate(raw, text, path)
+    }
+}
+
 impl Config {
     /// Reads and validates a config file. Does not read the policy or any
     /// certificate; see [`load_with_policy`].
@@ -307,11 +310,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Read`] if the file cannot be read, otherwise as [`Config::parse`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        Config::parse(&text, path)
+        source::load(path)
     }
 
     /// Parses and validates config text. `path` names the file in messages, and its
@@ -321,16 +320,7 @@ impl Config {
     /// [`ConfigError::Syntax`] for TOML problems (including unknown keys) and
     /// [`ConfigError::Invalid`] for unacceptable values.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: file::RawConfig = toml::from_str(text).map_err(|err| {
-            let problem = toml_problem(text, &err);
-            ConfigError::Syntax {
-                path: path.to_path_buf(),
-                line: problem.line,
-                column: problem.column,
-                message: problem.message,
-            }
-        })?;
-        validate::validate(raw, text, path)
+        source::parse(text, path)
     }
 
     /// Whether this gateway exports `service` to its peer: an `[[export]]` for it,

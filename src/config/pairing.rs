@@ -10,8 +10,8 @@ use std::path::Path;
 use std::path::PathBuf;
 
 use super::{Config, ConfigError};
-use crate::policy::source::at;
 use crate::policy::{Pair, Policy};
+use crate::source::at;
 
 /// How a config disagrees with its policy; reached through [`ConfigError::Pairing`].
 #[derive(Debug, thiserror::Error)]
@@ -99,21 +99,21 @@ fn paired<'p>(config: &Config, policy: &'p Policy) -> Result<&'p crate::policy::
             config: config.path.clone(),
             line: config.lines.pool,
             policy: policy.path.clone(),
-            pool: gateway.pool.clone(),
-            peer_pool: gateway.peer_pool.clone(),
+            pool: gateway.pool.to_string(),
+            peer_pool: gateway.peer_pool.to_string(),
             advice: unpaired_advice(config, policy, certificate_pool(config).as_deref()),
         }
         .into());
     };
     let paired_with = pair.peer_of(&gateway.pool);
-    if !paired_with.eq_ignore_ascii_case(&gateway.peer_pool) {
+    if *paired_with != gateway.peer_pool {
         return Err(PairingError::PairedElsewhere {
             config: config.path.clone(),
             line: config.lines.peer_pool,
             policy: policy.path.clone(),
-            pool: gateway.pool.clone(),
-            peer_pool: gateway.peer_pool.clone(),
-            paired_with: paired_with.to_owned(),
+            pool: gateway.pool.to_string(),
+            peer_pool: gateway.peer_pool.to_string(),
+            paired_with: paired_with.to_string(),
         }
         .into());
     }
@@ -177,10 +177,10 @@ fn certificate_pool(config: &Config) -> Option<String> {
 fn unpaired_advice(config: &Config, policy: &Policy, cert_pool: Option<&str>) -> String {
     let gateway = &config.gateway;
     let cert_pair = cert_pool
-        .filter(|c| !c.eq_ignore_ascii_case(&gateway.pool))
+        .filter(|c| !gateway.pool.is(c))
         .and_then(|c| policy.peer_of(c).map(|peer| (c, peer)));
     if let Some((cert_pool, its_peer)) = cert_pair {
-        let peer = if its_peer.eq_ignore_ascii_case(&gateway.peer_pool) {
+        let peer = if gateway.peer_pool.is(its_peer) {
             String::new()
         } else {
             format!(" and peer_pool = \"{its_peer}\"")
@@ -221,8 +221,8 @@ fn not_allowed(
         key,
         service: service.to_owned(),
         policy: policy.path.clone(),
-        pools: pair.pools.clone(),
-        allowed: pair.services.iter().cloned().collect(),
+        pools: pair.pools.clone().map(|p| p.to_string()),
+        allowed: pair.services.iter().map(ToString::to_string).collect(),
         what: what.to_owned(),
     }
     .into()

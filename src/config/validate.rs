@@ -17,8 +17,8 @@ use super::{
     Admin, Audit, Config, ConfigError, ConfigLines, CrlOverdue, Export, Gateway, Limits, Peer,
     Spool, Tls, Tunnel,
 };
-use crate::policy::source::{line_of_span, one_line};
-use crate::policy::{is_valid_pool_name, is_valid_service_name};
+use crate::names::{PoolName, ServiceName};
+use crate::source::{line_of_span, one_line};
 
 /// Validates a parsed config file; `text` is its text (for line numbers), `path` its
 /// location (for messages, and whose folder relative paths resolve against).
@@ -211,24 +211,19 @@ impl Validator<'_> {
     }
 
     fn gateway(&self, raw: &RawGateway) -> Result<Gateway, ConfigError> {
-        for (key, pool) in [
-            ("gateway.pool", &raw.pool),
-            ("gateway.peer_pool", &raw.peer_pool),
-        ] {
-            if !is_valid_pool_name(pool.get_ref()) {
-                return Err(self.invalid(
+        let pool_name = |key: &str, pool: &Spanned<String>| {
+            PoolName::new(pool.get_ref()).map_err(|_| {
+                self.invalid(
                     &pool.span(),
                     key,
                     format!("\"{}\" is not a valid pool name", pool.get_ref()),
                     "use the pool's DNS name (FQDN), e.g. \"pool01.site1.example\"",
-                ));
-            }
-        }
-        if raw
-            .pool
-            .get_ref()
-            .eq_ignore_ascii_case(raw.peer_pool.get_ref())
-        {
+                )
+            })
+        };
+        let pool = pool_name("gateway.pool", &raw.pool)?;
+        let peer_pool = pool_name("gateway.peer_pool", &raw.peer_pool)?;
+        if pool == peer_pool {
             return Err(self.invalid(
                 &raw.peer_pool.span(),
                 "gateway.peer_pool",
@@ -237,8 +232,8 @@ impl Validator<'_> {
             ));
         }
         Ok(Gateway {
-            pool: raw.pool.get_ref().clone(),
-            peer_pool: raw.peer_pool.get_ref().clone(),
+            pool,
+            peer_pool,
             policy: self.file_path("gateway.policy", &raw.policy)?,
             mark: raw
                 .mark
@@ -366,16 +361,16 @@ impl Validator<'_> {
         key: &str,
         value: &Spanned<String>,
         section: &str,
-    ) -> Result<String, ConfigError> {
+    ) -> Result<ServiceName, ConfigError> {
         let name = value.get_ref();
-        if !is_valid_service_name(name) {
+        let Ok(service) = ServiceName::new(name) else {
             return Err(self.invalid(
                 &value.span(),
                 key,
                 format!("\"{name}\" is not a valid service name"),
                 "use lower-case letters, digits and '-', starting with a letter or digit (it becomes the ALPN name pg1/<service>), e.g. \"backup-smb\"",
             ));
-        }
+        };
         if name == "spool" {
             return Err(self.invalid(
                 &value.span(),
@@ -384,7 +379,7 @@ impl Validator<'_> {
                 "configure it with a [spool] section instead",
             ));
         }
-        Ok(name.clone())
+        Ok(service)
     }
 
     fn tunnel(&self, index: usize, raw: &RawTunnel) -> Result<Tunnel, ConfigError> {

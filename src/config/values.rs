@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
-use crate::policy::is_valid_pool_name;
+use crate::names::is_valid_pool_name;
 
 /// Two listen addresses that could not both be bound.
 pub(crate) fn clash(a: SocketAddr, b: SocketAddr) -> bool {

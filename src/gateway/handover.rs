@@ -26,9 +26,14 @@
 //! before `ready`, the old one goes on serving as if nothing happened.
 //!
 //! The audit log and the spool dir are owned by one process at a time
-//! ([`crate::exclusive`]): the new instance queues its audit events and
-//! starts its spool once the old one has exited (the peer retries spool
-//! transfers meanwhile; nothing is lost).
+//! ([`crate::exclusive`]). The old instance hands its spool over when asked,
+//! before it sends the sockets (its intake, forwarder and delivery stop, a
+//! batch in flight is finished, the lock is released); the new instance
+//! opens the spool (recovery included) before it serves. The peer retries
+//! spool transfers meanwhile; nothing is lost. If the new instance then
+//! fails, the old one goes on serving its tunnels but runs no spool until
+//! it is restarted (logged). The audit log stays with the old instance
+//! until it exits: the new one queues its audit lines in memory until then.
 
 use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
@@ -142,13 +147,19 @@ pub fn listen(path: &Path) -> Result<UnixListener, HandoverError> {
     Ok(listener)
 }
 
-/// Serves one takeover request on `stream` (blocking): sends the offered
+/// Serves one takeover request on `stream` (blocking): once the request
+/// is valid, runs `prepare` (hand the spool over), sends the offered
 /// sockets and waits for `ready`. Returns true when the new instance is
 /// ready, so this one must stop accepting and drain.
 ///
 /// # Errors
 /// A broken exchange; this instance then goes on serving.
-pub fn answer(stream: UnixStream, path: &Path, offer: &Offer) -> Result<bool, HandoverError> {
+pub fn answer(
+    stream: UnixStream,
+    path: &Path,
+    offer: &Offer,
+    prepare: impl FnOnce(),
+) -> Result<bool, HandoverError> {
     let io_err = |source| HandoverError::Io {
         path: path.to_owned(),
         source,
@@ -171,6 +182,7 @@ pub fn answer(stream: UnixStream, path: &Path, offer: &Offer) -> Result<bool, Ha
     if line.trim_end() != PROTOCOL {
         return Err(proto(format!("unexpected request {:?}", line.trim_end())));
     }
+    prepare();
     {
         let guard = offer
             .fds

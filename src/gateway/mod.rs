@@ -28,8 +28,11 @@ use tokio::net::TcpListener;
 use crate::admin::{self, Board, CertEntry, CertKind, Metrics, ServiceRole};
 use crate::audit::{AuditError, AuditLog, Direction, Event};
 use crate::config::{Config, ConfigError};
+use crate::names::ServiceName;
+use crate::peer::{self, Live, Peer};
+use crate::pki::{self, Expiry, EXPIRY_WARNING_DAYS};
 use crate::policy::{Policy, PolicyError};
-use crate::proxy::{self, Context, Live, TunnelSpec};
+use crate::proxy::{self, Context, Routes, TunnelSpec};
 use crate::shutdown::Shutdown;
 use crate::spool::{Spool, SpoolError};
 use crate::tls::{Material, Sources, TlsError};
@@ -120,12 +123,14 @@ pub fn load(path: &Path) -> Result<(Config, Policy, Material), GatewayError> {
 pub struct Running {
     pub peer_addr: SocketAddr,
     /// (service, bound address) of each tunnel listener, in config order.
-    pub tunnel_addrs: Vec<(String, SocketAddr)>,
+    pub tunnel_addrs: Vec<(ServiceName, SocketAddr)>,
     /// (service, bound address) of each intercept listener, in config order.
-    pub intercept_addrs: Vec<(String, SocketAddr)>,
+    pub intercept_addrs: Vec<(ServiceName, SocketAddr)>,
     /// The admin endpoint's bound address, if `[admin]` is configured.
     pub admin_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
+    /// The spool, when `[spool]` is configured.
+    pub spool: Option<Arc<Spool>>,
     /// Whether this instance serves (for `/readyz`); cleared on stop.
     pub serving: admin::Serving,
     /// The listening sockets a `--takeover` instance may take.
@@ -210,12 +215,12 @@ pub async fn start_with(
         };
         intercept_listeners.push(listener);
     }
-    let exports: HashMap<String, String> = config
+    let exports: HashMap<ServiceName, String> = config
         .exports
         .iter()
         .filter_map(|e| Some((e.service.clone(), e.target.fixed()?.to_owned())))
         .collect();
-    let carried: HashMap<String, crate::intercept::Destinations> = config
+    let carried: HashMap<ServiceName, crate::intercept::Destinations> = config
         .exports
         .iter()
         .filter_map(|e| match &e.target {
@@ -242,10 +247,16 @@ pub async fn start_with(
     .map_err(GatewayError::Runtime)?;
     let shutdown = Shutdown::new();
     let spool = match &config.spool {
-        Some(_) if inherited.is_takeover() => None,
         Some(cfg) => {
+            // On a takeover the previous instance hands its spool over
+            // before its sockets; its lock may take a moment to go.
+            let wait = if inherited.is_takeover() {
+                crate::exclusive::Wait::Block
+            } else {
+                crate::exclusive::Wait::No
+            };
             let (cfg, audit) = (cfg.clone(), audit.clone());
-            let opened = tokio::task::spawn_blocking(move || Spool::open(&cfg, audit))
+            let opened = tokio::task::spawn_blocking(move || Spool::open_with(&cfg, audit, wait))
                 .await
                 .map_err(|e| GatewayError::Runtime(std::io::Error::other(e)))?;
             Some(opened?)
@@ -261,28 +272,34 @@ pub async fn start_with(
         &configured_services(&config),
     );
     publish_cert_expiry(&metrics, &material);
-    let mut ctx = Context::new(
-        config.gateway.pool.clone(),
-        config.gateway.peer_pool.clone(),
-        config.peer.connect.clone(),
-        exports,
-        config.limits.clone(),
-        Live {
+    let peer = Arc::new(Peer::new(peer::Settings {
+        local_pool: config.gateway.pool.clone(),
+        peer_pool: config.gateway.peer_pool.clone(),
+        peer_connect: config.peer.connect.clone(),
+        mark,
+        limits: config.limits.clone(),
+        live: Live {
             policy: Arc::new(policy),
             material: Arc::new(material),
         },
-        audit.clone(),
-        shutdown.clone(),
-        metrics.clone(),
-    );
-    ctx.carried = carried;
-    ctx.mark = mark;
-    let ctx = Arc::new(ctx);
-    if let Some(spool) = spool {
-        run_spool(&ctx, spool);
-    } else if let (Some(cfg), true) = (&config.spool, inherited.is_takeover()) {
-        tokio::spawn(spool_after_takeover(ctx.clone(), cfg.clone()));
+        audit: audit.clone(),
+        shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
+    }));
+    let mut routes = Routes {
+        exports,
+        carried,
+        ..Routes::default()
+    };
+    if let Some(spool) = &spool {
+        routes.services.insert(
+            ServiceName::known(crate::tls::SPOOL_SERVICE),
+            spool.receiver(&peer),
+        );
+        routes.backlog = Some(spool.clone());
+        spool.spawn(&peer);
     }
+    let ctx = Arc::new(Context::new(peer.clone(), routes));
 
     let peer_addr = peer_listener.local_addr().map_err(GatewayError::Runtime)?;
     shutdown.spawn(proxy::serve(
@@ -314,7 +331,11 @@ pub async fn start_with(
         intercept_listeners,
         own_listeners(peer_addr, &tunnel_addrs, admin_listener.as_ref()),
     )?;
-    let replication = Arc::new(replication::Replication { ctx: ctx.clone() });
+    let replication = Arc::new(replication::Replication {
+        peer: peer.clone(),
+        spool: spool.clone(),
+        peer_backlog: ctx.peer_backlog.clone(),
+    });
     shutdown.spawn(replication::publish(
         replication.clone(),
         Duration::from_secs(2),
@@ -324,10 +345,10 @@ pub async fn start_with(
     if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {
         admin_addr = Some(listener.local_addr().map_err(GatewayError::Runtime)?);
         let board = Board::new(
-            config.gateway.pool.clone(),
-            config.gateway.peer_pool.clone(),
+            config.gateway.pool.to_string(),
+            config.gateway.peer_pool.to_string(),
             admin.sync_interval,
-            ctx.link.clone(),
+            peer.link.clone(),
             metrics.clone(),
         )
         .with_spool(replication.clone())
@@ -339,12 +360,12 @@ pub async fn start_with(
             shutdown.stop_token().clone(),
         ));
     }
-    ctx.audit.record(Event::GatewayStart {
-        pool: config.gateway.pool.clone(),
-        peer_pool: config.gateway.peer_pool.clone(),
+    peer.audit.record(Event::GatewayStart {
+        pool: config.gateway.pool.to_string(),
+        peer_pool: config.gateway.peer_pool.to_string(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     });
-    ctx.snapshot().material.start_crls(&ctx.audit, &ctx.metrics);
+    reload::start_crls(&peer.snapshot().material, &peer.audit, &peer.metrics);
     shutdown.spawn(proxy::control::heartbeat(
         ctx.clone(),
         config.peer.heartbeat,
@@ -359,6 +380,7 @@ pub async fn start_with(
         intercept_addrs,
         admin_addr,
         ctx,
+        spool,
         config,
     })
 }
@@ -389,46 +411,18 @@ impl Running {
         self.offer.withdraw();
         let clean = self
             .ctx
+            .peer
             .shutdown
             .drain(self.config.limits.shutdown_grace)
             .await;
         if !clean {
             tracing::warn!("grace period over; remaining connections were closed");
         }
-        self.ctx.audit.record(Event::GatewayStop {
+        self.ctx.peer.audit.record(Event::GatewayStop {
             reason: reason.to_owned(),
         });
-        let audit = self.ctx.audit.clone();
+        let audit = self.ctx.peer.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
-    }
-}
-
-/// Starts the spool's tasks and makes it visible to the connections.
-fn run_spool(ctx: &Arc<Context>, spool: Arc<Spool>) {
-    if ctx.spool.set(spool.clone()).is_ok() {
-        spool.spawn(ctx);
-    }
-}
-
-/// On a takeover: waits (off the reactor) until the previous instance let
-/// go of the spool dir, then opens it (recovery included) and runs it.
-/// Until then the peer's spool transfers are refused and retried.
-async fn spool_after_takeover(ctx: Arc<Context>, cfg: crate::config::Spool) {
-    let audit = ctx.audit.clone();
-    let opened = tokio::task::spawn_blocking(move || {
-        Spool::open_with(&cfg, audit, crate::exclusive::Wait::Block)
-    })
-    .await;
-    match opened {
-        Ok(Ok(spool)) if !ctx.shutdown.is_stopping() => {
-            tracing::info!("spool taken over from the previous instance");
-            run_spool(&ctx, spool);
-        }
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot open the spool after the takeover; restart the gateway")
-        }
-        Err(e) => tracing::error!(error = %e, "spool opener failed"),
     }
 }
 
@@ -485,13 +479,15 @@ pub fn run_with(path: &Path, takeover: bool) -> Result<(), GatewayError> {
     runtime.block_on(async move {
         let running = Arc::new(start_with(config, policy, material, audit, &mut inherited).await?);
         let (reloader, requests) = reload::reloader();
-        let stop = running.ctx.shutdown.stop_token().clone();
+        let stop = running.ctx.peer.shutdown.stop_token().clone();
         running
             .ctx
+            .peer
             .shutdown
             .spawn(reload::own(running.clone(), requests, stop));
         running
             .ctx
+            .peer
             .shutdown
             .spawn(reload::watch(running.clone(), reloader.clone()));
         if inherited.is_takeover() {
@@ -505,12 +501,13 @@ pub fn run_with(path: &Path, takeover: bool) -> Result<(), GatewayError> {
         let handed_over = Arc::new(tokio::sync::Notify::new());
         match handover::listen(&handover_path) {
             Ok(listener) => {
-                running.ctx.shutdown.spawn(serve_handover(
+                running.ctx.peer.shutdown.spawn(serve_handover(
                     listener,
                     handover_path,
                     running.offer.clone(),
+                    running.spool.clone(),
                     handed_over.clone(),
-                    running.ctx.shutdown.stop_token().clone(),
+                    running.ctx.peer.shutdown.stop_token().clone(),
                 ));
             }
             Err(e) => tracing::warn!(error = %e, "no takeover socket: an upgrade will need a restart"),
@@ -533,6 +530,7 @@ async fn serve_handover(
     listener: std::os::unix::net::UnixListener,
     path: PathBuf,
     offer: Arc<handover::Offer>,
+    spool: Option<Arc<Spool>>,
     handed_over: Arc<tokio::sync::Notify>,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -558,10 +556,18 @@ async fn serve_handover(
                 continue;
             }
         };
-        let (path, offer) = (path.clone(), offer.clone());
+        let (path, offer, handed) = (path.clone(), offer.clone(), spool.clone());
+        let runtime = tokio::runtime::Handle::current();
         let answered = tokio::task::spawn_blocking(move || {
             stream.set_nonblocking(false)?;
-            handover::answer(stream, &path, &offer)
+            // The new instance opens the spool before it serves: hand it
+            // over (tasks stopped, lock released) before the sockets.
+            let prepare = || {
+                if let Some(spool) = &handed {
+                    runtime.block_on(spool.hand_over());
+                }
+            };
+            handover::answer(stream, &path, &offer, prepare)
                 .map_err(|e| std::io::Error::other(e.to_string()))
         })
         .await;
@@ -574,6 +580,9 @@ async fn serve_handover(
             Ok(Ok(false)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "takeover failed; still serving"),
             Err(e) => tracing::warn!(error = %e, "takeover task failed; still serving"),
+        }
+        if spool.as_ref().is_some_and(|s| s.stop.is_cancelled()) {
+            tracing::error!("the spool was handed to a takeover that failed: tunnels are still served here, but the spool runs again only after a restart (or a successful takeover)");
         }
     }
 }
@@ -616,7 +625,7 @@ fn running_as_root() -> bool {
 /// the tunnels (the intercepts are added by [`serve_intercepts`]).
 fn own_listeners(
     peer: SocketAddr,
-    tunnels: &[(String, SocketAddr)],
+    tunnels: &[(ServiceName, SocketAddr)],
     admin: Option<&TcpListener>,
 ) -> Vec<SocketAddr> {
     let mut own = vec![peer];
@@ -631,7 +640,7 @@ fn serve_intercepts(
     ctx: &Arc<Context>,
     listeners: Vec<TcpListener>,
     mut own: Vec<SocketAddr>,
-) -> Result<Vec<(String, SocketAddr)>, GatewayError> {
+) -> Result<Vec<(ServiceName, SocketAddr)>, GatewayError> {
     let mut addrs = Vec::new();
     for (intercept, listener) in config.intercepts.iter().zip(&listeners) {
         addrs.push((
@@ -641,19 +650,19 @@ fn serve_intercepts(
     }
     own.extend(addrs.iter().map(|(_, a)| *a));
     for (intercept, listener) in config.intercepts.iter().zip(listeners) {
-        let spec = Arc::new(crate::intercept::InterceptSpec {
+        let spec = Arc::new(proxy::InterceptSpec {
             service: intercept.service.clone(),
             allow_sources: intercept.allow_sources.clone(),
             destinations: intercept.destinations.clone(),
             capture: intercept.capture,
             own: own.clone(),
         });
-        ctx.shutdown.spawn(proxy::serve(
+        ctx.peer.shutdown.spawn(proxy::serve(
             listener,
             ctx.clone(),
             Direction::Outbound,
             move |ctx, tcp, addr, slot| {
-                crate::intercept::handle(ctx, spec.clone(), tcp, addr, slot)
+                proxy::handle_intercepted(ctx, spec.clone(), tcp, addr, slot)
             },
         ));
     }
@@ -666,17 +675,17 @@ fn configured_services(config: &Config) -> Vec<(ServiceRole, String)> {
     let tunnels = config
         .tunnels
         .iter()
-        .map(|t| (ServiceRole::Tunnel, t.service.clone()))
+        .map(|t| (ServiceRole::Tunnel, t.service.to_string()))
         .chain(
             config
                 .intercepts
                 .iter()
-                .map(|i| (ServiceRole::Tunnel, i.service.clone())),
+                .map(|i| (ServiceRole::Tunnel, i.service.to_string())),
         );
     let exports = config
         .exports
         .iter()
-        .map(|e| (ServiceRole::Export, e.service.clone()));
+        .map(|e| (ServiceRole::Export, e.service.to_string()));
     tunnels.chain(exports).collect()
 }
 
@@ -703,19 +712,20 @@ fn publish_cert_expiry(metrics: &Metrics, material: &Material) {
     warn_expiry(material);
 }
 
-/// Days from which an approaching expiry is logged as a warning.
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
-
+/// Warns in the log about our own and the trusted CA certificates when they
+/// expire within [`EXPIRY_WARNING_DAYS`] (or have expired).
 fn warn_expiry(material: &Material) {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let days = |t: i64| (t - now).div_euclid(86_400);
-    let own = days(material.identity.not_after);
-    if own < EXPIRY_WARNING_DAYS {
+    let judge = |not_after: i64| {
+        let days_left = pki::days_left_unix(not_after, now);
+        let soon = Expiry::of_days_left(days_left, EXPIRY_WARNING_DAYS).needs_attention();
+        soon.then_some(days_left)
+    };
+    if let Some(own) = judge(material.identity.not_after) {
         tracing::warn!(days_left = own, sha256 = %material.identity.sha256, "own certificate expires soon: run `pairgate cert rotate`");
     }
     for (sha256, not_after) in &material.ca_expiry {
-        let left = days(*not_after);
-        if left < EXPIRY_WARNING_DAYS {
+        if let Some(left) = judge(*not_after) {
             tracing::warn!(days_left = left, %sha256, "trusted CA certificate expires soon: run `pairgate ca rotate`");
         }
     }

@@ -31,11 +31,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::admin::Reloaded;
+use crate::admin::{Metrics, Reloaded};
 use crate::audit::{CertReload, ConfigReload, Event, PolicyReload};
 use crate::config::Config;
+use crate::peer::Live;
 use crate::policy::Policy;
-use crate::proxy::Live;
 use crate::tls::Material;
 
 use super::{tls_sources, Running};
@@ -131,7 +131,7 @@ impl Running {
     /// it was). Blocking: call off the reactor.
     pub fn reload_all(&self, trigger: &str) {
         // logrotate moves the audit log away and then signals us.
-        self.ctx.audit.reopen();
+        self.ctx.peer.audit.reopen();
         if !self.reload_config(trigger) {
             return;
         }
@@ -170,14 +170,17 @@ impl Running {
                 tracing::warn!(error = %e, "config change needs a restart; nothing reloaded")
             }
         }
-        self.ctx.metrics.reload(Reloaded::Config, ok);
-        self.ctx.audit.record(Event::ConfigReload(ConfigReload {
-            trigger: trigger.to_owned(),
-            ok,
-            path: path.display().to_string(),
-            error,
-            restart_needed,
-        }));
+        self.ctx.peer.metrics.reload(Reloaded::Config, ok);
+        self.ctx
+            .peer
+            .audit
+            .record(Event::ConfigReload(ConfigReload {
+                trigger: trigger.to_owned(),
+                ok,
+                path: path.display().to_string(),
+                error,
+                restart_needed,
+            }));
         ok
     }
 
@@ -204,7 +207,7 @@ impl Running {
                 let pair = policy.pair_of(&self.config.gateway.pool).cloned();
                 let policy = Arc::new(policy);
                 // Replace our half only, on whatever is live at this instant.
-                self.ctx.live.send_modify(|live| {
+                self.ctx.peer.live.send_modify(|live| {
                     *live = Arc::new(Live {
                         policy,
                         material: live.material.clone(),
@@ -213,7 +216,7 @@ impl Running {
                 tracing::info!(path = %path.display(), "policy reloaded");
                 let allowed =
                     |service: &str| pair.as_ref().is_some_and(|p| p.services.contains(service));
-                let closed = self.ctx.registry.close_disallowed(allowed);
+                let closed = self.ctx.peer.registry.close_disallowed(allowed);
                 if closed > 0 {
                     tracing::warn!(
                         closed,
@@ -227,13 +230,16 @@ impl Running {
                 (false, Some(e))
             }
         };
-        self.ctx.metrics.reload(Reloaded::Policy, ok);
-        self.ctx.audit.record(Event::PolicyReload(PolicyReload {
-            trigger: trigger.to_owned(),
-            ok,
-            path: path.display().to_string(),
-            error,
-        }));
+        self.ctx.peer.metrics.reload(Reloaded::Policy, ok);
+        self.ctx
+            .peer
+            .audit
+            .record(Event::PolicyReload(PolicyReload {
+                trigger: trigger.to_owned(),
+                ok,
+                path: path.display().to_string(),
+                error,
+            }));
         ok
     }
 
@@ -241,7 +247,7 @@ impl Running {
     /// and closes established connections whose peer is now revoked.
     /// Returns whether new material was published.
     pub fn reload_tls(&self, trigger: &str) -> bool {
-        let current = self.ctx.snapshot();
+        let current = self.ctx.peer.snapshot();
         let old_sha256 = Some(current.material.identity.sha256.clone());
         let loaded = Material::load_after(
             &tls_sources(&self.config),
@@ -255,15 +261,16 @@ impl Running {
                 let new_sha256 = Some(material.identity.sha256.clone());
                 // Replace our half only: a policy published while the files
                 // loaded stays.
-                self.ctx.live.send_modify(|live| {
+                self.ctx.peer.live.send_modify(|live| {
                     *live = Arc::new(Live {
                         policy: live.policy.clone(),
                         material: material.clone(),
                     });
                 });
-                super::publish_cert_expiry(&self.ctx.metrics, &material);
+                super::publish_cert_expiry(&self.ctx.peer.metrics, &material);
                 let revoked_closed = self
                     .ctx
+                    .peer
                     .registry
                     .close_revoked(&material, &self.config.gateway.peer_pool);
                 tracing::info!(
@@ -297,8 +304,8 @@ impl Running {
             }
         };
         let ok = event.ok;
-        self.ctx.metrics.reload(Reloaded::Certificates, ok);
-        self.ctx.audit.record(Event::CertReload(event));
+        self.ctx.peer.metrics.reload(Reloaded::Certificates, ok);
+        self.ctx.peer.audit.record(Event::CertReload(event));
         ok
     }
 
@@ -309,6 +316,25 @@ impl Running {
         files.extend(tls.crl.clone());
         files
     }
+}
+
+/// At start: audits a refused (rolled back) `tls.crl` as a `cert_reload`
+/// with trigger `start`, then [`Material::after_publish`].
+pub(super) fn start_crls(material: &Material, audit: &crate::audit::AuditLog, metrics: &Metrics) {
+    if let Some(why) = &material.crl_refused {
+        tracing::error!(error = %why, "tls.crl refused at start; enforcing the CRL in force");
+        metrics.reload(Reloaded::Certificates, false);
+        audit.record(Event::CertReload(CertReload {
+            trigger: "start".to_owned(),
+            ok: false,
+            old_sha256: Some(material.identity.sha256.clone()),
+            new_sha256: None,
+            error: Some(why.clone()),
+            revoked_closed: 0,
+            crls: material.crl_records(),
+        }));
+    }
+    material.after_publish();
 }
 
 /// A digest of each file's bytes (None when unreadable).
@@ -346,7 +372,7 @@ fn same(a: &[Option<ring::digest::Digest>], b: &[Option<ring::digest::Digest>]) 
 pub async fn watch(running: Arc<Running>, reloader: Reloader) {
     let files = Arc::new(running.watched_files());
     let mut last = digests_off_reactor(&files).await;
-    let stop = running.ctx.shutdown.stop_token().clone();
+    let stop = running.ctx.peer.shutdown.stop_token().clone();
     let mut last_expiry_check = std::time::Instant::now();
     loop {
         tokio::select! {
@@ -355,11 +381,12 @@ pub async fn watch(running: Arc<Running>, reloader: Reloader) {
         }
         running
             .ctx
+            .peer
             .snapshot()
             .material
             .note_crl_freshness(time::OffsetDateTime::now_utc());
         if last_expiry_check.elapsed() >= EXPIRY_CHECK_EVERY {
-            super::warn_expiry(&running.ctx.snapshot().material);
+            super::warn_expiry(&running.ctx.peer.snapshot().material);
             last_expiry_check = std::time::Instant::now();
         }
         let now = digests_off_reactor(&files).await;

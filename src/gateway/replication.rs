@@ -25,24 +25,16 @@ use time::OffsetDateTime;
 
 use crate::admin::{SpoolConditionStatus, SpoolDepth, SpoolGauge};
 use crate::audit::Direction;
-use crate::proxy::Context;
-use crate::spool::{Area, DirDepth};
+use crate::peer::Peer;
+use crate::proxy::control::PeerBacklog;
+use crate::spool::{Area, Spool};
 
 /// Reads both directions' depth for `/status` and metrics.
 pub struct Replication {
-    pub ctx: Arc<Context>,
-}
-
-fn to_status(d: &DirDepth, measured_at: OffsetDateTime) -> SpoolDepth {
-    SpoolDepth {
-        files: d.files,
-        bytes: d.bytes,
-        oldest_since: d.oldest_age.and_then(|age| {
-            time::Duration::try_from(age)
-                .ok()
-                .map(|age| measured_at - age)
-        }),
-    }
+    pub peer: Arc<Peer>,
+    pub spool: Option<Arc<Spool>>,
+    /// What the peer last reported waiting for us (control channel).
+    pub peer_backlog: Arc<PeerBacklog>,
 }
 
 fn merge(a: SpoolDepth, b: SpoolDepth) -> SpoolDepth {
@@ -77,12 +69,11 @@ impl SpoolGauge for Replication {
         let now = OffsetDateTime::now_utc();
         match direction {
             Direction::Outbound => self
-                .ctx
                 .spool
-                .get()
-                .map_or_else(SpoolDepth::default, |s| to_status(&s.depth().outbound, now)),
+                .as_ref()
+                .map_or_else(SpoolDepth::default, |s| s.depth().outbound.measured_at(now)),
             Direction::Inbound => {
-                let here = self.ctx.spool.get().map_or_else(SpoolDepth::default, |s| {
+                let here = self.spool.as_ref().map_or_else(SpoolDepth::default, |s| {
                     let items: Vec<(u64, Option<OffsetDateTime>)> = s
                         .store
                         .entries(Area::Incoming)
@@ -93,20 +84,19 @@ impl SpoolGauge for Replication {
                             Err(_) => (0, None),
                         })
                         .collect();
-                    received(&items, self.ctx.link.skew_secs())
+                    received(&items, self.peer.link.skew_secs())
                 });
                 let there = self
-                    .ctx
                     .peer_backlog
                     .get()
-                    .map_or_else(SpoolDepth::default, |(d, at)| to_status(&d, at));
+                    .map_or_else(SpoolDepth::default, |(d, _at)| d);
                 merge(here, there)
             }
         }
     }
 
     fn conditions(&self) -> Vec<SpoolConditionStatus> {
-        let Some(spool) = self.ctx.spool.get() else {
+        let Some(spool) = &self.spool else {
             return Vec::new();
         };
         spool
@@ -130,7 +120,7 @@ impl SpoolGauge for Replication {
 
 /// Refreshes the `pairgate_spool_*` gauges until shutdown.
 pub async fn publish(replication: Arc<Replication>, every: Duration) {
-    let stop = replication.ctx.shutdown.stop_token().clone();
+    let stop = replication.peer.shutdown.stop_token().clone();
     loop {
         let r = replication.clone();
         let depths = tokio::task::spawn_blocking(move || {
@@ -138,23 +128,23 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
         })
         .await;
         replication
-            .ctx
+            .peer
             .metrics
-            .audit_total(replication.ctx.audit.recorded());
-        let link = replication.ctx.link.state().state;
-        replication.ctx.metrics.peer_link(match link {
+            .audit_total(replication.peer.audit.recorded());
+        let link = replication.peer.link.state().state;
+        replication.peer.metrics.peer_link(match link {
             crate::admin::LinkState::Up => Some(true),
             crate::admin::LinkState::Down => Some(false),
             _ => None,
         });
         replication
-            .ctx
+            .peer
             .metrics
-            .peer_clock_skew(replication.ctx.link.skew_secs());
-        if let Some(spool) = replication.ctx.spool.get() {
+            .peer_clock_skew(replication.peer.link.skew_secs());
+        if let Some(spool) = &replication.spool {
             let c = &spool.store.counters;
             let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-            replication.ctx.metrics.spool_totals(&[
+            replication.peer.metrics.spool_totals(&[
                 ("ingested", n(&c.ingested)),
                 ("sent", n(&c.sent)),
                 ("received", n(&c.received)),
@@ -171,7 +161,7 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
                 .map(|(c, files)| (c.as_str(), files))
                 .collect();
             replication
-                .ctx
+                .peer
                 .metrics
                 .spool_conditions(&held, n(&c.stalls));
         }
@@ -180,7 +170,7 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
             for (direction, d) in depths {
                 let age = d.oldest_age(now);
                 replication
-                    .ctx
+                    .peer
                     .metrics
                     .spool(direction, d.files, d.bytes, age);
             }
@@ -195,6 +185,7 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spool::DirDepth;
 
     #[test]
     fn merge_keeps_the_oldest_and_sums() {
@@ -245,7 +236,7 @@ mod tests {
             bytes: 1,
             oldest_age: Some(Duration::from_secs(120)),
         };
-        let depth = to_status(&reported, arrived);
+        let depth = reported.measured_at(arrived);
         let later = arrived + time::Duration::seconds(30);
         assert_eq!(depth.oldest_age(later), Some(Duration::from_secs(150)));
     }
@@ -259,9 +250,9 @@ mod tests {
             oldest_age: Some(Duration::from_secs(90)),
         };
         assert_eq!(
-            to_status(&d, at).oldest_since,
+            d.measured_at(at).oldest_since,
             Some(at - time::Duration::seconds(90))
         );
-        assert_eq!(to_status(&DirDepth::default(), at).oldest_since, None);
+        assert_eq!(DirDepth::default().measured_at(at).oldest_since, None);
     }
 }

@@ -11,7 +11,7 @@ impl Running {
     /// `old_keys`; a config or key file that does not load keeps the keys
     /// in use (logged and audited either way).
     pub fn reload_spool_keys(&self, trigger: &str) {
-        let Some(spool) = self.ctx.spool.get() else {
+        let Some(spool) = &self.spool else {
             return;
         };
         let result = Config::load(&self.config.path)
@@ -48,6 +48,6 @@ impl Running {
                 }
             }
         };
-        self.ctx.audit.record(Event::SpoolKeyReload(event));
+        self.ctx.peer.audit.record(Event::SpoolKeyReload(event));
     }
 }

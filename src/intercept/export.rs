@@ -14,7 +14,6 @@ use tokio::net::TcpStream;
 
 use super::destination::Destinations;
 use super::socket;
-use crate::proxy::preamble::Origin;
 
 /// Where to connect an allowed connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +44,9 @@ pub async fn plan(
     service: &str,
     fixed: Option<&String>,
     carried: Option<&Destinations>,
-    origin: Origin,
+    original: Option<SocketAddr>,
     resolve_timeout: Duration,
 ) -> Option<Result<Plan, String>> {
-    let original = origin.original_destination();
     if let Some(lists) = carried {
         let Some(dest) = original else {
             return Some(Err(format!(
@@ -97,6 +95,7 @@ pub async fn connect(plan: &Plan, mark: u32) -> std::io::Result<TcpStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::preamble::Origin;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -124,7 +123,15 @@ mod tests {
             nets: vec!["10.2.20.0/24".parse().unwrap()],
             ports: vec![445],
         };
-        let p = |origin| plan("backup-smb", None, Some(&lists), origin, WAIT);
+        let p = |origin: Origin| {
+            plan(
+                "backup-smb",
+                None,
+                Some(&lists),
+                origin.original_destination(),
+                WAIT,
+            )
+        };
         assert_eq!(
             p(intercepted("10.2.20.50:445")).await,
             Some(Ok(Plan::Carried(addr("10.2.20.50:445"))))
@@ -140,13 +147,24 @@ mod tests {
             let none = p(origin).await.unwrap().unwrap_err();
             assert!(none.contains("the peer sent none"), "{none}");
         }
-        assert_eq!(plan("x", None, None, tunnelled(), WAIT).await, None);
+        assert_eq!(
+            plan("x", None, None, tunnelled().original_destination(), WAIT).await,
+            None
+        );
     }
 
     #[tokio::test]
     async fn a_fixed_target_takes_tunnels_and_only_its_own_intercepted_traffic() {
         let target = "127.0.0.1:4450".to_owned();
-        let p = |origin| plan("backup-smb", Some(&target), None, origin, WAIT);
+        let p = |origin: Origin| {
+            plan(
+                "backup-smb",
+                Some(&target),
+                None,
+                origin.original_destination(),
+                WAIT,
+            )
+        };
         assert_eq!(p(tunnelled()).await, Some(Ok(Plan::Fixed(target.clone()))));
         assert_eq!(
             p(Origin::Local).await,

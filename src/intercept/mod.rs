@@ -23,7 +23,7 @@
 //!    gateway itself, what arrived carrying our own mark, and what is
 //!    outside the listener's `destinations`/`ports` — audited as
 //!    `destination_not_allowed`, never forwarded.
-//! 4. The allowed connection goes to the peer gateway over mTLS with the
+//! 4. `proxy::intercepted` takes the connection from there: the allowed one goes to the peer gateway over mTLS with the
 //!    original destination in the PROXY v2 header (`proxy::preamble`); the
 //!    peer's `[[export]]` checks its own `destinations`/`ports` and the
 //!    policy, and connects exactly there.
@@ -40,11 +40,9 @@
 
 pub mod destination;
 pub mod export;
-mod listener;
 pub mod socket;
 
 pub use destination::{decide, is_ours, Arrival, Destinations, Refusal};
-pub use listener::{handle, InterceptSpec};
 pub use socket::{bind_listener, Capture};
 
 /// The default `SO_MARK` of the gateway's own connections: `0x5047`, the

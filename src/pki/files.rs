@@ -1,33 +1,48 @@
-//! Writing and reading key and certificate files safely.
+//! The PKI's files: keys and certificates written and checked with the
+//! rules of [`crate::fsutil`], with errors in the PKI's words.
 //!
-//! Keys are written 0600 and never pass through a world-readable moment: the
-//! temporary file is created with mode 0600 (umask can only remove bits).
-//! Replacement is tmp file → fsync → rename → fsync of the directory, so a
+//! Keys are written 0600 and never pass through a world-readable moment;
+//! replacement is tmp file → fsync → rename → fsync of the directory, so a
 //! crash leaves either the old or the new file, never a torn one, and a
 //! running gateway that watches the file sees one atomic switch. The TLS
-//! loader and the spool call [`check_key_permissions`] and
-//! [`write_secret_file`] too, so these rules hold for every key pairgate owns.
+//! loader checks keys with [`check_key_permissions`]; the spool's key file
+//! and store, and the audit log, use the same `fsutil` underneath.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::PkiError;
+use crate::fsutil::{self, FsError, KeyFileError};
 
-/// Mode of private key files.
-pub const SECRET_MODE: u32 = 0o600;
-/// Mode of certificate files.
-pub const PUBLIC_MODE: u32 = 0o644;
+pub use crate::fsutil::{PUBLIC_MODE, SECRET_MODE};
+
+impl From<FsError> for PkiError {
+    fn from(e: FsError) -> PkiError {
+        PkiError::Io {
+            path: e.path,
+            action: e.action,
+            err: e.source,
+        }
+    }
+}
+
+impl From<KeyFileError> for PkiError {
+    fn from(e: KeyFileError) -> PkiError {
+        match e {
+            KeyFileError::Mode { path, mode } => PkiError::KeyPermissions { path, mode },
+            KeyFileError::Owner { path, owner, uid } => PkiError::KeyOwner { path, owner, uid },
+            KeyFileError::Folder { dir, key, problem } => {
+                PkiError::KeyDirectory { dir, key, problem }
+            }
+            KeyFileError::Io(e) => e.into(),
+        }
+    }
+}
 
 /// Refuses a key file that is not private to the user running pairgate:
 /// group or others may read or write it, another user owns it, or its folder
-/// lets someone else replace it.
-///
-/// The folder counts because whoever may write a directory may rename a
-/// key of their own over ours: a 0600 key in a group-writable folder is only
-/// as private as that group. A folder owned by root is fine (the usual
-/// `/etc/pairgate`), one owned by another ordinary user is not.
+/// lets someone else replace it ([`fsutil::check_private_key`]).
 ///
 /// # Errors
 /// [`PkiError::KeyPermissions`] (with the `chmod 600` to run) when
@@ -38,60 +53,7 @@ pub const PUBLIC_MODE: u32 = 0o644;
 /// Always `Ok` on non-unix platforms, where modes and owners do not exist in
 /// this form (see `docs/security.md`).
 pub fn check_key_permissions(path: &Path) -> Result<(), PkiError> {
-    let meta = fs::metadata(path).map_err(PkiError::io(path, "read the key file"))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let mode = meta.mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(PkiError::KeyPermissions {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-        let me = rustix::process::geteuid().as_raw();
-        if meta.uid() != me {
-            return Err(PkiError::KeyOwner {
-                path: path.to_path_buf(),
-                owner: meta.uid(),
-                uid: me,
-            });
-        }
-        check_key_directory(path, me)?;
-    }
-    #[cfg(not(unix))]
-    let _ = meta;
-    Ok(())
-}
-
-/// The folder holding a key: not group/world-writable, owned by us or root.
-#[cfg(unix)]
-fn check_key_directory(key: &Path, me: u32) -> Result<(), PkiError> {
-    use std::os::unix::fs::MetadataExt;
-    let parent = match key.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let meta = fs::metadata(&parent).map_err(PkiError::io(&parent, "examine the key's folder"))?;
-    let mode = meta.mode() & 0o7777;
-    let problem = if mode & 0o022 != 0 {
-        Some(format!("is writable by group or others (mode 0{mode:03o})"))
-    } else if meta.uid() != me && meta.uid() != 0 {
-        Some(format!(
-            "belongs to another user (uid {}; pairgate runs as uid {me})",
-            meta.uid()
-        ))
-    } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(PkiError::KeyDirectory {
-            dir: parent,
-            key: key.to_path_buf(),
-            problem,
-        }),
-        None => Ok(()),
-    }
+    Ok(fsutil::check_private_key(path)?)
 }
 
 /// Atomically writes (or replaces) a private file with mode 0600.
@@ -100,7 +62,7 @@ fn check_key_directory(key: &Path, me: u32) -> Result<(), PkiError> {
 /// [`PkiError::Io`] naming the file when the directory, the temporary file,
 /// the fsync or the rename fails; the temporary file is removed on failure.
 pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
-    write_atomic(path, bytes, SECRET_MODE)
+    Ok(fsutil::write_atomic(path, bytes, SECRET_MODE)?)
 }
 
 /// Atomically writes (or replaces) a public file (certificates, CRLs) with mode 0644.
@@ -108,7 +70,7 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
 /// # Errors
 /// As [`write_secret_file`].
 pub fn write_public_file(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
-    write_atomic(path, bytes, PUBLIC_MODE)
+    Ok(fsutil::write_atomic(path, bytes, PUBLIC_MODE)?)
 }
 
 /// Reads a text file (PEM), naming the file on failure.
@@ -132,16 +94,7 @@ pub fn suffixed(prefix: &Path, suffix: &str) -> PathBuf {
 /// # Errors
 /// [`PkiError::Io`]; `ErrorKind::AlreadyExists` when the file exists.
 pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
-    let mut file = open_new(path, mode).map_err(PkiError::io(path, "create"))?;
-    let result = file
-        .write_all(bytes)
-        .and_then(|()| set_mode(&file, mode))
-        .and_then(|()| file.sync_all())
-        .map_err(PkiError::io(path, "write"));
-    if result.is_err() {
-        let _ = fs::remove_file(path);
-    }
-    result
+    Ok(fsutil::write_new(path, bytes, mode)?)
 }
 
 /// Creates `dir` and its parents if missing; new directories get 0700 (the
@@ -151,93 +104,12 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiE
 /// # Errors
 /// [`PkiError::Io`] naming the directory.
 pub fn create_dir_private(dir: &Path) -> Result<(), PkiError> {
-    if dir.as_os_str().is_empty() || dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(PkiError::io(dir, "create the directory"))
+    Ok(fsutil::create_dir_private(dir)?)
 }
 
 /// Fsyncs a directory so that renames and creations in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), PkiError> {
-    #[cfg(unix)]
-    {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(PkiError::io(dir, "fsync the directory"))?;
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
-    let dir = path.parent().unwrap_or(Path::new(""));
-    create_dir_private(dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| PkiError::Io {
-            path: path.to_path_buf(),
-            action: "write",
-            err: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
-        })?
-        .to_owned();
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(&name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    // A stale tmp file from a crashed run of this same pid is ours to remove.
-    let _ = fs::remove_file(&tmp);
-    write_new(&tmp, bytes, mode)?;
-    if let Err(err) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(PkiError::Io {
-            path: path.to_path_buf(),
-            action: "replace",
-            err,
-        });
-    }
-    sync_dir(dir)
-}
-
-fn open_new(path: &Path, mode: u32) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    options.open(path)
-}
-
-/// Sets the exact mode (the umask may have removed bits we want, e.g. 0644).
-fn set_mode(file: &File, mode: u32) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (file, mode);
-        Ok(())
-    }
+    fsutil::sync_dir(dir).map_err(PkiError::io(dir, "fsync the folder"))
 }
 
 #[cfg(all(test, unix))]

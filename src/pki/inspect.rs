@@ -117,7 +117,7 @@ pub fn inspect_der(der: &[u8], now: OffsetDateTime) -> Result<CertInfo, PkiError
         sans,
         not_before,
         not_after,
-        days_left: days_between(now, not_after),
+        days_left: super::days_left(not_after, now),
         sha256: sha256_hex(der),
         is_ca,
     })
@@ -158,10 +158,6 @@ pub(super) fn serial_hex(raw: &[u8]) -> String {
 }
 
 /// floor((later − earlier) / 1 day).
-fn days_between(earlier: OffsetDateTime, later: OffsetDateTime) -> i64 {
-    (later - earlier).whole_seconds().div_euclid(86_400)
-}
-
 fn general_name_string(name: &GeneralName<'_>) -> String {
     match name {
         GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
@@ -186,7 +182,6 @@ fn ip_string(octets: &[u8]) -> String {
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use time::Duration;
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
@@ -232,14 +227,6 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("c.pem: certificate 1 is not valid DER: "));
-    }
-
-    #[test]
-    fn days_are_floored() {
-        let now = OffsetDateTime::now_utc();
-        assert_eq!(days_between(now, now + Duration::hours(47)), 1);
-        assert_eq!(days_between(now, now - Duration::hours(1)), -1);
-        assert_eq!(days_between(now, now), 0);
     }
 
     #[test]

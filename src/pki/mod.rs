@@ -36,6 +36,7 @@
 mod ca;
 mod crl;
 mod error;
+mod expiry;
 mod files;
 mod inspect;
 mod leaf;
@@ -57,6 +58,7 @@ pub use crl::{
     RevokedEntry, CRL_FILE,
 };
 pub use error::PkiError;
+pub use expiry::{days_left, days_left_unix, Expiry, EXPIRY_WARNING_DAYS};
 pub use files::{
     check_key_permissions, create_dir_private, read_text, suffixed, write_public_file,
     write_secret_file,

@@ -12,7 +12,6 @@
 
 mod decision;
 mod file;
-pub(crate) mod source;
 mod validate;
 
 pub use decision::{Decision, DenyReason, Verdict};
@@ -20,14 +19,13 @@ pub use decision::{Decision, DenyReason, Verdict};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use source::{at, at_column, toml_problem};
+use crate::source::{self, at, at_column, TomlFile, TomlProblem};
+
+use crate::names::{PoolName, ServiceName};
 
 /// Services every policy knows without declaring them. `spool` is the
 /// store-and-forward transfer (ALPN `pg1-spool`).
 pub const BUILTIN_SERVICES: &[&str] = &["backup-smb", "cms-smb", "cms-https", "spool"];
-
-/// Longest service name: it travels in ALPN as `pg1/<service>` and in DNS-like places.
-pub const MAX_SERVICE_NAME_LEN: usize = 63;
 
 /// A validated policy: pairs are unordered, 1:1 and reciprocal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +37,8 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pair {
     /// The two pools, as written in the file.
-    pub pools: [String; 2],
-    pub services: BTreeSet<String>,
+    pub pools: [PoolName; 2],
+    pub services: BTreeSet<ServiceName>,
 }
 
 /// What a connection asks for, as seen by the gateway that must decide.
@@ -134,17 +132,38 @@ impl std::fmt::Display for PairAt {
     }
 }
 
+impl TomlFile for Policy {
+    type Raw = file::RawPolicy;
+    type Error = PolicyError;
+
+    fn read_error(path: &Path, error: std::io::Error) -> PolicyError {
+        PolicyError::Read {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+
+    fn syntax_error(path: &Path, problem: TomlProblem) -> PolicyError {
+        PolicyError::Syntax {
+            path: path.to_path_buf(),
+            line: problem.line,
+            column: problem.column,
+            message: problem.message,
+        }
+    }
+
+    fn validate(raw: file::RawPolicy, text: &str, path: &Path) -> Result<Policy, PolicyError> {
+        validate::validate(raw, text, path)
+    }
+}
+
 impl Policy {
     /// Reads and validates a policy file.
     ///
     /// # Errors
     /// [`PolicyError::Read`] if the file cannot be read, otherwise as [`Policy::parse`].
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        Policy::parse(&text, path)
+        source::load(path)
     }
 
     /// Parses and validates policy text; `path` is only used in messages.
@@ -153,35 +172,24 @@ impl Policy {
     /// [`PolicyError::Syntax`] for TOML problems (including unknown keys), and the other
     /// variants for a policy that breaks the pairing rules.
     pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
-        let raw: file::RawPolicy = toml::from_str(text).map_err(|err| {
-            let problem = toml_problem(text, &err);
-            PolicyError::Syntax {
-                path: path.to_path_buf(),
-                line: problem.line,
-                column: problem.column,
-                message: problem.message,
-            }
-        })?;
-        validate::validate(raw, text, path)
+        source::parse(text, path)
     }
 
     /// The pair `pool` belongs to, if any (pool names compare case-insensitively).
     pub fn pair_of(&self, pool: &str) -> Option<&Pair> {
-        self.pairs
-            .iter()
-            .find(|pair| pair.pools.iter().any(|p| p.eq_ignore_ascii_case(pool)))
+        self.pairs.iter().find(|pair| pair.contains(pool))
     }
 
     /// The pool paired with `pool`, if any, as written in the file.
     pub fn peer_of(&self, pool: &str) -> Option<&str> {
-        self.pair_of(pool).map(|pair| pair.peer_of(pool))
+        self.pair_of(pool).map(|pair| pair.peer_of(pool).as_str())
     }
 
     /// Every service some pair allows.
     pub fn services(&self) -> BTreeSet<&str> {
         self.pairs
             .iter()
-            .flat_map(|pair| pair.services.iter().map(String::as_str))
+            .flat_map(|pair| pair.services.iter().map(ServiceName::as_str))
             .collect()
     }
 }
@@ -189,8 +197,8 @@ impl Policy {
 impl Pair {
     /// The other pool of this pair. If `pool` is not in the pair, the first pool is
     /// returned; call it only with a pool found through [`Policy::pair_of`].
-    pub fn peer_of(&self, pool: &str) -> &str {
-        if self.pools[0].eq_ignore_ascii_case(pool) {
+    pub fn peer_of(&self, pool: &str) -> &PoolName {
+        if self.pools[0].is(pool) {
             &self.pools[1]
         } else {
             &self.pools[0]
@@ -199,7 +207,7 @@ impl Pair {
 
     /// Whether this pair contains `pool` (case-insensitively).
     pub fn contains(&self, pool: &str) -> bool {
-        self.pools.iter().any(|p| p.eq_ignore_ascii_case(pool))
+        self.pools.iter().any(|p| p.is(pool))
     }
 }
 
@@ -211,9 +219,7 @@ pub fn evaluate(policy: &Policy, req: &Request<'_>) -> Decision {
     let Some(pair) = policy.pair_of(req.local_pool) else {
         return Decision::Deny(DenyReason::NotPaired);
     };
-    let paired = req
-        .peer_pool
-        .eq_ignore_ascii_case(pair.peer_of(req.local_pool))
+    let paired = pair.peer_of(req.local_pool).is(req.peer_pool)
         && !req.peer_pool.eq_ignore_ascii_case(req.local_pool);
     if !paired {
         return Decision::Deny(DenyReason::NotPaired);
@@ -222,31 +228,6 @@ pub fn evaluate(policy: &Policy, req: &Request<'_>) -> Decision {
         return Decision::Deny(DenyReason::ServiceNotAllowed);
     }
     Decision::Allow
-}
-
-/// A DNS-ish pool name: dot-separated labels of 1–63 ASCII letters, digits and '-',
-/// not starting or ending with '-', at most 253 characters, no trailing dot.
-pub fn is_valid_pool_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-}
-
-/// A service name: `[a-z0-9][a-z0-9-]*`, at most [`MAX_SERVICE_NAME_LEN`] characters.
-pub fn is_valid_service_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    first_ok
-        && name.len() <= MAX_SERVICE_NAME_LEN
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 #[cfg(test)]
@@ -259,6 +240,10 @@ mod tests {
             Ok(policy) => policy,
             Err(e) => panic!("test policy must parse: {e}"),
         }
+    }
+
+    fn pool(name: &str) -> PoolName {
+        PoolName::new(name).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn decide(policy: &Policy, local: &str, peer: &str, service: &str, exported: bool) -> Decision {
@@ -329,8 +314,8 @@ mod tests {
         let p = Policy {
             path: PathBuf::from("x"),
             pairs: vec![Pair {
-                pools: ["a".into(), "A".into()],
-                services: BTreeSet::from(["spool".to_owned()]),
+                pools: [pool("a"), pool("A")],
+                services: BTreeSet::from([ServiceName::known("spool")]),
             }],
         };
         assert_eq!(
@@ -379,30 +364,5 @@ mod tests {
             }
         }
         assert_eq!(allowed, 6); // 2 directions x 2 services + 2 directions x 1 service
-    }
-
-    #[test]
-    fn names() {
-        for good in ["pool01.site1.example", "POOL-1.x", "a", "10.0.0.1"] {
-            assert!(is_valid_pool_name(good), "{good}");
-        }
-        for bad in [
-            "",
-            "a..b",
-            "-a.b",
-            "a-.b",
-            "a b",
-            "a.",
-            "a_b",
-            &"x".repeat(64),
-        ] {
-            assert!(!is_valid_pool_name(bad), "{bad}");
-        }
-        for good in ["backup-smb", "0x", "a"] {
-            assert!(is_valid_service_name(good), "{good}");
-        }
-        for bad in ["", "-a", "Backup", "a_b", "a/b", &"x".repeat(64)] {
-            assert!(!is_valid_service_name(bad), "{bad}");
-        }
     }
 }

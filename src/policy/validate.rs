@@ -8,17 +8,16 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::file::{RawPair, RawPolicy};
-use super::source::{line_of_span, one_line};
-use super::{
-    is_valid_pool_name, is_valid_service_name, Pair, PairAt, Policy, PolicyError, BUILTIN_SERVICES,
-};
+use super::{Pair, PairAt, Policy, PolicyError, BUILTIN_SERVICES};
+use crate::names::{PoolName, ServiceName, MAX_SERVICE_NAME_LEN};
+use crate::source::{line_of_span, one_line};
 
 /// Validates a parsed policy file. `text` is the file's text (for line numbers).
 pub(crate) fn validate(raw: RawPolicy, text: &str, path: &Path) -> Result<Policy, PolicyError> {
     let v = Validator { text, path };
     let known = v.known_services(&raw)?;
     // (index, line, pools) of the pairs accepted so far.
-    let mut seen: Vec<(usize, usize, [String; 2])> = Vec::new();
+    let mut seen: Vec<(usize, usize, [PoolName; 2])> = Vec::new();
     let mut pairs = Vec::with_capacity(raw.pair.len());
     for (index, spanned) in raw.pair.iter().enumerate() {
         let line = line_of_span(text, &spanned.span());
@@ -61,12 +60,12 @@ impl Validator<'_> {
         for (i, service) in raw.service.iter().enumerate() {
             let name = &service.get_ref().name;
             let key = format!("service[{i}].name");
-            if !is_valid_service_name(name.get_ref()) {
+            if ServiceName::new(name.get_ref()).is_err() {
                 return Err(self.invalid(
                     &name.span(),
                     key,
                     format!("\"{}\" is not a valid service name", name.get_ref()),
-                    "use lower-case letters, digits and '-', starting with a letter or digit, at most 63 characters (it becomes the ALPN name pg1/<service>)".into(),
+                    format!("use lower-case letters, digits and '-', starting with a letter or digit, at most {MAX_SERVICE_NAME_LEN} characters (it becomes the ALPN name pg1/<service>)"),
                 ));
             }
             if BUILTIN_SERVICES.contains(&name.get_ref().as_str()) {
@@ -102,17 +101,18 @@ impl Validator<'_> {
                 "write pools = [\"<pool at site 1>\", \"<pool at site 2>\"], one [[pair]] per pair of pools".into(),
             ));
         };
-        for pool in [first, second] {
-            if !is_valid_pool_name(pool.get_ref()) {
-                return Err(self.invalid(
+        let [a, b] = [first, second].map(|pool| {
+            PoolName::new(pool.get_ref()).map_err(|_| {
+                self.invalid(
                     &pool.span(),
-                    key,
+                    key.clone(),
                     format!("\"{}\" is not a valid pool name", pool.get_ref()),
                     "use the pool's DNS name (FQDN), e.g. \"pool01.site1.example\"".into(),
-                ));
-            }
-        }
-        if first.get_ref().eq_ignore_ascii_case(second.get_ref()) {
+                )
+            })
+        });
+        let pools = [a?, b?];
+        if pools[0] == pools[1] {
             return Err(self.invalid(
                 &raw.pools.span(),
                 key,
@@ -121,10 +121,7 @@ impl Validator<'_> {
             ));
         }
         let services = self.services(index, raw, known)?;
-        Ok(Pair {
-            pools: [first.get_ref().clone(), second.get_ref().clone()],
-            services,
-        })
+        Ok(Pair { pools, services })
     }
 
     fn services(
@@ -132,7 +129,7 @@ impl Validator<'_> {
         index: usize,
         raw: &RawPair,
         known: &[String],
-    ) -> Result<BTreeSet<String>, PolicyError> {
+    ) -> Result<BTreeSet<ServiceName>, PolicyError> {
         let key = format!("pair[{index}].services");
         if raw.services.get_ref().is_empty() {
             return Err(self.invalid(
@@ -154,7 +151,11 @@ impl Validator<'_> {
                     known: known.to_vec(),
                 });
             }
-            if !services.insert(name.clone()) {
+            // Known services are valid names (built in, or checked above).
+            let Ok(service_name) = ServiceName::new(name) else {
+                continue;
+            };
+            if !services.insert(service_name) {
                 return Err(self.invalid(
                     &service.span(),
                     key,
@@ -171,11 +172,12 @@ impl Validator<'_> {
         &self,
         index: usize,
         line: usize,
-        pools: &[String; 2],
-        seen: &[(usize, usize, [String; 2])],
+        pools: &[PoolName; 2],
+        seen: &[(usize, usize, [PoolName; 2])],
     ) -> Result<(), PolicyError> {
+        let text = |pools: &[PoolName; 2]| pools.clone().map(|p| p.to_string());
         for (earlier, earlier_line, earlier_pools) in seen {
-            let same = |a: &String| earlier_pools.iter().any(|b| a.eq_ignore_ascii_case(b));
+            let same = |a: &PoolName| earlier_pools.contains(a);
             if pools.iter().all(same) {
                 return Err(PolicyError::DuplicatePair {
                     path: self.path.to_path_buf(),
@@ -183,22 +185,22 @@ impl Validator<'_> {
                     pair: index,
                     first: *earlier,
                     first_line: *earlier_line,
-                    pools: pools.clone(),
+                    pools: text(pools),
                 });
             }
             if let Some(pool) = pools.iter().find(|p| same(p)) {
                 return Err(PolicyError::PoolInTwoPairs {
                     path: self.path.to_path_buf(),
-                    pool: pool.clone(),
+                    pool: pool.to_string(),
                     first: Box::new(PairAt {
                         index: *earlier,
                         line: *earlier_line,
-                        pools: earlier_pools.clone(),
+                        pools: text(earlier_pools),
                     }),
                     second: Box::new(PairAt {
                         index,
                         line,
-                        pools: pools.clone(),
+                        pools: text(pools),
                     }),
                 });
             }

@@ -30,27 +30,28 @@ use time::OffsetDateTime;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::{Context, Track};
-use crate::audit::{self, Event};
-use crate::spool::DirDepth;
+use super::Context;
+use crate::admin::SpoolDepth;
+use crate::audit::{self, Event, LinkState};
+use crate::peer::Track;
 use crate::tls;
 
 /// What the peer last reported waiting towards us, and when.
 /// Filled from each `audit_head` message the peer sends.
 #[derive(Debug, Default)]
 pub struct PeerBacklog {
-    last: Mutex<Option<(DirDepth, OffsetDateTime)>>,
+    last: Mutex<Option<(SpoolDepth, OffsetDateTime)>>,
 }
 
 impl PeerBacklog {
-    pub fn set(&self, depth: DirDepth, at: OffsetDateTime) {
+    pub fn set(&self, depth: SpoolDepth, at: OffsetDateTime) {
         if let Ok(mut last) = self.last.lock() {
             *last = Some((depth, at));
         }
     }
 
-    pub fn get(&self) -> Option<(DirDepth, OffsetDateTime)> {
-        self.last.lock().ok().and_then(|l| l.clone())
+    pub fn get(&self) -> Option<(SpoolDepth, OffsetDateTime)> {
+        self.last.lock().ok().and_then(|l| *l)
     }
 }
 
@@ -110,7 +111,7 @@ fn parse_ts(ts: &str) -> Option<OffsetDateTime> {
 /// when it crosses the warning threshold, once per crossing.
 fn record_skew(ctx: &Context, skew: time::Duration) {
     let skew_secs = skew.as_seconds_f64();
-    match ctx.link.clock_skew(skew_secs, OffsetDateTime::now_utc()) {
+    match ctx.peer.link.clock_skew(skew_secs, OffsetDateTime::now_utc()) {
         Some(true) => tracing::warn!(
             skew_secs,
             "the peer gateway's clock is off: certificates will look not yet valid or expired to one side — fix time synchronisation (NTP) at both sites"
@@ -158,7 +159,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     track: &Track,
 ) -> std::io::Result<()> {
     let mut stream = BufReader::new(stream);
-    let msg = tokio::time::timeout(ctx.limits.handshake_timeout, read_message(&mut stream))
+    let msg = tokio::time::timeout(ctx.peer.limits.handshake_timeout, read_message(&mut stream))
         .await
         .map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::TimedOut, "control message timed out")
@@ -178,24 +179,29 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             "audit head is not 64 hex digits",
         ));
     }
-    let backlog = outbound.map_or_else(DirDepth::default, |b| DirDepth {
+    // Ages count from the arrival (our clock), as the peer measured them.
+    let now = OffsetDateTime::now_utc();
+    let backlog = outbound.map_or_else(SpoolDepth::default, |b| SpoolDepth {
         files: b.files,
         bytes: b.bytes,
-        oldest_age: b.oldest_age_secs.map(Duration::from_secs),
+        oldest_since: b
+            .oldest_age_secs
+            .map(|secs| now - Duration::from_secs(secs)),
     });
     let arrived = clock_now();
     if let Some(sent) = parse_ts(&ts) {
         record_skew(ctx, sent - arrived);
     }
-    ctx.peer_backlog
-        .set(backlog, time::OffsetDateTime::now_utc());
-    ctx.audit.record(Event::PeerAuditHead(audit::PeerAuditHead {
-        peer_addr: track.peer_addr.clone(),
-        peer_pool: track.peer_pool.clone().unwrap_or_default(),
-        cert_sha256: track.cert_sha256.clone().unwrap_or_default(),
-        head,
-        peer_ts: ts.chars().take(64).collect(),
-    }));
+    ctx.peer_backlog.set(backlog, now);
+    ctx.peer
+        .audit
+        .record(Event::PeerAuditHead(audit::PeerAuditHead {
+            peer_addr: track.peer_addr.clone(),
+            peer_pool: track.peer_pool.clone().unwrap_or_default(),
+            cert_sha256: track.cert_sha256.clone().unwrap_or_default(),
+            head,
+            peer_ts: ts.chars().take(64).collect(),
+        }));
     let answer = Message::Ok {
         v: 1,
         ts: Some(crate::audit::chain::format_ts(clock_now())),
@@ -209,34 +215,40 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 /// # Errors
 /// Any failure to reach, authenticate or talk to the peer, as text.
 pub async fn heartbeat_once(ctx: &Context) -> Result<(), String> {
-    let backlog = match ctx.spool.get().cloned() {
-        Some(spool) => tokio::task::spawn_blocking(move || spool.depth().outbound)
-            .await
-            .ok()
-            .map(|d| Backlog {
-                files: d.files,
-                bytes: d.bytes,
-                oldest_age_secs: d.oldest_age.map(|a| a.as_secs()),
-            }),
+    let backlog = match ctx.routes.backlog.clone() {
+        Some(waiting) => tokio::task::spawn_blocking(move || {
+            let depth = waiting.outbound();
+            Backlog {
+                files: depth.files,
+                bytes: depth.bytes,
+                oldest_age_secs: depth
+                    .oldest_age(OffsetDateTime::now_utc())
+                    .map(|a| a.as_secs()),
+            }
+        })
+        .await
+        .ok(),
         None => None,
     };
     // The heartbeat is not a connection anyone asked for: its outcome is
     // audited as link state changes and as the peer's `peer_audit_head`.
     let mut track = Track::new(
-        ctx,
+        &ctx.peer,
         crate::audit::Direction::Outbound,
         ([0, 0, 0, 0], 0).into(),
     );
-    let tls = super::dial_peer(ctx, tls::ALPN_CONTROL.to_vec(), &mut track)
+    let tls = ctx
+        .peer
+        .dial(tls::ALPN_CONTROL.to_vec(), &mut track)
         .await
-        .map_err(|(_, detail)| detail)?;
+        .map_err(|failed| failed.detail)?;
     let exchange = async {
         let mut stream = BufReader::new(tls);
         let sent = clock_now();
         let msg = Message::AuditHead {
             v: 1,
-            pool: ctx.local_pool.clone(),
-            head: hex::encode(ctx.audit.head()),
+            pool: ctx.peer.local_pool.to_string(),
+            head: hex::encode(ctx.peer.audit.head()),
             ts: crate::audit::chain::format_ts(sent),
             outbound: backlog,
         };
@@ -256,48 +268,48 @@ pub async fn heartbeat_once(ctx: &Context) -> Result<(), String> {
             )),
         }
     };
-    match tokio::time::timeout(ctx.limits.handshake_timeout, exchange).await {
+    match tokio::time::timeout(ctx.peer.limits.handshake_timeout, exchange).await {
         Ok(Ok(())) => Ok(()),
         // The peer checks our certificate after our side of the handshake
         // is done: its refusal arrives here, as an alert. Say what it means.
         Ok(Err(e)) if crate::tls::rustls_error(&e).is_some() => {
             let (reason, detail) =
-                crate::tls::refusal(&e, &ctx.snapshot().material, ctx.link.skew_secs());
+                crate::tls::refusal(&e, &ctx.peer.snapshot().material, ctx.peer.link.skew_secs());
             Err(format!(
                 "peer gateway {}: {reason}: {detail}",
-                ctx.peer_connect
+                ctx.peer.peer_connect
             ))
         }
-        Ok(Err(e)) => Err(format!("peer gateway {}: {e}", ctx.peer_connect)),
+        Ok(Err(e)) => Err(format!("peer gateway {}: {e}", ctx.peer.peer_connect)),
         Err(_) => Err(format!(
             "peer gateway {}: no answer in time",
-            ctx.peer_connect
+            ctx.peer.peer_connect
         )),
     }
 }
 
 /// Heartbeats until shutdown, auditing each change of the link state.
 pub async fn heartbeat(ctx: Arc<Context>, every: Duration) {
-    let stop = ctx.shutdown.stop_token().clone();
+    let stop = ctx.peer.shutdown.stop_token().clone();
     let mut was_up: Option<bool> = None;
     // Let the first head the peer anchors include our start record.
-    let audit = ctx.audit.clone();
+    let audit = ctx.peer.audit.clone();
     let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     loop {
         let result = heartbeat_once(&ctx).await;
         let up = result.is_ok();
         match &result {
-            Ok(()) => ctx.link.up(),
-            Err(e) => ctx.link.down(e.clone()),
+            Ok(()) => ctx.peer.link.up(),
+            Err(e) => ctx.peer.link.down(e.clone()),
         }
         if was_up != Some(up) {
             let error = result.err();
             match &error {
-                None => tracing::info!(peer = %ctx.peer_connect, "peer link up"),
+                None => tracing::info!(peer = %ctx.peer.peer_connect, "peer link up"),
                 Some(e) => tracing::warn!(error = %e, "peer link down"),
             }
-            ctx.audit.record(Event::PeerLink(audit::PeerLink {
-                state: if up { "up" } else { "down" }.to_owned(),
+            ctx.peer.audit.record(Event::PeerLink(audit::PeerLink {
+                state: if up { LinkState::Up } else { LinkState::Down },
                 error,
             }));
             was_up = Some(up);

@@ -11,10 +11,12 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::Instrument;
 
-use super::pending::PendingGuard;
-use super::{preamble, Admission, Context, Track};
+use super::{preamble, Admission, Context};
 use crate::admin::CertKind;
 use crate::audit::Direction;
+use crate::names::ServiceName;
+use crate::peer::pending::PendingGuard;
+use crate::peer::{Accepted, PeerTcp, Track};
 use crate::policy::{self, Decision, DenyReason, Request};
 use crate::tls::{self, Observed};
 
@@ -25,16 +27,17 @@ pub async fn handle_inbound(
     addr: SocketAddr,
     admission: Admission,
 ) {
-    let mut track = Track::new(&ctx, Direction::Inbound, addr);
+    let mut track = Track::new(&ctx.peer, Direction::Inbound, addr);
     let span = tracing::info_span!("inbound", conn = track.id, peer_addr = %addr);
-    let _active = ctx.metrics.active(Direction::Inbound);
+    let _active = ctx.peer.metrics.active(Direction::Inbound);
     let Admission {
         slot: _slot,
         pending,
     } = admission;
     // The accept loop always takes the place for the peer listener.
     let pending = pending.unwrap_or_else(|| {
-        ctx.pending
+        ctx.peer
+            .pending
             .enter(addr.ip(), u64::MAX - track.id, std::time::Instant::now())
     });
     inbound(&ctx, tcp, &mut track, pending)
@@ -43,19 +46,19 @@ pub async fn handle_inbound(
 }
 
 async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: PendingGuard) {
-    let live = ctx.snapshot();
+    let live = ctx.peer.snapshot();
     let seen = Arc::new(Observed::default());
     let started = std::time::Instant::now();
     let handshake = tokio::select! {
         // Boxed: the handshake's state is large and short-lived; kept
         // inline it would stay allocated in every idle connection's task.
         result = Box::pin(tokio::time::timeout(
-            ctx.limits.handshake_timeout,
+            ctx.peer.limits.handshake_timeout,
             handshake(tcp, &live.material, &seen),
         )) => result,
         () = pending.evicted.cancelled() => {
             let detail = "evicted: too many handshakes in progress from this source".to_owned();
-            return track.decide(ctx, Decision::Deny(DenyReason::TooManyConnections), Some(detail));
+            return track.decide(&ctx.peer, Decision::Deny(DenyReason::TooManyConnections), Some(detail));
         }
     };
     // Whatever the outcome, the audit shows the certificate that was presented.
@@ -65,26 +68,33 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
     track.cert_sha256 = seen.fingerprint();
     let mut stream = match handshake {
         Err(_elapsed) => {
-            return track.decide(ctx, Decision::Deny(DenyReason::HandshakeTimeout), None);
+            return track.decide(
+                &ctx.peer,
+                Decision::Deny(DenyReason::HandshakeTimeout),
+                None,
+            );
         }
         Ok(Err(e)) => {
-            let (reason, detail) = tls::refusal(&e, &live.material, ctx.link.skew_secs());
-            return track.decide(ctx, Decision::Deny(reason), Some(detail));
+            let (reason, detail) = tls::refusal(&e, &live.material, ctx.peer.link.skew_secs());
+            return track.decide(&ctx.peer, Decision::Deny(reason), Some(detail));
         }
         Ok(Ok(stream)) => stream,
     };
     if track
         .peer_pool
         .as_deref()
-        .is_some_and(|p| p.eq_ignore_ascii_case(&ctx.peer_pool))
+        .is_some_and(|p| ctx.peer.peer_pool.is(p))
     {
         // A verified certificate of the paired pool: this address is the peer's.
         pending.vouch(std::time::Instant::now());
     }
     drop(pending);
-    ctx.metrics.handshake(Direction::Inbound, started.elapsed());
+    ctx.peer
+        .metrics
+        .handshake(Direction::Inbound, started.elapsed());
     if let Some(id) = seen.identity() {
-        ctx.metrics
+        ctx.peer
+            .metrics
             .cert_expiry(CertKind::Peer, Some(&id.pool), &id.sha256, id.not_after);
     }
 
@@ -99,7 +109,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
     if with_preamble {
         // The dialler sends its PROXY header first (see proxy::preamble).
         let read = tokio::time::timeout(
-            ctx.limits.handshake_timeout,
+            ctx.peer.limits.handshake_timeout,
             preamble::read_origin(&mut stream),
         );
         let refusal = match read.await {
@@ -114,12 +124,12 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
                 DenyReason::HandshakeTimeout,
                 format!(
                     "no PROXY v2 header within {} s",
-                    ctx.limits.handshake_timeout.as_secs()
+                    ctx.peer.limits.handshake_timeout.as_secs()
                 ),
             )),
         };
         if let Some((reason, detail)) = refusal {
-            track.decide(ctx, Decision::Deny(reason), Some(detail.clone()));
+            track.decide(&ctx.peer, Decision::Deny(reason), Some(detail.clone()));
             return refuse(&mut stream, reason, &detail).await;
         }
     }
@@ -127,12 +137,10 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         (Some(peer_pool), Some(service)) => policy::evaluate(
             &live.policy,
             &Request {
-                local_pool: &ctx.local_pool,
+                local_pool: &ctx.peer.local_pool,
                 peer_pool,
                 service,
-                exported: ctx.exports.contains_key(service)
-                    || ctx.carried.contains_key(service)
-                    || (service == tls::SPOOL_SERVICE && ctx.spool.get().is_some()),
+                exported: ctx.serves(service),
             },
         ),
         // A verified chain without a DNS SAN identifies no pool.
@@ -143,13 +151,13 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
     // Where an allowed connection would go: a destination outside the
     // export's lists is a denial, audited as such before anything connects.
     let (decision, plan, detail) = match (decision, track.service.as_deref()) {
-        (Decision::Allow, Some(service)) if service != tls::SPOOL_SERVICE => {
+        (Decision::Allow, Some(service)) if !ctx.routes.services.contains_key(service) => {
             let planned = crate::intercept::export::plan(
                 service,
-                ctx.exports.get(service),
-                ctx.carried.get(service),
-                origin,
-                ctx.limits.handshake_timeout,
+                ctx.routes.exports.get(service),
+                ctx.routes.carried.get(service),
+                origin.original_destination(),
+                ctx.peer.limits.handshake_timeout,
             )
             .await;
             match planned {
@@ -164,64 +172,56 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         }
         _ => (decision, None, None),
     };
-    track.decide(ctx, decision, detail.clone());
+    track.decide(&ctx.peer, decision, detail.clone());
     if let Decision::Deny(reason) = decision {
         if with_preamble {
             let detail =
-                detail.unwrap_or_else(|| format!("refused by {}: {reason}", ctx.local_pool));
+                detail.unwrap_or_else(|| format!("refused by {}: {reason}", ctx.peer.local_pool));
             return refuse(&mut stream, reason, &detail).await;
         }
         let _ = stream.shutdown().await;
         return;
     }
 
-    if track.service.as_deref() == Some(tls::SPOOL_SERVICE) {
-        if let Some(spool) = ctx.spool.get().cloned() {
-            let reg = ctx.registry.register(
-                track.id,
-                Direction::Inbound,
-                leaf,
-                None,
-                ctx.shutdown.hard_token(),
-            );
-            let peer_pool = track.peer_pool.clone().unwrap_or_default();
-            let (stats, result) = tokio::select! {
-                r = Box::pin(spool.receive(stream, &peer_pool, ctx.limits.idle_timeout, ctx.shutdown.stop_token())) => r,
-                () = reg.token.cancelled() => (
-                    Default::default(),
-                    Err(crate::spool::SpoolError::Link {
-                        peer: peer_pool.clone(),
-                        detail: "closed: peer certificate revoked or grace period over".into(),
-                    }),
-                ),
-            };
-            return track.close(
-                ctx,
-                stats.bytes_in,
-                stats.bytes_out,
-                result.err().map(|e| e.to_string()),
-            );
-        }
+    // A service with a handler of its own (the spool) gets the connection.
+    let handler = track
+        .service
+        .as_deref()
+        .and_then(|service| ctx.routes.services.get(service));
+    if let Some(handler) = handler {
+        let reg = ctx.peer.registry.register(
+            track.id,
+            Direction::Inbound,
+            leaf,
+            None,
+            ctx.peer.shutdown.hard_token(),
+        );
+        let accepted = Accepted {
+            peer_pool: track.peer_pool.clone().unwrap_or_default(),
+            closed: reg.token.clone(),
+        };
+        let served = Box::pin(handler.serve(stream, accepted)).await;
+        return track.close(&ctx.peer, served.bytes_in, served.bytes_out, served.error);
     }
 
     let Some(target) = plan else {
-        return track.close(ctx, 0, 0, Some("no export for service".to_owned()));
+        return track.close(&ctx.peer, 0, 0, Some("no export for service".to_owned()));
     };
     // Marked: the operator's nftables rules must never intercept this.
     let connect = tokio::time::timeout(
-        ctx.limits.handshake_timeout,
-        crate::intercept::export::connect(&target, ctx.mark),
+        ctx.peer.limits.handshake_timeout,
+        crate::intercept::export::connect(&target, ctx.peer.mark),
     );
     let failure = match connect.await {
         Ok(Ok(backend)) => {
             let _ = backend.set_nodelay(true);
-            super::keepalive::enable(&backend);
+            crate::peer::keepalive::enable(&backend);
             if with_preamble {
                 if let Err(e) = send_status(&mut stream, preamble::OK, "").await {
-                    return track.close(ctx, 0, 0, Some(format!("sending the status: {e}")));
+                    return track.close(&ctx.peer, 0, 0, Some(format!("sending the status: {e}")));
                 }
             }
-            return super::relay_allowed(ctx, track, leaf, stream, backend).await;
+            return super::relay_allowed(&ctx.peer, track, leaf, stream, backend).await;
         }
         Ok(Err(e)) => format!("export target {target} unreachable: {e}"),
         Err(_) => format!("export target {target} did not answer in time"),
@@ -232,7 +232,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
     } else {
         let _ = stream.shutdown().await;
     }
-    track.close_for(ctx, 0, 0, Some(failure), Some(reason));
+    track.close_for(&ctx.peer, 0, 0, Some(failure), Some(reason));
 }
 
 /// Writes a `pg2` status frame.
@@ -263,10 +263,10 @@ async fn handshake(
     tcp: TcpStream,
     material: &tls::Material,
     seen: &Arc<Observed>,
-) -> std::io::Result<TlsStream<super::PeerTcp>> {
+) -> std::io::Result<TlsStream<PeerTcp>> {
     let start = LazyConfigAcceptor::new(
         rustls::server::Acceptor::default(),
-        super::ReadAhead::new(tcp),
+        crate::peer::ReadAhead::new(tcp),
     )
     .await?;
     let alpn = start.client_hello().alpn().and_then(|mut offered| {
@@ -284,24 +284,24 @@ async fn handshake(
 /// as a denial when refused).
 async fn control(
     ctx: &Context,
-    mut stream: TlsStream<super::PeerTcp>,
+    mut stream: TlsStream<PeerTcp>,
     track: &mut Track,
     policy: &crate::policy::Policy,
 ) {
     let paired = match &track.peer_pool {
         Some(peer) => policy
-            .peer_of(&ctx.local_pool)
+            .peer_of(&ctx.peer.local_pool)
             .is_some_and(|p| p.eq_ignore_ascii_case(peer)),
         None => false,
     };
     if !paired {
-        track.service = Some("control".to_owned());
+        track.service = Some(ServiceName::known("control"));
         let reason = if track.peer_pool.is_some() {
             DenyReason::NotPaired
         } else {
             DenyReason::BadCertificate
         };
-        track.decide(ctx, Decision::Deny(reason), None);
+        track.decide(&ctx.peer, Decision::Deny(reason), None);
         let _ = stream.shutdown().await;
         return;
     }

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::pending::PendingGuard;
-use super::{Context, Track};
+use super::Context;
 use crate::audit::Direction;
+use crate::backoff::Backoff;
+use crate::peer::pending::PendingGuard;
+use crate::peer::Track;
 use crate::policy::{Decision, DenyReason};
 
 /// Binds a listener whose accept queue holds `backlog` connections (the
@@ -55,40 +57,45 @@ pub async fn serve<H, Fut>(
     H: Fn(Arc<Context>, TcpStream, SocketAddr, Admission) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
     let mut arrivals = 0u64;
     loop {
         let accepted = tokio::select! {
-            () = ctx.shutdown.stop_token().cancelled() => return,
+            () = ctx.peer.shutdown.stop_token().cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, addr) = match accepted {
             Ok(pair) => {
-                backoff = Duration::from_millis(5);
+                backoff.reset();
                 pair
             }
             Err(e) => {
                 // Usually EMFILE/ENFILE: wait for connections to close.
-                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                let wait = backoff.next_delay();
+                tracing::warn!(error = %e, backoff_ms = wait.as_millis() as u64, "accept failed");
+                tokio::time::sleep(wait).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        super::keepalive::enable(&stream);
+        crate::peer::keepalive::enable(&stream);
         match ctx.slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 arrivals += 1;
                 let pending = (direction == Direction::Inbound)
-                    .then(|| ctx.pending.enter(addr.ip(), arrivals, Instant::now()));
+                    .then(|| ctx.peer.pending.enter(addr.ip(), arrivals, Instant::now()));
                 let admission = Admission { slot, pending };
-                ctx.shutdown
+                ctx.peer
+                    .shutdown
                     .spawn(handle(ctx.clone(), stream, addr, admission));
             }
             Err(_) => {
-                let track = Track::new(&ctx, direction, addr);
-                track.decide(&ctx, Decision::Deny(DenyReason::TooManyConnections), None);
+                let track = Track::new(&ctx.peer, direction, addr);
+                track.decide(
+                    &ctx.peer,
+                    Decision::Deny(DenyReason::TooManyConnections),
+                    None,
+                );
                 drop(stream);
             }
         }

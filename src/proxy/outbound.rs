@@ -11,16 +11,17 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use super::dial::dial_peer_offering;
-use super::{preamble, relay, Admission, Context, Track};
+use super::{preamble, relay, Admission, Context};
 use crate::audit::Direction;
+use crate::names::ServiceName;
+use crate::peer::Track;
 use crate::policy::{Decision, DenyReason};
 use crate::tls::{self};
 
 /// The tunnel a listener serves.
 #[derive(Debug, Clone)]
 pub struct TunnelSpec {
-    pub service: String,
+    pub service: ServiceName,
     pub allow_sources: Vec<IpNet>,
 }
 
@@ -32,10 +33,10 @@ pub async fn handle_outbound(
     addr: SocketAddr,
     _admission: Admission,
 ) {
-    let mut track = Track::new(&ctx, Direction::Outbound, addr);
+    let mut track = Track::new(&ctx.peer, Direction::Outbound, addr);
     track.service = Some(tunnel.service.clone());
     let span = tracing::info_span!("outbound", conn = track.id, peer_addr = %addr, service = %tunnel.service);
-    let _active = ctx.metrics.active(Direction::Outbound);
+    let _active = ctx.peer.metrics.active(Direction::Outbound);
     outbound(&ctx, &tunnel, client, addr, &mut track)
         .instrument(span)
         .await;
@@ -58,7 +59,11 @@ async fn outbound(
     track: &mut Track,
 ) {
     if !source_allowed(&tunnel.allow_sources, addr.ip()) {
-        return track.decide(ctx, Decision::Deny(DenyReason::SourceNotAllowed), None);
+        return track.decide(
+            &ctx.peer,
+            Decision::Deny(DenyReason::SourceNotAllowed),
+            None,
+        );
     }
     track.client_addr = Some(addr.to_string());
     let header = preamble::encode_origin(Some(addr), client.local_addr().ok());
@@ -79,9 +84,15 @@ pub(crate) async fn forward(
 ) {
     // Boxed: the handshake's state is large and short-lived (see inbound).
     let offer = tls::tunnel_alpns(service);
-    let mut stream = match Box::pin(dial_peer_offering(ctx, offer, track)).await {
+    let mut stream = match Box::pin(ctx.peer.dial_offering(offer, track)).await {
         Ok(stream) => stream,
-        Err((reason, detail)) => return track.decide(ctx, Decision::Deny(reason), Some(detail)),
+        Err(failed) => {
+            return track.decide(
+                &ctx.peer,
+                Decision::Deny(failed.reason),
+                Some(failed.detail),
+            )
+        }
     };
     let (_, conn) = stream.get_ref();
     let leaf = super::peer_leaf(conn.peer_certificates());
@@ -90,18 +101,18 @@ pub(crate) async fn forward(
             let detail = format!(
                 "peer gateway {} predates the pg2 preamble and cannot take the original \
                  destination: upgrade it",
-                ctx.peer_connect
+                ctx.peer.peer_connect
             );
             let _ = stream.shutdown().await;
             return track.decide(
-                ctx,
+                &ctx.peer,
                 Decision::Deny(DenyReason::DestinationNotAllowed),
                 Some(detail),
             );
         }
         // A peer that predates the preamble: `pg1`, the raw relay.
-        track.decide(ctx, Decision::Allow, None);
-        return super::relay_allowed(ctx, track, leaf, client, stream).await;
+        track.decide(&ctx.peer, Decision::Allow, None);
+        return super::relay_allowed(&ctx.peer, track, leaf, client, stream).await;
     }
     if let Err(e) = async {
         stream.write_all(&header).await?;
@@ -111,10 +122,10 @@ pub(crate) async fn forward(
     {
         let detail = format!(
             "peer gateway {}: sending the preamble: {e}",
-            ctx.peer_connect
+            ctx.peer.peer_connect
         );
         return track.decide(
-            ctx,
+            &ctx.peer,
             Decision::Deny(DenyReason::PeerUnreachable),
             Some(detail),
         );
@@ -183,19 +194,19 @@ async fn relay_after_status(
     track: &Track,
     leaf: Vec<rustls::pki_types::CertificateDer<'static>>,
     client: TcpStream,
-    stream: tokio_rustls::client::TlsStream<super::PeerTcp>,
+    stream: tokio_rustls::client::TlsStream<crate::peer::PeerTcp>,
 ) {
-    let reg = ctx.registry.register(
+    let reg = ctx.peer.registry.register(
         track.id,
         Direction::Outbound,
         leaf,
-        track.service.as_deref(),
-        ctx.shutdown.hard_token(),
+        track.service.as_ref().map(|s| s.as_str()),
+        ctx.peer.shutdown.hard_token(),
     );
     let counters = relay::Counters::default();
     let decided = AtomicBool::new(false);
     // The acceptor may take a handshake timeout to connect its target.
-    let wait = ctx.limits.handshake_timeout.saturating_mul(2);
+    let wait = ctx.peer.limits.handshake_timeout.saturating_mul(2);
     let gate = |mut peer| async {
         let said = match tokio::time::timeout(wait, preamble::read_status(&mut peer)).await {
             Ok(Ok(status)) => PeerSaid::from_status(status),
@@ -208,7 +219,7 @@ async fn relay_after_status(
         match said.reason {
             Some(DenyReason::ExportUnreachable) | None => {
                 // The peer's policy allowed it, as ours did.
-                track.decide(ctx, Decision::Allow, None);
+                track.decide(&ctx.peer, Decision::Allow, None);
                 decided.store(true, Ordering::Relaxed);
             }
             Some(_) => {}
@@ -221,7 +232,7 @@ async fn relay_after_status(
     let end = relay::relay_gated(
         client,
         stream,
-        ctx.limits.idle_timeout,
+        ctx.peer.limits.idle_timeout,
         &reg.token,
         &counters,
         gate,
@@ -234,13 +245,13 @@ async fn relay_after_status(
             .cloned(),
         _ => None,
     };
-    let peer = |detail: &str| format!("peer gateway {}: {detail}", ctx.peer_connect);
+    let peer = |detail: &str| format!("peer gateway {}: {detail}", ctx.peer.peer_connect);
     match said {
         Some(PeerSaid {
             reason: Some(DenyReason::ExportUnreachable),
             detail,
         }) => track.close_for(
-            ctx,
+            &ctx.peer,
             counters.forward.load(Ordering::Relaxed),
             counters.backward.load(Ordering::Relaxed),
             Some(peer(&detail)),
@@ -249,13 +260,13 @@ async fn relay_after_status(
         Some(PeerSaid {
             reason: Some(reason),
             detail,
-        }) => track.decide(ctx, Decision::Deny(reason), Some(peer(&detail))),
+        }) => track.decide(&ctx.peer, Decision::Deny(reason), Some(peer(&detail))),
         _ => {
             if !decided.load(Ordering::Relaxed) {
                 // The relay ended (shutdown, idle, client gone) before the status.
-                track.decide(ctx, Decision::Allow, None);
+                track.decide(&ctx.peer, Decision::Allow, None);
             }
-            track.finish(ctx, &reg, &counters, end);
+            super::finish(&ctx.peer, track, &reg, &counters, end);
         }
     }
 }

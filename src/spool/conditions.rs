@@ -16,60 +16,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::store::lock;
+pub use crate::audit::Condition;
 use crate::audit::{AuditLog, Event, SpoolCondition};
-
-/// The kinds of condition. The snake-case names are the `condition` of
-/// audit records, `/status` entries and the metrics label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Condition {
-    /// Sealed under a key id that is neither `spool.key` nor in
-    /// `spool.old_keys`: waits until that key is configured.
-    WaitingForKey,
-    /// The peer can never take the file (larger than its `max_bytes`).
-    TooLarge,
-    /// The peer refuses the file's name or metadata.
-    BadName,
-    /// The peer refused the file for now (its spool is full, the file is
-    /// being received on another connection, it could not store it).
-    PeerRefused,
-    /// An outbox file cannot be spooled: unreadable, a symbolic link or
-    /// other non-regular file, a name the spool cannot carry.
-    OutboxRefused,
-    /// The local spool has no room (`max_bytes` or a full disk).
-    SpoolFull,
-    /// A received file cannot be placed in the inbox (full, unwritable).
-    InboxFailing,
-    /// The spool link made no progress for `stall_secs` and was torn down;
-    /// clears when a transfer completes again.
-    LinkStalled,
-}
-
-impl Condition {
-    pub const ALL: [Condition; 8] = [
-        Condition::WaitingForKey,
-        Condition::TooLarge,
-        Condition::BadName,
-        Condition::PeerRefused,
-        Condition::OutboxRefused,
-        Condition::SpoolFull,
-        Condition::InboxFailing,
-        Condition::LinkStalled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Condition::WaitingForKey => "waiting_for_key",
-            Condition::TooLarge => "too_large",
-            Condition::BadName => "bad_name",
-            Condition::PeerRefused => "peer_refused",
-            Condition::OutboxRefused => "outbox_refused",
-            Condition::SpoolFull => "spool_full",
-            Condition::InboxFailing => "inbox_failing",
-            Condition::LinkStalled => "link_stalled",
-        }
-    }
-}
 
 /// What a condition is about.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

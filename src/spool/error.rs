@@ -216,3 +216,13 @@ pub(crate) fn is_full(e: &std::io::Error) -> bool {
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     ) || matches!(e.raw_os_error(), Some(28 | 122))
 }
+
+impl From<crate::fsutil::FsError> for SpoolError {
+    fn from(e: crate::fsutil::FsError) -> SpoolError {
+        SpoolError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

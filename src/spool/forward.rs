@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::SpoolError;
-use super::hold::{Backoff, Holds, BACKOFF_START};
+use super::hold::{connection_backoff, Holds, BACKOFF_START};
 use super::link::{ChannelWriter, FrameIo, LinkStats, Timeouts};
 use super::names::RAW_NAME_FIELD;
 use super::store::{age_ms, durable_remove, lock, Area, Entry};
@@ -35,8 +35,9 @@ use super::stream::decrypt_stream;
 use super::wire::{Frame, Refusal, VERSION};
 use super::{Spool, SAFETY_NET};
 use crate::audit::{Direction, Event, SpoolFile};
+use crate::names::ServiceName;
+use crate::peer::{Peer, Track};
 use crate::policy::Decision;
-use crate::proxy::{dial_peer, Context, Track};
 use crate::tls::{self};
 
 /// A file the peer refused for now: first retry, and the longest wait.
@@ -63,9 +64,9 @@ enum Sent {
 
 impl Spool {
     /// Runs the forwarder until the gateway stops.
-    pub async fn forward_loop(self: Arc<Self>, ctx: Arc<Context>) {
-        let stop = ctx.shutdown.stop_token().clone();
-        let mut backoff = Backoff::default();
+    pub async fn forward_loop(self: Arc<Self>, peer: Arc<Peer>) {
+        let stop = self.stop.clone();
+        let mut backoff = connection_backoff();
         let mut holds = Holds::default();
         let mut failing = false;
         loop {
@@ -89,19 +90,19 @@ impl Spool {
                 }
                 continue;
             }
-            match self.send_batch(&ctx, due, &mut holds).await {
+            match self.send_batch(&peer, due, &mut holds).await {
                 Ok(()) => {
                     if failing {
-                        tracing::info!(peer = %ctx.peer_connect, "spool forwarding works again");
+                        tracing::info!(peer = %peer.peer_connect, "spool forwarding works again");
                         failing = false;
                     }
                     backoff.reset();
                 }
                 Err(e) => {
                     if let SpoolError::Stalled { .. } = &e {
-                        self.stalled(&ctx, &e);
+                        self.stalled(&peer, &e);
                     }
-                    let delay = backoff.delay();
+                    let delay = backoff.next_jittered();
                     // Logged once per outage; the link state is audited
                     // by the heartbeat and shown in /status.
                     if failing {
@@ -154,34 +155,38 @@ impl Spool {
     /// are set aside in `holds` and the others go on.
     async fn send_batch(
         &self,
-        ctx: &Context,
+        peer: &Peer,
         files: Vec<Entry>,
         holds: &mut Holds<String>,
     ) -> Result<(), SpoolError> {
-        let addr = tokio::net::lookup_host(&ctx.peer_connect)
+        let addr = tokio::net::lookup_host(&peer.peer_connect)
             .await
             .ok()
             .and_then(|mut a| a.next())
             .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-        let mut track = Track::new(ctx, Direction::Outbound, addr);
-        track.service = Some(tls::SPOOL_SERVICE.to_owned());
-        let stream = match dial_peer(ctx, tls::ALPN_SPOOL.to_vec(), &mut track).await {
+        let mut track = Track::new(peer, Direction::Outbound, addr);
+        track.service = Some(ServiceName::known(tls::SPOOL_SERVICE));
+        let stream = match peer.dial(tls::ALPN_SPOOL.to_vec(), &mut track).await {
             Ok(s) => s,
-            Err((reason, detail)) => {
-                track.decide(ctx, Decision::Deny(reason), Some(detail.clone()));
+            Err(failed) => {
+                track.decide(
+                    peer,
+                    Decision::Deny(failed.reason),
+                    Some(failed.detail.clone()),
+                );
                 return Err(SpoolError::Link {
-                    peer: ctx.peer_connect.clone(),
-                    detail,
+                    peer: peer.peer_connect.clone(),
+                    detail: failed.detail,
                 });
             }
         };
-        track.decide(ctx, Decision::Allow, None);
+        track.decide(peer, Decision::Allow, None);
         let timeouts = Timeouts {
-            idle: ctx.limits.idle_timeout,
+            idle: peer.limits.idle_timeout,
             stall: self.store.stall,
         };
-        let mut io = FrameIo::new(stream, timeouts, &ctx.peer_pool);
-        let result = self.send_files(&mut io, ctx, files, holds).await;
+        let mut io = FrameIo::new(stream, timeouts, &peer.peer_pool);
+        let result = self.send_files(&mut io, peer, files, holds).await;
         if !matches!(result, Err(SpoolError::Stalled { .. })) {
             // A frozen link would hold the close until it times out too.
             io.close().await;
@@ -191,7 +196,7 @@ impl Spool {
             bytes_out,
         } = io.stats;
         track.close(
-            ctx,
+            peer,
             bytes_in,
             bytes_out,
             result.as_ref().err().map(ToString::to_string),
@@ -202,22 +207,22 @@ impl Spool {
     async fn send_files<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         io: &mut FrameIo<S>,
-        ctx: &Context,
+        peer: &Peer,
         files: Vec<Entry>,
         holds: &mut Holds<String>,
     ) -> Result<(), SpoolError> {
         io.send(&Frame::Hello { version: VERSION }, true).await?;
         match io.read_frame().await? {
             Some(Frame::Hello { .. }) => {}
-            other => return Err(unexpected(ctx, "HELLO", other.as_ref())),
+            other => return Err(unexpected(peer, "HELLO", other.as_ref())),
         }
         for entry in files {
-            if ctx.shutdown.is_stopping() {
+            if peer.shutdown.is_stopping() {
                 break;
             }
             let Ok(meta) = &entry.meta else { continue };
             let now = Instant::now();
-            match self.send_one(io, ctx, &entry).await? {
+            match self.send_one(io, peer, &entry).await? {
                 Sent::Done => {
                     // A transfer completed: the link works again.
                     self.store.conditions.clear(Condition::LinkStalled, LINK);
@@ -250,7 +255,7 @@ impl Spool {
                             .refused_by_peer
                             .fetch_add(1, Ordering::Relaxed);
                     }
-                    self.report_refusal(ctx, meta, reason, &message);
+                    self.report_refusal(peer, meta, reason, &message);
                 }
             }
         }
@@ -259,13 +264,7 @@ impl Spool {
 
     /// Reports a file the peer refused: once, as a condition (busy is
     /// transient and only logged at debug level).
-    fn report_refusal(
-        &self,
-        ctx: &Context,
-        meta: &super::Metadata,
-        reason: Refusal,
-        message: &str,
-    ) {
+    fn report_refusal(&self, peer: &Peer, meta: &super::Metadata, reason: Refusal, message: &str) {
         let condition = match reason {
             Refusal::TooLarge => Condition::TooLarge,
             Refusal::BadName => Condition::BadName,
@@ -294,7 +293,7 @@ impl Spool {
             files: 1,
             detail: format!(
                 "{} refused it ({}): {message}; {what}",
-                ctx.peer_pool,
+                peer.peer_pool,
                 reason.as_str()
             ),
             audited: Audited::Condition,
@@ -302,9 +301,9 @@ impl Spool {
     }
 
     /// The link stalled: count it, show the link down, report it once.
-    fn stalled(&self, ctx: &Context, e: &SpoolError) {
+    fn stalled(&self, peer: &Peer, e: &SpoolError) {
         self.store.counters.stalls.fetch_add(1, Ordering::Relaxed);
-        ctx.link.down(e.to_string());
+        peer.link.down(e.to_string());
         self.store.conditions.raise(Report {
             condition: Condition::LinkStalled,
             key: LINK.to_owned(),
@@ -319,7 +318,7 @@ impl Spool {
     async fn send_one<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         io: &mut FrameIo<S>,
-        ctx: &Context,
+        peer: &Peer,
         entry: &Entry,
     ) -> Result<Sent, SpoolError> {
         let Ok(meta) = &entry.meta else {
@@ -331,11 +330,11 @@ impl Spool {
         match io.read_frame().await? {
             Some(Frame::Accept { offset: 0 }) => {}
             Some(Frame::Already { id }) if id == meta.id => {
-                self.sent(ctx, entry, "already").await?;
+                self.sent(peer, entry, Taken::AlreadyThere).await?;
                 return Ok(Sent::Done);
             }
             Some(Frame::Error { reason, message }) => return Ok(Sent::Refused { reason, message }),
-            other => return Err(unexpected(ctx, "ACCEPT or ALREADY", other.as_ref())),
+            other => return Err(unexpected(peer, "ACCEPT or ALREADY", other.as_ref())),
         }
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
         let (path, key_store) = (entry.path.clone(), self.store.clone());
@@ -399,16 +398,16 @@ impl Spool {
         io.send(&Frame::End, true).await?;
         match io.read_frame().await? {
             Some(Frame::Ack { id }) if id == meta.id => {
-                self.sent(ctx, entry, "ack").await?;
+                self.sent(peer, entry, Taken::Acked).await?;
                 Ok(Sent::Done)
             }
             Some(Frame::Error { reason, message }) => Ok(Sent::Refused { reason, message }),
-            other => Err(unexpected(ctx, "ACK", other.as_ref())),
+            other => Err(unexpected(peer, "ACK", other.as_ref())),
         }
     }
 
     /// The peer holds the file: delete ours durably, audit, count.
-    async fn sent(&self, ctx: &Context, entry: &Entry, how: &str) -> Result<(), SpoolError> {
+    async fn sent(&self, peer: &Peer, entry: &Entry, how: Taken) -> Result<(), SpoolError> {
         let Ok(meta) = entry.meta.clone() else {
             return Ok(());
         };
@@ -422,23 +421,42 @@ impl Spool {
         self.store.counters.sent.fetch_add(1, Ordering::Relaxed);
         // Room was freed: outbox files refused for a full spool may fit now.
         self.wake_intake.notify_one();
-        tracing::info!(id = %meta.id, size = meta.size, how, "sent");
-        ctx.audit.record(Event::SpoolSent(SpoolFile {
+        tracing::info!(id = %meta.id, size = meta.size, how = how.as_str(), "sent");
+        peer.audit.record(Event::SpoolSent(SpoolFile {
             id: meta.id.clone(),
             name: meta.name.clone(),
             size: meta.size,
-            peer_pool: Some(ctx.peer_pool.clone()),
+            peer_pool: Some(peer.peer_pool.to_string()),
             age_ms: Some(age_ms(&meta)),
-            reason: (how == "already").then(|| "peer already had it".to_owned()),
+            reason: (how == Taken::AlreadyThere).then(|| "peer already had it".to_owned()),
             path: None,
         }));
         Ok(())
     }
 }
 
-fn unexpected(ctx: &Context, want: &str, got: Option<&Frame>) -> SpoolError {
+/// How the peer came to hold a file we sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// It stored the file and acknowledged it (`ACK`).
+    Acked,
+    /// It had the file already (`ALREADY`, e.g. after a lost `ACK`).
+    AlreadyThere,
+}
+
+impl Taken {
+    /// The `how` of the `sent` log line.
+    fn as_str(self) -> &'static str {
+        match self {
+            Taken::Acked => "ack",
+            Taken::AlreadyThere => "already",
+        }
+    }
+}
+
+fn unexpected(peer: &Peer, want: &str, got: Option<&Frame>) -> SpoolError {
     SpoolError::Link {
-        peer: ctx.peer_connect.clone(),
+        peer: peer.peer_connect.clone(),
         detail: format!(
             "expected {want}, got {}",
             got.map_or("end of stream", Frame::name)

@@ -1,5 +1,6 @@
-//! Retry timing. [`Backoff`]: the forwarder's connection retries (capped,
-//! exponential, with jitter). [`Holds`]: per-file backoff — a file the
+//! Retry timing of the spool, on [`crate::backoff::Backoff`]: the
+//! forwarder's connection retries ([`connection_backoff`]: capped,
+//! exponential, with jitter) and [`Holds`], per-file backoff — a file the
 //! peer refused, or that the inbox cannot take, is set aside with its own
 //! timer while the rest of the queue flows: no head-of-line blocking, and
 //! no retry loop that floods the log or the link. Sans-IO: `now` comes
@@ -9,54 +10,23 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use ring::rand::{SecureRandom, SystemRandom};
+pub use crate::backoff::Backoff;
 
 /// First retry delay after a failed connection.
 pub const BACKOFF_START: Duration = Duration::from_millis(200);
 /// Longest retry delay.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(5);
 
-/// Capped exponential backoff with jitter (each delay uniform in
-/// [d/2, d]).
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-    rng: SystemRandom,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next: BACKOFF_START,
-            rng: SystemRandom::new(),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay to wait now; doubles the next one up to the cap.
-    pub fn delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (d * 2).min(BACKOFF_CAP);
-        let mut r = [0u8; 4];
-        let frac = if self.rng.fill(&mut r).is_ok() {
-            f64::from(u32::from_be_bytes(r)) / f64::from(u32::MAX)
-        } else {
-            0.5
-        };
-        d / 2 + d.mul_f64(frac / 2.0)
-    }
-
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_START;
-    }
+/// The forwarder's reconnection backoff (use with [`Backoff::next_jittered`]).
+pub fn connection_backoff() -> Backoff {
+    Backoff::new(BACKOFF_START, BACKOFF_CAP)
 }
 
 /// One set-aside file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hold {
     pub until: Instant,
-    delay: Duration,
+    backoff: Backoff,
 }
 
 /// Files set aside, by key (an id).
@@ -91,15 +61,15 @@ impl<K: Eq + Hash + Clone> Holds<K> {
     ) -> (bool, Instant) {
         match self.map.get_mut(key) {
             Some(h) => {
-                h.delay = (h.delay * 2).min(cap).max(first.min(cap));
-                h.until = now + h.delay;
+                h.backoff.rebound(first, cap);
+                h.until = now + h.backoff.next_delay();
                 (false, h.until)
             }
             None => {
-                let delay = first.min(cap);
+                let mut backoff = Backoff::new(first, cap);
                 let h = Hold {
-                    until: now + delay,
-                    delay,
+                    until: now + backoff.next_delay(),
+                    backoff,
                 };
                 self.map.insert(key.clone(), h);
                 (true, h.until)
@@ -137,17 +107,17 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter_and_resets() {
-        let mut b = Backoff::default();
-        let first = b.delay();
+        let mut b = connection_backoff();
+        let first = b.next_jittered();
         assert!(first >= BACKOFF_START / 2 && first <= BACKOFF_START);
         let mut last = first;
         for _ in 0..20 {
-            last = b.delay();
+            last = b.next_jittered();
             assert!(last <= BACKOFF_CAP);
         }
         assert!(last >= BACKOFF_CAP / 2);
         b.reset();
-        assert!(b.delay() <= BACKOFF_START);
+        assert!(b.next_jittered() <= BACKOFF_START);
     }
 
     #[test]

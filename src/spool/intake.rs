@@ -34,7 +34,7 @@ use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::SpoolError;
 use super::metadata::{Metadata, PLACEHOLDER_SHA256};
 use super::names::{self, RAW_NAME_FIELD};
-use super::settle::{Stamp, Tracker, Verdict};
+use super::settle::{Readiness, Stamp, Tracker};
 use super::store::{age_ms, lock, Store};
 use super::stream::encrypt_one_pass;
 use super::CHUNK_LEN;
@@ -155,8 +155,8 @@ impl Store {
             }
             let stamp = Stamp::of(&stat);
             match lock(tracker).check(&name, stamp, now) {
-                Verdict::Ready => ready.push((stamp.mtime_ns, name, stamp)),
-                Verdict::WaitUntil(t) | Verdict::Writing { quiet_until: t } => {
+                Readiness::Ready => ready.push((stamp.mtime_ns, name, stamp)),
+                Readiness::WaitUntil(t) | Readiness::Writing { quiet_until: t } => {
                     scan.next_look = earliest(scan.next_look, t);
                 }
             }

@@ -12,13 +12,15 @@
 //! is also what every spool header carries to tell which key sealed it.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::fsutil;
 
 /// Length of a master key in bytes.
 pub const KEY_LEN: usize = 32;
@@ -189,14 +191,7 @@ impl MasterKey {
             path: path.to_path_buf(),
             source,
         };
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = match options.open(path) {
+        let mut file = match fsutil::create_new(path, fsutil::SECRET_MODE) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(KeyError::Exists {
@@ -215,14 +210,15 @@ impl MasterKey {
             let _ = std::fs::remove_file(path);
             return Err(io(e));
         }
-        sync_parent(path).map_err(io)
+        fsutil::sync_dir(fsutil::parent_of(path)).map_err(io)
     }
 }
 
-/// Refuses a key file whose mode grants any access to group or others.
-#[cfg(unix)]
+/// Refuses a key file that is not a regular file or whose mode grants any
+/// access to group or others ([`fsutil::key_mode_problem`], on the open
+/// file). Owner and folder are checked too when the gateway loads its
+/// config (`fsutil::check_private_key`).
 fn check_private(file: &File, path: &Path) -> Result<(), KeyError> {
-    use std::os::unix::fs::PermissionsExt;
     let meta = file.metadata().map_err(|source| KeyError::Io {
         path: path.to_path_buf(),
         source,
@@ -233,34 +229,13 @@ fn check_private(file: &File, path: &Path) -> Result<(), KeyError> {
             reason: "it is not a regular file".into(),
         });
     }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::Permissions {
+    match fsutil::key_mode_problem(&meta) {
+        Some(mode) => Err(KeyError::Permissions {
             path: path.to_path_buf(),
             mode,
-        });
+        }),
+        None => Ok(()),
     }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_file: &File, _path: &Path) -> Result<(), KeyError> {
-    Ok(())
-}
-
-/// Fsyncs the folder holding `path` so the new directory entry is durable.
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(parent)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
 
 #[cfg(test)]

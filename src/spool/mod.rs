@@ -89,7 +89,7 @@
 //!   the sender reports it (link down in `/status`, condition
 //!   `link_stalled`, `pairgate_spool_link_stalls_total`) and resends on a
 //!   fresh connection. Between files only the idle timeout applies. Every
-//!   peer socket also has TCP keepalive ([`crate::proxy::keepalive`]).
+//!   peer socket also has TCP keepalive ([`crate::peer::keepalive`]).
 //! - **Deliver** ([`deliver`]): decrypt to `inbox/.pg-<id>.tmp`, fsync,
 //!   hard-link to its name (the raw bytes of `name_b64` on Unix; never
 //!   replaces; `name.<id>` if a different file has the name, shortened to

@@ -10,16 +10,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+use tokio_rustls::server::TlsStream;
 
 use super::error::SpoolError;
 use super::hold::Holds;
 use super::intake::Intake;
+use super::link::LinkStats;
 use super::settle::Tracker;
 use super::store::{lock, Depth, Store};
 use super::watch::watch_outbox;
+use crate::admin::SpoolDepth;
 use crate::audit::AuditLog;
 use crate::exclusive::{self, Wait};
-use crate::proxy::Context;
+use crate::peer::{Accepted, Backlog, Peer, PeerTcp, Served, Service, Serving};
 
 /// With a file watch on the outbox, a full look still runs this often
 /// (events can be dropped, and network filesystems raise none).
@@ -41,8 +44,12 @@ pub struct Spool {
     /// Room was freed in the spool: retry refused outbox files now.
     pub(crate) wake_intake: Notify,
     /// `spool.dir/lock`, held exclusively while this spool runs
-    /// ([`crate::exclusive`]).
-    _owner: Option<std::fs::File>,
+    /// ([`crate::exclusive`]); dropped by [`Spool::hand_over`].
+    owner: std::sync::Mutex<Option<std::fs::File>>,
+    /// Stops this spool's tasks (a child of the gateway's stop token once
+    /// spawned; cancelled alone by [`Spool::hand_over`]).
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
 }
 
 /// The lock file in `spool.dir` that makes one process its owner.
@@ -90,7 +97,7 @@ impl Spool {
         store.recover()?;
         let mut spool = Spool::from_store(store);
         spool.key_path.clone_from(&cfg.key);
-        spool._owner = Some(owner);
+        spool.owner = std::sync::Mutex::new(Some(owner));
         Ok(Arc::new(spool))
     }
 
@@ -102,7 +109,9 @@ impl Spool {
             wake_forward: Notify::new(),
             wake_deliver: Notify::new(),
             wake_intake: Notify::new(),
-            _owner: None,
+            owner: std::sync::Mutex::new(None),
+            stop: tokio_util::sync::CancellationToken::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -112,14 +121,41 @@ impl Spool {
     }
 
     /// Starts intake, forwarder and delivery on the gateway's tracker.
-    pub fn spawn(self: &Arc<Self>, ctx: &Arc<Context>) {
-        ctx.shutdown.spawn(self.clone().intake_loop(ctx.clone()));
-        ctx.shutdown.spawn(self.clone().forward_loop(ctx.clone()));
-        ctx.shutdown.spawn(self.clone().deliver_loop(ctx.clone()));
+    pub fn spawn(self: &Arc<Self>, peer: &Arc<Peer>) {
+        // The gateway's stop stops the spool too.
+        let (gateway, own) = (peer.shutdown.stop_token().clone(), self.stop.clone());
+        peer.shutdown.spawn(async move {
+            tokio::select! {
+                () = gateway.cancelled() => own.cancel(),
+                () = own.cancelled() => {}
+            }
+        });
+        let tasks = &self.tasks;
+        peer.shutdown
+            .spawn(tasks.track_future(self.clone().intake_loop()));
+        peer.shutdown
+            .spawn(tasks.track_future(self.clone().forward_loop(peer.clone())));
+        peer.shutdown
+            .spawn(tasks.track_future(self.clone().deliver_loop()));
     }
 
-    async fn intake_loop(self: Arc<Self>, ctx: Arc<Context>) {
-        let stop = ctx.shutdown.stop_token().clone();
+    /// Hands the spool dir to a new instance taking over (see
+    /// `gateway::handover`): stops intake, forwarder and delivery, waits
+    /// until they have ended (a batch in flight is finished), then releases
+    /// `spool.dir/lock`. Transfers the peer starts from now on are refused
+    /// and retried on the new instance.
+    pub async fn hand_over(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        if let Ok(mut owner) = self.owner.lock() {
+            owner.take();
+        }
+        tracing::info!(dir = %self.store.root().display(), "spool handed over to the new instance");
+    }
+
+    async fn intake_loop(self: Arc<Self>) {
+        let stop = self.stop.clone();
         let tracker = Arc::new(Mutex::new(Tracker::new(self.store.settle)));
         // A writer closing a file (or a rename into the outbox) wakes
         // intake; see `watch` for what does not.
@@ -158,8 +194,8 @@ impl Spool {
         }
     }
 
-    async fn deliver_loop(self: Arc<Self>, ctx: Arc<Context>) {
-        let stop = ctx.shutdown.stop_token().clone();
+    async fn deliver_loop(self: Arc<Self>) {
+        let stop = self.stop.clone();
         let holds = Arc::new(Mutex::new(Holds::default()));
         loop {
             let (store, h) = (self.store.clone(), holds.clone());
@@ -187,5 +223,55 @@ impl Spool {
                 () = stop.cancelled() => return,
             }
         }
+    }
+}
+
+/// The spool's receiver, as the peer listener sees it: the handler of
+/// allowed `pg1-spool` connections ([`Spool::receiver`]).
+struct Receiver {
+    spool: Arc<Spool>,
+    peer: Arc<Peer>,
+}
+
+impl Spool {
+    /// The handler to register for the `spool` service on the peer listener.
+    pub fn receiver(self: &Arc<Self>, peer: &Arc<Peer>) -> Arc<dyn Service> {
+        Arc::new(Receiver {
+            spool: self.clone(),
+            peer: peer.clone(),
+        })
+    }
+}
+
+impl Service for Receiver {
+    fn serve(&self, stream: TlsStream<PeerTcp>, accepted: Accepted) -> Serving<'_> {
+        Box::pin(async move {
+            let peer_pool = accepted.peer_pool.as_str();
+            let idle = self.peer.limits.idle_timeout;
+            let stop = &self.spool.stop;
+            let (stats, result) = tokio::select! {
+                r = Box::pin(self.spool.receive(stream, peer_pool, idle, stop)) => r,
+                () = accepted.closed.cancelled() => (
+                    LinkStats::default(),
+                    Err(SpoolError::Link {
+                        peer: peer_pool.to_owned(),
+                        detail: "closed: peer certificate revoked or grace period over".into(),
+                    }),
+                ),
+            };
+            Served {
+                bytes_in: stats.bytes_in,
+                bytes_out: stats.bytes_out,
+                error: result.err().map(|e| e.to_string()),
+            }
+        })
+    }
+}
+
+impl Backlog for Spool {
+    fn outbound(&self) -> SpoolDepth {
+        self.depth()
+            .outbound
+            .measured_at(time::OffsetDateTime::now_utc())
     }
 }

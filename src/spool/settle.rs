@@ -29,6 +29,8 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
+
 /// Default `[spool] settle_ms`: how long a file must look unchanged.
 pub const DEFAULT_SETTLE: Duration = Duration::from_millis(1000);
 /// A file marked *writing* whose close we never saw is taken anyway once
@@ -108,7 +110,7 @@ pub enum Seen {
 
 /// Whether a file may be taken now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Readiness {
     /// Finished and quiet: take it (and expect this stamp at delete time).
     Ready,
     /// Look again at this time.
@@ -131,7 +133,7 @@ struct Watched {
 #[derive(Debug, Clone)]
 struct Failure {
     next: Instant,
-    delay: Duration,
+    backoff: Backoff,
 }
 
 /// The intake's memory of the outbox, per name.
@@ -197,7 +199,7 @@ impl Tracker {
     }
 
     /// Decides about `name` whose current stamp is `stamp`.
-    pub fn check(&mut self, name: &OsStr, stamp: Stamp, now: Instant) -> Verdict {
+    pub fn check(&mut self, name: &OsStr, stamp: Stamp, now: Instant) -> Readiness {
         let settle = self.settle;
         let w = self.entry(name, now);
         if w.stamp != Some(stamp) {
@@ -206,22 +208,22 @@ impl Tracker {
         }
         if let Some(f) = &w.failure {
             if f.next > now {
-                return Verdict::WaitUntil(f.next);
+                return Readiness::WaitUntil(f.next);
             }
         }
         let quiet_for = now.saturating_duration_since(w.since);
         if w.writing {
             if quiet_for >= UNCLOSED_QUIET {
-                return Verdict::Ready;
+                return Readiness::Ready;
             }
-            return Verdict::Writing {
+            return Readiness::Writing {
                 quiet_until: w.since + UNCLOSED_QUIET,
             };
         }
         if quiet_for >= settle {
-            Verdict::Ready
+            Readiness::Ready
         } else {
-            Verdict::WaitUntil(w.since + settle)
+            Readiness::WaitUntil(w.since + settle)
         }
     }
 
@@ -231,15 +233,15 @@ impl Tracker {
         let w = self.entry(name, now);
         match &mut w.failure {
             None => {
+                let mut backoff = Backoff::new(RETRY_START, RETRY_CAP);
                 w.failure = Some(Failure {
-                    next: now + RETRY_START,
-                    delay: RETRY_START,
+                    next: now + backoff.next_delay(),
+                    backoff,
                 });
                 true
             }
             Some(f) => {
-                f.delay = (f.delay * 2).min(RETRY_CAP);
-                f.next = now + f.delay;
+                f.next = now + f.backoff.next_delay();
                 false
             }
         }
@@ -316,20 +318,20 @@ mod tests {
         let name = OsStr::new("a.bin");
         assert_eq!(
             t.check(name, stamp(10, 1), t0),
-            Verdict::WaitUntil(t0 + settle)
+            Readiness::WaitUntil(t0 + settle)
         );
         // Still growing: the clock restarts.
         let t1 = t0 + Duration::from_millis(900);
         assert_eq!(
             t.check(name, stamp(20, 2), t1),
-            Verdict::WaitUntil(t1 + settle)
+            Readiness::WaitUntil(t1 + settle)
         );
         let t2 = t1 + Duration::from_millis(999);
         assert_eq!(
             t.check(name, stamp(20, 2), t2),
-            Verdict::WaitUntil(t1 + settle)
+            Readiness::WaitUntil(t1 + settle)
         );
-        assert_eq!(t.check(name, stamp(20, 2), t1 + settle), Verdict::Ready);
+        assert_eq!(t.check(name, stamp(20, 2), t1 + settle), Readiness::Ready);
     }
 
     #[test]
@@ -347,19 +349,19 @@ mod tests {
         let later = t0 + Duration::from_secs(10);
         assert!(matches!(
             t.check(name, stamp(0, 1), later),
-            Verdict::Writing { .. }
+            Readiness::Writing { .. }
         ));
         // The writer closes it: settle from the last change, then ready.
         assert!(t.on_event(name, Seen::Finished, later));
-        assert_eq!(t.check(name, stamp(0, 1), later), Verdict::Ready);
+        assert_eq!(t.check(name, stamp(0, 1), later), Readiness::Ready);
         // A lost close: taken after UNCLOSED_QUIET of quiet.
         let other = OsStr::new("hardlinked");
         t.on_event(other, Seen::Written, t0);
-        let Verdict::Writing { quiet_until } = t.check(other, stamp(5, 1), t0) else {
+        let Readiness::Writing { quiet_until } = t.check(other, stamp(5, 1), t0) else {
             panic!()
         };
         assert_eq!(quiet_until, t0 + UNCLOSED_QUIET);
-        assert_eq!(t.check(other, stamp(5, 1), quiet_until), Verdict::Ready);
+        assert_eq!(t.check(other, stamp(5, 1), quiet_until), Readiness::Ready);
     }
 
     #[test]
@@ -368,33 +370,33 @@ mod tests {
         let mut t = Tracker::new(Duration::ZERO);
         let bad = OsStr::new("unreadable");
         let good = OsStr::new("fine");
-        assert_eq!(t.check(bad, stamp(1, 1), t0), Verdict::Ready);
+        assert_eq!(t.check(bad, stamp(1, 1), t0), Readiness::Ready);
         assert!(t.failed(bad, t0));
         assert!(t.is_failing(bad));
         assert_eq!(
             t.check(bad, stamp(1, 1), t0),
-            Verdict::WaitUntil(t0 + RETRY_START)
+            Readiness::WaitUntil(t0 + RETRY_START)
         );
         // The other file is not held up, and its attribute changes are no
         // reason to look.
-        assert_eq!(t.check(good, stamp(1, 1), t0), Verdict::Ready);
+        assert_eq!(t.check(good, stamp(1, 1), t0), Readiness::Ready);
         assert!(!t.on_event(good, Seen::Attrib, t0));
         let mut at = t0;
         for _ in 0..10 {
             at += RETRY_CAP;
-            assert_eq!(t.check(bad, stamp(1, 1), at), Verdict::Ready);
+            assert_eq!(t.check(bad, stamp(1, 1), at), Readiness::Ready);
             assert!(!t.failed(bad, at), "reported once");
         }
         assert_eq!(
             t.check(bad, stamp(1, 1), at),
-            Verdict::WaitUntil(at + RETRY_CAP)
+            Readiness::WaitUntil(at + RETRY_CAP)
         );
         t.retry_failures_now(at);
-        assert_eq!(t.check(bad, stamp(1, 1), at), Verdict::Ready);
+        assert_eq!(t.check(bad, stamp(1, 1), at), Readiness::Ready);
         // A chmod of the failing file (an operator fixing it): look now.
         t.failed(bad, at);
         assert!(t.on_event(bad, Seen::Attrib, at));
-        assert_eq!(t.check(bad, stamp(1, 1), at), Verdict::Ready);
+        assert_eq!(t.check(bad, stamp(1, 1), at), Readiness::Ready);
         t.done(bad);
         assert!(!t.is_failing(bad));
     }

@@ -21,6 +21,7 @@ use super::key::{KeyId, MasterKey};
 use super::metadata::Metadata;
 use super::stream::read_metadata;
 use crate::audit::{AuditLog, Event};
+use crate::fsutil;
 
 /// Sealed files waiting for the peer's acknowledgement.
 pub const OUTGOING: &str = "outgoing";
@@ -80,6 +81,22 @@ pub struct DirDepth {
     pub bytes: u64,
     /// Age of the oldest file, measured from its `created` at the origin.
     pub oldest_age: Option<Duration>,
+}
+
+impl DirDepth {
+    /// This depth as `/status` shows it, measured at `measured_at`: the
+    /// oldest file's age becomes the time it has waited since.
+    pub fn measured_at(&self, measured_at: time::OffsetDateTime) -> crate::admin::SpoolDepth {
+        crate::admin::SpoolDepth {
+            files: self.files,
+            bytes: self.bytes,
+            oldest_since: self.oldest_age.and_then(|age| {
+                time::Duration::try_from(age)
+                    .ok()
+                    .map(|age| measured_at - age)
+            }),
+        }
+    }
 }
 
 /// Spool depth: outbound = waiting for the peer, inbound = received, not
@@ -155,7 +172,7 @@ impl Store {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(SpoolError::io("create folder", &dir))?;
         }
-        private_dir(root)?;
+        fsutil::restrict_dir(root)?;
         for dir in [outbox, inbox] {
             fs::create_dir_all(dir).map_err(SpoolError::io("create folder", dir))?;
         }
@@ -368,7 +385,7 @@ impl Store {
         File::create(&path)
             .and_then(|f| f.sync_all())
             .map_err(SpoolError::io("write delivery marker", &path))?;
-        sync_dir(&dir).map_err(SpoolError::io("sync", &dir))
+        Ok(fsutil::sync_parent(&path)?)
     }
 }
 
@@ -378,54 +395,22 @@ pub(crate) fn age_ms(meta: &Metadata) -> u64 {
     u64::try_from(ms).unwrap_or(0)
 }
 
-/// fsyncs a directory so a rename or unlink in it is durable.
-///
-/// # Errors
-/// The underlying I/O error.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
-}
+pub use crate::fsutil::sync_dir;
 
-/// Renames `from` to `to` and makes it durable (fsync of `to`'s folder).
+/// Renames `from` to `to` and makes it durable ([`fsutil::durable_rename`]).
 ///
 /// # Errors
 /// [`SpoolError::Io`].
 pub fn durable_rename(from: &Path, to: &Path) -> Result<(), SpoolError> {
-    fs::rename(from, to).map_err(SpoolError::io("rename into", to))?;
-    let dir = to.parent().unwrap_or(Path::new("."));
-    sync_dir(dir).map_err(SpoolError::io("sync", dir))
+    Ok(fsutil::durable_rename(from, to)?)
 }
 
-/// Deletes `path` and makes it durable.
+/// Deletes `path` and makes it durable ([`fsutil::durable_remove`]).
 ///
 /// # Errors
 /// [`SpoolError::Io`] (a file already gone is fine).
 pub fn durable_remove(path: &Path) -> Result<(), SpoolError> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(SpoolError::io("delete", path)(e)),
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    sync_dir(dir).map_err(SpoolError::io("sync", dir))
-}
-
-fn private_dir(root: &Path) -> Result<(), SpoolError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
-            .map_err(SpoolError::io("restrict permissions of", root))?;
-    }
-    Ok(())
+    Ok(fsutil::durable_remove(path)?)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

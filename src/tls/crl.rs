@@ -35,7 +35,31 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-pub use crate::config::CrlOverdue;
+/// `tls.crl_overdue`: what a CRL past its `nextUpdate` means.
+///
+/// The trade-off (see `docs/security.md`): `deny` makes sure a revocation
+/// cannot be outrun by keeping an old CRL around, but then a CA host that is
+/// gone — the very disaster the pairing exists for — stops replication once
+/// the last CRL runs out. `warn` keeps the pair working on the last CRL and
+/// says so loudly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrlOverdue {
+    /// Keep enforcing the overdue CRL; log once, show in `check` and metrics.
+    #[default]
+    Warn,
+    /// Refuse peers whose CA's CRL is overdue (`crl_overdue`).
+    Deny,
+}
+
+impl CrlOverdue {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrlOverdue::Warn => "warn",
+            CrlOverdue::Deny => "deny",
+        }
+    }
+}
 
 /// One CRL in force, signed by a CA of the trust bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -20,6 +20,7 @@ mod revocation;
 mod session;
 mod validity;
 
+pub use crl::CrlOverdue;
 pub use identity::{fingerprint, identity_of, IdentityError, PeerIdentity};
 pub use material::{load_certs, Material, Sources, TlsError};
 pub use session::{client_config, server_config, Observed};
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::{AlertDescription, CertificateError, Error};
 
+use crate::names::ServiceName;
 use crate::policy::DenyReason;
 
 /// ALPN of the spool transfer.
@@ -79,10 +81,10 @@ pub fn has_preamble(alpn: &[u8]) -> bool {
 }
 
 /// The service an ALPN protocol id names, if it is one of ours
-/// (`pg1/<service>`, `pg2/<service>`, `pg1-spool`).
-pub fn service_from_alpn(alpn: &[u8]) -> Option<String> {
+/// (`pg1/<service>`, `pg2/<service>`, `pg1-spool`) and a valid name.
+pub fn service_from_alpn(alpn: &[u8]) -> Option<ServiceName> {
     if alpn == ALPN_SPOOL {
-        return Some(SPOOL_SERVICE.to_owned());
+        return Some(ServiceName::known(SPOOL_SERVICE));
     }
     let name = match alpn.strip_prefix(b"pg2/") {
         // The spool has its own ALPN and no preamble.
@@ -90,13 +92,7 @@ pub fn service_from_alpn(alpn: &[u8]) -> Option<String> {
         Some(name) => name,
         None => alpn.strip_prefix(b"pg1/")?,
     };
-    let name = std::str::from_utf8(name).ok()?;
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    valid.then(|| name.to_owned())
+    ServiceName::new(std::str::from_utf8(name).ok()?).ok()
 }
 
 /// The audit reason for a failed handshake, from the error rustls reported

@@ -257,7 +257,7 @@ fn check_first_san(leaf: &X509Certificate<'_>) -> Result<(), ProfileViolation> {
     let san = leaf.subject_alternative_name().map_err(malformed)?;
     let first = san.and_then(|s| s.value.general_names.first().cloned());
     match first {
-        Some(GeneralName::DNSName(name)) if crate::policy::is_valid_pool_name(name) => Ok(()),
+        Some(GeneralName::DNSName(name)) if crate::names::is_valid_pool_name(name) => Ok(()),
         Some(GeneralName::DNSName(name)) => Err(violation(
             "pool_first_san",
             format!("the first subjectAltName {name:?} is not a pool FQDN"),

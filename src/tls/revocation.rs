@@ -98,25 +98,6 @@ impl Material {
         self.note_crl_freshness(OffsetDateTime::now_utc());
     }
 
-    /// At start: audits a refused (rolled back) `tls.crl` as a `cert_reload`
-    /// with trigger `start`, then [`Material::after_publish`].
-    pub fn start_crls(&self, audit: &crate::audit::AuditLog, metrics: &crate::admin::Metrics) {
-        if let Some(why) = &self.crl_refused {
-            tracing::error!(error = %why, "tls.crl refused at start; enforcing the CRL in force");
-            metrics.reload(crate::admin::Reloaded::Certificates, false);
-            audit.record(crate::audit::Event::CertReload(crate::audit::CertReload {
-                trigger: "start".to_owned(),
-                ok: false,
-                old_sha256: Some(self.identity.sha256.clone()),
-                new_sha256: None,
-                error: Some(why.clone()),
-                revoked_closed: 0,
-                crls: self.crl_records(),
-            }));
-        }
-        self.after_publish();
-    }
-
     /// `(issuer, nextUpdate as Unix seconds)` of each CRL in force that
     /// names a next update, for the `crl_next_update_seconds` gauge.
     pub fn crl_next_updates(&self) -> Vec<(String, i64)> {

@@ -82,13 +82,14 @@ async fn a_policy_reload_during_a_slow_tls_reload_is_not_reverted() {
     assert_eq!(
         running
             .ctx
+            .peer
             .snapshot()
             .policy
             .peer_of("pool05.site5.example"),
         Some("pool06.site6.example"),
         "the policy published by the reload was reverted by the TLS reload"
     );
-    running.ctx.shutdown.stop_token().cancel();
+    running.ctx.peer.shutdown.stop_token().cancel();
 }
 
 /// The audit events of `kind` (e.g. `config_reload`) in file order, with their index.

@@ -14,6 +14,7 @@ mod fieldkit;
 mod ha;
 mod hostile;
 mod intercept;
+mod layers;
 mod lifecycle;
 mod live_reload;
 mod netns;

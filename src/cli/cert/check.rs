@@ -3,33 +3,12 @@
 
 use std::path::Path;
 
-use pairgate::pki::{self, CertInfo};
+use pairgate::pki::{self, CertInfo, Expiry};
 use pairgate::tls::profile;
 use serde::Serialize;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::{rfc3339, CheckArgs, Failure};
-
-/// The verdict of `cert check` on one certificate.
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    Ok,
-    ExpiresSoon,
-    Expired,
-    NotYetValid,
-}
-
-fn verdict(info: &CertInfo, now: OffsetDateTime, warn_days: u32) -> Verdict {
-    if now < info.not_before {
-        Verdict::NotYetValid
-    } else if now > info.not_after {
-        Verdict::Expired
-    } else if info.not_after - now < Duration::days(i64::from(warn_days)) {
-        Verdict::ExpiresSoon
-    } else {
-        Verdict::Ok
-    }
-}
 
 pub(super) fn cert_check(args: CheckArgs) -> Result<(), Failure> {
     let now = OffsetDateTime::now_utc();
@@ -139,32 +118,18 @@ fn check_file(
         .iter()
         .enumerate()
         .map(|(i, info)| {
-            let (verdict, ok, text) = match verdict(info, now, warn_days) {
-                Verdict::Ok => (
-                    "ok",
-                    true,
-                    format!("ok, expires in {} days", info.days_left),
+            let expiry = Expiry::of(info.not_before, info.not_after, now, i64::from(warn_days));
+            let text = match expiry {
+                Expiry::Valid => format!("ok, expires in {} days", info.days_left),
+                Expiry::ExpiresSoon => format!(
+                    "expires in {} days ({})",
+                    info.days_left,
+                    rfc3339(info.not_after)
                 ),
-                Verdict::ExpiresSoon => (
-                    "expires_soon",
-                    false,
-                    format!(
-                        "expires in {} days ({})",
-                        info.days_left,
-                        rfc3339(info.not_after)
-                    ),
-                ),
-                Verdict::Expired => (
-                    "expired",
-                    false,
-                    format!("EXPIRED on {}", rfc3339(info.not_after)),
-                ),
-                Verdict::NotYetValid => (
-                    "not_yet_valid",
-                    false,
-                    format!("not yet valid (from {})", rfc3339(info.not_before)),
-                ),
+                Expiry::Expired => format!("EXPIRED on {}", rfc3339(info.not_after)),
+                Expiry::NotYetValid => format!("not yet valid (from {})", rfc3339(info.not_before)),
             };
+            let (verdict, ok) = (expiry.as_str(), !expiry.needs_attention());
             // A profile violation outranks the dates: such a certificate
             // is refused by the peer whatever its validity.
             let (verdict, ok, text, detail) = match (&profile, i) {
@@ -188,46 +153,4 @@ fn check_file(
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn info(not_before: OffsetDateTime, not_after: OffsetDateTime) -> CertInfo {
-        CertInfo {
-            subject: "CN=x".into(),
-            issuer: "CN=y".into(),
-            serial: "01".into(),
-            sans: vec!["x".into()],
-            not_before,
-            not_after,
-            days_left: 0,
-            sha256: "00".into(),
-            is_ca: false,
-        }
-    }
-
-    #[test]
-    fn verdicts() {
-        let now = OffsetDateTime::now_utc();
-        let d = Duration::days;
-        assert_eq!(
-            verdict(&info(now - d(1), now + d(31)), now, 30),
-            Verdict::Ok
-        );
-        assert_eq!(
-            verdict(&info(now - d(1), now + d(29)), now, 30),
-            Verdict::ExpiresSoon
-        );
-        assert_eq!(
-            verdict(&info(now - d(9), now - d(1)), now, 30),
-            Verdict::Expired
-        );
-        assert_eq!(
-            verdict(&info(now + d(1), now + d(9)), now, 30),
-            Verdict::NotYetValid
-        );
-        assert_eq!(verdict(&info(now - d(1), now + d(1)), now, 0), Verdict::Ok);
-    }
 }

@@ -1,14 +1,53 @@
-//! Turning positions in a TOML file into the `file:line` messages operators read.
+//! The operator's TOML files (the config and the policy): the one loader,
+//! and turning positions in them into the `file:line` messages operators read.
 //!
-//! Both the policy and the config loader deserialize with `toml::Spanned` on the
-//! fields they may complain about, and report problems as one line:
-//! `FILE:LINE: KEY: WHAT IS WRONG — WHAT TO DO`. toml's own errors (syntax, unknown
-//! keys, wrong types) carry a byte span; this module converts that span into a line
-//! and column and flattens toml's multi-line message into the same one-line shape.
-//! Shared by `config` and `policy` (config already depends on policy, so it lives here).
+//! Both files are read by [`load`] / [`parse`]: read the text, deserialize
+//! it into the file's serde structs (unknown keys are errors), then hand it
+//! to the file's own validation ([`TomlFile`]). Both deserialize with
+//! `toml::Spanned` on the fields they may complain about, and report
+//! problems as one line: `FILE:LINE: KEY: WHAT IS WRONG — WHAT TO DO`.
+//! toml's own errors (syntax, unknown keys, wrong types) carry a byte span;
+//! this module converts that span into a line and column and flattens
+//! toml's multi-line message into the same one-line shape.
 
 use std::ops::Range;
 use std::path::Path;
+
+/// An operator's TOML file: its serde shape, its validated form and its errors.
+pub(crate) trait TomlFile: Sized {
+    /// The file exactly as written (serde structs, `deny_unknown_fields`).
+    type Raw: serde::de::DeserializeOwned;
+    type Error;
+
+    /// The file cannot be read.
+    fn read_error(path: &Path, error: std::io::Error) -> Self::Error;
+
+    /// The text is not TOML of the expected shape.
+    fn syntax_error(path: &Path, problem: TomlProblem) -> Self::Error;
+
+    /// The file's own rules; `text` is there for line numbers.
+    fn validate(raw: Self::Raw, text: &str, path: &Path) -> Result<Self, Self::Error>;
+}
+
+/// Reads, deserializes and validates the file at `path`.
+///
+/// # Errors
+/// [`TomlFile::read_error`], then as [`parse`].
+pub(crate) fn load<F: TomlFile>(path: &Path) -> Result<F, F::Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| F::read_error(path, e))?;
+    parse(&text, path)
+}
+
+/// Deserializes and validates `text`; `path` names the file in messages.
+///
+/// # Errors
+/// [`TomlFile::syntax_error`] for TOML problems (including unknown keys),
+/// then the file's own [`TomlFile::validate`] errors.
+pub(crate) fn parse<F: TomlFile>(text: &str, path: &Path) -> Result<F, F::Error> {
+    let raw: F::Raw =
+        toml::from_str(text).map_err(|err| F::syntax_error(path, toml_problem(text, &err)))?;
+    F::validate(raw, text, path)
+}
 
 /// `path:line` for messages; a line of 0 means "unknown" and prints only the path.
 pub(crate) fn at(path: &Path, line: usize) -> String {

@@ -13,16 +13,17 @@ use ipnet::IpNet;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use super::destination::{decide, unmapped, Destinations};
-use super::socket::{self, Capture};
+use super::{preamble, Admission, Context};
 use crate::audit::Direction;
+use crate::intercept::destination::{decide, unmapped, Destinations};
+use crate::intercept::socket::{self, Capture};
+use crate::peer::Track;
 use crate::policy::{Decision, DenyReason};
-use crate::proxy::{self, preamble, Admission, Context, Track};
 
 /// What one `[[intercept]]` listener decides with.
 #[derive(Debug, Clone)]
 pub struct InterceptSpec {
-    pub service: String,
+    pub service: crate::names::ServiceName,
     pub allow_sources: Vec<IpNet>,
     pub destinations: Destinations,
     pub capture: Capture,
@@ -39,10 +40,10 @@ pub async fn handle(
     addr: SocketAddr,
     _admission: Admission,
 ) {
-    let mut track = Track::new(&ctx, Direction::Outbound, addr);
+    let mut track = Track::new(&ctx.peer, Direction::Outbound, addr);
     track.service = Some(spec.service.clone());
     let span = tracing::info_span!("intercept", conn = track.id, peer_addr = %addr, service = %spec.service);
-    let _active = ctx.metrics.active(Direction::Outbound);
+    let _active = ctx.peer.metrics.active(Direction::Outbound);
     intercepted(&ctx, &spec, client, addr, &mut track)
         .instrument(span)
         .await;
@@ -64,26 +65,30 @@ async fn intercepted(
         Err(e) => {
             let detail = format!("reading the original destination: {e}");
             return track.decide(
-                ctx,
+                &ctx.peer,
                 Decision::Deny(DenyReason::DestinationNotAllowed),
                 Some(detail),
             );
         }
     };
     track.orig_dst = arrival.original.map(|d| unmapped(d).to_string());
-    match decide(arrival, &spec.destinations, &spec.own, ctx.mark) {
+    match decide(arrival, &spec.destinations, &spec.own, ctx.peer.mark) {
         Err(refusal) => track.decide(
-            ctx,
+            &ctx.peer,
             Decision::Deny(DenyReason::DestinationNotAllowed),
             Some(refusal.to_string()),
         ),
-        Ok(_) if !proxy::source_allowed(&spec.allow_sources, addr.ip()) => {
-            track.decide(ctx, Decision::Deny(DenyReason::SourceNotAllowed), None);
+        Ok(_) if !super::source_allowed(&spec.allow_sources, addr.ip()) => {
+            track.decide(
+                &ctx.peer,
+                Decision::Deny(DenyReason::SourceNotAllowed),
+                None,
+            );
         }
         Ok(destination) => {
             tracing::debug!(%destination, "intercepted");
             let header = preamble::encode_intercepted(addr, destination);
-            proxy::forward(ctx, &spec.service, client, header, false, track).await;
+            super::forward(ctx, &spec.service, client, header, false, track).await;
         }
     }
 }

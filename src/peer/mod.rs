@@ -1,0 +1,126 @@
+//! The paired gateway, as everything that talks to it sees it: where it is
+//! and which pool it must prove to be ([`Peer`]), the one snapshot of policy
+//! and TLS material a connection decides with ([`Live`]), the dialer every
+//! outgoing connection uses ([`Peer::dial`]), whether the link is up, the
+//! handshake allowance per source ([`pending`]), the open connections a CRL
+//! may cut ([`Registry`]) and the facts an audit record of one connection
+//! is made of ([`Track`]).
+//!
+//! Both ways bytes travel to the peer build on this module and not on each
+//! other: `proxy` (tunnels, the peer listener, the control channel) and
+//! `spool` (store-and-forward). The peer listener hands a connection for a
+//! service it does not relay itself to the [`Service`] registered for it —
+//! the spool registers its receiver that way.
+
+mod dial;
+pub mod keepalive;
+pub mod pending;
+mod readahead;
+mod registry;
+mod service;
+mod track;
+
+pub use dial::{DialError, DIALS_IN_FLIGHT};
+pub use readahead::ReadAhead;
+pub use registry::{Registration, Registry};
+pub use service::{Accepted, Backlog, Served, Service, Serving};
+pub use track::Track;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::admin::{LinkTracker, Metrics};
+use crate::audit::AuditLog;
+use crate::config::Limits;
+use crate::names::PoolName;
+use crate::policy::Policy;
+use crate::shutdown::Shutdown;
+use crate::tls::Material;
+
+/// The transport under every TLS connection between the gateways.
+pub type PeerTcp = ReadAhead<tokio::net::TcpStream>;
+
+/// What a connection decides with: one consistent snapshot of policy and TLS
+/// material, swapped as a whole on reload.
+#[derive(Debug)]
+pub struct Live {
+    pub policy: Arc<Policy>,
+    pub material: Arc<Material>,
+}
+
+/// What a gateway is told about its peer at start ([`Peer::new`]).
+pub struct Settings {
+    pub local_pool: PoolName,
+    pub peer_pool: PoolName,
+    /// `host:port` of the peer gateway (`peer.connect`).
+    pub peer_connect: String,
+    /// `SO_MARK` of the sockets the gateway opens itself (0: none).
+    pub mark: u32,
+    pub limits: Limits,
+    pub live: Live,
+    pub audit: AuditLog,
+    pub shutdown: Shutdown,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The paired gateway and what every connection to or from it shares.
+pub struct Peer {
+    pub local_pool: PoolName,
+    pub peer_pool: PoolName,
+    /// `host:port` of the peer gateway.
+    pub peer_connect: String,
+    /// `SO_MARK` of the sockets the gateway opens itself (0: none).
+    pub mark: u32,
+    pub limits: Limits,
+    /// The current [`Live`] snapshot; reloads publish a new one.
+    pub live: watch::Sender<Arc<Live>>,
+    pub audit: AuditLog,
+    pub shutdown: Shutdown,
+    pub metrics: Arc<Metrics>,
+    /// Whether the peer gateway is reachable (heartbeats, tunnels, spool).
+    pub link: Arc<LinkTracker>,
+    /// Established connections and their peers' certificates.
+    pub registry: Registry,
+    /// Handshakes in progress per source on the peer listener.
+    pub pending: pending::Pending,
+    /// Turns for handshakes to the peer gateway.
+    dials: dial::DialQueue,
+    next_id: AtomicU64,
+}
+
+impl Peer {
+    pub fn new(settings: Settings) -> Peer {
+        let pending = pending::Pending::new(
+            settings.limits.max_handshakes_per_source,
+            settings.limits.max_handshakes_per_peer,
+        );
+        Peer {
+            local_pool: settings.local_pool,
+            peer_pool: settings.peer_pool,
+            peer_connect: settings.peer_connect,
+            mark: settings.mark,
+            limits: settings.limits,
+            live: watch::Sender::new(Arc::new(settings.live)),
+            audit: settings.audit,
+            shutdown: settings.shutdown,
+            metrics: settings.metrics,
+            link: Arc::new(LinkTracker::new()),
+            registry: Registry::default(),
+            pending,
+            dials: dial::DialQueue::default(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The current policy and TLS material.
+    pub fn snapshot(&self) -> Arc<Live> {
+        self.live.borrow().clone()
+    }
+
+    /// A fresh connection id (audit `conn_id`).
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
