@@ -131,6 +131,7 @@ impl Board {
                 .as_ref()
                 .map(|s| s.conditions())
                 .unwrap_or_default(),
+            last_config_reload: self.metrics.last_config_reload(),
         }
     }
 }

@@ -132,6 +132,8 @@ pub struct Metrics {
     allowed_total: AtomicU64,
     denied_total: AtomicU64,
     active_now: AtomicI64,
+    /// The outcome of the last config reload, for `/status`.
+    last_config_reload: Mutex<Option<super::status::ConfigReloadStatus>>,
 }
 
 fn handshake_histogram() -> Histogram {
@@ -141,6 +143,20 @@ fn handshake_histogram() -> Histogram {
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Records the outcome of a config reload (`/status` shows the last).
+    pub fn config_reloaded(&self, status: super::status::ConfigReloadStatus) {
+        if let Ok(mut last) = self.last_config_reload.lock() {
+            *last = Some(status);
+        }
+    }
+
+    /// The outcome of the last config reload, if there was one.
+    pub fn last_config_reload(&self) -> Option<super::status::ConfigReloadStatus> {
+        self.last_config_reload.lock().ok().and_then(|l| l.clone())
     }
 }
 
@@ -179,6 +195,7 @@ impl Metrics {
             crl_next_update: Family::default(),
             services: Mutex::new(HashSet::new()),
             cert_series: Mutex::new(HashMap::new()),
+            last_config_reload: Mutex::new(None),
             allowed_total: AtomicU64::new(0),
             denied_total: AtomicU64::new(0),
             active_now: AtomicI64::new(0),

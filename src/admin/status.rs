@@ -70,6 +70,25 @@ pub struct Status {
     /// well or there is no spool.
     #[serde(default)]
     pub spool_conditions: Vec<SpoolConditionStatus>,
+    /// The last config reload (SIGHUP): refused ones say why; `None` until
+    /// the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_config_reload: Option<ConfigReloadStatus>,
+}
+
+/// The outcome of a config reload, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigReloadStatus {
+    /// Whether the re-read config was applied (else the running one stays).
+    pub ok: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The changed keys only a restart (or a takeover) applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_needed: Vec<String>,
 }
 
 /// One persistent spool condition, as `/status` shows it.
@@ -539,6 +558,7 @@ mod tests {
             connections: ConnectionCounts::default(),
             services: vec![],
             spool_conditions: vec![],
+            last_config_reload: None,
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["started"], "2025-01-01T00:00:00Z");

@@ -437,6 +437,7 @@ mod tests {
                 detail: "add that key file to spool.old_keys".into(),
                 since: datetime!(2025-01-01 00:40:00 UTC),
             }],
+            last_config_reload: None,
         }
     }
 

@@ -115,6 +115,32 @@ impl Offer {
         })
     }
 
+    /// Offers one more listener (a tunnel added by a live reload).
+    ///
+    /// # Errors
+    /// When the descriptor cannot be duplicated.
+    pub fn add(&self, listener: &tokio::net::TcpListener) -> io::Result<()> {
+        let entry = (
+            listener.local_addr()?,
+            listener.as_fd().try_clone_to_owned()?,
+        );
+        if let Ok(mut fds) = self.fds.lock() {
+            if let Some(fds) = fds.as_mut() {
+                fds.push(entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops offering the listener at `addr` (removed by a live reload).
+    pub fn remove(&self, addr: SocketAddr) {
+        if let Ok(mut fds) = self.fds.lock() {
+            if let Some(fds) = fds.as_mut() {
+                fds.retain(|(a, _)| *a != addr);
+            }
+        }
+    }
+
     /// Closes the duplicates (on stop: a socket nobody accepts on must
     /// close, so that connection attempts are refused, not left hanging).
     pub fn withdraw(&self) {

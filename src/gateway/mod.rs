@@ -12,6 +12,7 @@ pub mod handover;
 mod reload;
 mod replication;
 mod spool_keys;
+mod tunnels;
 
 pub use config_diff::restart_needed;
 pub use reload::{Reload, Reloader, Request as ReloadRequest, WATCH_INTERVAL};
@@ -32,7 +33,7 @@ use crate::names::ServiceName;
 use crate::peer::{self, Live, Peer};
 use crate::pki::{self, Expiry, EXPIRY_WARNING_DAYS};
 use crate::policy::{Policy, PolicyError};
-use crate::proxy::{self, Context, Routes, TunnelSpec};
+use crate::proxy::{self, Context, Routes};
 use crate::shutdown::Shutdown;
 use crate::spool::{Spool, SpoolError};
 use crate::tls::{Material, Sources, TlsError};
@@ -135,6 +136,8 @@ pub struct Running {
     pub serving: admin::Serving,
     /// The listening sockets a `--takeover` instance may take.
     pub offer: Arc<handover::Offer>,
+    /// The `[[tunnel]]` listeners, applied live on SIGHUP.
+    pub(crate) tunnels: tunnels::Tunnels,
     config: Config,
 }
 
@@ -309,21 +312,13 @@ pub async fn start_with(
         proxy::handle_inbound,
     ));
     let mut tunnel_addrs = Vec::new();
+    let tunnels = tunnels::Tunnels::default();
     for (tunnel, listener) in config.tunnels.iter().zip(tunnel_listeners) {
         tunnel_addrs.push((
             tunnel.service.clone(),
             listener.local_addr().map_err(GatewayError::Runtime)?,
         ));
-        let spec = Arc::new(TunnelSpec {
-            service: tunnel.service.clone(),
-            allow_sources: tunnel.allow_sources.clone(),
-        });
-        shutdown.spawn(proxy::serve(
-            listener,
-            ctx.clone(),
-            Direction::Outbound,
-            move |ctx, tcp, addr, slot| proxy::handle_outbound(ctx, spec.clone(), tcp, addr, slot),
-        ));
+        tunnels.serve(&ctx, tunnel, listener);
     }
     let intercept_addrs = serve_intercepts(
         &config,
@@ -375,6 +370,7 @@ pub async fn start_with(
     Ok(Running {
         serving,
         offer: Arc::new(offer),
+        tunnels,
         peer_addr,
         tunnel_addrs,
         intercept_addrs,

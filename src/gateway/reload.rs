@@ -150,13 +150,15 @@ impl Running {
             Err(e) => (Some(e.to_string()), Vec::new()),
             Ok(new) => {
                 let changed = super::config_diff::restart_needed(&self.config, &new);
-                let error = (!changed.is_empty()).then(|| {
-                    format!(
+                let error = if changed.is_empty() {
+                    self.apply_tunnels(&new).err()
+                } else {
+                    Some(format!(
                         "{}: changed keys need a restart: {} — nothing was reloaded; restart the gateway to apply them, or undo the change",
                         path.display(),
                         changed.join(", ")
-                    )
-                });
+                    ))
+                };
                 (error, changed)
             }
         };
@@ -173,6 +175,15 @@ impl Running {
         self.ctx.peer.metrics.reload(Reloaded::Config, ok);
         self.ctx
             .peer
+            .metrics
+            .config_reloaded(crate::admin::ConfigReloadStatus {
+                ok,
+                at: time::OffsetDateTime::now_utc(),
+                error: error.clone(),
+                restart_needed: restart_needed.clone(),
+            });
+        self.ctx
+            .peer
             .audit
             .record(Event::ConfigReload(ConfigReload {
                 trigger: trigger.to_owned(),
@@ -182,6 +193,30 @@ impl Running {
                 restart_needed,
             }));
         ok
+    }
+
+    /// Applies the `[[tunnel]]` list of a re-read config live (see
+    /// `gateway::tunnels`), after checking its services against the running
+    /// policy. Blocking: call off the reactor, inside the runtime.
+    ///
+    /// # Errors
+    /// What refused the change (nothing was changed then).
+    fn apply_tunnels(&self, new: &Config) -> Result<(), String> {
+        let policy = self.ctx.peer.snapshot().policy.clone();
+        crate::config::check_against_policy(new, &policy).map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Handle::current();
+        let applied = runtime
+            .block_on(self.tunnels.apply(&self.ctx, &self.offer, &new.tunnels))
+            .map_err(|(addr, e)| {
+                format!(
+                    "{}: a new [[tunnel]] cannot listen on {addr}: {e} — nothing was reloaded",
+                    new.path.display()
+                )
+            })?;
+        if applied != super::tunnels::Applied::default() {
+            tracing::info!(added = ?applied.added, removed = ?applied.removed, changed = ?applied.changed, "tunnels applied live");
+        }
+        Ok(())
     }
 
     /// Re-reads the policy; publishes it if valid and it still pairs this

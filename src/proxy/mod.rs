@@ -31,7 +31,7 @@ pub mod relay;
 
 pub use inbound::handle_inbound;
 pub use intercepted::{handle as handle_intercepted, InterceptSpec};
-pub use listener::{bind, serve, Admission};
+pub use listener::{bind, serve, serve_until, Admission};
 pub(crate) use outbound::forward;
 pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
 
