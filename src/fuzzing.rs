@@ -21,6 +21,7 @@
 //! | `spool_key` | [`fuzz_spool_key`] | a key file is accepted only as 64 hex digits (+ one newline) and decodes to them |
 //! | `audit_verify` | [`fuzz_audit_verify`] | `verify` names the first bad line, the lines before it verify alone; summary and query survive anything |
 //! | `audit_round_trip` | [`fuzz_audit_round_trip`] | `render_line` of any event checks against its `prev`, chains, and parses back to the same event |
+//! | `control_crl` | [`fuzz_control_crl`] | a control-channel line and a CRL offer (`tls::crl_offer`) never panic; an accepted offer holds 1..=`MAX_OFFER_CRLS` CRLs, none of them trusted by an empty bundle, and re-encodes to PEM that parses to the same CRLs |
 //! | `preamble` | [`fuzz_preamble`] | the `pg2` PROXY v2 header (with the original-destination TLV of intercepted connections) and status frame decoders never panic; what they accept re-encodes to the same bytes (addresses, original destination) or decodes the same (status) |
 
 mod audit;
@@ -41,6 +42,28 @@ const FUZZ_DIR: &str = "/fuzz";
 
 /// Most pools and services combined in the policy target's `evaluate` sweep.
 const MAX_SWEEP: usize = 8;
+
+/// Parses `data` as a control-channel line and, where it carries one (or
+/// as plain text), as a CRL offer. Never panics; what `parse_offer`
+/// accepts is bounded and round-trips through PEM; no CRL is trusted
+/// without a CA.
+pub fn fuzz_control_crl(data: &[u8]) {
+    use crate::tls::crl_offer::{parse_offer, MAX_OFFER_CRLS};
+    let offer = match crate::proxy::control::parse_line(data) {
+        Ok(crate::proxy::control::Message::Ok { crl: Some(crl), .. }) => crl,
+        _ => String::from_utf8_lossy(data).into_owned(),
+    };
+    if let Ok(ders) = parse_offer(&offer) {
+        assert!(!ders.is_empty() && ders.len() <= MAX_OFFER_CRLS);
+        assert!(crate::tls::crl::trusted(&ders, &[]).is_empty());
+        let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+        let again: String = ders
+            .iter()
+            .map(|d| pem::encode_config(&pem::Pem::new("X509 CRL", d.to_vec()), config))
+            .collect();
+        assert_eq!(parse_offer(&again).ok(), Some(ders), "re-encodes");
+    }
+}
 
 /// Decodes `data` as a `pg2` PROXY v2 header and as a status frame (see
 /// [`crate::proxy::preamble`]). Never panics; an accepted header with
@@ -243,6 +266,7 @@ mod tests {
         ("audit_round_trip", fuzz_audit_round_trip),
         ("preamble", fuzz_preamble),
         ("cert_profile", fuzz_profile),
+        ("control_crl", fuzz_control_crl),
     ];
 
     /// Every committed seed of every target runs through its entry point
@@ -263,6 +287,20 @@ mod tests {
             }
             assert!(count >= 3, "expected seed files in {}", dir.display());
         }
+    }
+
+    #[test]
+    fn control_crl_seeds_reach_the_offer_parser() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/control_crl");
+        let line = std::fs::read(dir.join("ok-with-crl.bin")).unwrap();
+        let crate::proxy::control::Message::Ok { crl: Some(crl), .. } =
+            crate::proxy::control::parse_line(&line).unwrap()
+        else {
+            panic!("the seed is an ok answer with a CRL");
+        };
+        assert_eq!(crate::tls::crl_offer::parse_offer(&crl).unwrap().len(), 1);
+        let two = std::fs::read_to_string(dir.join("two-crls.bin")).unwrap();
+        assert_eq!(crate::tls::crl_offer::parse_offer(&two).unwrap().len(), 2);
     }
 
     #[test]

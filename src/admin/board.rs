@@ -132,6 +132,8 @@ impl Board {
                 .map(|s| s.conditions())
                 .unwrap_or_default(),
             last_config_reload: self.metrics.last_config_reload(),
+            audit: self.metrics.audit_status(),
+            crl: self.metrics.crl_status(now),
         }
     }
 }

@@ -23,7 +23,8 @@
 //! | `session_last_success_timestamp_seconds{direction,service}`, `session_last_failure_timestamp_seconds{…}` | when a session of the service last ended well / failed (0: never since start) | `time() - last_success > 2 * sync interval` while sessions are expected |
 //! | `session_last_success_bytes{direction,service}` | bytes (both ways) of that last good session | |
 //! | `peer_clock_skew_seconds` | the peer gateway's clock minus ours, from the control-channel heartbeat (0 until measured) | `abs(...) > 30`: certificates will look not yet valid or expired to one side; fix NTP |
-//! | `audit_events_total` | records handed to the audit log | flat while connections rise: the audit writer is stuck |
+//! | `audit_events_total` | records written and synced to the audit log | flat while connections rise: the audit writer is stuck or the disk is full |
+//! | `audit_failing` | 1 while the audit log cannot be written or keep up (its queue is full), else 0; with `audit.on_failure = "refuse"` new connections are refused meanwhile (`denials_total{reason="audit_failing"}`) | `== 1` for a minute |
 //! | `crl_next_update_seconds{issuer}` | `nextUpdate` (Unix seconds) of each CRL in force | `... - time() < 7 * 86400`: refresh the CRL; `< 0`: overdue |
 //! | `up`, `build_info{version}` | always 1 | `absent(pairgate_up)` |
 //!
@@ -122,6 +123,11 @@ pub struct Metrics {
     spool_held: Family<SpoolConditionLabels, Gauge>,
     spool_stalls: Counter,
     audit_events: Counter,
+    audit_failing: Gauge,
+    /// What `/status` shows of the audit log (see [`Metrics::audit_state`]).
+    audit_state: Mutex<Option<super::status::AuditStatus>>,
+    /// The CRLs in force, for `/status` (see [`Metrics::publish_crls`]).
+    crl_state: Mutex<Option<super::status::CrlStatus>>,
     peer_link_up: Gauge,
     peer_clock_skew: Gauge<f64, AtomicU64>,
     /// nextUpdate (Unix seconds) of each CRL in force, by issuer.
@@ -129,6 +135,9 @@ pub struct Metrics {
     services: Mutex<HashSet<String>>,
     /// sha256 series currently published per certificate kind, oldest first.
     cert_series: Mutex<HashMap<CertKind, Vec<CertEntry>>>,
+    /// The leaf (DER) of each published `peer` certificate, so a CRL that
+    /// revokes it later removes its row ([`Metrics::drop_peer_certs`]).
+    peer_leaves: Mutex<HashMap<String, Vec<u8>>>,
     allowed_total: AtomicU64,
     denied_total: AtomicU64,
     active_now: AtomicI64,
@@ -190,12 +199,16 @@ impl Metrics {
             spool_held: Family::default(),
             spool_stalls: Counter::default(),
             audit_events: Counter::default(),
+            audit_failing: Gauge::default(),
+            audit_state: Mutex::new(None),
+            crl_state: Mutex::new(None),
             peer_link_up: Gauge::default(),
             peer_clock_skew: Gauge::default(),
             crl_next_update: Family::default(),
             services: Mutex::new(HashSet::new()),
             cert_series: Mutex::new(HashMap::new()),
             last_config_reload: Mutex::new(None),
+            peer_leaves: Mutex::new(HashMap::new()),
             allowed_total: AtomicU64::new(0),
             denied_total: AtomicU64::new(0),
             active_now: AtomicI64::new(0),
@@ -318,8 +331,13 @@ impl Metrics {
         );
         r.register(
             "audit_events",
-            "Records handed to the audit log",
+            "Records written and synced to the audit log",
             m.audit_events.clone(),
+        );
+        r.register(
+            "audit_failing",
+            "1 while the audit log cannot be written or keep up, else 0",
+            m.audit_failing.clone(),
         );
         let up: Gauge = Gauge::default();
         up.set(1);
@@ -493,6 +511,61 @@ impl Metrics {
             .set(not_after_unix);
     }
 
+    /// Publishes the verified certificate of the pair's gateway (a `peer`
+    /// row and series), remembering its leaf `der` so that a CRL revoking it
+    /// later removes it again ([`Metrics::drop_peer_certs`]).
+    pub fn peer_cert(&self, pool: &str, sha256: &str, not_after_unix: i64, der: &[u8]) {
+        self.cert_expiry(CertKind::Peer, Some(pool), sha256, not_after_unix);
+        let published: HashSet<String> = self
+            .cert_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&CertKind::Peer)
+            .map(|e| e.iter().map(|c| c.sha256.clone()).collect())
+            .unwrap_or_default();
+        let mut leaves = self
+            .peer_leaves
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        leaves.insert(sha256.to_owned(), der.to_vec());
+        leaves.retain(|sha, _| published.contains(sha));
+    }
+
+    /// Removes the `peer` rows and series of the certificates `revoked`
+    /// says are revoked (call after a CRL reload); returns how many.
+    pub fn drop_peer_certs(&self, revoked: impl Fn(&[u8]) -> bool) -> usize {
+        let gone: Vec<String> = {
+            let mut leaves = self
+                .peer_leaves
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let gone: Vec<String> = leaves
+                .iter()
+                .filter(|(_, der)| revoked(der))
+                .map(|(sha, _)| sha.clone())
+                .collect();
+            for sha in &gone {
+                leaves.remove(sha);
+            }
+            gone
+        };
+        if gone.is_empty() {
+            return 0;
+        }
+        let mut series = self
+            .cert_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(entries) = series.get_mut(&CertKind::Peer) {
+            entries.retain(|e| !gone.contains(&e.sha256));
+        }
+        for sha in &gone {
+            self.cert_expiry
+                .remove(&CertLabels::new(CertKind::Peer, sha.clone()));
+        }
+        gone.len()
+    }
+
     /// Replaces every `kind` series with `certs`: call after start and after
     /// each reload for `own` and `ca`.
     pub fn replace_certs(&self, kind: CertKind, certs: &[CertEntry]) {
@@ -623,6 +696,51 @@ impl Metrics {
         if total > seen {
             self.audit_events.inc_by(total - seen);
         }
+    }
+
+    /// Publishes whether the audit log is failing (`pairgate_audit_failing`,
+    /// `/status` `audit`): `failing` says why, `on_failure` what follows.
+    pub fn audit_state(&self, failing: Option<String>, on_failure: crate::audit::OnFailure) {
+        self.audit_failing.set(i64::from(failing.is_some()));
+        *self
+            .audit_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(super::status::AuditStatus {
+            failing: failing.is_some(),
+            detail: failing,
+            on_failure: on_failure.as_str().to_owned(),
+        });
+    }
+
+    /// The audit row of `/status` (None until first published).
+    pub fn audit_status(&self) -> Option<super::status::AuditStatus> {
+        self.audit_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Remembers the CRLs in force for `/status` (call with the gauge
+    /// update, after start and each reload).
+    pub fn publish_crls(&self, crls: Option<super::status::CrlStatus>) {
+        *self
+            .crl_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = crls;
+    }
+
+    /// The CRL row of `/status`, its `overdue` flags judged at `now`.
+    pub fn crl_status(&self, now: time::OffsetDateTime) -> Option<super::status::CrlStatus> {
+        let mut crl = self
+            .crl_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        for c in &mut crl.crls {
+            c.overdue = c.next_update.is_some_and(|next| next < now);
+        }
+        crl.overdue = crl.crls.iter().any(|c| c.overdue);
+        Some(crl)
     }
 
     /// Totals for `/status`.

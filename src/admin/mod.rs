@@ -49,7 +49,7 @@ pub use sessions::{
     SessionOutcome,
 };
 pub use status::{
-    replication_state, CertificateStatus, ConfigReloadStatus, DirectionStatus, LinkState,
-    LinkTracker, PeerLink, ReplicationState, SpoolConditionStatus, SpoolDepth, Status,
-    StatusSource, CLOCK_SKEW_WARN_SECS, DEFAULT_SYNC_INTERVAL,
+    replication_state, AuditStatus, CertificateStatus, ConfigReloadStatus, CrlRow, CrlStatus,
+    DirectionStatus, LinkState, LinkTracker, PeerLink, ReplicationState, SpoolConditionStatus,
+    SpoolDepth, Status, StatusSource, CLOCK_SKEW_WARN_SECS, DEFAULT_SYNC_INTERVAL,
 };

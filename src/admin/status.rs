@@ -74,6 +74,12 @@ pub struct Status {
     /// the first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_config_reload: Option<ConfigReloadStatus>,
+    /// Whether the audit log is written (`null` until first measured).
+    #[serde(default)]
+    pub audit: Option<AuditStatus>,
+    /// The CRLs in force (`null`: none).
+    #[serde(default)]
+    pub crl: Option<CrlStatus>,
 }
 
 /// The outcome of a config reload, as `/status` shows it.
@@ -89,6 +95,43 @@ pub struct ConfigReloadStatus {
     /// The changed keys only a restart (or a takeover) applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restart_needed: Vec<String>,
+}
+
+/// The audit log's health, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditStatus {
+    /// The log cannot be written or cannot keep up (its queue is full).
+    pub failing: bool,
+    /// Why, when failing.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// `audit.on_failure`: `refuse` (new connections are refused while
+    /// failing) or `continue`.
+    pub on_failure: String,
+}
+
+/// The CRLs a gateway enforces, as `/status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrlStatus {
+    /// `tls.crl_overdue`: `warn` or `deny`.
+    pub crl_overdue: String,
+    /// Some CRL in force is past its `nextUpdate`.
+    pub overdue: bool,
+    /// Why the configured `tls.crl` was not taken (a rollback), if so.
+    #[serde(default)]
+    pub refused: Option<String>,
+    pub crls: Vec<CrlRow>,
+}
+
+/// One CRL in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrlRow {
+    pub issuer: String,
+    /// The CRL number (0 when it carries none).
+    pub number: u64,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub next_update: Option<OffsetDateTime>,
+    pub overdue: bool,
 }
 
 /// One persistent spool condition, as `/status` shows it.
@@ -559,6 +602,8 @@ mod tests {
             services: vec![],
             spool_conditions: vec![],
             last_config_reload: None,
+            audit: None,
+            crl: None,
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["started"], "2025-01-01T00:00:00Z");

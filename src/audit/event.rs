@@ -63,6 +63,9 @@ pub enum Event {
     /// A file was left in the outbox because the spool is full (`max_bytes`)
     /// or the file cannot be spooled (bad name).
     SpoolRefused(SpoolFile),
+    /// The peer offered a file created longer ago than `spool.max_age_days`
+    /// (a replay of an old sealed file): refused for good, never delivered.
+    SpoolReplayed(SpoolFile),
     /// A persistent spool condition started or cleared (a file waiting
     /// for a key, refused by the peer, not deliverable into the inbox, a
     /// stalled link, …): one record at start, one at clear, never one per
@@ -80,6 +83,38 @@ pub enum Event {
     /// First record of a log file that replaced a rotated one: its chain
     /// starts afresh (`prev` = 64 zeros) and names the previous file's head.
     LogContinued(LogContinued),
+    /// CRLs newer than those the peer enforces were sent to it over the
+    /// control channel (once per CRL set and peer state).
+    CrlSent(CrlExchange),
+    /// CRLs the peer sent over the control channel were taken (written to
+    /// `path`; the file watcher applies them) or refused (`error`).
+    CrlReceived(CrlExchange),
+    /// The paired peer sent something the control channel does not accept.
+    PeerControlError(PeerControlError),
+}
+
+/// See [`Event::CrlSent`] and [`Event::CrlReceived`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrlExchange {
+    pub peer_pool: String,
+    pub ok: bool,
+    /// The CRLs sent, or (received) the set now written.
+    #[serde(default)]
+    pub crls: Vec<CrlRecord>,
+    /// The file written (received, `ok`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// See [`Event::PeerControlError`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerControlError {
+    pub peer_addr: String,
+    pub peer_pool: Option<String>,
+    pub cert_sha256: Option<String>,
+    pub error: String,
 }
 
 /// See [`Event::LogContinued`].
@@ -322,6 +357,11 @@ pub struct Connection {
     /// intercepting site, the PROXY header at the exporting site).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orig_dst: Option<String>,
+    /// The pool an *unverified* certificate claimed (first DNS SAN) when
+    /// the handshake failed: never in `peer_pool`, which only ever holds
+    /// an identity whose chain verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_pool: Option<String>,
 }
 
 /// The end of an allowed connection. `bytes_in` were received from
@@ -388,6 +428,7 @@ mod tests {
             detail: None,
             client_addr: None,
             orig_dst: None,
+            claimed_pool: None,
         });
         let json = serde_json::to_string(&event).expect("plain data serializes");
         assert!(
@@ -414,6 +455,7 @@ mod tests {
             detail: None,
             client_addr: None,
             orig_dst: None,
+            claimed_pool: None,
         });
         let json = serde_json::to_string(&event).expect("plain data serializes");
         assert!(

@@ -10,7 +10,10 @@
 //! - [`chain`]: pure functions — render a line, hash it, check it, and the
 //!   streaming [`verify`].
 //! - [`sink`]: [`AuditLog`], the append-only writer (one thread, group commit,
-//!   `sync_data` per batch, repair of a torn last line after a crash).
+//!   `sync_data` per batch, repair of a torn last line after a crash), in
+//!   front of a bounded queue.
+//! - [`health`]: whether the log keeps up, and `audit.on_failure`: refuse
+//!   new connections (default) or continue unaudited while it does not.
 //! - [`summary`] and [`query`]: streaming reports over a log for operators;
 //!   they parse lines generically so lines of future event types pass through.
 //!
@@ -19,6 +22,7 @@
 
 pub mod chain;
 pub mod event;
+pub mod health;
 pub mod query;
 pub mod sink;
 pub mod summary;
@@ -33,10 +37,11 @@ pub use chain::{
     VerifyError, GENESIS,
 };
 pub use event::{
-    CertReload, Close, Condition, ConfigReload, Connection, CrlRecord, Direction, Event, LinkState,
-    LogContinued, LogRepaired, PeerAuditHead, PeerLink, PolicyReload, SpoolCondition, SpoolFile,
-    SpoolKeyReload,
+    CertReload, Close, Condition, ConfigReload, Connection, CrlExchange, CrlRecord, Direction,
+    Event, LinkState, LogContinued, LogRepaired, PeerAuditHead, PeerControlError, PeerLink,
+    PolicyReload, SpoolCondition, SpoolFile, SpoolKeyReload,
 };
+pub use health::{Health, OnFailure};
 pub use query::{matches, parse_time, query, Filter, QueryStats, Record, TimeSpecError};
 pub use sink::AuditLog;
 pub use summary::{summary, Counts, Flow, Summary};

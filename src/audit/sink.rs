@@ -1,8 +1,10 @@
 //! The append-only sink: one writer thread per log, group commit, crash repair.
 //!
 //! `record` stamps the event with the current time and hands it to a
-//! dedicated `std::thread` over an unbounded `std::sync::mpsc` channel, so it
-//! never waits for the disk and works inside or outside a tokio runtime. The
+//! dedicated `std::thread` over a bounded `std::sync::mpsc` channel
+//! ([`QUEUE_CAPACITY`]), so it never waits for the disk and works inside or
+//! outside a tokio runtime; when the queue is full the event is dropped,
+//! counted, and the log is marked failing (see [`super::health`]). The
 //! writer takes one message, drains whatever else is queued (up to
 //! [`MAX_BATCH`]), renders the lines (each chained to the one before), writes
 //! them with one `write` and calls `sync_data` once per batch. `flush` queues a
@@ -14,8 +16,11 @@
 //! the first new line, chained to the last complete line. After a failed
 //! write the same repair runs before the next batch: lines that did reach the
 //! disk are kept (found by their hashes), the rest are counted in the next
-//! `log_repaired` record's `lost_events`. Errors are reported with
-//! `tracing::error!` and returned by the next `flush`; the writer never panics.
+//! `log_repaired` record's `lost_events` (with the events dropped on a full
+//! queue). Errors are reported once per failing spell (see
+//! [`super::health`]) and returned by the next `flush`; while failing, the
+//! writer retries every [`RETRY_EVERY`] even without new events, so the
+//! condition clears when the disk does. The writer never panics.
 //!
 //! One process must own a log at a time: two writers would fork the chain.
 
@@ -32,6 +37,7 @@ use crate::fsutil;
 
 use super::chain::{line_hash, render_line, GENESIS};
 use super::event::{Event, LogContinued, LogRepaired};
+use super::health::Health;
 use super::tail::recover_tail;
 use super::AuditError;
 use crate::exclusive::{self, Wait};
@@ -41,12 +47,23 @@ const LOG_MODE: u32 = 0o640;
 /// Most messages the writer takes into one write + `sync_data`.
 pub const MAX_BATCH: usize = 1024;
 
+/// Most events waiting for the writer: about 1.5 MB of events. Beyond it
+/// events are dropped (and counted), never queued without bound.
+pub const QUEUE_CAPACITY: usize = 4096;
+
+/// How often a failing writer retries without new events.
+pub const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 enum Msg {
     /// Boxed: connection events are large, and most messages are records.
     Record(OffsetDateTime, Box<Event>),
     Flush(mpsc::SyncSender<Result<(), (io::ErrorKind, String)>>),
     /// Reopen the path if the file was rotated away by an external tool.
     Reopen,
+    /// Tests: the writer blocks until the sender side is dropped (a disk
+    /// that hangs).
+    #[cfg(test)]
+    Stall(mpsc::Receiver<()>),
 }
 
 /// A cheap, cloneable handle to the append-only, hash-chained log. The writer
@@ -61,16 +78,12 @@ struct Inner {
     path: PathBuf,
     /// Hash of the last line known to be on disk (the chain head).
     head: Arc<std::sync::Mutex<[u8; 32]>>,
-    tx: Option<mpsc::Sender<Msg>>,
+    tx: Option<mpsc::SyncSender<Msg>>,
     thread: Option<JoinHandle<()>>,
     /// Events handed to the writer since open, whoever recorded them.
     recorded: std::sync::atomic::AtomicU64,
-    /// The error of the last write, `None` once a write succeeds again.
-    failing: Failing,
+    health: Arc<Health>,
 }
-
-/// The writer's last write error, shared with the handles (readiness).
-type Failing = Arc<std::sync::Mutex<Option<String>>>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -98,8 +111,9 @@ impl AuditLog {
     /// [`AuditLog::open`], owning the file exclusively ([`crate::exclusive`]).
     /// With [`Wait::Block`] (taking over from a running instance) it returns
     /// at once and the writer thread waits for the other process to let go:
-    /// events recorded meanwhile queue in memory and are written, chained
-    /// to the other process's last line, once it has exited.
+    /// events recorded meanwhile queue in memory (up to the queue's
+    /// capacity; beyond it they are counted as lost) and are written,
+    /// chained to the other process's last line, once it has exited.
     ///
     /// # Errors
     /// As [`AuditLog::open`]; [`AuditError::Locked`] when another process
@@ -133,15 +147,16 @@ impl AuditLog {
             }
             Err(source) => return Err(AuditError::Open { path, source }),
         };
+        let health = Arc::new(Health::default());
         let mut writer = Writer::new(file, path.clone(), head.clone());
-        let failing = writer.failing.clone();
+        writer.health = health.clone();
         if owned {
             writer.resync().map_err(|source| AuditError::Recover {
                 path: path.clone(),
                 source,
             })?;
         }
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
@@ -158,9 +173,22 @@ impl AuditLog {
                 tx: Some(tx),
                 thread: Some(thread),
                 recorded: std::sync::atomic::AtomicU64::new(0),
-                failing,
+                health,
             }),
         })
+    }
+
+    /// Whether the log is being written: `Err` with the error while writes
+    /// fail (disk full, file gone read-only), `Ok` again once one succeeds.
+    /// `/readyz` reports it.
+    ///
+    /// # Errors
+    /// Why the log is failing, naming the file.
+    pub fn writable(&self) -> Result<(), String> {
+        match self.inner.health.failing() {
+            Some(e) => Err(format!("{}: {e}", self.inner.path.display())),
+            None => Ok(()),
+        }
     }
 
     /// The file this handle writes to.
@@ -175,7 +203,23 @@ impl AuditLog {
         self.inner.head.lock().map(|h| *h).unwrap_or(GENESIS)
     }
 
-    /// Queues one event, stamped with the current time; never blocks on disk.
+    /// The log's health: whether it is failing, and what the gateway does
+    /// then (`audit.on_failure`).
+    pub fn health(&self) -> &Health {
+        &self.inner.health
+    }
+
+    /// Events written and synced since open (by every handle): flat while
+    /// the log cannot be written, whatever is recorded.
+    pub fn written(&self) -> u64 {
+        self.inner
+            .health
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Queues one event, stamped with the current time; never blocks on
+    /// disk. A full queue drops the event (counted, see [`super::health`]).
     pub fn record(&self, event: Event) {
         self.record_at(OffsetDateTime::now_utc(), event);
     }
@@ -183,15 +227,19 @@ impl AuditLog {
     /// Queues one event with an explicit timestamp.
     pub fn record_at(&self, ts: OffsetDateTime, event: Event) {
         let sent = match &self.inner.tx {
-            Some(tx) => tx.send(Msg::Record(ts, Box::new(event))).is_ok(),
-            None => false,
+            Some(tx) => tx.try_send(Msg::Record(ts, Box::new(event))),
+            None => Err(mpsc::TrySendError::Disconnected(Msg::Reopen)),
         };
-        if sent {
-            self.inner
-                .recorded
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        } else {
-            tracing::error!(path = %self.inner.path.display(), "audit writer gone, event dropped");
+        match sent {
+            Ok(()) => {
+                self.inner
+                    .recorded
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(mpsc::TrySendError::Full(_)) => self.inner.health.overflowed(&self.inner.path),
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                tracing::error!(path = %self.inner.path.display(), "audit writer gone, event dropped");
+            }
         }
     }
 
@@ -201,24 +249,6 @@ impl AuditLog {
         self.inner
             .recorded
             .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Whether the last write reached the disk: `Err` with the error while
-    /// writes fail (disk full, file gone read-only), `Ok` again once one
-    /// succeeds. `/readyz` reports it.
-    ///
-    /// # Errors
-    /// The last write's error, naming the file.
-    pub fn writable(&self) -> Result<(), String> {
-        let failing = self
-            .inner
-            .failing
-            .lock()
-            .map_or_else(|_| None, |f| f.clone());
-        match failing {
-            Some(e) => Err(format!("{}: {e}", self.inner.path.display())),
-            None => Ok(()),
-        }
     }
 
     /// Reopens the log if an external tool rotated it away (call on
@@ -272,8 +302,7 @@ struct Writer {
     failed: Option<Attempt>,
     /// The first error since the last flush, reported to the next flush.
     error: Option<(io::ErrorKind, String)>,
-    /// The last write's error for [`AuditLog::writable`].
-    failing: Failing,
+    health: Arc<Health>,
 }
 
 impl Writer {
@@ -288,7 +317,7 @@ impl Writer {
             needs_resync: true,
             failed: None,
             error: None,
-            failing: Failing::default(),
+            health: Arc::default(),
         }
     }
 
@@ -310,22 +339,32 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(path = %self.path.display(), error = %e, "cannot take over the audit log; events are not written");
-                self.note(&Err(io::Error::new(e.kind(), e.to_string())));
+                self.health.write_failed(&self.path, &e);
                 true
             }
         }
     }
 
-    /// Records the outcome of a write for [`AuditLog::writable`].
-    fn note(&self, result: &io::Result<()>) {
-        if let Ok(mut failing) = self.failing.lock() {
-            *failing = result.as_ref().err().map(ToString::to_string);
-        }
-    }
-
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Ok(first) = rx.recv() {
+        loop {
+            // While failing, retry now and then without new events, so the
+            // condition clears when the disk does.
+            let first = if self.needs_resync {
+                match rx.recv_timeout(RETRY_EVERY) {
+                    Ok(msg) => msg,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.commit(&mut batch);
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => return,
+                }
+            };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -344,29 +383,34 @@ impl Writer {
             match msg {
                 Msg::Record(ts, event) => events.push((ts, *event)),
                 Msg::Flush(done) => waiters.push(done),
+                #[cfg(test)]
+                Msg::Stall(until) => {
+                    let _ = until.recv();
+                }
                 Msg::Reopen => {
                     // Everything recorded before the reopen goes to the old file.
                     if !events.is_empty() {
-                        let result = self.write(&events);
-                        self.note(&result);
-                        if let Err(e) = result {
-                            tracing::error!(path = %self.path.display(), error = %e, "audit write failed");
+                        if let Err(e) = self.write(&events) {
                             self.error.get_or_insert((e.kind(), e.to_string()));
                         }
                         events.clear();
                     }
                     if let Err(e) = self.reopen() {
-                        tracing::error!(path = %self.path.display(), error = %e, "audit reopen failed");
+                        self.health.write_failed(&self.path, &e);
                         self.error.get_or_insert((e.kind(), e.to_string()));
                     }
                 }
             }
         }
-        if !events.is_empty() || self.needs_resync {
-            let result = self.write(&events);
-            self.note(&result);
-            if let Err(e) = result {
-                tracing::error!(path = %self.path.display(), error = %e, lost = self.lost, "audit write failed");
+        // Events dropped on a full queue are lost like those of a failed
+        // write: counted in the next `log_repaired` record.
+        let dropped = self
+            .health
+            .dropped
+            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        self.lost += dropped;
+        if !events.is_empty() || self.needs_resync || dropped > 0 {
+            if let Err(e) = self.write(&events) {
                 self.error.get_or_insert((e.kind(), e.to_string()));
             }
         }
@@ -406,7 +450,24 @@ impl Writer {
         Ok(())
     }
 
+    /// [`Writer::write_lines`], reporting the outcome to the log's health.
     fn write(&mut self, events: &[(OffsetDateTime, Event)]) -> io::Result<()> {
+        match self.write_lines(events) {
+            Ok(0) => Ok(()),
+            Ok(lines) => {
+                self.health.wrote(&self.path, lines);
+                Ok(())
+            }
+            Err(e) => {
+                self.health.write_failed(&self.path, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the events (after a repair record if one is due) and syncs;
+    /// returns how many lines were written.
+    fn write_lines(&mut self, events: &[(OffsetDateTime, Event)]) -> io::Result<u64> {
         if self.needs_resync {
             if let Err(e) = self.resync() {
                 self.lost += events.len() as u64;
@@ -432,6 +493,9 @@ impl Writer {
             buf.push_str(&line);
             buf.push('\n');
         }
+        if buf.is_empty() {
+            return Ok(0);
+        }
         let written = self
             .file
             .write_all(buf.as_bytes())
@@ -442,7 +506,7 @@ impl Writer {
                 self.publish_head();
                 self.repair = None;
                 self.lost = 0;
-                Ok(())
+                Ok(hashes.len() as u64)
             }
             Err(e) => {
                 self.needs_resync = true;
@@ -568,6 +632,7 @@ mod tests {
         // The first owner's lines first, then the queued one.
         let ids: Vec<_> = events(&path).iter().map(|v| v["conn_id"].clone()).collect();
         assert_eq!(ids, [0, 0, 1], "{ids:?}");
+        assert!(next.writable().is_ok());
     }
 
     #[test]
@@ -615,11 +680,6 @@ mod tests {
         writer.commit(&mut batch);
         assert!(result.recv().expect("flush answered").is_err());
         assert!(writer.needs_resync);
-        let failing = writer.failing.clone();
-        assert!(
-            failing.lock().expect("lock").is_some(),
-            "a failed write is not writable"
-        );
 
         // The disk "recovers": the next batch repairs first and reports the loss.
         writer.file = OpenOptions::new()
@@ -633,7 +693,6 @@ mod tests {
             Msg::Flush(done),
         ]);
         assert!(result.recv().expect("flush answered").is_ok());
-        assert!(failing.lock().expect("lock").is_none(), "writable again");
         assert_eq!(verified(&path).lines, 3);
         let repaired = &events(&path)[1];
         assert_eq!(repaired["event"], "log_repaired");
@@ -676,6 +735,51 @@ mod tests {
         assert_eq!(all[1]["event"], "log_repaired");
         assert_eq!(all[1]["lost_events"], 2);
         assert_eq!(all[2]["conn_id"], 2);
+    }
+
+    #[test]
+    fn a_stalled_writer_queues_a_bounded_number_of_events_and_counts_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log.jsonl");
+        let log = AuditLog::open(&path).expect("open");
+        let (release, until) = mpsc::channel();
+        log.inner
+            .tx
+            .as_ref()
+            .expect("writer")
+            .send(Msg::Stall(until))
+            .expect("stall");
+        // The writer may take the first batch before it reaches the stall.
+        let flood = QUEUE_CAPACITY as u64 * 3;
+        for i in 0..flood {
+            log.record(sample_event(i));
+        }
+        assert!(
+            log.recorded() <= QUEUE_CAPACITY as u64 + MAX_BATCH as u64,
+            "{} queued",
+            log.recorded()
+        );
+        assert!(
+            log.health().failing().is_some(),
+            "a full queue is a failure"
+        );
+        assert!(log.health().refusal().is_some(), "refuse is the default");
+        drop(release);
+        log.flush().expect("flush");
+        log.record(sample_event(flood));
+        log.flush().expect("flush");
+        assert!(log.health().failing().is_none(), "written again: cleared");
+        let all = events(&path);
+        let repaired: Vec<_> = all
+            .iter()
+            .filter(|v| v["event"] == "log_repaired")
+            .collect();
+        assert_eq!(repaired.len(), 1, "one record of the loss");
+        let lost = repaired[0]["lost_events"].as_u64().expect("lost_events");
+        let kept = all.len() as u64 - 1;
+        assert_eq!(kept + lost, flood + 1, "every event is written or counted");
+        assert_eq!(verified(&path).lines, all.len() as u64);
+        assert_eq!(log.written(), all.len() as u64);
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub fn sample_event(i: u64) -> Event {
             detail: None,
             client_addr: None,
             orig_dst: None,
+            claimed_pool: None,
         })
     } else {
         Event::Close(Close {
@@ -112,6 +113,7 @@ pub fn fixture() -> Vec<u8> {
             detail: None,
             client_addr: None,
             orig_dst: None,
+            claimed_pool: None,
         })
     };
     let close = |id, service: &str, bytes_in, bytes_out| {

@@ -245,6 +245,51 @@ fn render(status: &Status) -> String {
     } else {
         out.push_str(&format!("{certs}\n"));
     }
+    out.push_str(&trust_rows(status));
+    out
+}
+
+/// The audit log's health and the CRLs in force.
+fn trust_rows(status: &Status) -> String {
+    let mut out = String::new();
+    match &status.audit {
+        Some(a) if a.failing => {
+            let then = if a.on_failure == "refuse" {
+                "new connections are refused until it is written again"
+            } else {
+                "connections continue UNAUDITED (audit.on_failure = \"continue\")"
+            };
+            out.push_str(&format!(
+                "audit log: FAILING — {}; {then}\n",
+                a.detail.as_deref().unwrap_or("cannot be written")
+            ));
+        }
+        Some(_) => out.push_str("audit log: written\n"),
+        None => {}
+    }
+    match &status.crl {
+        Some(crl) => {
+            for c in &crl.crls {
+                let next = c.next_update.map_or_else(
+                    || "no next update".to_owned(),
+                    |t| format!("next update {}", when(t)),
+                );
+                let flag = if c.overdue {
+                    format!(" OVERDUE (tls.crl_overdue = \"{}\")", crl.crl_overdue)
+                } else {
+                    String::new()
+                };
+                out.push_str(&format!(
+                    "CRL of {}: number {}, {next}{flag}\n",
+                    c.issuer, c.number
+                ));
+            }
+            if let Some(why) = &crl.refused {
+                out.push_str(&format!("CRL refused: {why}\n"));
+            }
+        }
+        None => out.push_str("CRL: none in force\n"),
+    }
     out
 }
 
@@ -438,7 +483,33 @@ mod tests {
                 since: datetime!(2025-01-01 00:40:00 UTC),
             }],
             last_config_reload: None,
+            audit: Some(pairgate::admin::AuditStatus {
+                failing: true,
+                detail: Some("the audit log cannot be written: No space left on device".into()),
+                on_failure: "refuse".into(),
+            }),
+            crl: Some(pairgate::admin::CrlStatus {
+                crl_overdue: "warn".into(),
+                overdue: true,
+                refused: None,
+                crls: vec![pairgate::admin::CrlRow {
+                    issuer: "CN=pairing CA".into(),
+                    number: 7,
+                    next_update: Some(datetime!(2024-12-01 00:00:00 UTC)),
+                    overdue: true,
+                }],
+            }),
         }
+    }
+
+    #[test]
+    fn report_shows_the_audit_and_crl_rows() {
+        let text = render(&sample());
+        assert!(text.contains("audit log: FAILING"), "{text}");
+        assert!(text.contains("No space left on device"), "{text}");
+        assert!(text.contains("new connections are refused"), "{text}");
+        assert!(text.contains("CRL of CN=pairing CA: number 7"), "{text}");
+        assert!(text.contains("OVERDUE"), "{text}");
     }
 
     #[test]

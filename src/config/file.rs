@@ -64,6 +64,7 @@ pub(crate) struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAudit {
     pub path: Spanned<String>,
+    pub on_failure: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +79,7 @@ pub(crate) struct RawSpool {
     pub old_keys: Vec<Spanned<String>>,
     pub settle_ms: Option<Spanned<u64>>,
     pub stall_secs: Option<Spanned<u64>>,
+    pub max_age_days: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -135,6 +135,9 @@ impl Admin {
 #[derive(Debug, Clone)]
 pub struct Audit {
     pub path: PathBuf,
+    /// What happens while the log cannot be written or keep up
+    /// (`audit.on_failure`, default `refuse`; see `audit::health`).
+    pub on_failure: crate::audit::OnFailure,
 }
 
 #[derive(Debug, Clone)]
@@ -153,12 +156,20 @@ pub struct Spool {
     /// A spool transfer that makes no progress this long is torn down and
     /// resumed on a new connection (`spool.stall_secs`, default 30).
     pub stall: Duration,
+    /// The replay window (`spool.max_age_days`, default 30): a received
+    /// file created longer ago than this at its origin is refused; delivery
+    /// markers are kept longer than this.
+    pub max_age: Duration,
 }
 
 impl Spool {
     pub const DEFAULT_SETTLE_MS: u64 = 1000;
     pub const MAX_SETTLE_MS: u64 = 600_000;
     pub const DEFAULT_STALL_SECS: u64 = 30;
+    /// `spool.max_age_days` default: a file older than this at its origin
+    /// is refused as a replay (see `spool::replay`).
+    pub const DEFAULT_MAX_AGE_DAYS: u64 = 30;
+    pub const MAX_MAX_AGE_DAYS: u64 = 3650;
     pub const MAX_STALL_SECS: u64 = 3600;
 }
 

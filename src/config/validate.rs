@@ -92,9 +92,24 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
         }),
         None => None,
     };
-    let audit = Audit {
-        path: v.file_path("audit.path", &raw.audit.get_ref().path)?,
-    };
+    let audit =
+        Audit {
+            path: v.file_path("audit.path", &raw.audit.get_ref().path)?,
+            on_failure: match &raw.audit.get_ref().on_failure {
+                None => crate::audit::OnFailure::Refuse,
+                Some(s) => match s.get_ref().as_str() {
+                    "refuse" => crate::audit::OnFailure::Refuse,
+                    "continue" => crate::audit::OnFailure::Continue,
+                    other => return Err(v.invalid(
+                        &s.span(),
+                        "audit.on_failure",
+                        format!("{other:?} is not \"refuse\" or \"continue\""),
+                        "write on_failure = \"refuse\" (the default: refuse new connections while \
+                         the audit log cannot be written) or \"continue\" (carry on unaudited)",
+                    )),
+                },
+            },
+        };
     let spool = raw
         .spool
         .as_ref()
@@ -340,7 +355,28 @@ impl Validator<'_> {
             Some(v) => *v.get_ref(),
             None => Spool::DEFAULT_STALL_SECS,
         };
+        let max_age_days = match &raw.max_age_days {
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > Spool::MAX_MAX_AGE_DAYS => {
+                return Err(self.invalid(
+                    &v.span(),
+                    "spool.max_age_days",
+                    format!(
+                        "is {}, outside 1..={}",
+                        v.get_ref(),
+                        Spool::MAX_MAX_AGE_DAYS
+                    ),
+                    format!(
+                        "set the days after which a received file counts as a replay (default {}; \
+                         longer than the longest outage the spool must ride out)",
+                        Spool::DEFAULT_MAX_AGE_DAYS
+                    ),
+                ));
+            }
+            Some(v) => *v.get_ref(),
+            None => Spool::DEFAULT_MAX_AGE_DAYS,
+        };
         Ok(Spool {
+            max_age: Duration::from_secs(max_age_days * 86_400),
             settle: Duration::from_millis(settle_ms),
             stall: Duration::from_secs(stall_secs),
             dir: self.file_path("spool.dir", &raw.dir)?,

@@ -201,6 +201,7 @@ impl Bytes<'_> {
                 detail: self.opt_string(),
                 client_addr: self.opt_string(),
                 orig_dst: self.opt_string(),
+                claimed_pool: self.opt_string(),
             }),
             3 => Event::Close(Close {
                 conn_id: self.u64(),

@@ -37,8 +37,9 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
     diff_tls(&mut changed, tls, &new.tls);
     diff_peer(&mut changed, peer, &new.peer);
     diff_admin(&mut changed, admin.as_ref(), new.admin.as_ref());
-    let Audit { path } = audit;
+    let Audit { path, on_failure } = audit;
     changed.check("audit.path", path, &new.audit.path);
+    changed.check("audit.on_failure", on_failure, &new.audit.on_failure);
     diff_spool(&mut changed, spool.as_ref(), new.spool.as_ref());
     // Applied live: SIGHUP binds, stops and updates tunnels (gateway::tunnels).
     let _ = tunnels;
@@ -139,9 +140,11 @@ fn diff_spool(c: &mut Changed, old: Option<&Spool>, new: Option<&Spool>) {
                 old_keys: _,
                 settle,
                 stall,
+                max_age,
             }),
             Some(new),
         ) => {
+            c.check("spool.max_age_days", max_age, &new.max_age);
             c.check("spool.dir", dir, &new.dir);
             c.check("spool.key", key, &new.key);
             c.check("spool.outbox", outbox, &new.outbox);

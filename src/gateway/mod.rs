@@ -468,6 +468,7 @@ pub fn run_with(path: &Path, takeover: bool) -> Result<(), GatewayError> {
         crate::exclusive::Wait::No
     };
     let audit = AuditLog::open_with(&config.audit.path, wait)?;
+    audit.health().set_on_failure(config.audit.on_failure);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -705,7 +706,30 @@ fn publish_cert_expiry(metrics: &Metrics, material: &Material) {
         .collect();
     metrics.replace_certs(CertKind::Ca, &cas);
     metrics.replace_crls(&material.crl_next_updates());
+    metrics.publish_crls(crl_status(material));
     warn_expiry(material);
+}
+
+/// The CRL row of `/status` (overdue flags are judged when it is read).
+fn crl_status(material: &Material) -> Option<admin::CrlStatus> {
+    if material.crls.is_empty() && material.crl_refused.is_none() {
+        return None;
+    }
+    Some(admin::CrlStatus {
+        crl_overdue: material.crl_overdue.as_str().to_owned(),
+        overdue: false,
+        refused: material.crl_refused.clone(),
+        crls: material
+            .crls
+            .iter()
+            .map(|c| admin::CrlRow {
+                issuer: c.issuer.clone(),
+                number: c.number,
+                next_update: c.next_update,
+                overdue: false,
+            })
+            .collect(),
+    })
 }
 
 /// Warns in the log about our own and the trusted CA certificates when they

@@ -308,6 +308,13 @@ impl Running {
                     .peer
                     .registry
                     .close_revoked(&material, &self.config.gateway.peer_pool);
+                // A revoked peer certificate is no longer shown as a peer.
+                let peer_pool = self.config.gateway.peer_pool.to_string();
+                self.ctx.peer.metrics.drop_peer_certs(|der| {
+                    let chain = [rustls::pki_types::CertificateDer::from(der.to_vec())];
+                    material.is_revoked(&chain, true, &peer_pool)
+                        || material.is_revoked(&chain, false, &peer_pool)
+                });
                 tracing::info!(
                     trigger,
                     new_sha256 = new_sha256.as_deref(),
@@ -348,7 +355,12 @@ impl Running {
     fn watched_files(&self) -> Vec<PathBuf> {
         let tls = &self.config.tls;
         let mut files = vec![tls.cert.clone(), tls.key.clone(), tls.ca.clone()];
-        files.extend(tls.crl.clone());
+        match &tls.crl {
+            Some(crl) => files.push(crl.clone()),
+            // Without `tls.crl`, CRLs taken from the peer land in the kept
+            // copy (see `tls::crl_offer`).
+            None => files.push(crate::tls::crl::kept_path(&self.config.audit.path)),
+        }
         files
     }
 }

@@ -130,7 +130,11 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
         replication
             .peer
             .metrics
-            .audit_total(replication.peer.audit.recorded());
+            .audit_total(replication.peer.audit.written());
+        replication.peer.metrics.audit_state(
+            replication.peer.audit.health().failing(),
+            replication.peer.audit.health().on_failure(),
+        );
         let link = replication.peer.link.state().state;
         replication.peer.metrics.peer_link(match link {
             crate::admin::LinkState::Up => Some(true),
@@ -142,6 +146,8 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
             .metrics
             .peer_clock_skew(replication.peer.link.skew_secs());
         if let Some(spool) = &replication.spool {
+            // `created` of received files is judged on the peer's clock.
+            spool.store.set_peer_skew(replication.peer.link.skew_secs());
             let c = &spool.store.counters;
             let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
             replication.peer.metrics.spool_totals(&[

@@ -12,7 +12,6 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::{Peer, PeerTcp, Track};
-use crate::admin::CertKind;
 use crate::audit::Direction;
 use crate::policy::DenyReason;
 use crate::tls::{self, Observed};
@@ -125,6 +124,13 @@ impl Peer {
         alpn: Vec<Vec<u8>>,
         track: &mut Track,
     ) -> Result<TlsStream<PeerTcp>, DialError> {
+        // No new connection the audit log cannot record (`audit.on_failure`);
+        // the heartbeat goes on, so the pair still sees each other.
+        if !alpn.iter().any(|a| a == tls::ALPN_CONTROL) {
+            if let Some(detail) = self.audit.health().refusal() {
+                return Err(DialError::new(DenyReason::AuditFailing, detail));
+            }
+        }
         // Wait for a turn among the handshakes in flight (see DialQueue).
         let seen_failures = self.dials.failures();
         let Ok(_turn) = self.dials.turns.acquire().await else {
@@ -165,8 +171,12 @@ impl Peer {
         let started = Instant::now();
         let result = tokio::time::timeout(self.limits.handshake_timeout, attempt).await;
         let identity = seen.identity();
-        if let Some(id) = &identity {
-            track.peer_pool = Some(id.pool.clone());
+        // The verifier pinned the pool: a verified identity is the peer's.
+        // An unverified one is only what the certificate claims.
+        match (&result, &identity) {
+            (Ok(Ok(_)), Some(id)) => track.peer_pool = Some(id.pool.clone()),
+            (_, Some(id)) => track.claimed_pool = Some(id.pool.clone()),
+            (_, None) => {}
         }
         track.cert_sha256 = seen.fingerprint();
         let result = match result {
@@ -187,13 +197,14 @@ impl Peer {
                     .handshake(Direction::Outbound, started.elapsed());
                 self.link.up();
                 self.dials.record(Ok(()));
-                if let Some(id) = identity {
-                    self.metrics.cert_expiry(
-                        CertKind::Peer,
-                        Some(&id.pool),
-                        &id.sha256,
-                        id.not_after,
-                    );
+                let leaf = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first());
+                if let (Some(id), Some(leaf)) = (identity, leaf) {
+                    self.metrics
+                        .peer_cert(&id.pool, &id.sha256, id.not_after, leaf.as_ref());
                 }
                 Ok(stream)
             }

@@ -22,6 +22,8 @@ pub struct Track {
     pub client_addr: Option<String>,
     /// The original destination of an intercepted connection.
     pub orig_dst: Option<String>,
+    /// What an unverified certificate claimed (see `audit::Connection`).
+    pub claimed_pool: Option<String>,
     started: Instant,
 }
 
@@ -36,6 +38,7 @@ impl Track {
             service: None,
             client_addr: None,
             orig_dst: None,
+            claimed_pool: None,
             started: Instant::now(),
         }
     }
@@ -75,6 +78,7 @@ impl Track {
             detail,
             client_addr: self.client_addr.clone(),
             orig_dst: self.orig_dst.clone(),
+            claimed_pool: self.claimed_pool.clone(),
         }));
     }
 

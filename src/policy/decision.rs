@@ -63,6 +63,9 @@ pub enum DenyReason {
     /// An established connection closed because a reloaded policy no
     /// longer allows its service (audited on the connection, then its close).
     PolicyChanged,
+    /// The audit log cannot be written or keep up and `audit.on_failure =
+    /// "refuse"`: new connections are refused until it is written again.
+    AuditFailing,
 }
 
 impl DenyReason {
@@ -88,6 +91,7 @@ impl DenyReason {
             DenyReason::CrlOverdue => "crl_overdue",
             DenyReason::DestinationNotAllowed => "destination_not_allowed",
             DenyReason::PolicyChanged => "policy_changed",
+            DenyReason::AuditFailing => "audit_failing",
         }
     }
 

@@ -4,10 +4,19 @@
 //! it in its own audit log (`peer_audit_head`). The same exchange tells each
 //! side whether the link to its peer is up, which `/status` reports.
 //!
-//! Wire: one JSON object per line, at most [`MAX_LINE`] bytes, each way:
-//! `{"v":1,"type":"audit_head","pool":…,"head":…,"ts":…}` then
-//! `{"v":1,"type":"ok","ts":…}` (`ts` in the answer since this version; an
-//! older peer omits it).
+//! Wire: one JSON object per line, each way:
+//! `{"v":1,"type":"audit_head","pool":…,"head":…,"ts":…,"crls":[…]}` (at
+//! most [`MAX_LINE`] bytes) then `{"v":1,"type":"ok","ts":…,"crl":…}` (at
+//! most [`MAX_ANSWER`]). `ts` in the answer since this version; an older
+//! peer omits it. `crls` lists the CRL number the dialler enforces per CA;
+//! `crl` carries, as PEM, the answering side's CRLs that are newer — so a
+//! revocation reaches the other site within one heartbeat (see
+//! `tls::crl_offer`: verified against our own CA bundle, never older than
+//! the CRL in force, applied by the normal reload). Both fields are
+//! omitted when empty; older peers ignore them.
+//!
+//! A paired peer that sends anything else is audited
+//! (`peer_control_error`), not only logged.
 //!
 //! Clocks: both messages carry the sender's clock (`ts`, RFC 3339, µs), so
 //! each side measures the peer's clock offset — the dialler from the
@@ -55,8 +64,10 @@ impl PeerBacklog {
     }
 }
 
-/// Longest control line accepted.
-pub const MAX_LINE: u64 = 4096;
+/// Longest `audit_head` line accepted.
+pub const MAX_LINE: u64 = 8192;
+/// Longest answer accepted: room for a CRL offer.
+pub const MAX_ANSWER: u64 = crate::tls::crl_offer::MAX_OFFER_BYTES as u64 + 4096;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -69,13 +80,27 @@ pub enum Message {
         /// What the sender's spool holds waiting for us (absent: no spool).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outbound: Option<Backlog>,
+        /// The CRL number the sender enforces per CA.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        crls: Vec<crate::tls::crl_offer::CrlNumber>,
     },
     Ok {
         v: u32,
         /// The answering side's clock (absent from older peers).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ts: Option<String>,
+        /// PEM of the answering side's CRLs newer than the dialler's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        crl: Option<String>,
     },
+}
+
+/// Parses one control line (without its newline). Pure; a fuzz target.
+///
+/// # Errors
+/// When the line is not a control message.
+pub fn parse_line(line: &[u8]) -> Result<Message, serde_json::Error> {
+    serde_json::from_slice(line)
 }
 
 /// The clock this gateway uses on the control channel: the system clock,
@@ -130,17 +155,21 @@ pub struct Backlog {
     pub oldest_age_secs: Option<u64>,
 }
 
-/// Reads one control line; errors on oversize, EOF or invalid JSON.
-async fn read_message<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> std::io::Result<Message> {
-    let mut line = String::new();
-    let n = (&mut *r).take(MAX_LINE + 1).read_line(&mut line).await?;
-    if n == 0 || !line.ends_with('\n') {
+/// Reads one control line of at most `max` bytes; errors on oversize, EOF
+/// or invalid JSON.
+async fn read_message<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    max: u64,
+) -> std::io::Result<Message> {
+    let mut line = Vec::new();
+    let n = (&mut *r).take(max + 1).read_until(b'\n', &mut line).await?;
+    if n == 0 || line.last() != Some(&b'\n') {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "control line missing, truncated or too long",
         ));
     }
-    serde_json::from_str(line.trim_end())
+    parse_line(line.trim_ascii_end())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
@@ -159,13 +188,20 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     track: &Track,
 ) -> std::io::Result<()> {
     let mut stream = BufReader::new(stream);
-    let msg = tokio::time::timeout(ctx.peer.limits.handshake_timeout, read_message(&mut stream))
-        .await
-        .map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "control message timed out")
-        })??;
+    let msg = tokio::time::timeout(
+        ctx.peer.limits.handshake_timeout,
+        read_message(&mut stream, MAX_LINE),
+    )
+    .await
+    .map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "control message timed out")
+    })??;
     let Message::AuditHead {
-        head, ts, outbound, ..
+        head,
+        ts,
+        outbound,
+        crls,
+        ..
     } = msg
     else {
         return Err(std::io::Error::new(
@@ -202,9 +238,11 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             head,
             peer_ts: ts.chars().take(64).collect(),
         }));
+    let crl = super::crl_exchange::offer(ctx, track, &crls);
     let answer = Message::Ok {
         v: 1,
         ts: Some(crate::audit::chain::format_ts(clock_now())),
+        crl,
     };
     write_message(stream.get_mut(), &answer).await?;
     stream.get_mut().shutdown().await
@@ -251,14 +289,18 @@ pub async fn heartbeat_once(ctx: &Context) -> Result<(), String> {
             head: hex::encode(ctx.peer.audit.head()),
             ts: crate::audit::chain::format_ts(sent),
             outbound: backlog,
+            crls: ctx.peer.snapshot().material.crl_numbers(),
         };
         write_message(stream.get_mut(), &msg).await?;
-        match read_message(&mut stream).await? {
-            Message::Ok { ts, .. } => {
+        match read_message(&mut stream, MAX_ANSWER).await? {
+            Message::Ok { ts, crl, .. } => {
                 let received = clock_now();
                 if let Some(peer) = ts.as_deref().and_then(parse_ts) {
                     // The peer read its clock about halfway through our round trip.
                     record_skew(ctx, peer - (sent + (received - sent) / 2));
+                }
+                if let Some(crl) = crl {
+                    super::crl_exchange::take(ctx, crl).await;
                 }
                 Ok(())
             }
@@ -338,10 +380,14 @@ mod tests {
                 bytes: 9,
                 oldest_age_secs: Some(130),
             }),
+            crls: vec![crate::tls::crl_offer::CrlNumber {
+                issuer: "CN=a".into(),
+                number: 3,
+            }],
         };
         write_message(&mut a, &msg).await.unwrap();
         let mut b = BufReader::new(b);
-        assert_eq!(read_message(&mut b).await.unwrap(), msg);
+        assert_eq!(read_message(&mut b, MAX_LINE).await.unwrap(), msg);
     }
 
     #[tokio::test]
@@ -351,10 +397,10 @@ mod tests {
         a.write_all(b"\n{not json}\n").await.unwrap();
         drop(a);
         let mut b = BufReader::new(b);
-        assert!(read_message(&mut b).await.is_err(), "oversize");
+        assert!(read_message(&mut b, MAX_LINE).await.is_err(), "oversize");
         let mut rest = String::new();
         b.read_line(&mut rest).await.unwrap();
-        assert!(read_message(&mut b).await.is_err(), "not JSON");
-        assert!(read_message(&mut b).await.is_err(), "EOF");
+        assert!(read_message(&mut b, MAX_LINE).await.is_err(), "not JSON");
+        assert!(read_message(&mut b, MAX_LINE).await.is_err(), "EOF");
     }
 }

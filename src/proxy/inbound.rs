@@ -12,7 +12,6 @@ use tokio_rustls::LazyConfigAcceptor;
 use tracing::Instrument;
 
 use super::{preamble, Admission, Context};
-use crate::admin::CertKind;
 use crate::audit::Direction;
 use crate::names::ServiceName;
 use crate::peer::pending::PendingGuard;
@@ -61,13 +60,13 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
             return track.decide(&ctx.peer, Decision::Deny(DenyReason::TooManyConnections), Some(detail));
         }
     };
-    // Whatever the outcome, the audit shows the certificate that was presented.
-    if let Some(id) = seen.identity() {
-        track.peer_pool = Some(id.pool);
-    }
+    // Whatever the outcome, the audit shows the certificate that was
+    // presented; the pool it names only once its chain verified.
     track.cert_sha256 = seen.fingerprint();
+    let identity = seen.identity();
     let mut stream = match handshake {
         Err(_elapsed) => {
+            track.claimed_pool = identity.map(|id| id.pool);
             return track.decide(
                 &ctx.peer,
                 Decision::Deny(DenyReason::HandshakeTimeout),
@@ -75,32 +74,52 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
             );
         }
         Ok(Err(e)) => {
+            track.claimed_pool = identity.map(|id| id.pool);
             let (reason, detail) = tls::refusal(&e, &live.material, ctx.peer.link.skew_secs());
             return track.decide(&ctx.peer, Decision::Deny(reason), Some(detail));
         }
         Ok(Ok(stream)) => stream,
     };
-    if track
-        .peer_pool
-        .as_deref()
-        .is_some_and(|p| ctx.peer.peer_pool.is(p))
-    {
-        // A verified certificate of the paired pool: this address is the peer's.
-        pending.vouch(std::time::Instant::now());
-    }
-    drop(pending);
+    track.peer_pool = identity.as_ref().map(|id| id.pool.clone());
     ctx.peer
         .metrics
         .handshake(Direction::Inbound, started.elapsed());
-    if let Some(id) = seen.identity() {
-        ctx.peer
-            .metrics
-            .cert_expiry(CertKind::Peer, Some(&id.pool), &id.sha256, id.not_after);
+    if let Some(id) = identity.filter(|id| ctx.peer.peer_pool.is(&id.pool)) {
+        // A verified certificate of the paired pool: this address is the
+        // peer's, and its certificate is the pair's — the only kind shown
+        // as a `peer` row (a not-paired pool or our own certificate is
+        // refused below and shown nowhere but the audit log).
+        pending.vouch(std::time::Instant::now());
+        if let Some(leaf) = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
+            ctx.peer
+                .metrics
+                .peer_cert(&id.pool, &id.sha256, id.not_after, leaf.as_ref());
+        }
     }
+    drop(pending);
 
     let (_, conn) = stream.get_ref();
     if conn.alpn_protocol() == Some(tls::ALPN_CONTROL) {
         return Box::pin(control(ctx, stream, track, &live.policy)).await;
+    }
+    // No new connection the audit log cannot record (`audit.on_failure`).
+    if let Some(detail) = ctx.peer.audit.health().refusal() {
+        track.service = conn.alpn_protocol().and_then(tls::service_from_alpn);
+        track.decide(
+            &ctx.peer,
+            Decision::Deny(DenyReason::AuditFailing),
+            Some(detail.clone()),
+        );
+        if conn.alpn_protocol().is_some_and(tls::has_preamble) {
+            return refuse(&mut stream, DenyReason::AuditFailing, &detail).await;
+        }
+        let _ = stream.shutdown().await;
+        return;
     }
     track.service = conn.alpn_protocol().and_then(tls::service_from_alpn);
     let with_preamble = conn.alpn_protocol().is_some_and(tls::has_preamble);
@@ -307,5 +326,15 @@ async fn control(
     }
     if let Err(e) = super::control::serve(ctx, stream, track).await {
         tracing::warn!(error = %e, "control exchange failed");
+        // The paired peer, authenticated, sent what we do not accept:
+        // evidence worth keeping, not only a log line.
+        ctx.peer.audit.record(crate::audit::Event::PeerControlError(
+            crate::audit::PeerControlError {
+                peer_addr: track.peer_addr.clone(),
+                peer_pool: track.peer_pool.clone(),
+                cert_sha256: track.cert_sha256.clone(),
+                error: e.to_string(),
+            },
+        ));
     }
 }

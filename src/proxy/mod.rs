@@ -21,6 +21,7 @@
 //! touches another's task.
 
 pub mod control;
+mod crl_exchange;
 mod fds;
 mod inbound;
 mod intercepted;

@@ -242,6 +242,18 @@ impl Spool {
                         tracing::warn!(id = %entry.id, %detail, "cannot read a spooled file; set aside, will retry");
                     }
                 }
+                Sent::Refused {
+                    reason: Refusal::Replayed,
+                    message,
+                } => {
+                    // The peer judges it a replay (older than its window):
+                    // never deliverable; kept aside for an operator to look at.
+                    tracing::warn!(id = %entry.id, %message, "the peer refused a spool file as a replay; quarantined");
+                    holds.release(&entry.id);
+                    let path = self.store.path(Area::Outgoing, &entry.id);
+                    self.store
+                        .quarantine(&path, Some(meta), &format!("replayed: {message}"));
+                }
                 Sent::Refused { reason, message } => {
                     let (first, cap) = match reason {
                         r if r.is_permanent() => (NEVER_RETRY, NEVER_RETRY_CAP),

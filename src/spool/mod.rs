@@ -10,7 +10,7 @@
 //! tmp/                   files being written (garbage after a crash)
 //! outgoing/<id>.pgs      sealed, durable, waiting for the peer's ACK
 //! incoming/<id>.pgs      received, sealed under OUR key, ACKed, not yet delivered
-//! delivered/<id>         empty marker: id delivered (dedupe; pruned after 30 days)
+//! delivered/<id>         empty marker: id delivered (dedupe; pruned after spool.max_age_days + 1 day, at least 30 days: see [`replay`])
 //! quarantine/<id>.pgs    files that failed authentication (audited), each
 //! quarantine/<id>.json     with a record: id, name, size, reason, from, at
 //! lock                   flock'ed by the one process that runs this spool
@@ -263,6 +263,7 @@ pub mod quarantine;
 pub mod receive;
 pub mod recover;
 mod refusal;
+pub mod replay;
 mod seal;
 mod service;
 pub mod settle;

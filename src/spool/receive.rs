@@ -189,6 +189,27 @@ impl Spool {
                 id: meta.id.clone(),
             });
         }
+        if let Some(why) = store.replayed(meta) {
+            tracing::warn!(id = %meta.id, name = %meta.name, %why, "refused a replayed spool file");
+            store.counters.refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(audit) = &store.audit {
+                audit.record(crate::audit::Event::SpoolReplayed(
+                    crate::audit::SpoolFile {
+                        id: meta.id.clone(),
+                        name: meta.name.clone(),
+                        size: meta.size,
+                        peer_pool: None,
+                        age_ms: None,
+                        reason: Some(why.clone()),
+                        path: None,
+                    },
+                ));
+            }
+            return Err(Frame::Error {
+                reason: Refusal::Replayed,
+                message: why,
+            });
+        }
         if !lock(&store.receiving).insert(meta.id.clone()) {
             return Err(Frame::Error {
                 reason: Refusal::Busy,

@@ -12,9 +12,12 @@ use super::intake::source_tag;
 use super::store::{durable_remove, sync_dir, Area, Store, DELIVERED, TMP};
 use super::stream::decrypt_stream;
 
-/// Delivery markers older than this are pruned: a resend of an id can only
-/// follow a sender crash between ACK and delete, i.e. minutes later.
-pub const MARKER_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Delivery markers older than this are pruned by default: a resend of an
+/// id can only follow a sender crash between ACK and delete, i.e. minutes
+/// later; an older copy is refused as a replay (`spool::replay`), so
+/// markers are kept longer than `spool.max_age_days`
+/// ([`Store::marker_ttl`]).
+pub const MARKER_TTL: Duration = super::replay::MIN_MARKER_TTL;
 
 /// What recovery did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -113,6 +116,7 @@ impl Store {
     fn prune_markers(&self) {
         let dir = self.root.join(DELIVERED);
         let now = SystemTime::now();
+        let ttl = self.marker_ttl();
         let Ok(rd) = fs::read_dir(&dir) else { return };
         for e in rd.filter_map(Result::ok) {
             let old = e
@@ -120,7 +124,7 @@ impl Store {
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age > MARKER_TTL);
+                .is_some_and(|age| age > ttl);
             if old {
                 let _ = fs::remove_file(e.path());
             }

@@ -19,6 +19,9 @@ pub enum Refusal {
     Failed,
     /// The sender gave up on this file (it could not read it).
     Aborted,
+    /// A replay: created longer ago than the receiver's `spool.max_age_days`
+    /// (see `spool::replay`). Never retried: the sender quarantines it.
+    Replayed,
 }
 
 impl Refusal {
@@ -32,6 +35,7 @@ impl Refusal {
             Refusal::BadName => 4,
             Refusal::Failed => 5,
             Refusal::Aborted => 6,
+            Refusal::Replayed => 7,
         }
     }
 
@@ -44,13 +48,17 @@ impl Refusal {
             4 => Refusal::BadName,
             5 => Refusal::Failed,
             6 => Refusal::Aborted,
+            7 => Refusal::Replayed,
             _ => Refusal::Other,
         }
     }
 
     /// Whether retrying can help without someone changing something.
     pub fn is_permanent(self) -> bool {
-        matches!(self, Refusal::TooLarge | Refusal::BadName)
+        matches!(
+            self,
+            Refusal::TooLarge | Refusal::BadName | Refusal::Replayed
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +70,7 @@ impl Refusal {
             Refusal::BadName => "bad_name",
             Refusal::Failed => "failed",
             Refusal::Aborted => "aborted",
+            Refusal::Replayed => "replayed",
         }
     }
 }

@@ -138,6 +138,10 @@ pub struct Store {
     pub(crate) settle: Duration,
     /// `[spool] stall_secs`.
     pub(crate) stall: Duration,
+    /// `[spool] max_age_days`: the replay window (see `spool::replay`).
+    pub(crate) max_age: Duration,
+    /// The peer's clock minus ours, milliseconds (0 until measured).
+    pub(crate) peer_skew_ms: std::sync::atomic::AtomicI64,
     pub(crate) audit: Option<AuditLog>,
     /// Persistent conditions (waiting keys, refusals, …), for `/status`.
     pub conditions: Conditions,
@@ -187,6 +191,8 @@ impl Store {
             max_bytes,
             settle: Duration::ZERO,
             stall: Duration::from_secs(crate::config::Spool::DEFAULT_STALL_SECS),
+            max_age: Duration::from_secs(crate::config::Spool::DEFAULT_MAX_AGE_DAYS * 86_400),
+            peer_skew_ms: std::sync::atomic::AtomicI64::new(0),
             conditions: Conditions::new(audit.clone()),
             audit,
             cache: Mutex::default(),
@@ -209,6 +215,7 @@ impl Store {
         store.set_old_keys(super::keys::load_old_keys(cfg)?);
         store.settle = cfg.settle;
         store.stall = cfg.stall;
+        store.max_age = cfg.max_age;
         Ok(store)
     }
 

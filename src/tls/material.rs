@@ -50,6 +50,13 @@ pub struct Material {
     pub(super) crl_kept: Option<PathBuf>,
     /// Whether this material already logged its CRL as overdue.
     pub(super) crl_overdue_logged: std::sync::atomic::AtomicBool,
+    /// The trusted CA certificates (`tls.ca`): offered CRLs must be signed
+    /// by one of them (see `crl_offer.rs`).
+    pub(super) cas: Vec<CertificateDer<'static>>,
+    /// `tls.crl`, where CRLs taken from the peer are written.
+    pub(super) crl_path: Option<PathBuf>,
+    /// The last CRL offer audited with this material (see `crl_offer.rs`).
+    pub(super) crl_offer_last: std::sync::Mutex<Option<String>>,
 }
 
 /// Where the material came from, for messages.
@@ -214,9 +221,19 @@ impl Material {
             Some(path) => load_crls(path)?,
             None => Vec::new(),
         };
-        let (crls, states, refused) = match &src.crl {
-            Some(_) => super::revocation::choose(src, &cas, crls, previous),
-            None => (crls, Vec::new(), None),
+        // Without `tls.crl`, the CRLs in force are those taken from the
+        // peer (kept beside the audit log, see `crl_offer.rs`), if any.
+        let kept = src.crl_kept.as_deref().filter(|p| p.exists());
+        let (crls, states, refused) = match (&src.crl, kept) {
+            (Some(_), _) => super::revocation::choose(src, &cas, crls, previous),
+            (None, Some(kept)) => match load_crls(kept) {
+                Ok(ders) => super::revocation::choose(src, &cas, ders, previous),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the kept copy of the CRLs taken from the peer; no CRL in force");
+                    (crls, Vec::new(), None)
+                }
+            },
+            (None, None) => (crls, Vec::new(), None),
         };
         let mut material = Material::build(src, chain, key, cas, crls, pool)?;
         material.crls = states;
@@ -372,6 +389,9 @@ impl Material {
             crl_overdue: src.crl_overdue,
             crl_kept: src.crl_kept.clone(),
             crl_overdue_logged: std::sync::atomic::AtomicBool::new(false),
+            cas,
+            crl_path: src.crl.clone(),
+            crl_offer_last: std::sync::Mutex::new(None),
         })
     }
 }

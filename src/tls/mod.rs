@@ -13,6 +13,7 @@
 //! refused handshake is audited with the certificate's fingerprint.
 
 pub mod crl;
+pub mod crl_offer;
 mod identity;
 mod material;
 pub mod profile;

@@ -72,6 +72,16 @@ pub fn local_detail(err: &CertificateError, now: OffsetDateTime) -> String {
                 span(late)
             )
         }
+        CertificateError::Other(other) => match other
+            .0
+            .downcast_ref::<super::profile::ProfileViolation>()
+        {
+            Some(violation) => format!(
+                "the peer's certificate is outside the pairing certificate profile: {violation} — \
+                 issue it with `pairgate cert issue`"
+            ),
+            None => Error::InvalidCertificate(CertificateError::Other(other.clone())).to_string(),
+        },
         other => Error::InvalidCertificate(other.clone()).to_string(),
     }
 }

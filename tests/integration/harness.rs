@@ -364,6 +364,7 @@ pub fn synthetic_log(
                 detail: None,
                 client_addr: None,
                 orig_dst: None,
+                claimed_pool: None,
             })
         } else {
             Event::Close(Close {

@@ -147,7 +147,9 @@ async fn expired_certificate() {
             .await
     );
     let v = denial(&pair.site2, "expired");
-    assert_eq!(v["peer_pool"], POOL1);
+    // Not verified: what it claims is kept apart from `peer_pool` (issue 15.3).
+    assert_eq!(v["peer_pool"], serde_json::Value::Null);
+    assert_eq!(v["claimed_pool"], POOL1);
     still_serves(&pair).await;
 }
 
@@ -209,7 +211,8 @@ async fn server_of_the_wrong_pool_is_refused_by_the_tunnel() {
         .unwrap_or_default();
     assert!(back.is_empty());
     let v = denial(&gw, "bad_certificate");
-    assert_eq!(v["peer_pool"], POOL3);
+    assert_eq!(v["peer_pool"], serde_json::Value::Null);
+    assert_eq!(v["claimed_pool"], POOL3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

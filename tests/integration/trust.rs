@@ -18,8 +18,12 @@ use tokio::net::TcpListener;
 
 use crate::harness::*;
 
+mod audit_full;
 mod crl;
+mod crl_pair;
 mod keys;
+mod replay;
+mod shown;
 
 /// A certificate for `pool` signed by the pairing CA in `ca_dir` the way
 /// `pairgate cert issue` does, except for what `change` alters; written as

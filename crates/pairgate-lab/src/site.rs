@@ -8,11 +8,48 @@ use crate::{io, LabError};
 
 /// A free port on 127.0.0.1 (bound, then released for the gateway to take).
 ///
+/// Ports come from *below* the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, 32768–60999 by default) when there is
+/// room: a port from that range, free when checked, can be taken by any
+/// outgoing connection (a test opening 2,000 of them) before the gateway
+/// binds it — which made tests fail with "address in use" on a loaded
+/// machine. Each process walks its own stretch, seeded by its pid, and never
+/// hands the same port out twice.
+///
 /// # Errors
 /// When no loopback port can be bound.
 pub fn free_port() -> Result<u16, LabError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = below_ephemeral();
+    if high > low {
+        let span = high - low;
+        let seed = std::process::id().wrapping_mul(7919) % span;
+        for _ in 0..span.min(4096) {
+            let n = HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+            let port = low + (seed + n) % span;
+            let Ok(port) = u16::try_from(port) else {
+                continue;
+            };
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("bind 127.0.0.1:0"))?;
     Ok(listener.local_addr().map_err(io("local address"))?.port())
+}
+
+/// The stretch of ports under the ephemeral range this machine uses for
+/// outgoing connections; empty when that range starts too low to leave one.
+fn below_ephemeral() -> (u32, u32) {
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    // Stay above the well-known and commonly configured service ports.
+    let low = 12000;
+    (low, first_ephemeral.max(low))
 }
 
 /// What goes into one site's config file.

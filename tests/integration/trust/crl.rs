@@ -169,6 +169,24 @@ async fn an_overdue_crl_is_visible_and_refuses_peers_under_deny() {
         .expect("the CRL gauge");
     let now = OffsetDateTime::now_utc().unix_timestamp() as f64;
     assert!(next_update < now - 9.0 * 86_400.0, "{next_update} vs {now}");
+    // …and in `/status` and `pairgate status` (both forms).
+    let reply = pairgate::admin::client::get(admin, "/status")
+        .await
+        .unwrap();
+    let status: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(status["crl"]["overdue"], true, "{status:#}");
+    assert_eq!(status["crl"]["crl_overdue"], "warn");
+    assert_eq!(status["crl"]["crls"][0]["overdue"], true);
+    assert_eq!(status["crl"]["crls"][0]["number"], 1);
+    let config = site1_config.to_str().unwrap();
+    let out = pairgate(&["status", "--json", "--config", config]);
+    assert_eq!(json_of(&out)["crl"]["overdue"], true, "{out:?}");
+    let out = pairgate(&["status", "--config", config]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("number 1") && text.contains("OVERDUE"),
+        "{text}"
+    );
 
     // Under "deny" at site2: site1's connections are refused, audited.
     pair.site2.terminate();
