@@ -16,6 +16,8 @@
 //! `crates/pairgate-lab`, which drives the `pairgate` binary as an operator
 //! does, so the library operators install holds only the gateway.
 
+#![warn(clippy::expect_used, unreachable_pub)]
+
 pub mod admin;
 pub mod audit;
 pub mod backoff;

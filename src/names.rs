@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn names() {
-        for good in ["pool01.site1.example", "POOL-1.x", "a", "10.0.0.1"] {
+        for good in ["pool01.site1.example", "POOL-1.x", "a", "127.0.0.1"] {
             assert!(is_valid_pool_name(good), "{good}");
         }
         for bad in [

@@ -112,7 +112,7 @@ pub(crate) struct CertLabels {
 }
 
 impl CertLabels {
-    pub fn new(kind: CertKind, sha256: String) -> CertLabels {
+    pub(crate) fn new(kind: CertKind, sha256: String) -> CertLabels {
         CertLabels {
             kind: kind.as_str(),
             sha256,

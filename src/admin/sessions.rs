@@ -219,7 +219,9 @@ impl Sessions {
                 while record.recent.len() > BUCKETS as usize {
                     record.recent.pop_front();
                 }
-                &mut record.recent.back_mut().expect("just pushed").1
+                #[expect(clippy::expect_used, reason = "a bucket was pushed just above")]
+                let pushed = record.recent.back_mut().expect("just pushed");
+                &mut pushed.1
             }
         };
         match outcome {

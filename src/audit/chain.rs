@@ -61,7 +61,10 @@ pub fn format_ts(ts: OffsetDateTime) -> String {
 pub fn render_line(ts: OffsetDateTime, event: &Event, prev: &[u8; 32]) -> String {
     // Serializing plain structs of strings and integers into a String cannot
     // fail (no maps with non-string keys, no I/O), hence the expect.
-    #[allow(clippy::expect_used)]
+    #[expect(
+        clippy::expect_used,
+        reason = "plain structs of strings and integers always serialize"
+    )]
     let body = serde_json::to_string(event).expect("audit events always serialize to JSON");
     // An internally tagged enum always yields `{"event":…}`: at least one field.
     let fields = body

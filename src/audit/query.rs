@@ -323,25 +323,28 @@ mod tests {
 
     #[test]
     fn client_and_original_destination_match_by_address_or_host() {
-        let line = serde_json::json!({"event": "close", "client_addr": "10.1.10.11:50123",
-            "orig_dst": "10.2.20.50:445", "bytes_in": 7});
+        let line = serde_json::json!({"event": "close", "client_addr": "127.1.10.11:50123",
+            "orig_dst": "127.2.20.50:445", "bytes_in": 7});
         let by = |client: Option<&str>, dest: Option<&str>| Filter {
             client: client.map(Into::into),
             orig_dst: dest.map(Into::into),
             ..Filter::default()
         };
-        assert!(matches(&by(None, Some("10.2.20.50")), &line));
-        assert!(matches(&by(None, Some("10.2.20.50:445")), &line));
-        assert!(!matches(&by(None, Some("10.2.20.50:139")), &line));
-        assert!(!matches(&by(None, Some("10.2.20.51")), &line));
-        assert!(matches(&by(Some("10.1.10.11"), Some("10.2.20.50")), &line));
-        assert!(!matches(&by(Some("10.1.10.12"), None), &line));
+        assert!(matches(&by(None, Some("127.2.20.50")), &line));
+        assert!(matches(&by(None, Some("127.2.20.50:445")), &line));
+        assert!(!matches(&by(None, Some("127.2.20.50:139")), &line));
+        assert!(!matches(&by(None, Some("127.2.20.51")), &line));
+        assert!(matches(
+            &by(Some("127.1.10.11"), Some("127.2.20.50")),
+            &line
+        ));
+        assert!(!matches(&by(Some("127.1.10.12"), None), &line));
         assert!(!matches(&by(None, Some("not an address")), &line));
         let v6 = serde_json::json!({"orig_dst": "[fd02::50]:445"});
         assert!(matches(&by(None, Some("[fd02::50]")), &v6));
         assert!(matches(&by(None, Some("fd02::50")), &v6));
         assert!(!matches(
-            &by(None, Some("10.2.20.50")),
+            &by(None, Some("127.2.20.50")),
             &serde_json::json!({})
         ));
     }

@@ -65,6 +65,10 @@ struct Keyed<V> {
 }
 
 impl<V: Default> Keyed<V> {
+    #[expect(
+        clippy::expect_used,
+        reason = "the key is inserted just above the lookup"
+    )]
     fn entry(&mut self, key: Option<&str>) -> &mut V {
         let Some(key) = key else {
             return self.none.get_or_insert_with(V::default);

@@ -23,7 +23,7 @@ const REASONS: [DenyReason; 3] = [
 
 /// A deterministic, realistic-looking event number `i`: allowed connections
 /// followed by their close, with a denial every fourth connection.
-pub fn sample_event(i: u64) -> Event {
+pub(crate) fn sample_event(i: u64) -> Event {
     let k = i / 2;
     let peer = PEERS[(k % 2) as usize];
     let service = SERVICES[(k % 3) as usize];
@@ -74,7 +74,7 @@ pub fn sample_event(i: u64) -> Event {
 ///
 /// # Errors
 /// Creating or writing the file.
-pub fn synthetic_log(path: &Path, n_lines: u64, start: OffsetDateTime) -> io::Result<u64> {
+pub(crate) fn synthetic_log(path: &Path, n_lines: u64, start: OffsetDateTime) -> io::Result<u64> {
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
     let mut prev = GENESIS;
     let mut bytes = 0u64;
@@ -92,7 +92,7 @@ pub fn synthetic_log(path: &Path, n_lines: u64, start: OffsetDateTime) -> io::Re
 
 /// A small log with known answers for the report tests: 9 lines, one not JSON.
 #[cfg(test)]
-pub fn fixture() -> Vec<u8> {
+pub(crate) fn fixture() -> Vec<u8> {
     use crate::audit::event::Close;
     use time::macros::datetime;
     let t0 = datetime!(2026-11-26 03:00:00 UTC);

@@ -257,24 +257,24 @@ path = "audit.jsonl"
         .map_err(|e| e.to_string())
     }
 
-    const INTERCEPT: &str = "\n[[intercept]]\nservice = \"backup-smb\"\nlisten = \"10.1.0.10:15445\"\n\
-        allow_sources = [\"10.1.10.0/24\"]\ndestinations = [\"10.2.20.50\", \"10.2.10.0/24\"]\nports = [445]\n";
+    const INTERCEPT: &str = "\n[[intercept]]\nservice = \"backup-smb\"\nlisten = \"127.1.0.10:15445\"\n\
+        allow_sources = [\"127.1.10.0/24\"]\ndestinations = [\"127.2.20.50\", \"127.2.10.0/24\"]\nports = [445]\n";
 
     #[test]
     fn an_intercept_and_a_carried_export_parse_with_defaults() {
         let extra = format!(
-            "{INTERCEPT}\n[[export]]\nservice = \"backup-smb\"\ndestinations = [\"10.1.0.0/16\"]\nports = [445, 139]\n"
+            "{INTERCEPT}\n[[export]]\nservice = \"backup-smb\"\ndestinations = [\"127.1.0.0/16\"]\nports = [445, 139]\n"
         );
         let config = parse(&extra).unwrap();
         assert_eq!(config.gateway.mark, crate::intercept::DEFAULT_MARK);
         let i = &config.intercepts[0];
-        assert_eq!(i.listen, "10.1.0.10:15445".parse().unwrap());
+        assert_eq!(i.listen, "127.1.0.10:15445".parse().unwrap());
         assert_eq!(i.capture, Capture::Redirect);
         assert_eq!(i.destinations.ports, [445]);
         assert_eq!(i.destinations.nets.len(), 2);
         assert_eq!(
             config.exports[0].target.to_string(),
-            "destinations [10.1.0.0/16] ports [445, 139]"
+            "destinations [127.1.0.0/16] ports [445, 139]"
         );
         assert_eq!(config.lines.intercepts, [19]);
         assert!(config.intercepting());
@@ -306,12 +306,12 @@ path = "audit.jsonl"
                 "intercept[0].ports: contains 0",
             ),
             (
-                INTERCEPT.replace("[\"10.2.20.50\", \"10.2.10.0/24\"]", "[]"),
+                INTERCEPT.replace("[\"127.2.20.50\", \"127.2.10.0/24\"]", "[]"),
                 "intercept[0].destinations: is empty",
             ),
             (
-                INTERCEPT.replace("\"10.2.20.50\"", "\"10.2.20.500\""),
-                "intercept[0].destinations: \"10.2.20.500\" is not a CIDR network",
+                INTERCEPT.replace("\"127.2.20.50\"", "\"127.2.20.500\""),
+                "intercept[0].destinations: \"127.2.20.500\" is not a CIDR network",
             ),
             (
                 format!("{INTERCEPT}capture = \"nat\"\n"),
@@ -323,7 +323,7 @@ path = "audit.jsonl"
                 "export[0].target: is given together with destinations/ports",
             ),
             (
-                "\n[[export]]\nservice = \"backup-smb\"\ndestinations = [\"10.0.0.0/8\"]\n".into(),
+                "\n[[export]]\nservice = \"backup-smb\"\ndestinations = [\"127.0.0.0/8\"]\n".into(),
                 "export[0].ports: is missing next to destinations",
             ),
             (
@@ -335,7 +335,7 @@ path = "audit.jsonl"
                 "intercept[1].service: \"backup-smb\" already has a [[intercept]]",
             ),
             (
-                INTERCEPT.replace("10.1.0.10:15445", "127.0.0.1:7443"),
+                INTERCEPT.replace("127.1.0.10:15445", "127.0.0.1:7443"),
                 "intercept[0].listen: 127.0.0.1:7443 is already used by peer.listen",
             ),
         ];

@@ -1,5 +1,10 @@
-//! One site gateway: wiring config, policy, TLS, proxy and audit for
-//! `pairgate run`.
+//! One site gateway: wiring config, policy, TLS, the peer, the proxy, the
+//! spool and audit for `pairgate run`.
+//!
+//! [`start`] builds each piece once, lower layers first: the [`Peer`]
+//! (who and where the paired gateway is, the dialer, the link), then the
+//! spool on it, then the proxy's [`Context`] with its routes (exports,
+//! carried destinations, the spool's receiver registered for `spool`).
 //!
 //! Start-up validates everything before binding anything (a gateway that
 //! starts is a gateway whose certificates chain, whose key matches and whose
@@ -8,14 +13,22 @@
 //! already open keep the snapshot they started with.
 
 mod config_diff;
+mod expiry;
 pub mod handover;
+mod listeners;
+mod process;
 mod reload;
 mod replication;
 mod spool_keys;
 mod tunnels;
 
 pub use config_diff::restart_needed;
+pub use process::{run, run_with};
 pub use reload::{Reload, Reloader, Request as ReloadRequest, WATCH_INTERVAL};
+
+use expiry::{publish_cert_expiry, warn_expiry};
+use listeners::{bind, bind_intercept, own_listeners, serve_intercepts};
+use process::systemd;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,15 +36,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sd_notify::NotifyState;
-use tokio::net::TcpListener;
-
-use crate::admin::{self, Board, CertEntry, CertKind, Metrics, ServiceRole};
+use crate::admin::{self, Board, Metrics, ServiceRole};
 use crate::audit::{AuditError, AuditLog, Direction, Event};
 use crate::config::{Config, ConfigError};
 use crate::names::ServiceName;
 use crate::peer::{self, Live, Peer};
-use crate::pki::{self, Expiry, EXPIRY_WARNING_DAYS};
 use crate::policy::{Policy, PolicyError};
 use crate::proxy::{self, Context, Routes};
 use crate::shutdown::Shutdown;
@@ -141,31 +150,6 @@ pub struct Running {
     config: Config,
 }
 
-/// The listener for `key` at `addr`: the one inherited from the instance
-/// this one takes over, else a fresh bind.
-async fn bind(
-    config: &Config,
-    key: String,
-    addr: SocketAddr,
-    inherited: &mut Inherited,
-) -> Result<TcpListener, GatewayError> {
-    let bind_err = |key, source| GatewayError::Bind {
-        file: config.path.clone(),
-        key,
-        addr,
-        source,
-    };
-    if let Some(listener) = inherited
-        .claim(addr)
-        .map_err(|e| bind_err(key.clone(), e))?
-    {
-        return Ok(listener);
-    }
-    proxy::bind(addr, config.limits.max_connections)
-        .await
-        .map_err(|source| bind_err(key, source))
-}
-
 /// Binds every listener and starts serving. Must run inside a tokio runtime.
 ///
 /// # Errors
@@ -200,23 +184,7 @@ pub async fn start_with(
     }
     let mut intercept_listeners = Vec::new();
     for (i, intercept) in config.intercepts.iter().enumerate() {
-        let key = format!("intercept[{i}].listen");
-        let bind_err = |source| GatewayError::Bind {
-            file: config.path.clone(),
-            key: key.clone(),
-            addr: intercept.listen,
-            source,
-        };
-        let listener = match inherited.claim(intercept.listen).map_err(bind_err)? {
-            Some(listener) => listener,
-            None => crate::intercept::bind_listener(
-                intercept.listen,
-                config.limits.max_connections,
-                intercept.capture,
-            )
-            .map_err(bind_err)?,
-        };
-        intercept_listeners.push(listener);
+        intercept_listeners.push(bind_intercept(&config, i, intercept, inherited)?);
     }
     let exports: HashMap<ServiceName, String> = config
         .exports
@@ -422,250 +390,6 @@ impl Running {
     }
 }
 
-/// `pairgate run`: load, start, serve until SIGTERM/SIGINT; SIGHUP reloads.
-///
-/// # Errors
-/// Invalid input before start, or a listener that cannot bind.
-pub fn run(path: &Path) -> Result<(), GatewayError> {
-    run_with(path, false)
-}
-
-/// `pairgate run [--takeover]`: with `takeover`, the listening sockets are
-/// taken from the instance running with the same config ([`handover`]),
-/// which then drains and exits.
-///
-/// # Errors
-/// As [`run`], and [`GatewayError::Handover`] when there is no running
-/// instance to take over from.
-pub fn run_with(path: &Path, takeover: bool) -> Result<(), GatewayError> {
-    let (config, policy, material) = load(path)?;
-    let handover_path = handover::socket_path(&config.audit.path);
-    let mut inherited = if takeover {
-        match Inherited::take(&handover_path) {
-            Ok(inherited) => inherited,
-            Err(handover::HandoverError::Connect { source, .. })
-                if matches!(
-                    source.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                ) =>
-            {
-                tracing::info!(socket = %handover_path.display(), "no running instance to take over from: starting normally");
-                Inherited::default()
-            }
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        Inherited::default()
-    };
-    if running_as_root() {
-        tracing::warn!(
-            "running as root: run pairgate as an unprivileged user (with CAP_NET_BIND_SERVICE only if it must bind port 445); see docs/security.md"
-        );
-    }
-    let wait = if inherited.is_takeover() {
-        crate::exclusive::Wait::Block
-    } else {
-        crate::exclusive::Wait::No
-    };
-    let audit = AuditLog::open_with(&config.audit.path, wait)?;
-    audit.health().set_on_failure(config.audit.on_failure);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(GatewayError::Runtime)?;
-    runtime.block_on(async move {
-        let running = Arc::new(start_with(config, policy, material, audit, &mut inherited).await?);
-        let (reloader, requests) = reload::reloader();
-        let stop = running.ctx.peer.shutdown.stop_token().clone();
-        running
-            .ctx
-            .peer
-            .shutdown
-            .spawn(reload::own(running.clone(), requests, stop));
-        running
-            .ctx
-            .peer
-            .shutdown
-            .spawn(reload::watch(running.clone(), reloader.clone()));
-        if inherited.is_takeover() {
-            // The previous instance stops accepting and drains once told.
-            if let Err(e) = inherited.ready() {
-                tracing::warn!(error = %e, "cannot tell the previous instance to drain; it keeps serving too");
-            } else {
-                tracing::info!("took over the listening sockets; the previous instance drains");
-            }
-        }
-        let handed_over = Arc::new(tokio::sync::Notify::new());
-        match handover::listen(&handover_path) {
-            Ok(listener) => {
-                running.ctx.peer.shutdown.spawn(serve_handover(
-                    listener,
-                    handover_path,
-                    running.offer.clone(),
-                    running.spool.clone(),
-                    handed_over.clone(),
-                    running.ctx.peer.shutdown.stop_token().clone(),
-                ));
-            }
-            Err(e) => tracing::warn!(error = %e, "no takeover socket: an upgrade will need a restart"),
-        }
-        println!("{}", running.ready_line());
-        systemd(&[NotifyState::Ready, NotifyState::Status("serving")]);
-        let reason = tokio::select! {
-            reason = wait_for_signals(&reloader) => reason.map_err(GatewayError::Runtime)?,
-            () = handed_over.notified() => "handover",
-        };
-        systemd(&[NotifyState::Stopping]);
-        running.stop(reason).await;
-        Ok(())
-    })
-}
-
-/// Answers takeover requests on the handover socket until one succeeds
-/// (then `handed_over` is notified and this instance stops) or it stops.
-async fn serve_handover(
-    listener: std::os::unix::net::UnixListener,
-    path: PathBuf,
-    offer: Arc<handover::Offer>,
-    spool: Option<Arc<Spool>>,
-    handed_over: Arc<tokio::sync::Notify>,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let listener = match listener
-        .set_nonblocking(true)
-        .and_then(|()| tokio::net::UnixListener::from_std(listener))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = %e, "no takeover socket: an upgrade will need a restart");
-            return;
-        }
-    };
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted.and_then(|(s, _)| s.into_std()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "takeover socket accept failed");
-                continue;
-            }
-        };
-        let (path, offer, handed) = (path.clone(), offer.clone(), spool.clone());
-        let runtime = tokio::runtime::Handle::current();
-        let answered = tokio::task::spawn_blocking(move || {
-            stream.set_nonblocking(false)?;
-            // The new instance opens the spool before it serves: hand it
-            // over (tasks stopped, lock released) before the sockets.
-            let prepare = || {
-                if let Some(spool) = &handed {
-                    runtime.block_on(spool.hand_over());
-                }
-            };
-            handover::answer(stream, &path, &offer, prepare)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-        })
-        .await;
-        match answered {
-            Ok(Ok(true)) => {
-                tracing::info!("a new instance took over the listening sockets: draining");
-                handed_over.notify_one();
-                return;
-            }
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "takeover failed; still serving"),
-            Err(e) => tracing::warn!(error = %e, "takeover task failed; still serving"),
-        }
-        if spool.as_ref().is_some_and(|s| s.stop.is_cancelled()) {
-            tracing::error!("the spool was handed to a takeover that failed: tunnels are still served here, but the spool runs again only after a restart (or a successful takeover)");
-        }
-    }
-}
-
-#[cfg(unix)]
-async fn wait_for_signals(reloader: &Reloader) -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok("SIGTERM"),
-            _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => reloader.request(reload::Request::All),
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signals(_reloader: &Reloader) -> std::io::Result<&'static str> {
-    tokio::signal::ctrl_c().await?;
-    Ok("ctrl-c")
-}
-
-/// Whether this process runs as root (uid 0), read from /proc without libc.
-fn running_as_root() -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-    }
-    #[cfg(not(unix))]
-    {
-        false
-    }
-}
-
-/// Every address the gateway listens on: the peer and admin listeners and
-/// the tunnels (the intercepts are added by [`serve_intercepts`]).
-fn own_listeners(
-    peer: SocketAddr,
-    tunnels: &[(ServiceName, SocketAddr)],
-    admin: Option<&TcpListener>,
-) -> Vec<SocketAddr> {
-    let mut own = vec![peer];
-    own.extend(tunnels.iter().map(|(_, a)| *a));
-    own.extend(admin.and_then(|l| l.local_addr().ok()));
-    own
-}
-
-/// Serves each `[[intercept]]` listener; returns (service, bound address).
-fn serve_intercepts(
-    config: &Config,
-    ctx: &Arc<Context>,
-    listeners: Vec<TcpListener>,
-    mut own: Vec<SocketAddr>,
-) -> Result<Vec<(ServiceName, SocketAddr)>, GatewayError> {
-    let mut addrs = Vec::new();
-    for (intercept, listener) in config.intercepts.iter().zip(&listeners) {
-        addrs.push((
-            intercept.service.clone(),
-            listener.local_addr().map_err(GatewayError::Runtime)?,
-        ));
-    }
-    own.extend(addrs.iter().map(|(_, a)| *a));
-    for (intercept, listener) in config.intercepts.iter().zip(listeners) {
-        let spec = Arc::new(proxy::InterceptSpec {
-            service: intercept.service.clone(),
-            allow_sources: intercept.allow_sources.clone(),
-            destinations: intercept.destinations.clone(),
-            capture: intercept.capture,
-            own: own.clone(),
-        });
-        ctx.peer.shutdown.spawn(proxy::serve(
-            listener,
-            ctx.clone(),
-            Direction::Outbound,
-            move |ctx, tcp, addr, slot| {
-                proxy::handle_intercepted(ctx, spec.clone(), tcp, addr, slot)
-            },
-        ));
-    }
-    Ok(addrs)
-}
-
 /// Each tunnel and intercept (outbound) and export (inbound) of the config,
 /// in config order.
 fn configured_services(config: &Config) -> Vec<(ServiceRole, String)> {
@@ -684,77 +408,4 @@ fn configured_services(config: &Config) -> Vec<(ServiceRole, String)> {
         .iter()
         .map(|e| (ServiceRole::Export, e.service.to_string()));
     tunnels.chain(exports).collect()
-}
-
-/// Publishes our own and the trusted CA certificates' expiry (metrics and
-/// `/status`), and warns in the log from 30 days before either expires.
-fn publish_cert_expiry(metrics: &Metrics, material: &Material) {
-    let own = CertEntry {
-        pool: Some(material.identity.pool.clone()),
-        sha256: material.identity.sha256.clone(),
-        not_after: material.identity.not_after,
-    };
-    metrics.replace_certs(CertKind::Own, &[own]);
-    let cas: Vec<CertEntry> = material
-        .ca_expiry
-        .iter()
-        .map(|(sha256, not_after)| CertEntry {
-            pool: None,
-            sha256: sha256.clone(),
-            not_after: *not_after,
-        })
-        .collect();
-    metrics.replace_certs(CertKind::Ca, &cas);
-    metrics.replace_crls(&material.crl_next_updates());
-    metrics.publish_crls(crl_status(material));
-    warn_expiry(material);
-}
-
-/// The CRL row of `/status` (overdue flags are judged when it is read).
-fn crl_status(material: &Material) -> Option<admin::CrlStatus> {
-    if material.crls.is_empty() && material.crl_refused.is_none() {
-        return None;
-    }
-    Some(admin::CrlStatus {
-        crl_overdue: material.crl_overdue.as_str().to_owned(),
-        overdue: false,
-        refused: material.crl_refused.clone(),
-        crls: material
-            .crls
-            .iter()
-            .map(|c| admin::CrlRow {
-                issuer: c.issuer.clone(),
-                number: c.number,
-                next_update: c.next_update,
-                overdue: false,
-            })
-            .collect(),
-    })
-}
-
-/// Warns in the log about our own and the trusted CA certificates when they
-/// expire within [`EXPIRY_WARNING_DAYS`] (or have expired).
-fn warn_expiry(material: &Material) {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let judge = |not_after: i64| {
-        let days_left = pki::days_left_unix(not_after, now);
-        let soon = Expiry::of_days_left(days_left, EXPIRY_WARNING_DAYS).needs_attention();
-        soon.then_some(days_left)
-    };
-    if let Some(own) = judge(material.identity.not_after) {
-        tracing::warn!(days_left = own, sha256 = %material.identity.sha256, "own certificate expires soon: run `pairgate cert rotate`");
-    }
-    for (sha256, not_after) in &material.ca_expiry {
-        if let Some(left) = judge(*not_after) {
-            tracing::warn!(days_left = left, %sha256, "trusted CA certificate expires soon: run `pairgate ca rotate`");
-        }
-    }
-}
-
-/// Tells systemd (`Type=notify`) about readiness, reloads and stopping; a
-/// no-op when not started by systemd.
-fn systemd(state: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(state) {
-        tracing::warn!(error = %e, "cannot notify systemd");
-    }
 }

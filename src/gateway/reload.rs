@@ -92,7 +92,7 @@ impl Reloader {
 }
 
 /// A reloader and its receiving end, for [`own`].
-pub fn reloader() -> (Reloader, mpsc::UnboundedReceiver<Request>) {
+pub(super) fn reloader() -> (Reloader, mpsc::UnboundedReceiver<Request>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (Reloader { tx }, rx)
 }
@@ -100,7 +100,7 @@ pub fn reloader() -> (Reloader, mpsc::UnboundedReceiver<Request>) {
 /// The reload owner: runs requests one at a time until `stop` or until every
 /// [`Reloader`] is gone. Requests that queued up while one ran are merged
 /// (a SIGHUP covers a watcher's TLS reload), so a burst costs one reload.
-pub async fn own<R: Reload>(
+pub(super) async fn own<R: Reload>(
     target: Arc<R>,
     mut requests: mpsc::UnboundedReceiver<Request>,
     stop: tokio_util::sync::CancellationToken,
@@ -193,30 +193,6 @@ impl Running {
                 restart_needed,
             }));
         ok
-    }
-
-    /// Applies the `[[tunnel]]` list of a re-read config live (see
-    /// `gateway::tunnels`), after checking its services against the running
-    /// policy. Blocking: call off the reactor, inside the runtime.
-    ///
-    /// # Errors
-    /// What refused the change (nothing was changed then).
-    fn apply_tunnels(&self, new: &Config) -> Result<(), String> {
-        let policy = self.ctx.peer.snapshot().policy.clone();
-        crate::config::check_against_policy(new, &policy).map_err(|e| e.to_string())?;
-        let runtime = tokio::runtime::Handle::current();
-        let applied = runtime
-            .block_on(self.tunnels.apply(&self.ctx, &self.offer, &new.tunnels))
-            .map_err(|(addr, e)| {
-                format!(
-                    "{}: a new [[tunnel]] cannot listen on {addr}: {e} — nothing was reloaded",
-                    new.path.display()
-                )
-            })?;
-        if applied != super::tunnels::Applied::default() {
-            tracing::info!(added = ?applied.added, removed = ?applied.removed, changed = ?applied.changed, "tunnels applied live");
-        }
-        Ok(())
     }
 
     /// Re-reads the policy; publishes it if valid and it still pairs this
@@ -416,7 +392,7 @@ fn same(a: &[Option<ring::digest::Digest>], b: &[Option<ring::digest::Digest>]) 
 
 /// Watches the TLS files until shutdown, asking `reloader` for a TLS
 /// reload when they change.
-pub async fn watch(running: Arc<Running>, reloader: Reloader) {
+pub(super) async fn watch(running: Arc<Running>, reloader: Reloader) {
     let files = Arc::new(running.watched_files());
     let mut last = digests_off_reactor(&files).await;
     let stop = running.ctx.peer.shutdown.stop_token().clone();
@@ -457,79 +433,5 @@ pub async fn watch(running: Arc<Running>, reloader: Reloader) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Mutex;
-
-    /// Records reloads; the first one waits until released, so requests pile
-    /// up behind it.
-    #[derive(Default)]
-    struct Recorder {
-        done: Mutex<Vec<Request>>,
-        running: std::sync::atomic::AtomicUsize,
-        overlapped: std::sync::atomic::AtomicBool,
-        gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
-    }
-
-    impl Reload for Recorder {
-        fn reload(&self, request: Request) {
-            use std::sync::atomic::Ordering::SeqCst;
-            if self.running.fetch_add(1, SeqCst) > 0 {
-                self.overlapped.store(true, SeqCst);
-            }
-            let gate = self.gate.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(gate) = gate {
-                let _ = gate.recv();
-            }
-            self.done
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(request);
-            self.running.fetch_sub(1, SeqCst);
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn reloads_run_one_at_a_time_and_a_burst_is_merged() {
-        let (release, gate) = std::sync::mpsc::channel();
-        let target = Arc::new(Recorder {
-            gate: Mutex::new(Some(gate)),
-            ..Recorder::default()
-        });
-        let (reloader, requests) = reloader();
-        let stop = tokio_util::sync::CancellationToken::new();
-        let owner = tokio::spawn(own(target.clone(), requests, stop.clone()));
-        reloader.request(Request::Tls);
-        // Wait until the first reload runs (and holds the gate).
-        while target.running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        reloader.request(Request::Tls);
-        reloader.request(Request::All);
-        reloader.request(Request::Tls);
-        release.send(()).unwrap_or_else(|e| panic!("{e}"));
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while target.done.lock().map(|d| d.len()).unwrap_or(0) < 2 {
-            assert!(std::time::Instant::now() < deadline, "reloads did not run");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        stop.cancel();
-        owner.await.unwrap_or_else(|e| panic!("{e}"));
-        let done = target.done.lock().map(|d| d.clone()).unwrap_or_default();
-        // The three queued requests became one, and the strongest of them.
-        assert_eq!(done, [Request::Tls, Request::All]);
-        assert!(!target.overlapped.load(std::sync::atomic::Ordering::SeqCst));
-    }
-
-    #[tokio::test]
-    async fn the_owner_ends_when_every_reloader_is_gone() {
-        let (reloader, requests) = reloader();
-        let stop = tokio_util::sync::CancellationToken::new();
-        let owner = tokio::spawn(own(Arc::new(Recorder::default()), requests, stop));
-        drop(reloader);
-        tokio::time::timeout(Duration::from_secs(30), owner)
-            .await
-            .unwrap_or_else(|_| panic!("owner kept running"))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-}
+#[path = "reload_tests.rs"]
+mod tests;

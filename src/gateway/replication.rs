@@ -30,7 +30,7 @@ use crate::proxy::control::PeerBacklog;
 use crate::spool::{Area, Spool};
 
 /// Reads both directions' depth for `/status` and metrics.
-pub struct Replication {
+pub(super) struct Replication {
     pub peer: Arc<Peer>,
     pub spool: Option<Arc<Spool>>,
     /// What the peer last reported waiting for us (control channel).
@@ -66,12 +66,11 @@ fn received(items: &[(u64, Option<OffsetDateTime>)], peer_skew_secs: Option<f64>
 
 impl SpoolGauge for Replication {
     fn depth(&self, direction: Direction) -> SpoolDepth {
-        let now = OffsetDateTime::now_utc();
         match direction {
             Direction::Outbound => self
                 .spool
                 .as_ref()
-                .map_or_else(SpoolDepth::default, |s| s.depth().outbound.measured_at(now)),
+                .map_or_else(SpoolDepth::default, |s| s.depth().outbound),
             Direction::Inbound => {
                 let here = self.spool.as_ref().map_or_else(SpoolDepth::default, |s| {
                     let items: Vec<(u64, Option<OffsetDateTime>)> = s
@@ -119,7 +118,7 @@ impl SpoolGauge for Replication {
 }
 
 /// Refreshes the `pairgate_spool_*` gauges until shutdown.
-pub async fn publish(replication: Arc<Replication>, every: Duration) {
+pub(super) async fn publish(replication: Arc<Replication>, every: Duration) {
     let stop = replication.peer.shutdown.stop_token().clone();
     loop {
         let r = replication.clone();
@@ -191,7 +190,6 @@ pub async fn publish(replication: Arc<Replication>, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::DirDepth;
 
     #[test]
     fn merge_keeps_the_oldest_and_sums() {
@@ -237,12 +235,7 @@ mod tests {
     #[test]
     fn the_peer_reported_backlog_ages_from_its_arrival_on_our_clock() {
         let arrived = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
-        let reported = DirDepth {
-            files: 1,
-            bytes: 1,
-            oldest_age: Some(Duration::from_secs(120)),
-        };
-        let depth = reported.measured_at(arrived);
+        let depth = SpoolDepth::aged(1, 1, Some(Duration::from_secs(120)), arrived);
         let later = arrived + time::Duration::seconds(30);
         assert_eq!(depth.oldest_age(later), Some(Duration::from_secs(150)));
     }
@@ -250,15 +243,10 @@ mod tests {
     #[test]
     fn ages_become_timestamps_at_the_time_of_measurement() {
         let at = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
-        let d = DirDepth {
-            files: 1,
-            bytes: 1,
-            oldest_age: Some(Duration::from_secs(90)),
-        };
         assert_eq!(
-            d.measured_at(at).oldest_since,
+            SpoolDepth::aged(1, 1, Some(Duration::from_secs(90)), at).oldest_since,
             Some(at - time::Duration::seconds(90))
         );
-        assert_eq!(DirDepth::default().measured_at(at).oldest_since, None);
+        assert_eq!(SpoolDepth::aged(0, 0, None, at).oldest_since, None);
     }
 }

@@ -38,9 +38,7 @@ impl Running {
                 SpoolKeyReload {
                     trigger: trigger.to_owned(),
                     ok: false,
-                    key_ids: spool
-                        .store
-                        .key_ids()
+                    key_ids: crate::spool::keys::key_ids(&spool.store)
                         .iter()
                         .map(ToString::to_string)
                         .collect(),

@@ -31,7 +31,7 @@ struct Served {
 
 /// What one live apply changed, for the log and the audit.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     pub added: Vec<SocketAddr>,
     pub removed: Vec<SocketAddr>,
     pub changed: Vec<SocketAddr>,
@@ -39,7 +39,7 @@ pub struct Applied {
 
 /// The tunnel listeners of a running gateway.
 #[derive(Default)]
-pub struct Tunnels {
+pub(crate) struct Tunnels {
     served: Mutex<Vec<Served>>,
 }
 
@@ -53,7 +53,7 @@ fn spec_of(tunnel: &Tunnel) -> Arc<TunnelSpec> {
 impl Tunnels {
     /// Serves `listener` for `tunnel` until the gateway stops or the tunnel
     /// is removed.
-    pub fn serve(&self, ctx: &Arc<Context>, tunnel: &Tunnel, listener: TcpListener) {
+    pub(crate) fn serve(&self, ctx: &Arc<Context>, tunnel: &Tunnel, listener: TcpListener) {
         let (tx, rx) = watch::channel(spec_of(tunnel));
         let stop = ctx.peer.shutdown.stop_token().child_token();
         ctx.peer.shutdown.spawn(proxy::serve_until(
@@ -82,7 +82,7 @@ impl Tunnels {
     ///
     /// # Errors
     /// The address and error of the first new tunnel that cannot bind.
-    pub async fn apply(
+    pub(crate) async fn apply(
         &self,
         ctx: &Arc<Context>,
         offer: &Offer,
@@ -140,5 +140,31 @@ impl Tunnels {
             applied.added.push(tunnel.listen);
         }
         Ok(applied)
+    }
+}
+
+impl super::Running {
+    /// Applies the `[[tunnel]]` list of a re-read config live (see
+    /// `gateway::tunnels`), after checking its services against the running
+    /// policy. Blocking: call off the reactor, inside the runtime.
+    ///
+    /// # Errors
+    /// What refused the change (nothing was changed then).
+    pub(super) fn apply_tunnels(&self, new: &crate::config::Config) -> Result<(), String> {
+        let policy = self.ctx.peer.snapshot().policy.clone();
+        crate::config::check_against_policy(new, &policy).map_err(|e| e.to_string())?;
+        let runtime = tokio::runtime::Handle::current();
+        let applied = runtime
+            .block_on(self.tunnels.apply(&self.ctx, &self.offer, &new.tunnels))
+            .map_err(|(addr, e)| {
+                format!(
+                    "{}: a new [[tunnel]] cannot listen on {addr}: {e} — nothing was reloaded",
+                    new.path.display()
+                )
+            })?;
+        if applied != Applied::default() {
+            tracing::info!(added = ?applied.added, removed = ?applied.removed, changed = ?applied.changed, "tunnels applied live");
+        }
+        Ok(())
     }
 }

@@ -131,7 +131,10 @@ mod tests {
 
     fn peer_site() -> Destinations {
         Destinations {
-            nets: vec!["10.2.0.0/16".parse().unwrap(), "fd02::/64".parse().unwrap()],
+            nets: vec![
+                "127.2.0.0/16".parse().unwrap(),
+                "fd02::/64".parse().unwrap(),
+            ],
             ports: vec![445],
         }
     }
@@ -143,7 +146,7 @@ mod tests {
         }
     }
 
-    const OWN: &[&str] = &["10.1.0.9:15445", "0.0.0.0:7443", "127.0.0.1:9101"];
+    const OWN: &[&str] = &["127.1.0.9:15445", "0.0.0.0:7443", "127.0.0.1:9101"];
 
     fn own() -> Vec<SocketAddr> {
         OWN.iter().map(|s| addr(s)).collect()
@@ -151,17 +154,17 @@ mod tests {
 
     #[test]
     fn a_peer_site_file_server_on_445_is_forwarded() {
-        let d = decide(arrival(Some("10.2.3.4:445")), &peer_site(), &own(), 0x5047);
-        assert_eq!(d, Ok(addr("10.2.3.4:445")));
+        let d = decide(arrival(Some("127.2.3.4:445")), &peer_site(), &own(), 0x5047);
+        assert_eq!(d, Ok(addr("127.2.3.4:445")));
         let v6 = decide(arrival(Some("[fd02::7]:445")), &peer_site(), &own(), 0x5047);
         assert_eq!(v6, Ok(addr("[fd02::7]:445")));
         let mapped = decide(
-            arrival(Some("[::ffff:10.2.3.4]:445")),
+            arrival(Some("[::ffff:127.2.3.4]:445")),
             &peer_site(),
             &own(),
             0x5047,
         );
-        assert_eq!(mapped, Ok(addr("10.2.3.4:445")), "dual-stack listener");
+        assert_eq!(mapped, Ok(addr("127.2.3.4:445")), "dual-stack listener");
     }
 
     #[test]
@@ -170,24 +173,24 @@ mod tests {
         let cases = [
             (arrival(None), Refusal::Missing),
             (
-                arrival(Some("10.1.0.9:15445")),
-                Refusal::Ours(addr("10.1.0.9:15445")),
+                arrival(Some("127.1.0.9:15445")),
+                Refusal::Ours(addr("127.1.0.9:15445")),
             ),
             (
-                arrival(Some("10.2.0.1:7443")),
-                Refusal::Ours(addr("10.2.0.1:7443")),
+                arrival(Some("127.2.0.1:7443")),
+                Refusal::Ours(addr("127.2.0.1:7443")),
             ),
             (
-                arrival(Some("10.3.0.1:445")),
-                Refusal::OutsideNets(addr("10.3.0.1:445")),
+                arrival(Some("127.3.0.1:445")),
+                Refusal::OutsideNets(addr("127.3.0.1:445")),
             ),
             (
-                arrival(Some("10.2.0.1:135")),
-                Refusal::OutsidePorts(addr("10.2.0.1:135")),
+                arrival(Some("127.2.0.1:135")),
+                Refusal::OutsidePorts(addr("127.2.0.1:135")),
             ),
             (
                 Arrival {
-                    original: Some(addr("10.2.3.4:445")),
+                    original: Some(addr("127.2.3.4:445")),
                     mark: 0x5047,
                 },
                 Refusal::Looping(0x5047),
@@ -205,7 +208,7 @@ mod tests {
     #[test]
     fn marking_off_means_no_arrival_is_a_loop() {
         let a = Arrival {
-            original: Some(addr("10.2.3.4:445")),
+            original: Some(addr("127.2.3.4:445")),
             mark: 0,
         };
         assert!(decide(a, &peer_site(), &own(), 0).is_ok());
@@ -216,8 +219,8 @@ mod tests {
     #[test]
     fn own_listeners_match_exactly_or_by_wildcard() {
         let own = own();
-        assert!(is_ours(addr("10.1.0.9:15445"), &own));
-        assert!(!is_ours(addr("10.1.0.8:15445"), &own), "another host");
+        assert!(is_ours(addr("127.1.0.9:15445"), &own));
+        assert!(!is_ours(addr("127.1.0.8:15445"), &own), "another host");
         assert!(
             is_ours(addr("192.0.2.1:7443"), &own),
             "0.0.0.0 owns its port"
@@ -230,12 +233,12 @@ mod tests {
     #[test]
     fn the_lists_apply_to_exports_alone() {
         let lists = peer_site();
-        assert!(lists.admit(addr("10.2.255.255:445")).is_ok());
-        assert!(lists.admit(addr("10.20.0.1:445")).is_err());
+        assert!(lists.admit(addr("127.2.255.255:445")).is_ok());
+        assert!(lists.admit(addr("127.20.0.1:445")).is_err());
         let none = Destinations {
             nets: vec![],
             ports: vec![445],
         };
-        assert!(none.admit(addr("10.2.0.1:445")).is_err(), "empty: nothing");
+        assert!(none.admit(addr("127.2.0.1:445")).is_err(), "empty: nothing");
     }
 }

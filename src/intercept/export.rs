@@ -105,22 +105,22 @@ mod tests {
 
     fn intercepted(dest: &str) -> Origin {
         Origin::Intercepted {
-            source: addr("10.1.10.11:50000"),
+            source: addr("127.1.10.11:50000"),
             destination: addr(dest),
         }
     }
 
     fn tunnelled() -> Origin {
         Origin::Proxied {
-            source: addr("10.1.10.11:50000"),
-            destination: addr("10.1.0.20:445"),
+            source: addr("127.1.10.11:50000"),
+            destination: addr("127.1.0.20:445"),
         }
     }
 
     #[tokio::test]
     async fn carried_destinations_are_connected_only_inside_the_exports_lists() {
         let lists = Destinations {
-            nets: vec!["10.2.20.0/24".parse().unwrap()],
+            nets: vec!["127.2.20.0/24".parse().unwrap()],
             ports: vec![445],
         };
         let p = |origin: Origin| {
@@ -133,15 +133,18 @@ mod tests {
             )
         };
         assert_eq!(
-            p(intercepted("10.2.20.50:445")).await,
-            Some(Ok(Plan::Carried(addr("10.2.20.50:445"))))
+            p(intercepted("127.2.20.50:445")).await,
+            Some(Ok(Plan::Carried(addr("127.2.20.50:445"))))
         );
-        let outside = p(intercepted("10.2.30.1:445")).await.unwrap().unwrap_err();
+        let outside = p(intercepted("127.2.30.1:445")).await.unwrap().unwrap_err();
         assert!(
-            outside.contains("10.2.30.1:445 is outside destinations"),
+            outside.contains("127.2.30.1:445 is outside destinations"),
             "{outside}"
         );
-        let port = p(intercepted("10.2.20.50:139")).await.unwrap().unwrap_err();
+        let port = p(intercepted("127.2.20.50:139"))
+            .await
+            .unwrap()
+            .unwrap_err();
         assert!(port.contains("outside ports"), "{port}");
         for origin in [tunnelled(), Origin::Local] {
             let none = p(origin).await.unwrap().unwrap_err();

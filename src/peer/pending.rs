@@ -178,7 +178,7 @@ mod tests {
     fn the_oldest_handshake_of_a_full_source_is_evicted() {
         let p = Pending::new(2, 4);
         let now = Instant::now();
-        let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
+        let (a, b) = (ip("127.0.0.1"), ip("127.0.0.2"));
         let g1 = p.enter(a, 1, now);
         let g2 = p.enter(a, 2, now);
         let gb = p.enter(b, 3, now);
@@ -198,7 +198,7 @@ mod tests {
     fn an_address_the_peer_proved_to_be_at_gets_the_peer_allowance_for_a_while() {
         let p = Pending::new(2, 5);
         let now = Instant::now();
-        let peer = ip("10.0.0.9");
+        let peer = ip("127.0.0.9");
         let first = p.enter(peer, 1, now);
         first.vouch(now);
         let more: Vec<_> = (2..=5).map(|id| p.enter(peer, id, now)).collect();
@@ -211,9 +211,9 @@ mod tests {
         drop((first, more, sixth));
 
         // A stranger, and the same address once the evidence is stale.
-        let s1 = p.enter(ip("10.0.0.7"), 7, now);
-        let _s2 = p.enter(ip("10.0.0.7"), 8, now);
-        let _s3 = p.enter(ip("10.0.0.7"), 9, now);
+        let s1 = p.enter(ip("127.0.0.7"), 7, now);
+        let _s2 = p.enter(ip("127.0.0.7"), 8, now);
+        let _s3 = p.enter(ip("127.0.0.7"), 9, now);
         assert!(s1.evicted.is_cancelled(), "strangers keep the tight cap");
         let later = now + VOUCH_TTL;
         let old1 = p.enter(peer, 10, later);
@@ -226,9 +226,9 @@ mod tests {
     fn our_dial_vouches_for_mapped_and_plain_forms_alike() {
         let p = Pending::new(1, 3);
         let now = Instant::now();
-        p.vouch(ip("::ffff:10.0.0.9"), now);
-        let g1 = p.enter(ip("10.0.0.9"), 1, now);
-        let _g2 = p.enter(ip("10.0.0.9"), 2, now);
+        p.vouch(ip("::ffff:127.0.0.9"), now);
+        let g1 = p.enter(ip("127.0.0.9"), 1, now);
+        let _g2 = p.enter(ip("127.0.0.9"), 2, now);
         assert!(!g1.evicted.is_cancelled());
     }
 

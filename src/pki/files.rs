@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use super::PkiError;
 use crate::fsutil::{self, FsError, KeyFileError};
 
-pub use crate::fsutil::{PUBLIC_MODE, SECRET_MODE};
+pub(super) use crate::fsutil::{PUBLIC_MODE, SECRET_MODE};
 
 impl From<FsError> for PkiError {
     fn from(e: FsError) -> PkiError {

@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 use super::PkiError;
 
 /// The PEM label of an encrypted PKCS#8 key.
-pub const ENCRYPTED_LABEL: &str = "ENCRYPTED PRIVATE KEY";
+pub(super) const ENCRYPTED_LABEL: &str = "ENCRYPTED PRIVATE KEY";
 
 /// scrypt cost: N = 2^14, r = 8, p = 1 (16 MiB, a fraction of a second) —
 /// OpenSSL's own default for `openssl pkcs8 -scrypt`, and within its 32 MiB
@@ -88,7 +88,11 @@ pub fn is_encrypted(pem_text: &str) -> bool {
 /// # Errors
 /// [`PkiError::Random`] when the RNG fails, [`PkiError::BadKey`] (naming
 /// `path`) when the key or the encryption is refused by `pkcs8`.
-pub fn seal(plain_pem: &str, passphrase: &str, path: &Path) -> Result<Zeroizing<String>, PkiError> {
+pub(super) fn seal(
+    plain_pem: &str,
+    passphrase: &str,
+    path: &Path,
+) -> Result<Zeroizing<String>, PkiError> {
     let bad = |reason: String| PkiError::BadKey {
         path: path.to_path_buf(),
         reason,
@@ -119,7 +123,7 @@ pub fn seal(plain_pem: &str, passphrase: &str, path: &Path) -> Result<Zeroizing<
 /// [`PkiError::WrongPassphrase`] when the passphrase does not open it (the
 /// padding or the key inside does not check out), [`PkiError::BadKey`] when
 /// the file is not such a key.
-pub fn open(
+pub(super) fn open(
     sealed_pem: &str,
     passphrase: &str,
     path: &Path,

@@ -146,7 +146,8 @@ fn record_skew(ctx: &Context, skew: time::Duration) {
     }
 }
 
-/// A spool backlog as carried on the control channel.
+/// A [`SpoolDepth`] as the control channel carries it: the oldest file as
+/// an age, which no clock offset between the gateways distorts.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Backlog {
     pub files: u64,
@@ -217,12 +218,13 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
     // Ages count from the arrival (our clock), as the peer measured them.
     let now = OffsetDateTime::now_utc();
-    let backlog = outbound.map_or_else(SpoolDepth::default, |b| SpoolDepth {
-        files: b.files,
-        bytes: b.bytes,
-        oldest_since: b
-            .oldest_age_secs
-            .map(|secs| now - Duration::from_secs(secs)),
+    let backlog = outbound.map_or_else(SpoolDepth::default, |b| {
+        SpoolDepth::aged(
+            b.files,
+            b.bytes,
+            b.oldest_age_secs.map(Duration::from_secs),
+            now,
+        )
     });
     let arrived = clock_now();
     if let Some(sent) = parse_ts(&ts) {

@@ -14,7 +14,7 @@ const RESERVE: u64 = 256;
 
 /// Raises the soft `RLIMIT_NOFILE` to what `max_connections` needs (never
 /// lowers it); returns the limit now in force.
-pub fn ensure_for(max_connections: usize) -> Option<u64> {
+pub(super) fn ensure_for(max_connections: usize) -> Option<u64> {
     let want = (max_connections as u64)
         .saturating_mul(2)
         .saturating_add(RESERVE);

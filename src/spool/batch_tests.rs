@@ -8,9 +8,9 @@ use crate::spool::stream::decrypt_stream;
 use std::io::Write as _;
 
 fn seal(s: &Store, name: &str, data: &[u8]) -> Sealed {
-    let path = s.outbox.join(name);
+    let path = s.dirs.outbox.join(name);
     fs::write(&path, data).unwrap();
-    match s.seal_source(&path, None).unwrap() {
+    match crate::spool::intake::seal_source(s, &path, None).unwrap() {
         Taken::Sealed(sealed) => *sealed,
         Taken::Left(why) => panic!("{name} left: {why:?}"),
     }
@@ -41,17 +41,18 @@ fn a_batch_commits_together_and_a_changed_file_stays_alone() {
     let batch: Vec<Sealed> = (0..5)
         .map(|i| seal(&s, &format!("f{i}"), &vec![i; 100_000 + usize::from(i)]))
         .collect();
-    assert_eq!(count(&s.root.join("tmp")), 5, "sealed, not committed");
-    assert_eq!(s.claims.held().unwrap().len(), 5, "claimed");
+    assert_eq!(count(&s.dirs.root.join("tmp")), 5, "sealed, not committed");
+    assert_eq!(s.outbox_claims.held().unwrap().len(), 5, "claimed");
+    assert_eq!(count(&s.dirs.outbox), 0, "claimed away from the outbox");
     // f3's writer appends after it was sealed.
     fs::OpenOptions::new()
         .append(true)
-        .open(s.claims.path(std::ffi::OsStr::new("f3")))
+        .open(s.outbox_claims.path(std::ffi::OsStr::new("f3")))
         .unwrap()
         .write_all(b"more")
         .unwrap();
-    let mut outcomes = s.commit_batch(batch);
-    s.release_untaken(&mut outcomes);
+    let mut outcomes = commit_batch(&s, batch);
+    release_untaken(&s, &mut outcomes);
     assert_eq!(outcomes.len(), 5);
     for (name, _, r) in &outcomes {
         match (name.to_str().unwrap(), r) {
@@ -60,15 +61,18 @@ fn a_batch_commits_together_and_a_changed_file_stays_alone() {
             other => panic!("{other:?}"),
         }
     }
-    let names: Vec<_> = fs::read_dir(&s.outbox)
+    let names: Vec<_> = fs::read_dir(&s.dirs.outbox)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .filter(|n| !n.to_string_lossy().starts_with('.'))
         .collect();
     assert_eq!(names, ["f3"]);
-    assert_eq!(fs::metadata(s.outbox.join("f3")).unwrap().len(), 100_007);
-    assert_eq!(count(&s.root.join("tmp")), 0);
-    assert!(lock(&s.pending).is_empty());
+    assert_eq!(
+        fs::metadata(s.dirs.outbox.join("f3")).unwrap().len(),
+        100_007
+    );
+    assert_eq!(count(&s.dirs.root.join("tmp")), 0);
+    assert!(s.claims.none_pending());
     let out = s.entries(Area::Outgoing).unwrap();
     assert_eq!(out.len(), 4);
     for e in out {
@@ -92,17 +96,17 @@ fn a_batch_sealed_side_by_side_gives_each_file_its_outcome() {
     let mut files = Vec::new();
     for i in 0..6u8 {
         let name = format!("g{i}");
-        fs::write(s.outbox.join(&name), vec![i; 70_000 * usize::from(i)]).unwrap();
+        fs::write(s.dirs.outbox.join(&name), vec![i; 70_000 * usize::from(i)]).unwrap();
         files.push((OsString::from(name), None));
     }
-    fs::remove_file(s.outbox.join("g2")).unwrap();
-    fs::remove_file(s.outbox.join("g4")).unwrap();
+    fs::remove_file(s.dirs.outbox.join("g2")).unwrap();
+    fs::remove_file(s.dirs.outbox.join("g4")).unwrap();
     let fifo = std::process::Command::new("mkfifo")
-        .arg(s.outbox.join("g4"))
+        .arg(s.dirs.outbox.join("g4"))
         .status()
         .unwrap();
     assert!(fifo.success());
-    let outcomes = s.take_batch(&files);
+    let outcomes = take_batch(&s, &files);
     assert_eq!(outcomes.len(), 6);
     for (name, _, r) in &outcomes {
         match (name.to_str().unwrap(), r) {
@@ -112,9 +116,9 @@ fn a_batch_sealed_side_by_side_gives_each_file_its_outcome() {
         }
     }
     assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 4);
-    assert_eq!(count(&s.outbox), 1, "only the FIFO is left");
-    assert_eq!(count(&s.root.join("tmp")), 0);
-    assert!(lock(&s.pending).is_empty());
+    assert_eq!(count(&s.dirs.outbox), 1, "only the FIFO is left");
+    assert_eq!(count(&s.dirs.root.join("tmp")), 0);
+    assert!(s.claims.none_pending());
 }
 
 /// A crash after a batch's renames and before its unlinks were durable
@@ -130,20 +134,20 @@ fn a_crash_between_a_batchs_renames_and_unlinks_is_recovered_file_by_file() {
     let mut files = Vec::new();
     for i in 0..4u8 {
         let name = format!("h{i}");
-        fs::write(s.outbox.join(&name), vec![i; 90_000]).unwrap();
-        fs::hard_link(s.outbox.join(&name), keep.join(&name)).unwrap();
+        fs::write(s.dirs.outbox.join(&name), vec![i; 90_000]).unwrap();
+        fs::hard_link(s.dirs.outbox.join(&name), keep.join(&name)).unwrap();
         files.push((OsString::from(name), None));
     }
-    let outcomes = s.take_batch(&files);
+    let outcomes = take_batch(&s, &files);
     assert!(outcomes
         .iter()
         .all(|o| matches!(o.2, Ok(Intake::Spooled(_)))));
     for (name, _) in &files {
-        fs::hard_link(keep.join(name), s.outbox.join(name)).unwrap();
+        fs::hard_link(keep.join(name), s.dirs.outbox.join(name)).unwrap();
     }
-    let r = s.recover().unwrap();
+    let r = crate::spool::recover::recover(&s).unwrap();
     assert_eq!((r.plaintexts_removed, r.quarantined), (4, 0));
-    assert_eq!(count(&s.outbox), 0);
+    assert_eq!(count(&s.dirs.outbox), 0);
     assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 4);
 }
 
@@ -156,8 +160,8 @@ fn a_copy_that_vanished_before_the_commit_keeps_its_plaintext() {
     let a = seal(&s, "a", b"alpha");
     let b = seal(&s, "b", b"beta");
     fs::remove_file(&a.tmp).unwrap();
-    let mut outcomes = s.commit_batch(vec![a, b]);
-    s.release_untaken(&mut outcomes);
+    let mut outcomes = commit_batch(&s, vec![a, b]);
+    release_untaken(&s, &mut outcomes);
     assert!(
         matches!(outcomes[0].2, Err(SpoolError::Io { .. })),
         "{outcomes:?}"
@@ -166,9 +170,9 @@ fn a_copy_that_vanished_before_the_commit_keeps_its_plaintext() {
         matches!(outcomes[1].2, Ok(Intake::Spooled(_))),
         "{outcomes:?}"
     );
-    assert!(s.outbox.join("a").exists());
-    assert!(!s.outbox.join("b").exists());
-    assert!(lock(&s.pending).is_empty());
+    assert!(s.dirs.outbox.join("a").exists());
+    assert!(!s.dirs.outbox.join("b").exists());
+    assert!(s.claims.none_pending());
 }
 
 /// `max_bytes` holds for a batch sealed side by side: files that each fit
@@ -184,10 +188,10 @@ fn max_bytes_holds_for_a_batch_sealed_side_by_side() {
     let mut files = Vec::new();
     for (i, size) in sizes.into_iter().enumerate() {
         let name = format!("c{i}");
-        fs::write(s.outbox.join(&name), vec![i as u8; size as usize]).unwrap();
+        fs::write(s.dirs.outbox.join(&name), vec![i as u8; size as usize]).unwrap();
         files.push((OsString::from(name), None));
     }
-    let outcomes = s.take_batch(&files);
+    let outcomes = take_batch(&s, &files);
     let spooled: Vec<_> = outcomes
         .iter()
         .filter(|o| matches!(o.2, Ok(Intake::Spooled(_))))
@@ -195,5 +199,5 @@ fn max_bytes_holds_for_a_batch_sealed_side_by_side() {
         .collect();
     assert_eq!(spooled, ["c0", "c1"], "{outcomes:?}");
     assert!(s.used_bytes() <= s.max_bytes.unwrap());
-    assert_eq!(count(&s.outbox), 2);
+    assert_eq!(count(&s.dirs.outbox), 2);
 }

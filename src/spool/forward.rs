@@ -30,7 +30,7 @@ use super::error::SpoolError;
 use super::hold::{connection_backoff, Holds, BACKOFF_START};
 use super::link::{ChannelWriter, FrameIo, LinkStats, Timeouts};
 use super::names::RAW_NAME_FIELD;
-use super::store::{age_ms, durable_remove, lock, Area, Entry};
+use super::store::{age_ms, durable_remove, Area, Entry};
 use super::stream::decrypt_stream;
 use super::wire::{Frame, Refusal, VERSION};
 use super::{Spool, SAFETY_NET};
@@ -69,8 +69,31 @@ impl Spool {
         let mut backoff = connection_backoff();
         let mut holds = Holds::default();
         let mut failing = false;
+        let mut unlisted = false;
         loop {
-            let files = self.sendable().await;
+            let files = match self.sendable().await {
+                Ok(files) => {
+                    if unlisted {
+                        tracing::info!("the spool's outgoing folder can be listed again");
+                        unlisted = false;
+                    }
+                    files
+                }
+                Err(e) => {
+                    // Logged once until it clears; looked at again on the
+                    // safety net or when intake spools a file.
+                    if !unlisted {
+                        tracing::error!(error = %e, "cannot list the files to send; nothing is sent until this is fixed");
+                        unlisted = true;
+                    }
+                    tokio::select! {
+                        () = self.wake_forward.notified() => {}
+                        () = tokio::time::sleep(SAFETY_NET) => {}
+                        () = stop.cancelled() => return,
+                    }
+                    continue;
+                }
+            };
             let now = Instant::now();
             let present: std::collections::HashSet<&str> =
                 files.iter().map(|e| e.id.as_str()).collect();
@@ -122,11 +145,15 @@ impl Spool {
 
     /// Outgoing files ready to send: damaged ones are quarantined, those
     /// waiting for a key or still pending intake are left out.
-    async fn sendable(&self) -> Vec<Entry> {
+    ///
+    /// # Errors
+    /// [`SpoolError::Io`] when `outgoing/` cannot be listed,
+    /// [`SpoolError::Task`] if the listing task died.
+    async fn sendable(&self) -> Result<Vec<Entry>, SpoolError> {
         let store = self.store.clone();
         let listed = tokio::task::spawn_blocking(move || {
-            let entries = store.entries(Area::Outgoing).unwrap_or_default();
-            store.note_waiting(Area::Outgoing, &entries);
+            let entries = store.entries(Area::Outgoing)?;
+            super::keys::note_waiting(&store, Area::Outgoing, &entries);
             let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
             for c in [
                 Condition::TooLarge,
@@ -135,20 +162,20 @@ impl Spool {
             ] {
                 store.conditions.clear_others(c, &ids);
             }
-            let pending = lock(&store.pending).clone();
+            let pending = store.claims.pending_ids();
             let mut ok = Vec::new();
             for e in entries {
                 match &e.meta {
                     Err(_) if e.waiting_key.is_some() => {}
-                    Err(reason) => store.quarantine(&e.path, None, reason),
+                    Err(reason) => super::quarantine::quarantine(&store, &e.path, None, reason),
                     Ok(_) if pending.contains(&e.id) => {}
                     Ok(_) => ok.push(e),
                 }
             }
-            ok
+            Ok(ok)
         })
         .await;
-        listed.unwrap_or_default()
+        listed.map_err(|e| SpoolError::Task(e.to_string()))?
     }
 
     /// One connection: handshake, then each file in turn; refused files
@@ -251,8 +278,12 @@ impl Spool {
                     tracing::warn!(id = %entry.id, %message, "the peer refused a spool file as a replay; quarantined");
                     holds.release(&entry.id);
                     let path = self.store.path(Area::Outgoing, &entry.id);
-                    self.store
-                        .quarantine(&path, Some(meta), &format!("replayed: {message}"));
+                    super::quarantine::quarantine(
+                        &self.store,
+                        &path,
+                        Some(meta),
+                        &format!("replayed: {message}"),
+                    );
                 }
                 Sent::Refused { reason, message } => {
                     let (first, cap) = match reason {
@@ -355,7 +386,7 @@ impl Spool {
             decrypt_stream(
                 BufReader::with_capacity(256 * 1024, file),
                 ChannelWriter { tx },
-                &key_store.key_for(&path),
+                &super::keys::key_for(&key_store, &path),
             )
             .map_err(SpoolError::codec(&path))
         });
@@ -401,9 +432,10 @@ impl Spool {
                     meta.clone(),
                     e.to_string(),
                 );
-                let _ =
-                    tokio::task::spawn_blocking(move || store.quarantine(&path, Some(&m), &reason))
-                        .await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    super::quarantine::quarantine(&store, &path, Some(&m), &reason)
+                })
+                .await;
                 return Ok(Sent::Quarantined);
             }
         }
@@ -475,3 +507,7 @@ fn unexpected(peer: &Peer, want: &str, got: Option<&Frame>) -> SpoolError {
         ),
     }
 }
+
+#[cfg(test)]
+#[path = "forward_tests.rs"]
+mod tests;

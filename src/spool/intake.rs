@@ -2,7 +2,9 @@
 //! file in `outgoing/` → plaintext deleted.
 //!
 //! Which files are finished is decided in [`super::settle`] (events,
-//! quiescence); this module does the taking. Each file is opened, checked
+//! quiescence); this module does the taking. Each file is claimed (renamed into this
+//! instance's claim folder, [`super::outbox_claim`]: another instance
+//! sharing the outbox cannot take it too), opened, checked
 //! to be the version that settled, and sealed into `tmp/` reading it once
 //! ([`super::stream::encrypt_one_pass`]); the file must not have changed
 //! while it was read (its stamp before and after, and the number of bytes
@@ -17,13 +19,13 @@
 //! Symbolic links and other non-regular files are refused with an audit
 //! line (`spool_refused`), never followed. A file that cannot be taken
 //! (unreadable, spool full) is audited once per version and retried with
-//! its own backoff.
+//! its own backoff ([`super::intake_report`]).
 
-use std::ffi::{OsStr, OsString};
+use super::batch::take_batch;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -32,13 +34,13 @@ use serde_json::json;
 use super::batch::{Outcomes, Sealed, MAX_BATCH_BYTES, MAX_BATCH_FILES};
 use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::SpoolError;
+pub(crate) use super::intake_report::{refuse, refuse_full, spooled};
 use super::metadata::{Metadata, PLACEHOLDER_SHA256};
 use super::names::{self, RAW_NAME_FIELD};
 use super::settle::{Readiness, Stamp, Tracker};
-use super::store::{age_ms, lock, Store};
+use super::store::{lock, Store};
 use super::stream::encrypt_one_pass;
 use super::CHUNK_LEN;
-use crate::audit::{Event, SpoolFile};
 
 /// One outbox file after the sealing step.
 pub(crate) enum Taken {
@@ -92,343 +94,288 @@ fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
     Some(a.map_or(b, |a| a.min(b)))
 }
 
-impl Store {
-    /// Takes every finished-looking file in the outbox now, oldest first,
-    /// without waiting for files to settle (offline tools, benchmarks; the
-    /// gateway runs [`Store::scan_tracked`] with its settle time).
-    ///
-    /// # Errors
-    /// [`SpoolError::Io`] if the outbox cannot be listed.
-    pub fn scan_outbox(&self) -> Result<Vec<Intake>, SpoolError> {
-        let tracker = Mutex::new(Tracker::new(std::time::Duration::ZERO));
-        fs::read_dir(&self.outbox).map_err(SpoolError::io("list", &self.outbox))?;
-        Ok(self.scan_tracked(&tracker, Instant::now()).done)
-    }
+/// Takes every finished-looking file in the outbox now, oldest first,
+/// without waiting for files to settle (offline tools, benchmarks; the
+/// gateway runs [`Store::scan_tracked`] with its settle time).
+///
+/// # Errors
+/// [`SpoolError::Io`] if the outbox cannot be listed.
+pub fn scan_outbox(store: &Store) -> Result<Vec<Intake>, SpoolError> {
+    let tracker = Mutex::new(Tracker::new(std::time::Duration::ZERO));
+    fs::read_dir(&store.dirs.outbox).map_err(SpoolError::io("list", &store.dirs.outbox))?;
+    Ok(scan_tracked(store, &tracker, Instant::now()).done)
+}
 
-    /// One look at the outbox: takes the files `tracker` finds finished,
-    /// oldest first; refuses links and special files (audited once).
-    pub fn scan_tracked(&self, tracker: &Mutex<Tracker>, now: Instant) -> Scan {
-        let mut scan = Scan::default();
-        let listed = match fs::read_dir(&self.outbox) {
-            Ok(rd) => {
-                self.conditions.clear(Condition::OutboxRefused, OUTBOX_KEY);
-                rd
-            }
-            Err(e) => {
-                self.conditions.raise(Report {
-                    condition: Condition::OutboxRefused,
-                    key: OUTBOX_KEY.to_owned(),
-                    subject: Subject::default(),
-                    files: 0,
-                    detail: format!(
-                        "cannot list the outbox {}: {e}; check that it exists and the gateway may read it",
-                        self.outbox.display()
-                    ),
-                    audited: Audited::Condition,
-                });
-                return scan;
-            }
+/// One look at the outbox: takes the files `tracker` finds finished,
+/// oldest first; refuses links and special files (audited once).
+pub fn scan_tracked(store: &Store, tracker: &Mutex<Tracker>, now: Instant) -> Scan {
+    let mut scan = Scan::default();
+    let listed = match fs::read_dir(&store.dirs.outbox) {
+        Ok(rd) => {
+            store.conditions.clear(Condition::OutboxRefused, OUTBOX_KEY);
+            rd
+        }
+        Err(e) => {
+            store.conditions.raise(Report {
+                condition: Condition::OutboxRefused,
+                key: OUTBOX_KEY.to_owned(),
+                subject: Subject::default(),
+                files: 0,
+                detail: format!(
+                    "cannot list the outbox {}: {e}; check that it exists and the gateway may read it",
+                    store.dirs.outbox.display()
+                ),
+                audited: Audited::Condition,
+            });
+            return scan;
+        }
+    };
+    let mut present = std::collections::HashSet::new();
+    let mut ready = Vec::new();
+    for item in listed.filter_map(Result::ok) {
+        let name = item.file_name();
+        if names::is_ignored(&name) {
+            continue;
+        }
+        present.insert(name.clone());
+        let Ok(stat) = fs::symlink_metadata(item.path()) else {
+            continue;
         };
-        let mut present = std::collections::HashSet::new();
-        let mut ready = Vec::new();
-        for item in listed.filter_map(Result::ok) {
-            let name = item.file_name();
-            if names::is_ignored(&name) {
-                continue;
-            }
-            present.insert(name.clone());
-            let Ok(stat) = fs::symlink_metadata(item.path()) else {
-                continue;
+        let kind = stat.file_type();
+        if kind.is_dir() {
+            continue;
+        }
+        if !kind.is_file() {
+            let what = if kind.is_symlink() {
+                "it is a symbolic link, which the spool never follows; put the file itself in the outbox"
+            } else {
+                "it is not a regular file (a FIFO, socket or device)"
             };
-            let kind = stat.file_type();
-            if kind.is_dir() {
-                continue;
-            }
-            if !kind.is_file() {
-                let what = if kind.is_symlink() {
-                    "it is a symbolic link, which the spool never follows; put the file itself in the outbox"
-                } else {
-                    "it is not a regular file (a FIFO, socket or device)"
-                };
-                self.refuse(&name, &stat, what.to_owned(), Condition::OutboxRefused);
-                continue;
-            }
-            let stamp = Stamp::of(&stat);
-            match lock(tracker).check(&name, stamp, now) {
-                Readiness::Ready => ready.push((stamp.mtime_ns, name, stamp)),
-                Readiness::WaitUntil(t) | Readiness::Writing { quiet_until: t } => {
-                    scan.next_look = earliest(scan.next_look, t);
-                }
+            refuse(
+                store,
+                &name,
+                &stat,
+                what.to_owned(),
+                Condition::OutboxRefused,
+            );
+            continue;
+        }
+        let stamp = Stamp::of(&stat);
+        match lock(tracker).check(&name, stamp, now) {
+            Readiness::Ready => ready.push((stamp.mtime_ns, name, stamp)),
+            Readiness::WaitUntil(t) | Readiness::Writing { quiet_until: t } => {
+                scan.next_look = earliest(scan.next_look, t);
             }
         }
-        lock(tracker).retain(&present);
-        // Refusals of files that left the outbox are over.
-        let names: std::collections::HashSet<String> = present
-            .iter()
-            .map(|n| n.to_string_lossy().into_owned())
-            .collect();
-        lock(&self.refused).retain(|(n, _, _)| names.contains(n));
-        let mut keep: Vec<String> = names.into_iter().collect();
-        keep.push(OUTBOX_KEY.to_owned());
-        self.conditions
-            .clear_others(Condition::OutboxRefused, &keep);
-        // The receiver's own "full" is not about an outbox file.
-        keep.push(super::receive::RECEIVE_FULL.to_owned());
-        self.conditions.clear_others(Condition::SpoolFull, &keep);
-        ready.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        // What the outbox holds now, in batches bounded by count and bytes.
-        let mut batch = Vec::new();
-        let mut batch_bytes = 0u64;
-        for (_, name, stamp) in ready {
-            batch_bytes += stamp.size;
-            batch.push((name, Some(stamp)));
-            if batch.len() >= MAX_BATCH_FILES || batch_bytes >= MAX_BATCH_BYTES {
-                let outcomes = self.take_batch(&std::mem::take(&mut batch));
-                self.settle_outcomes(tracker, &mut scan, now, outcomes);
-                batch_bytes = 0;
-            }
-        }
-        if !batch.is_empty() {
-            let outcomes = self.take_batch(&batch);
-            self.settle_outcomes(tracker, &mut scan, now, outcomes);
-        }
-        if let Some(t) = lock(tracker).next_retry() {
-            scan.next_look = earliest(scan.next_look, t);
-        }
-        scan
     }
+    lock(tracker).retain(&present);
+    // Refusals of files that left the outbox are over.
+    let names: std::collections::HashSet<String> = present
+        .iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    store.claims.keep_refused(&names);
+    let mut keep: Vec<String> = names.into_iter().collect();
+    keep.push(OUTBOX_KEY.to_owned());
+    store
+        .conditions
+        .clear_others(Condition::OutboxRefused, &keep);
+    // The receiver's own "full" is not about an outbox file.
+    keep.push(super::receive::RECEIVE_FULL.to_owned());
+    store.conditions.clear_others(Condition::SpoolFull, &keep);
+    ready.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    // What the outbox holds now, in batches bounded by count and bytes.
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0u64;
+    for (_, name, stamp) in ready {
+        batch_bytes += stamp.size;
+        batch.push((name, Some(stamp)));
+        if batch.len() >= MAX_BATCH_FILES || batch_bytes >= MAX_BATCH_BYTES {
+            let outcomes = take_batch(store, &std::mem::take(&mut batch));
+            settle_outcomes(store, tracker, &mut scan, now, outcomes);
+            batch_bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        let outcomes = take_batch(store, &batch);
+        settle_outcomes(store, tracker, &mut scan, now, outcomes);
+    }
+    if let Some(t) = lock(tracker).next_retry() {
+        scan.next_look = earliest(scan.next_look, t);
+    }
+    scan
+}
 
-    /// Tells the tracker and the scan how each file fared.
-    fn settle_outcomes(
-        &self,
-        tracker: &Mutex<Tracker>,
-        scan: &mut Scan,
-        now: Instant,
-        outcomes: Outcomes,
-    ) {
-        for (name, path, result) in outcomes {
-            let mut t = lock(tracker);
-            match result {
-                Ok(Intake::Spooled(id)) => {
-                    t.done(&name);
-                    scan.done.push(Intake::Spooled(id));
-                }
-                Ok(Intake::Elsewhere) => {
-                    t.done(&name);
-                    scan.done.push(Intake::Elsewhere);
-                }
-                Ok(Intake::Changed) => {
-                    t.changed(&name, now);
-                    scan.next_look = earliest(scan.next_look, now + self.settle);
-                    scan.done.push(Intake::Changed);
-                }
-                Ok(other) => {
-                    t.failed(&name, now);
-                    scan.done.push(other);
-                }
-                Err(e) => {
-                    let first = t.failed(&name, now);
-                    drop(t);
-                    if first {
-                        let condition = if e.is_storage_full() {
-                            Condition::SpoolFull
-                        } else {
-                            Condition::OutboxRefused
-                        };
-                        if let Ok(stat) = fs::symlink_metadata(&path) {
-                            self.refuse(&name, &stat, e.to_string(), condition);
-                        }
+/// Tells the tracker and the scan how each file fared.
+pub(crate) fn settle_outcomes(
+    store: &Store,
+    tracker: &Mutex<Tracker>,
+    scan: &mut Scan,
+    now: Instant,
+    outcomes: Outcomes,
+) {
+    for (name, path, result) in outcomes {
+        let mut t = lock(tracker);
+        match result {
+            Ok(Intake::Spooled(id)) => {
+                t.done(&name);
+                scan.done.push(Intake::Spooled(id));
+            }
+            Ok(Intake::Elsewhere) => {
+                t.done(&name);
+                scan.done.push(Intake::Elsewhere);
+            }
+            Ok(Intake::Changed) => {
+                t.changed(&name, now);
+                scan.next_look = earliest(scan.next_look, now + store.settle);
+                scan.done.push(Intake::Changed);
+            }
+            Ok(other) => {
+                t.failed(&name, now);
+                scan.done.push(other);
+            }
+            Err(e) => {
+                let first = t.failed(&name, now);
+                drop(t);
+                if first {
+                    let condition = if e.is_storage_full() {
+                        Condition::SpoolFull
                     } else {
-                        tracing::debug!(file = %path.display(), error = %e, "outbox intake failed again");
+                        Condition::OutboxRefused
+                    };
+                    if let Ok(stat) = fs::symlink_metadata(&path) {
+                        refuse(store, &name, &stat, e.to_string(), condition);
                     }
-                    scan.done.push(Intake::Skipped);
+                } else {
+                    tracing::debug!(file = %path.display(), error = %e, "outbox intake failed again");
                 }
+                scan.done.push(Intake::Skipped);
             }
         }
     }
+}
 
-    /// Seals one outbox file into `outgoing/` and deletes the plaintext,
-    /// without a settle check (tests, tools). Only the file name of `path`
-    /// is used: the file is the outbox's.
-    ///
-    /// # Errors
-    /// [`SpoolError::Io`] / [`SpoolError::Codec`]; the plaintext then stays.
-    pub fn intake_file(&self, path: &Path) -> Result<Intake, SpoolError> {
-        self.intake_file_at(path, None)
-    }
+/// Seals one outbox file into `outgoing/` and deletes the plaintext,
+/// without a settle check (tests, tools). Only the file name of `path`
+/// is used: the file is the outbox's.
+///
+/// # Errors
+/// [`SpoolError::Io`] / [`SpoolError::Codec`]; the plaintext then stays.
+pub fn intake_file(store: &Store, path: &Path) -> Result<Intake, SpoolError> {
+    intake_file_at(store, path, None)
+}
 
-    /// Seals one outbox file, which must still have `expected` (the stamp
-    /// that settled), and commits it alone.
-    pub(crate) fn intake_file_at(
-        &self,
-        path: &Path,
-        expected: Option<Stamp>,
-    ) -> Result<Intake, SpoolError> {
-        let name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
-        self.take_batch(&[(name, expected)])
-            .pop()
-            .map_or(Ok(Intake::Skipped), |(_, _, r)| r)
-    }
+/// Seals one outbox file, which must still have `expected` (the stamp
+/// that settled), and commits it alone.
+pub(crate) fn intake_file_at(
+    store: &Store,
+    path: &Path,
+    expected: Option<Stamp>,
+) -> Result<Intake, SpoolError> {
+    let name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
+    take_batch(store, &[(name, expected)])
+        .pop()
+        .map_or(Ok(Intake::Skipped), |(_, _, r)| r)
+}
 
-    /// Claims one outbox file ([`super::claim`]), checks it is still
-    /// `expected` (the stamp that settled) and seals it into `tmp/`, reading
-    /// it once. Not durable yet: [`Store::take_batch`] syncs and commits a
-    /// whole batch, and returns the file to the outbox if it is not taken.
-    pub(crate) fn seal_source(
-        &self,
-        path: &Path,
-        expected: Option<Stamp>,
-    ) -> Result<Taken, SpoolError> {
-        let name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
-        let claimed = match self.claims.claim(&name) {
-            Ok(Some(claimed)) => claimed,
-            Ok(None) => return Ok(Taken::Left(Intake::Elsewhere)),
-            Err(e) => return Err(SpoolError::io("claim", path)(e)),
-        };
-        let file = open_source(&claimed).map_err(SpoolError::io("open", &claimed))?;
-        // The rename moved the ctime, nothing else: the version that settled
-        // is the one with the same inode, size and mtime.
-        let expected = match expected {
-            Some(e) => {
-                let now = file.metadata().map(|m| Stamp::of(&m)).ok();
-                match now {
-                    Some(now) if now.same_content(&e) => Some(now),
-                    _ => return Ok(Taken::Left(Intake::Changed)),
-                }
+/// Claims one outbox file ([`super::outbox_claim`]), checks it is still
+/// `expected` (the stamp that settled) and seals it into `tmp/`, reading
+/// it once. Not durable yet: [`take_batch`] syncs and commits a whole
+/// batch, and returns the file to the outbox if it is not taken.
+pub(crate) fn seal_source(
+    store: &Store,
+    path: &Path,
+    expected: Option<Stamp>,
+) -> Result<Taken, SpoolError> {
+    let name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
+    let claimed = match store.outbox_claims.claim(&name) {
+        Ok(Some(claimed)) => claimed,
+        Ok(None) => return Ok(Taken::Left(Intake::Elsewhere)),
+        Err(e) => return Err(SpoolError::io("claim", path)(e)),
+    };
+    let file = open_source(&claimed).map_err(SpoolError::io("open", &claimed))?;
+    // The rename moved the ctime, nothing else: the version that settled
+    // is the one with the same inode, size and mtime.
+    let expected = match expected {
+        Some(e) => {
+            let now = file.metadata().map(|m| Stamp::of(&m)).ok();
+            match now {
+                Some(now) if now.same_content(&e) => Some(now),
+                _ => return Ok(Taken::Left(Intake::Changed)),
             }
-            None => None,
-        };
-        self.seal_opened(&claimed, file, expected, |f| f)
-    }
-
-    /// [`Store::seal_source`] once the file is open; `wrap` may wrap the
-    /// reader (tests use it to change the file while it is read).
-    pub(crate) fn seal_opened<R: Read>(
-        &self,
-        path: &Path,
-        file: File,
-        expected: Option<Stamp>,
-        wrap: impl FnOnce(io::Take<File>) -> R,
-    ) -> Result<Taken, SpoolError> {
-        let os_name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
-        let (name, raw_name) = names::describe(&os_name);
-        let stat = file.metadata().map_err(SpoolError::io("stat", path))?;
-        let at_open = Stamp::of(&stat);
-        if !stat.is_file() || expected.is_some_and(|e| e != at_open) {
-            return Ok(Taken::Left(Intake::Changed));
         }
-        // (`max_bytes` was checked for the whole batch: `Store::take_batch`.)
-        // `size` and `sha256` are filled in from what is read.
-        let mut meta = match Metadata::new(&name, 0, PLACEHOLDER_SHA256) {
-            Ok(m) => m,
-            Err(e) => {
-                self.refuse(&os_name, &stat, e.to_string(), Condition::OutboxRefused);
-                return Ok(Taken::Left(Intake::Skipped));
-            }
-        };
-        meta.extra.insert("source".into(), source_tag(&stat));
-        if let Some(raw) = raw_name {
-            meta.extra.insert(RAW_NAME_FIELD.into(), raw.into());
-        }
+        None => None,
+    };
+    seal_opened(store, &claimed, file, expected, |f| f)
+}
 
-        let tmp = self.tmp_path(&meta.id);
-        let reader = file.try_clone().map_err(SpoolError::io("open", path))?;
-        let mut out = File::create_new(&tmp).map_err(SpoolError::io("create", &tmp))?;
-        // One byte beyond the size at open is enough to know it grew.
-        let sealed = encrypt_one_pass(
-            wrap(reader.take(at_open.size + 1)),
-            &mut out,
-            &self.key,
-            meta,
-        );
-        let meta = match sealed {
-            Ok((meta, _)) => meta,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(SpoolError::codec(path)(e));
-            }
-        };
-        let now = file.metadata().map(|m| Stamp::of(&m)).ok();
-        if meta.size != at_open.size || now != Some(at_open) {
+/// [`seal_source`] once the file is open; `wrap` may wrap the
+/// reader (tests use it to change the file while it is read).
+pub(crate) fn seal_opened<R: Read>(
+    store: &Store,
+    path: &Path,
+    file: File,
+    expected: Option<Stamp>,
+    wrap: impl FnOnce(io::Take<File>) -> R,
+) -> Result<Taken, SpoolError> {
+    let os_name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
+    let (name, raw_name) = names::describe(&os_name);
+    let stat = file.metadata().map_err(SpoolError::io("stat", path))?;
+    let at_open = Stamp::of(&stat);
+    if !stat.is_file() || expected.is_some_and(|e| e != at_open) {
+        return Ok(Taken::Left(Intake::Changed));
+    }
+    // (`max_bytes` was checked for the whole batch: `take_batch`.)
+    // `size` and `sha256` are filled in from what is read.
+    let mut meta = match Metadata::new(&name, 0, PLACEHOLDER_SHA256) {
+        Ok(m) => m,
+        Err(e) => {
+            refuse(
+                store,
+                &os_name,
+                &stat,
+                e.to_string(),
+                Condition::OutboxRefused,
+            );
+            return Ok(Taken::Left(Intake::Skipped));
+        }
+    };
+    meta.extra.insert("source".into(), source_tag(&stat));
+    if let Some(raw) = raw_name {
+        meta.extra.insert(RAW_NAME_FIELD.into(), raw.into());
+    }
+
+    let tmp = store.tmp_path(&meta.id);
+    let reader = file.try_clone().map_err(SpoolError::io("open", path))?;
+    let mut out = File::create_new(&tmp).map_err(SpoolError::io("create", &tmp))?;
+    // One byte beyond the size at open is enough to know it grew.
+    let sealed = encrypt_one_pass(
+        wrap(reader.take(at_open.size + 1)),
+        &mut out,
+        &store.key,
+        meta,
+    );
+    let meta = match sealed {
+        Ok((meta, _)) => meta,
+        Err(e) => {
             let _ = fs::remove_file(&tmp);
-            return Ok(Taken::Left(Intake::Changed));
+            return Err(SpoolError::codec(path)(e));
         }
-        Ok(Taken::Sealed(Box::new(Sealed {
-            name: os_name,
-            path: path.to_owned(),
-            source: file,
-            at_open,
-            tmp,
-            out,
-            meta,
-        })))
+    };
+    let now = file.metadata().map(|m| Stamp::of(&m)).ok();
+    if meta.size != at_open.size || now != Some(at_open) {
+        let _ = fs::remove_file(&tmp);
+        return Ok(Taken::Left(Intake::Changed));
     }
-
-    /// Leaves an outbox file that would overflow `max_bytes` in the outbox.
-    pub(crate) fn refuse_full(&self, os_name: &OsString, stat: &fs::Metadata, max: u64) {
-        self.refuse(
-            os_name,
-            stat,
-            format!("spool full: max_bytes = {max}"),
-            Condition::SpoolFull,
-        );
-    }
-
-    /// A file is in `outgoing/` and its plaintext gone: count, log, clear
-    /// its refusals, audit `spool_in`.
-    pub(crate) fn spooled(&self, os_name: &OsStr, meta: &Metadata) {
-        self.counters.ingested.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(id = %meta.id, size = meta.size, "spooled");
-        let key = os_name.to_string_lossy();
-        if self.conditions.clear(Condition::OutboxRefused, &key)
-            | self.conditions.clear(Condition::SpoolFull, &key)
-        {
-            lock(&self.refused).retain(|(n, _, _)| n.as_str() != key);
-        }
-        self.audit(Event::SpoolIn(SpoolFile {
-            id: meta.id.clone(),
-            name: meta.name.clone(),
-            size: meta.size,
-            peer_pool: None,
-            age_ms: Some(age_ms(meta)),
-            reason: None,
-            path: None,
-        }));
-    }
-
-    /// Leaves an outbox file where it is: logged and audited
-    /// (`spool_refused`) once per name, size and mtime, shown in `/status`.
-    fn refuse(&self, name: &OsString, stat: &fs::Metadata, reason: String, condition: Condition) {
-        let shown = name.to_string_lossy().into_owned();
-        let stamp = Stamp::of(stat);
-        self.conditions.raise(Report {
-            condition,
-            key: shown.clone(),
-            subject: Subject {
-                name: Some(shown.clone()),
-                size: Some(stamp.size),
-                ..Subject::default()
-            },
-            files: 1,
-            detail: reason.clone(),
-            audited: Audited::ByCaller,
-        });
-        let key = (shown.clone(), stamp.size, stamp.mtime_ns);
-        if !lock(&self.refused).insert(key) {
-            return;
-        }
-        tracing::warn!(file = %shown, %reason, "outbox file refused");
-        self.counters.refused.fetch_add(1, Ordering::Relaxed);
-        self.audit(Event::SpoolRefused(SpoolFile {
-            id: String::new(),
-            name: shown,
-            size: stamp.size,
-            peer_pool: None,
-            age_ms: None,
-            reason: Some(reason),
-            path: None,
-        }));
-    }
+    Ok(Taken::Sealed(Box::new(Sealed {
+        name: os_name,
+        path: path.to_owned(),
+        source: file,
+        at_open,
+        tmp,
+        out,
+        meta,
+    })))
 }
 
 /// Opens an outbox file for reading without following a symbolic link and

@@ -19,19 +19,19 @@ fn intake_seals_deletes_plaintext_and_ignores_dotfiles_tmp_and_dirs() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-    fs::write(s.outbox.join("backup.bak"), &data).unwrap();
-    fs::write(s.outbox.join(".inprogress"), b"partial").unwrap();
-    fs::write(s.outbox.join("export.TMP"), b"partial").unwrap();
-    fs::write(s.outbox.join("copy.partial"), b"partial").unwrap();
-    fs::create_dir(s.outbox.join("sub")).unwrap();
-    let r = s.scan_outbox().unwrap();
+    fs::write(s.dirs.outbox.join("backup.bak"), &data).unwrap();
+    fs::write(s.dirs.outbox.join(".inprogress"), b"partial").unwrap();
+    fs::write(s.dirs.outbox.join("export.TMP"), b"partial").unwrap();
+    fs::write(s.dirs.outbox.join("copy.partial"), b"partial").unwrap();
+    fs::create_dir(s.dirs.outbox.join("sub")).unwrap();
+    let r = scan_outbox(&s).unwrap();
     assert_eq!(r.len(), 1);
     let Intake::Spooled(id) = &r[0] else {
         panic!("{r:?}")
     };
-    assert!(!s.outbox.join("backup.bak").exists());
+    assert!(!s.dirs.outbox.join("backup.bak").exists());
     for kept in [".inprogress", "export.TMP", "copy.partial"] {
-        assert!(s.outbox.join(kept).exists(), "{kept}");
+        assert!(s.dirs.outbox.join(kept).exists(), "{kept}");
     }
     let sealed = fs::read(s.path(Area::Outgoing, id)).unwrap();
     assert!(!sealed.windows(32).any(|w| w == &data[1000..1032]));
@@ -40,8 +40,8 @@ fn intake_seals_deletes_plaintext_and_ignores_dotfiles_tmp_and_dirs() {
     assert!(out == data);
     assert_eq!(meta.name, "backup.bak");
     assert!(meta.extra.contains_key("source"));
-    assert_eq!(fs::read_dir(s.root.join("tmp")).unwrap().count(), 0);
-    assert!(lock(&s.pending).is_empty());
+    assert_eq!(fs::read_dir(s.dirs.root.join("tmp")).unwrap().count(), 0);
+    assert!(s.claims.none_pending());
 }
 
 #[test]
@@ -49,16 +49,16 @@ fn cap_refuses_once_and_keeps_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = store(dir.path());
     s.max_bytes = Some(10_000);
-    fs::write(s.outbox.join("big"), vec![0u8; 20_000]).unwrap();
-    fs::write(s.outbox.join("small"), b"ok").unwrap();
-    let r = s.scan_outbox().unwrap();
+    fs::write(s.dirs.outbox.join("big"), vec![0u8; 20_000]).unwrap();
+    fs::write(s.dirs.outbox.join("small"), b"ok").unwrap();
+    let r = scan_outbox(&s).unwrap();
     assert!(r.contains(&Intake::Full));
     assert_eq!(
         r.iter().filter(|x| matches!(x, Intake::Spooled(_))).count(),
         1
     );
-    s.scan_outbox().unwrap();
-    assert!(s.outbox.join("big").exists());
+    scan_outbox(&s).unwrap();
+    assert!(s.dirs.outbox.join("big").exists());
     assert_eq!(s.counters.refused.load(Ordering::Relaxed), 1);
     let held = s.conditions.snapshot();
     assert_eq!(held.len(), 1);
@@ -73,21 +73,21 @@ fn a_file_written_in_place_is_taken_only_once_finished_and_settled() {
     let mut s = store(dir.path());
     s.settle = Duration::from_millis(500);
     let tracker = Mutex::new(Tracker::new(s.settle));
-    let path = s.outbox.join("a.bin");
+    let path = s.dirs.outbox.join("a.bin");
     let t0 = Instant::now();
     // The writer created it (as inotify reports) and wrote nothing yet.
     let mut w = fs::File::create(&path).unwrap();
     lock(&tracker).on_event(OsStr::new("a.bin"), Seen::Written, t0);
-    let scan = s.scan_tracked(&tracker, t0 + Duration::from_secs(30));
+    let scan = scan_tracked(&s, &tracker, t0 + Duration::from_secs(30));
     assert!(scan.done.is_empty(), "an open, empty file is not taken");
     w.write_all(&[7; 100_000]).unwrap();
     drop(w);
     let t1 = t0 + Duration::from_secs(31);
     lock(&tracker).on_event(OsStr::new("a.bin"), Seen::Finished, t1);
-    let scan = s.scan_tracked(&tracker, t1);
+    let scan = scan_tracked(&s, &tracker, t1);
     assert!(scan.done.is_empty(), "not settled yet");
     assert_eq!(scan.next_look, Some(t1 + s.settle));
-    let scan = s.scan_tracked(&tracker, t1 + s.settle);
+    let scan = scan_tracked(&s, &tracker, t1 + s.settle);
     assert!(
         matches!(scan.done[..], [Intake::Spooled(_)]),
         "{:?}",
@@ -104,7 +104,7 @@ fn a_file_written_in_place_is_taken_only_once_finished_and_settled() {
 fn a_file_that_changes_under_intake_is_kept_and_its_sealed_copy_discarded() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
-    let path = s.outbox.join("grows.bin");
+    let path = s.dirs.outbox.join("grows.bin");
     fs::write(&path, [1u8; 1000]).unwrap();
     let settled = Stamp::of(&fs::metadata(&path).unwrap());
     // It grew after it looked settled.
@@ -115,16 +115,16 @@ fn a_file_that_changes_under_intake_is_kept_and_its_sealed_copy_discarded() {
         .write_all(&[2u8; 10])
         .unwrap();
     assert_eq!(
-        s.intake_file_at(&path, Some(settled)).unwrap(),
+        intake_file_at(&s, &path, Some(settled)).unwrap(),
         Intake::Changed
     );
     assert_eq!(fs::metadata(&path).unwrap().len(), 1010);
     assert!(s.entries(Area::Outgoing).unwrap().is_empty());
-    assert_eq!(fs::read_dir(s.root.join("tmp")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(s.dirs.root.join("tmp")).unwrap().count(), 0);
     // Unchanged since: taken whole.
     let now = Stamp::of(&fs::metadata(&path).unwrap());
     assert!(matches!(
-        s.intake_file_at(&path, Some(now)).unwrap(),
+        intake_file_at(&s, &path, Some(now)).unwrap(),
         Intake::Spooled(_)
     ));
 }
@@ -136,24 +136,24 @@ fn symlinks_and_fifos_are_refused_once_and_never_followed() {
     let s = store(dir.path());
     let secret = dir.path().join("secret.txt");
     fs::write(&secret, b"not for the peer").unwrap();
-    std::os::unix::fs::symlink(&secret, s.outbox.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(&secret, s.dirs.outbox.join("link.txt")).unwrap();
     let status = std::process::Command::new("mkfifo")
-        .arg(s.outbox.join("pipe"))
+        .arg(s.dirs.outbox.join("pipe"))
         .status()
         .unwrap();
     assert!(status.success());
     for _ in 0..3 {
-        let r = s.scan_outbox().unwrap();
+        let r = scan_outbox(&s).unwrap();
         assert!(r.is_empty(), "{r:?}");
     }
-    assert!(secret.exists() && s.outbox.join("link.txt").exists());
+    assert!(secret.exists() && s.dirs.outbox.join("link.txt").exists());
     assert_eq!(s.counters.refused.load(Ordering::Relaxed), 2);
     let held = s.conditions.snapshot();
     assert_eq!(held.len(), 2);
     assert!(held.iter().any(|a| a.detail.contains("symbolic link")));
     // The link removed: its condition clears at the next look.
-    fs::remove_file(s.outbox.join("link.txt")).unwrap();
-    s.scan_outbox().unwrap();
+    fs::remove_file(s.dirs.outbox.join("link.txt")).unwrap();
+    scan_outbox(&s).unwrap();
     assert_eq!(s.conditions.snapshot().len(), 1);
 }
 
@@ -164,8 +164,8 @@ fn a_name_that_is_not_utf8_keeps_its_bytes_in_the_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
     let name = OsStr::from_bytes(b"r\xe9sum\xe9.txt");
-    fs::write(s.outbox.join(name), b"latin-1").unwrap();
-    let r = s.scan_outbox().unwrap();
+    fs::write(s.dirs.outbox.join(name), b"latin-1").unwrap();
+    let r = scan_outbox(&s).unwrap();
     let Intake::Spooled(id) = &r[0] else {
         panic!("{r:?}")
     };
@@ -181,9 +181,9 @@ fn a_link_or_fifo_swapped_in_after_listing_is_neither_followed_nor_blocks() {
     let s = store(dir.path());
     let secret = dir.path().join("secret");
     fs::write(&secret, b"secret").unwrap();
-    let path = s.outbox.join("swapped");
+    let path = s.dirs.outbox.join("swapped");
     std::os::unix::fs::symlink(&secret, &path).unwrap();
-    assert!(s.intake_file(&path).is_err(), "a link is not opened");
+    assert!(intake_file(&s, &path).is_err(), "a link is not opened");
     fs::remove_file(&path).unwrap();
     let status = std::process::Command::new("mkfifo")
         .arg(&path)
@@ -191,7 +191,7 @@ fn a_link_or_fifo_swapped_in_after_listing_is_neither_followed_nor_blocks() {
         .unwrap();
     assert!(status.success());
     // Opening a FIFO nobody writes would block forever.
-    assert_eq!(s.intake_file(&path).unwrap(), Intake::Changed);
+    assert_eq!(intake_file(&s, &path).unwrap(), Intake::Changed);
     assert!(s.entries(Area::Outgoing).unwrap().is_empty());
 }
 
@@ -216,7 +216,7 @@ fn an_outbox_scan_clears_only_outbox_conditions() {
         detail: "spool full".into(),
         audited: Audited::ByCaller,
     });
-    s.scan_outbox().unwrap();
+    scan_outbox(&s).unwrap();
     let left = s.conditions.snapshot();
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].detail.contains("from the peer"));
@@ -249,7 +249,7 @@ impl<R: io::Read> io::Read for Meddling<R> {
 fn a_file_that_changes_while_it_is_read_is_discarded() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
-    let path = s.outbox.join("live.bin");
+    let path = s.dirs.outbox.join("live.bin");
     let data = vec![5u8; 3 * CHUNK_LEN];
     type Meddle = fn(&Path);
     let cases: [(&str, Meddle); 3] = [
@@ -274,16 +274,15 @@ fn a_file_that_changes_while_it_is_read_is_discarded() {
         let settled = Stamp::of(&fs::metadata(&path).unwrap());
         let file = fs::File::open(&path).unwrap();
         let p = path.clone();
-        let taken = s
-            .seal_opened(&path, file, Some(settled), |r| Meddling {
-                inner: r,
-                read: 0,
-                meddle: Some(Box::new(move || meddle(&p))),
-            })
-            .unwrap();
+        let taken = seal_opened(&s, &path, file, Some(settled), |r| Meddling {
+            inner: r,
+            read: 0,
+            meddle: Some(Box::new(move || meddle(&p))),
+        })
+        .unwrap();
         assert!(matches!(taken, Taken::Left(Intake::Changed)), "{what}");
         assert_eq!(
-            fs::read_dir(s.root.join("tmp")).unwrap().count(),
+            fs::read_dir(s.dirs.root.join("tmp")).unwrap().count(),
             0,
             "{what}"
         );
@@ -291,7 +290,7 @@ fn a_file_that_changes_while_it_is_read_is_discarded() {
         assert!(path.exists(), "{what}");
     }
     // Left alone, the last version is taken whole.
-    let Intake::Spooled(id) = s.intake_file(&path).unwrap() else {
+    let Intake::Spooled(id) = intake_file(&s, &path).unwrap() else {
         panic!()
     };
     let mut out = Vec::new();
@@ -314,20 +313,18 @@ fn intake_reads_each_file_once() {
     }
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
-    let path = s.outbox.join("once.bin");
+    let path = s.dirs.outbox.join("once.bin");
     let size = 5 * CHUNK_LEN + 17;
     fs::write(&path, vec![9u8; size]).unwrap();
     let read = std::rc::Rc::new(std::cell::Cell::new(0));
     let file = fs::File::open(&path).unwrap();
-    let taken = s
-        .seal_opened(&path, file, None, |r| Counting(r, read.clone()))
-        .unwrap();
+    let taken = seal_opened(&s, &path, file, None, |r| Counting(r, read.clone())).unwrap();
     let Taken::Sealed(sealed) = taken else {
         panic!("not sealed")
     };
     assert_eq!(read.get(), size as u64);
     assert_eq!(sealed.meta.size, size as u64);
-    let outcomes = s.commit_batch(vec![*sealed]);
+    let outcomes = crate::spool::batch::commit_batch(&s, vec![*sealed]);
     assert!(matches!(outcomes[0].2, Ok(Intake::Spooled(_))));
 }
 
@@ -341,17 +338,17 @@ fn two_spools_on_one_outbox_never_both_seal_a_file() {
     let b = Store::new(
         &dir.path().join("spool-b"),
         crate::spool::MasterKey::from_bytes([7; 32]),
-        &a.outbox,
-        &a.inbox,
+        &a.dirs.outbox,
+        &a.dirs.inbox,
         None,
         None,
     )
     .unwrap();
-    let path = a.outbox.join("package.zip");
+    let path = a.dirs.outbox.join("package.zip");
     fs::write(&path, vec![5u8; 100_000]).unwrap();
     let stamp = Stamp::of(&fs::metadata(&path).unwrap());
-    let first = a.seal_source(&path, Some(stamp)).unwrap();
-    let second = b.seal_source(&path, Some(stamp)).unwrap();
+    let first = seal_source(&a, &path, Some(stamp)).unwrap();
+    let second = seal_source(&b, &path, Some(stamp)).unwrap();
     assert!(matches!(first, Taken::Sealed(_)));
     assert!(
         matches!(second, Taken::Left(Intake::Elsewhere)),
@@ -360,12 +357,12 @@ fn two_spools_on_one_outbox_never_both_seal_a_file() {
     let Taken::Sealed(sealed) = first else {
         unreachable!()
     };
-    let outcomes = a.commit_batch(vec![*sealed]);
+    let outcomes = crate::spool::batch::commit_batch(&a, vec![*sealed]);
     assert!(matches!(outcomes[0].2, Ok(Intake::Spooled(_))));
     assert_eq!(a.entries(Area::Outgoing).unwrap().len(), 1);
     assert!(b.entries(Area::Outgoing).unwrap().is_empty());
     assert!(
-        a.claims.held().unwrap().is_empty(),
+        a.outbox_claims.held().unwrap().is_empty(),
         "the claimed plaintext is gone"
     );
 }
@@ -376,24 +373,24 @@ fn two_spools_on_one_outbox_never_both_seal_a_file() {
 fn a_claimed_file_that_changed_returns_to_the_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
-    let path = s.outbox.join("report.csv");
+    let path = s.dirs.outbox.join("report.csv");
     fs::write(&path, b"version 1").unwrap();
     let stamp = Stamp::of(&fs::metadata(&path).unwrap());
-    let Taken::Sealed(sealed) = s.seal_source(&path, Some(stamp)).unwrap() else {
+    let Taken::Sealed(sealed) = seal_source(&s, &path, Some(stamp)).unwrap() else {
         panic!("not sealed")
     };
     // The producer writes again (to the file it still has open).
     fs::OpenOptions::new()
         .append(true)
-        .open(s.claims.path(std::ffi::OsStr::new("report.csv")))
+        .open(s.outbox_claims.path(std::ffi::OsStr::new("report.csv")))
         .unwrap()
         .write_all(b" and more")
         .unwrap();
-    let mut outcomes = s.commit_batch(vec![*sealed]);
-    s.release_untaken(&mut outcomes);
+    let mut outcomes = crate::spool::batch::commit_batch(&s, vec![*sealed]);
+    crate::spool::batch::release_untaken(&s, &mut outcomes);
     assert!(matches!(outcomes[0].2, Ok(Intake::Changed)));
     assert_eq!(outcomes[0].1, path);
     assert_eq!(fs::read(&path).unwrap(), b"version 1 and more");
-    assert!(s.claims.held().unwrap().is_empty());
+    assert!(s.outbox_claims.held().unwrap().is_empty());
     assert!(s.entries(Area::Outgoing).unwrap().is_empty());
 }

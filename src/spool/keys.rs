@@ -17,7 +17,7 @@ use std::path::Path;
 use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::SpoolError;
 use super::key::{KeyId, MasterKey};
-use super::store::{lock, Area, Entry, Store};
+use super::store::{Area, Entry, Store};
 use super::Spool;
 
 /// Loads the keys of `spool.old_keys`.
@@ -31,96 +31,93 @@ pub fn load_old_keys(cfg: &crate::config::Spool) -> Result<Vec<MasterKey>, Spool
         .collect()
 }
 
-impl Store {
-    /// Replaces the previous keys (a reload that changed `spool.old_keys`).
-    pub fn set_old_keys(&self, keys: Vec<MasterKey>) {
-        *self
-            .old_keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
-        lock(&self.cache).clear();
-        lock(&self.waiting).clear();
-    }
+/// Replaces the previous keys (a reload that changed `spool.old_keys`).
+pub fn set_old_keys(store: &Store, keys: Vec<MasterKey>) {
+    *store
+        .old_keys
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    store.cache.clear();
+}
 
-    /// The ids of every configured key, current first.
-    pub fn key_ids(&self) -> Vec<KeyId> {
-        let old = self
-            .old_keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        std::iter::once(self.key.key_id())
-            .chain(old.iter().map(MasterKey::key_id))
-            .collect()
-    }
+/// The ids of every configured key, current first.
+pub fn key_ids(store: &Store) -> Vec<KeyId> {
+    let old = store
+        .old_keys
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    std::iter::once(store.key.key_id())
+        .chain(old.iter().map(MasterKey::key_id))
+        .collect()
+}
 
-    /// The key that sealed the file at `path`, chosen by the key id in its
-    /// header: the current key, or one of `old_keys`. When none matches (or
-    /// the header is unreadable) the current key is returned, so opening the
-    /// file reports the problem (`WrongKey`, tampering) as usual.
-    pub(crate) fn key_for(&self, path: &Path) -> MasterKey {
-        let mut header = [0u8; 16];
-        let read = File::open(path).and_then(|mut f| io::Read::read_exact(&mut f, &mut header));
-        if read.is_err() {
-            return self.key.clone();
-        }
-        let id = &header[8..16];
-        if self.key.key_id().0 == id {
-            return self.key.clone();
-        }
-        let old = self
-            .old_keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        old.iter()
-            .find(|k| k.key_id().0 == id)
-            .unwrap_or(&self.key)
-            .clone()
+/// The key that sealed the file at `path`, chosen by the key id in its
+/// header: the current key, or one of `old_keys`. When none matches (or
+/// the header is unreadable) the current key is returned, so opening the
+/// file reports the problem (`WrongKey`, tampering) as usual.
+pub(crate) fn key_for(store: &Store, path: &Path) -> MasterKey {
+    let mut header = [0u8; 16];
+    let read = File::open(path).and_then(|mut f| io::Read::read_exact(&mut f, &mut header));
+    if read.is_err() {
+        return store.key.clone();
     }
+    let id = &header[8..16];
+    if store.key.key_id().0 == id {
+        return store.key.clone();
+    }
+    let old = store
+        .old_keys
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    old.iter()
+        .find(|k| k.key_id().0 == id)
+        .unwrap_or(&store.key)
+        .clone()
+}
 
-    /// Reports the files of `area` waiting for a key (from a fresh listing)
-    /// and clears what no longer waits.
-    pub(crate) fn note_waiting(&self, area: Area, entries: &[Entry]) {
-        let mut by_key: BTreeMap<KeyId, u64> = BTreeMap::new();
-        for e in entries {
-            if let Some(id) = e.waiting_key {
-                *by_key.entry(id).or_default() += 1;
-            }
+/// Reports the files of `area` waiting for a key (from a fresh listing)
+/// and clears what no longer waits.
+pub(crate) fn note_waiting(store: &Store, area: Area, entries: &[Entry]) {
+    let mut by_key: BTreeMap<KeyId, u64> = BTreeMap::new();
+    for e in entries {
+        if let Some(id) = e.waiting_key {
+            *by_key.entry(id).or_default() += 1;
         }
-        let keys: Vec<String> = by_key
-            .iter()
-            .map(|(id, files)| {
-                let key = format!("{}:{id}", area.dir());
-                self.conditions.raise(Report {
-                    condition: Condition::WaitingForKey,
-                    key: key.clone(),
-                    subject: Subject {
-                        key_id: Some(id.to_string()),
-                        ..Subject::default()
-                    },
-                    files: *files,
-                    detail: format!(
-                        "{files} file(s) in {}/ are sealed under key {id}, which is neither \
-                         spool.key nor in spool.old_keys; they wait (nothing is lost): add that \
-                         key file to spool.old_keys and reload (SIGHUP) or restart",
-                        area.dir()
-                    ),
-                    audited: Audited::Condition,
-                });
-                key
-            })
-            .collect();
-        let prefix = format!("{}:", area.dir());
-        let others: Vec<String> = self
-            .conditions
-            .snapshot()
-            .into_iter()
-            .filter(|a| a.condition == Condition::WaitingForKey)
-            .filter_map(|a| a.subject.key_id.map(|k| format!("{prefix}{k}")))
-            .filter(|k| !keys.contains(k))
-            .collect();
-        for key in others {
-            self.conditions.clear(Condition::WaitingForKey, &key);
-        }
+    }
+    let keys: Vec<String> = by_key
+        .iter()
+        .map(|(id, files)| {
+            let key = format!("{}:{id}", area.dir());
+            store.conditions.raise(Report {
+                condition: Condition::WaitingForKey,
+                key: key.clone(),
+                subject: Subject {
+                    key_id: Some(id.to_string()),
+                    ..Subject::default()
+                },
+                files: *files,
+                detail: format!(
+                    "{files} file(s) in {}/ are sealed under key {id}, which is neither \
+                     spool.key nor in spool.old_keys; they wait (nothing is lost): add that \
+                     key file to spool.old_keys and reload (SIGHUP) or restart",
+                    area.dir()
+                ),
+                audited: Audited::Condition,
+            });
+            key
+        })
+        .collect();
+    let prefix = format!("{}:", area.dir());
+    let others: Vec<String> = store
+        .conditions
+        .snapshot()
+        .into_iter()
+        .filter(|a| a.condition == Condition::WaitingForKey)
+        .filter_map(|a| a.subject.key_id.map(|k| format!("{prefix}{k}")))
+        .filter(|k| !keys.contains(k))
+        .collect();
+    for key in others {
+        store.conditions.clear(Condition::WaitingForKey, &key);
     }
 }
 
@@ -139,10 +136,10 @@ impl Spool {
                 "spool.key changed: it takes effect at the next restart (add the running key to spool.old_keys then)"
             );
         }
-        self.store.set_old_keys(keys);
+        set_old_keys(&self.store, keys);
         self.wake_forward.notify_one();
         self.wake_deliver.notify_one();
-        Ok(self.store.key_ids())
+        Ok(key_ids(&self.store))
     }
 }
 
@@ -169,7 +166,7 @@ mod tests {
                 None,
             )
             .unwrap();
-            s.set_old_keys(old_keys);
+            set_old_keys(&s, old_keys);
             s
         };
         let without = reopen(vec![]);
@@ -186,9 +183,9 @@ mod tests {
             .as_ref()
             .unwrap_err()
             .contains("waiting for key"));
-        without.recover().unwrap();
-        assert_eq!(without.deliver_all().unwrap(), 0);
-        without.deliver_all().unwrap();
+        crate::spool::recover::recover(&without).unwrap();
+        assert_eq!(crate::spool::deliver::deliver_all(&without).unwrap(), 0);
+        crate::spool::deliver::deliver_all(&without).unwrap();
         assert!(path.exists());
         assert_eq!(without.entries(Area::Quarantine).unwrap().len(), 0);
         assert_eq!(without.counters.quarantined.load(Ordering::Relaxed), 0);
@@ -200,8 +197,8 @@ mod tests {
         );
         assert_eq!(waiting[0].files, 1);
         // A reload that adds the key: delivered, the condition clears.
-        without.set_old_keys(vec![MasterKey::from_bytes([7; 32])]);
-        assert_eq!(without.deliver_all().unwrap(), 1);
+        set_old_keys(&without, vec![MasterKey::from_bytes([7; 32])]);
+        assert_eq!(crate::spool::deliver::deliver_all(&without).unwrap(), 1);
         assert!(without.conditions.snapshot().is_empty());
         let delivered = std::fs::read(dir.path().join("inbox/before-the-key-change")).unwrap();
         assert_eq!(delivered, b"payload");

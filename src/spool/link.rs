@@ -123,7 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
     /// [`SpoolError::Link`].
     pub async fn send(&mut self, frame: &Frame, flush: bool) -> Result<(), SpoolError> {
         self.out.clear();
-        frame.encode(&mut self.out);
+        frame.encode(&mut self.out)?;
         let write = async {
             self.stream.write_all(&self.out).await?;
             if flush {

@@ -4,6 +4,27 @@
 //! mTLS link (ALPN `pg1-spool`); while they wait they are encrypted at rest
 //! (format v1 below); nothing is lost or shown twice whatever crashes.
 //!
+//! # The path of a file, and where its code is
+//!
+//! - outbox → `outgoing/`: [`watch`] wakes intake, [`settle`] waits until a
+//!   writer is done, [`intake`] / [`batch`] seal (`seal`, [`stream`]) and
+//!   rename, group-committed;
+//! - `outgoing/` → the peer: [`forward`] dials through `crate::peer` (the
+//!   dialer both tunnels and the spool use) and speaks [`wire`] over
+//!   [`link`]; refusals become [`conditions`] and [`hold`]s;
+//! - the peer → `incoming/`: [`receive`], which the gateway registers with
+//!   the peer listener as the `spool` service (`peer::Service`; the proxy
+//!   knows nothing of the spool);
+//! - `incoming/` → inbox: [`deliver`]; after a crash [`recover`] first.
+//!
+//! Underneath: [`dirs`] is the filesystem layer (folders, paths, durable
+//! renames and removes, delivery markers), `claims` the coordination state
+//! between the tasks (which ids are pending, being received, already
+//! reported), [`outbox_claim`] this instance's claim folder in the outbox
+//! (on disk, between the instances sharing an outbox), [`store`] what the
+//! tasks share on top of these (keys, limits, conditions, counters,
+//! listing, depth), and `service` the running spool and its three tasks.
+//!
 //! # On-disk layout (under `spool.dir`, mode 0700)
 //!
 //! ```text
@@ -50,7 +71,7 @@
 //!   (default 1000 ms). The files ready at one look are taken as a batch
 //!   ([`batch`]; at most 64 files or 256 MiB): each is first *claimed* by
 //!   an atomic rename into this instance's claim folder
-//!   `outbox/.pairgate-claimed-<instance>/` ([`claim`]: two instances of a
+//!   `outbox/.pairgate-claimed-<instance>/` ([`outbox_claim`]: two instances of a
 //!   site may share one outbox, each with its own `spool.dir`; a file is
 //!   taken by exactly one), then opened, checked to
 //!   be that version and sealed into `tmp/` reading it once (record 0
@@ -244,21 +265,24 @@
 //!   point (`fuzz/fuzz_targets/spool_decode.rs`).
 
 pub mod batch;
-pub mod claim;
+mod claims;
 pub mod codec;
 pub mod conditions;
 pub mod deliver;
+pub mod dirs;
 pub mod error;
 pub mod forward;
 mod fuzz;
 pub mod hold;
 pub mod intake;
+mod intake_report;
 pub mod key;
 pub mod keys;
 pub mod link;
 pub mod metadata;
 pub mod names;
 mod open;
+pub mod outbox_claim;
 pub mod quarantine;
 pub mod receive;
 pub mod recover;
@@ -285,7 +309,7 @@ pub use metadata::{Metadata, MAX_METADATA_LEN, PLACEHOLDER_SHA256};
 pub use open::{Opened, Opener};
 pub use seal::Sealer;
 pub use service::{Spool, OUTBOX_POLL, OUTBOX_RESCAN, SAFETY_NET};
-pub use store::{Area, Depth, DirDepth, Store};
+pub use store::{Area, Depth, Store};
 pub use stream::{
     decrypt_stream, digest_stream, encrypt_one_pass, encrypt_seekable, encrypt_stream,
     read_metadata, seal_one_pass, seal_stream,

@@ -49,60 +49,58 @@ pub fn read_record(file: &Path) -> Option<Record> {
     serde_json::from_slice(&text).ok()
 }
 
-impl Store {
-    /// Moves a bad file to `quarantine/` with its record, audits and counts
-    /// it. Never fails: if even the move fails the file is deleted so it
-    /// cannot block the queue (it failed authentication, so nothing of
-    /// value is lost).
-    pub fn quarantine(&self, path: &Path, meta: Option<&Metadata>, reason: &str) {
-        self.forget(path);
-        let stem = path.file_stem().map_or_else(
-            || "unnamed".to_owned(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        let id = meta.map_or_else(|| stem.clone(), |m| m.id.clone());
-        let from = path
-            .parent()
-            .and_then(Path::file_name)
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let qdir = self.root.join(QUARANTINE);
-        let mut dest = qdir.join(format!("{stem}.{EXT}"));
-        let mut n = 1;
-        while dest.exists() {
-            dest = qdir.join(format!("{stem}.{n}.{EXT}"));
-            n += 1;
-        }
-        let record = Record {
-            id: id.clone(),
-            name: meta.map(|m| m.name.clone()),
-            size: meta.map(|m| m.size),
-            reason: reason.to_owned(),
-            from,
-            at: OffsetDateTime::now_utc(),
-        };
-        if let Ok(json) = serde_json::to_vec_pretty(&record) {
-            let _ = fs::write(record_path(&dest), json);
-        }
-        if fs::rename(path, &dest).is_err() {
-            let _ = fs::remove_file(path);
-            let _ = fs::remove_file(record_path(&dest));
-        }
-        let _ = sync_dir(&qdir);
-        if let Some(parent) = path.parent() {
-            let _ = sync_dir(parent);
-        }
-        tracing::warn!(file = %path.display(), %reason, "spool file quarantined");
-        self.counters.quarantined.fetch_add(1, Ordering::Relaxed);
-        self.audit(Event::SpoolQuarantined(SpoolFile {
-            id,
-            name: meta.map(|m| m.name.clone()).unwrap_or_default(),
-            size: meta.map_or(0, |m| m.size),
-            peer_pool: None,
-            age_ms: meta.map(age_ms),
-            reason: Some(reason.to_owned()),
-            path: Some(dest.display().to_string()),
-        }));
+/// Moves a bad file to `quarantine/` with its record, audits and counts
+/// it. Never fails: if even the move fails the file is deleted so it
+/// cannot block the queue (it failed authentication, so nothing of
+/// value is lost).
+pub fn quarantine(store: &Store, path: &Path, meta: Option<&Metadata>, reason: &str) {
+    store.forget(path);
+    let stem = path.file_stem().map_or_else(
+        || "unnamed".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let id = meta.map_or_else(|| stem.clone(), |m| m.id.clone());
+    let from = path
+        .parent()
+        .and_then(Path::file_name)
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let qdir = store.dirs.root.join(QUARANTINE);
+    let mut dest = qdir.join(format!("{stem}.{EXT}"));
+    let mut n = 1;
+    while dest.exists() {
+        dest = qdir.join(format!("{stem}.{n}.{EXT}"));
+        n += 1;
     }
+    let record = Record {
+        id: id.clone(),
+        name: meta.map(|m| m.name.clone()),
+        size: meta.map(|m| m.size),
+        reason: reason.to_owned(),
+        from,
+        at: OffsetDateTime::now_utc(),
+    };
+    if let Ok(json) = serde_json::to_vec_pretty(&record) {
+        let _ = fs::write(record_path(&dest), json);
+    }
+    if fs::rename(path, &dest).is_err() {
+        let _ = fs::remove_file(path);
+        let _ = fs::remove_file(record_path(&dest));
+    }
+    let _ = sync_dir(&qdir);
+    if let Some(parent) = path.parent() {
+        let _ = sync_dir(parent);
+    }
+    tracing::warn!(file = %path.display(), %reason, "spool file quarantined");
+    store.counters.quarantined.fetch_add(1, Ordering::Relaxed);
+    store.audit(Event::SpoolQuarantined(SpoolFile {
+        id,
+        name: meta.map(|m| m.name.clone()).unwrap_or_default(),
+        size: meta.map_or(0, |m| m.size),
+        peer_pool: None,
+        age_ms: meta.map(age_ms),
+        reason: Some(reason.to_owned()),
+        path: Some(dest.display().to_string()),
+    }));
 }
 
 /// One file `requeue` moved back (or could not).
@@ -224,16 +222,16 @@ mod tests {
         let out = put(&s, Area::Outgoing, "a.bak", b"hello");
         let inc = put(&s, Area::Incoming, "b.bak", b"world");
         let out_path = s.path(Area::Outgoing, &out.id);
-        s.quarantine(&out_path, Some(&out), "tampered record 3");
+        quarantine(&s, &out_path, Some(&out), "tampered record 3");
         let inc_path = s.path(Area::Incoming, &inc.id);
-        s.quarantine(&inc_path, Some(&inc), "wrong key (old version)");
+        quarantine(&s, &inc_path, Some(&inc), "wrong key (old version)");
         // A garbage file with no readable metadata.
-        let junk = s.root.join(OUTGOING).join("junk.pgs");
+        let junk = s.dirs.root.join(OUTGOING).join("junk.pgs");
         fs::write(&junk, [b'x'; 80]).unwrap();
-        s.quarantine(&junk, None, "bad magic");
+        quarantine(&s, &junk, None, "bad magic");
         assert_eq!(s.counters.quarantined.load(Ordering::Relaxed), 3);
 
-        let q = s.root.join(QUARANTINE);
+        let q = s.dirs.root.join(QUARANTINE);
         let rec = read_record(&q.join(format!("{}.pgs", out.id))).unwrap();
         assert_eq!(rec.name.as_deref(), Some("a.bak"));
         assert_eq!(rec.reason, "tampered record 3");
@@ -243,7 +241,7 @@ mod tests {
         let done = requeue(&s).unwrap();
         assert_eq!(done.len(), 3);
         assert!(out_path.exists() && inc_path.exists());
-        assert!(s.root.join(OUTGOING).join("junk.pgs").exists());
+        assert!(s.dirs.root.join(OUTGOING).join("junk.pgs").exists());
         assert!(done.iter().all(|d| d.problem.is_none()), "{done:?}");
         assert_eq!(fs::read_dir(&q).unwrap().count(), 0, "records removed too");
     }
@@ -252,7 +250,7 @@ mod tests {
     fn requeue_without_a_record_guesses_from_the_metadata_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        let q = s.root.join(QUARANTINE);
+        let q = s.dirs.root.join(QUARANTINE);
         // As an older version left it: `<id>.pgs` without a record, and a
         // received file (it carries from_pool).
         let tmp = s.tmp_path("t");

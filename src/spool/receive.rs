@@ -32,7 +32,7 @@ use super::link::{ChannelReader, FrameIo, LinkStats, Timeouts};
 use super::metadata::Metadata;
 use super::names::RAW_NAME_FIELD;
 use super::seal::Sealer;
-use super::store::{durable_rename, lock, Area, Store};
+use super::store::{durable_rename, Area, Store};
 use super::stream::seal_stream;
 use super::wire::{Frame, Receiver, RecvState, Refusal, WireError, VERSION};
 use super::Spool;
@@ -48,7 +48,7 @@ struct Receiving<'a> {
 
 impl Drop for Receiving<'_> {
     fn drop(&mut self) {
-        lock(&self.store.receiving).remove(&self.id);
+        self.store.claims.stop_receiving(&self.id);
     }
 }
 
@@ -210,7 +210,7 @@ impl Spool {
                 message: why,
             });
         }
-        if !lock(&store.receiving).insert(meta.id.clone()) {
+        if !store.claims.start_receiving(&meta.id) {
             return Err(Frame::Error {
                 reason: Refusal::Busy,
                 message: format!("{} is being received on another connection; retry", meta.id),

@@ -81,7 +81,7 @@ async fn stores_acks_dedupes_and_refuses_a_bad_digest() {
     assert!(matches!(got.last(), Some(Frame::Error { .. })), "{got:?}");
     assert!(!spool.store.path(Area::Incoming, &lie.id).exists());
     assert_eq!(
-        std::fs::read_dir(spool.store.root.join("tmp"))
+        std::fs::read_dir(spool.store.dirs.root.join("tmp"))
             .unwrap()
             .count(),
         0
@@ -119,10 +119,10 @@ async fn protocol_violations_close_the_connection_and_leave_no_tmp() {
     assert!(result.is_err());
     assert!(!spool.store.path(Area::Incoming, &m.id).exists());
     assert_eq!(
-        std::fs::read_dir(spool.store.root.join("tmp"))
+        std::fs::read_dir(spool.store.dirs.root.join("tmp"))
             .unwrap()
             .count(),
         0
     );
-    assert!(lock(&spool.store.receiving).is_empty());
+    assert!(spool.store.claims.none_receiving());
 }

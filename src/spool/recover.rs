@@ -34,100 +34,104 @@ pub struct Recovery {
     pub claims_returned: usize,
 }
 
-impl Store {
-    /// Cleans up after a crash. Call once at start, before intake, the
-    /// forwarder, the receiver and delivery run.
-    ///
-    /// # Errors
-    /// [`SpoolError::Io`] when a folder cannot be listed or cleaned.
-    pub fn recover(&self) -> Result<Recovery, SpoolError> {
-        let mut r = Recovery::default();
-        let tmp = self.root.join(TMP);
-        r.tmp_removed += remove_matching(&tmp, |_| true)?;
-        r.tmp_removed += remove_matching(&self.inbox, |n| n.starts_with(INBOX_TMP_PREFIX))?;
+/// Cleans up after a crash. Call once at start, before intake, the
+/// forwarder, the receiver and delivery run.
+///
+/// # Errors
+/// [`SpoolError::Io`] when a folder cannot be listed or cleaned.
+pub fn recover(store: &Store) -> Result<Recovery, SpoolError> {
+    let mut r = Recovery::default();
+    let tmp = store.dirs.root.join(TMP);
+    r.tmp_removed += remove_matching(&tmp, |_| true)?;
+    r.tmp_removed += remove_matching(&store.dirs.inbox, |n| n.starts_with(INBOX_TMP_PREFIX))?;
 
-        for entry in self.entries(Area::Incoming)? {
-            if self.root.join(DELIVERED).join(&entry.id).exists() {
-                self.forget(&entry.path);
-                durable_remove(&entry.path)?;
-                r.delivered_removed += 1;
-            } else if entry.waiting_key.is_some() {
-                // Sealed under a key we do not have: not damage. It waits.
-            } else if let Err(reason) = &entry.meta {
-                self.quarantine(&entry.path, None, reason);
+    for entry in store.entries(Area::Incoming)? {
+        if store.dirs.root.join(DELIVERED).join(&entry.id).exists() {
+            store.forget(&entry.path);
+            durable_remove(&entry.path)?;
+            r.delivered_removed += 1;
+        } else if entry.waiting_key.is_some() {
+            // Sealed under a key we do not have: not damage. It waits.
+        } else if let Err(reason) = &entry.meta {
+            super::quarantine::quarantine(store, &entry.path, None, reason);
+            r.quarantined += 1;
+        }
+    }
+
+    for entry in store.entries(Area::Outgoing)? {
+        let meta = match &entry.meta {
+            Ok(m) => m,
+            Err(_) if entry.waiting_key.is_some() => continue,
+            Err(reason) => {
+                super::quarantine::quarantine(store, &entry.path, None, reason);
+                r.quarantined += 1;
+                continue;
+            }
+        };
+        let name = super::names::os_name(&super::names::delivery_name(meta));
+        let Some(tag) = meta.extra.get("source") else {
+            continue;
+        };
+        // The plaintext is in our claim folder (claimed, sealed, not yet
+        // deleted) or, from a run before claims, in the outbox.
+        let matches = |plain: &Path| {
+            fs::symlink_metadata(plain)
+                .is_ok_and(|stat| stat.is_file() && &source_tag(&stat) == tag)
+        };
+        let Some(plain) = [
+            store.outbox_claims.path(&name),
+            store.dirs.outbox.join(&name),
+        ]
+        .into_iter()
+        .find(|p| matches(p)) else {
+            continue;
+        };
+        // Crash between the rename into outgoing/ and the unlink of the
+        // plaintext: keep whichever copy is sound.
+        let verified = File::open(&entry.path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                decrypt_stream(
+                    BufReader::new(f),
+                    io::sink(),
+                    &super::keys::key_for(store, &entry.path),
+                )
+                .map_err(|e| e.to_string())
+            });
+        match verified {
+            Ok(_) => {
+                durable_remove(&plain)?;
+                r.plaintexts_removed += 1;
+            }
+            Err(reason) => {
+                super::quarantine::quarantine(store, &entry.path, Some(meta), &reason);
                 r.quarantined += 1;
             }
         }
-
-        for entry in self.entries(Area::Outgoing)? {
-            let meta = match &entry.meta {
-                Ok(m) => m,
-                Err(_) if entry.waiting_key.is_some() => continue,
-                Err(reason) => {
-                    self.quarantine(&entry.path, None, reason);
-                    r.quarantined += 1;
-                    continue;
-                }
-            };
-            let name = super::names::os_name(&super::names::delivery_name(meta));
-            let Some(tag) = meta.extra.get("source") else {
-                continue;
-            };
-            // The plaintext is in our claim folder (claimed, sealed, not yet
-            // deleted) or, from a run before claims, in the outbox.
-            let matches = |plain: &Path| {
-                fs::symlink_metadata(plain)
-                    .is_ok_and(|stat| stat.is_file() && &source_tag(&stat) == tag)
-            };
-            let Some(plain) = [self.claims.path(&name), self.outbox.join(&name)]
-                .into_iter()
-                .find(|p| matches(p))
-            else {
-                continue;
-            };
-            // Crash between the rename into outgoing/ and the unlink of the
-            // plaintext: keep whichever copy is sound.
-            let verified = File::open(&entry.path)
-                .map_err(|e| e.to_string())
-                .and_then(|f| {
-                    decrypt_stream(BufReader::new(f), io::sink(), &self.key_for(&entry.path))
-                        .map_err(|e| e.to_string())
-                });
-            match verified {
-                Ok(_) => {
-                    durable_remove(&plain)?;
-                    r.plaintexts_removed += 1;
-                }
-                Err(reason) => {
-                    self.quarantine(&entry.path, Some(meta), &reason);
-                    r.quarantined += 1;
-                }
-            }
-        }
-        // Claimed files not sealed (or whose copy was bad) go back to the outbox.
-        r.claims_returned += self.claims.release_all()?;
-        self.prune_markers();
-        if r != Recovery::default() {
-            tracing::info!(?r, "spool recovered after an interrupted run");
-        }
-        Ok(r)
     }
+    // Claimed files not sealed (or whose copy was bad) go back to the outbox.
+    r.claims_returned += store.outbox_claims.release_all()?;
+    prune_markers(store);
+    if r != Recovery::default() {
+        tracing::info!(?r, "spool recovered after an interrupted run");
+    }
+    Ok(r)
+}
 
-    fn prune_markers(&self) {
-        let dir = self.root.join(DELIVERED);
-        let now = SystemTime::now();
-        let ttl = self.marker_ttl();
-        let Ok(rd) = fs::read_dir(&dir) else { return };
-        for e in rd.filter_map(Result::ok) {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age > ttl);
-            if old {
-                let _ = fs::remove_file(e.path());
-            }
+pub(crate) fn prune_markers(store: &Store) {
+    let dir = store.dirs.root.join(DELIVERED);
+    let now = SystemTime::now();
+    let ttl = store.marker_ttl();
+    let Ok(rd) = fs::read_dir(&dir) else { return };
+    for e in rd.filter_map(Result::ok) {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > ttl);
+        if old {
+            let _ = fs::remove_file(e.path());
         }
     }
 }
@@ -165,20 +169,23 @@ mod tests {
     fn crash_between_rename_and_unlink_deletes_the_plaintext_once() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        let src = s.outbox.join("f.bak");
+        let src = s.dirs.outbox.join("f.bak");
         fs::write(&src, b"payload").unwrap();
         let keep = dir.path().join("keep");
         fs::hard_link(&src, &keep).unwrap();
-        assert!(matches!(s.intake_file(&src).unwrap(), Intake::Spooled(_)));
+        assert!(matches!(
+            crate::spool::intake::intake_file(&s, &src).unwrap(),
+            Intake::Spooled(_)
+        ));
         fs::hard_link(&keep, &src).unwrap();
-        let r = s.recover().unwrap();
+        let r = recover(&s).unwrap();
         assert_eq!(r.plaintexts_removed, 1);
         assert!(!src.exists());
         assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 1);
 
         // A new file dropped under the same name is not touched.
         fs::write(&src, b"another payload").unwrap();
-        assert_eq!(s.recover().unwrap().plaintexts_removed, 0);
+        assert_eq!(recover(&s).unwrap().plaintexts_removed, 0);
         assert!(src.exists());
     }
 
@@ -186,11 +193,11 @@ mod tests {
     fn sealed_copy_that_does_not_verify_is_quarantined_and_plaintext_kept() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        let src = s.outbox.join("g");
+        let src = s.dirs.outbox.join("g");
         fs::write(&src, vec![3u8; 200_000]).unwrap();
         let keep = dir.path().join("keep");
         fs::hard_link(&src, &keep).unwrap();
-        let Intake::Spooled(id) = s.intake_file(&src).unwrap() else {
+        let Intake::Spooled(id) = crate::spool::intake::intake_file(&s, &src).unwrap() else {
             panic!()
         };
         fs::hard_link(&keep, &src).unwrap();
@@ -202,7 +209,7 @@ mod tests {
             .unwrap()
             .set_len(len - 100)
             .unwrap();
-        let r = s.recover().unwrap();
+        let r = recover(&s).unwrap();
         assert_eq!((r.quarantined, r.plaintexts_removed), (1, 0));
         assert!(src.exists());
     }
@@ -211,20 +218,20 @@ mod tests {
     fn tmp_leftovers_and_already_delivered_incoming_are_cleaned() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
-        fs::write(s.root.join(TMP).join("x.part"), b"half").unwrap();
-        fs::write(s.inbox.join(".pg-abc.tmp"), b"half").unwrap();
-        fs::write(s.inbox.join(".consumer-tmp"), b"theirs").unwrap();
+        fs::write(s.dirs.root.join(TMP).join("x.part"), b"half").unwrap();
+        fs::write(s.dirs.inbox.join(".pg-abc.tmp"), b"half").unwrap();
+        fs::write(s.dirs.inbox.join(".consumer-tmp"), b"theirs").unwrap();
         let done = put(&s, Area::Incoming, "d", b"d");
         s.mark_delivered(&done.id).unwrap();
         let waiting = put(&s, Area::Incoming, "w", b"w");
         fs::write(s.path(Area::Incoming, "junk"), b"junk").unwrap();
-        let r = s.recover().unwrap();
+        let r = recover(&s).unwrap();
         assert_eq!(r.tmp_removed, 2);
         assert_eq!(r.delivered_removed, 1);
         assert_eq!(r.quarantined, 1);
-        assert!(s.inbox.join(".consumer-tmp").exists());
+        assert!(s.dirs.inbox.join(".consumer-tmp").exists());
         assert!(s.path(Area::Incoming, &waiting.id).exists());
-        assert_eq!(s.recover().unwrap(), Recovery::default());
+        assert_eq!(recover(&s).unwrap(), Recovery::default());
     }
 
     /// Crash after a claim: a claimed file with no sealed copy goes back to
@@ -234,24 +241,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
         // Claimed, then the crash (nothing sealed).
-        fs::write(s.outbox.join("a.zip"), b"aaa").unwrap();
-        s.claims
+        fs::write(s.dirs.outbox.join("a.zip"), b"aaa").unwrap();
+        s.outbox_claims
             .claim(std::ffi::OsStr::new("a.zip"))
             .unwrap()
             .unwrap();
         // Claimed, sealed into outgoing/, the crash before the unlink.
-        let src = s.outbox.join("b.zip");
+        let src = s.dirs.outbox.join("b.zip");
         fs::write(&src, b"bbb").unwrap();
         let keep = dir.path().join("keep");
         fs::hard_link(&src, &keep).unwrap();
-        assert!(matches!(s.intake_file(&src).unwrap(), Intake::Spooled(_)));
-        fs::hard_link(&keep, s.claims.path(std::ffi::OsStr::new("b.zip"))).unwrap();
+        assert!(matches!(
+            crate::spool::intake::intake_file(&s, &src).unwrap(),
+            Intake::Spooled(_)
+        ));
+        fs::hard_link(&keep, s.outbox_claims.path(std::ffi::OsStr::new("b.zip"))).unwrap();
 
-        let r = s.recover().unwrap();
+        let r = recover(&s).unwrap();
         assert_eq!((r.claims_returned, r.plaintexts_removed), (1, 1), "{r:?}");
-        assert_eq!(fs::read(s.outbox.join("a.zip")).unwrap(), b"aaa");
+        assert_eq!(fs::read(s.dirs.outbox.join("a.zip")).unwrap(), b"aaa");
         assert!(!src.exists());
-        assert!(s.claims.held().unwrap().is_empty());
+        assert!(s.outbox_claims.held().unwrap().is_empty());
         assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 1);
     }
 }

@@ -53,7 +53,7 @@ pub struct Spool {
 }
 
 /// The lock file in `spool.dir` that makes one process its owner.
-pub const LOCK_FILE: &str = "lock";
+pub(crate) const LOCK_FILE: &str = "lock";
 
 impl Spool {
     /// Opens the spool of a `[spool]` section and recovers from any crash.
@@ -94,7 +94,7 @@ impl Spool {
             Err(e) => return Err(SpoolError::io("lock", &path)(e)),
         }
         let store = Store::open(cfg, Some(audit))?;
-        store.recover()?;
+        super::recover::recover(&store)?;
         let mut spool = Spool::from_store(store);
         spool.key_path.clone_from(&cfg.key);
         spool.owner = std::sync::Mutex::new(Some(owner));
@@ -160,7 +160,7 @@ impl Spool {
         // A writer closing a file (or a rename into the outbox) wakes
         // intake; see `watch` for what does not.
         let woken = Arc::new(Notify::new());
-        let watch = watch_outbox(&self.store.outbox, tracker.clone(), woken.clone());
+        let watch = watch_outbox(&self.store.dirs.outbox, tracker.clone(), woken.clone());
         let every = if watch.is_some() {
             OUTBOX_RESCAN
         } else {
@@ -168,8 +168,10 @@ impl Spool {
         };
         loop {
             let (store, t) = (self.store.clone(), tracker.clone());
-            let scanned =
-                tokio::task::spawn_blocking(move || store.scan_tracked(&t, Instant::now())).await;
+            let scanned = tokio::task::spawn_blocking(move || {
+                super::intake::scan_tracked(&store, &t, Instant::now())
+            })
+            .await;
             let started = Instant::now();
             let mut next = started + every;
             match scanned {
@@ -201,7 +203,7 @@ impl Spool {
             let (store, h) = (self.store.clone(), holds.clone());
             let due = tokio::task::spawn_blocking(move || {
                 let mut holds = lock(&h);
-                match store.deliver_due(&mut holds, Instant::now()) {
+                match super::deliver::deliver_due(&store, &mut holds, Instant::now()) {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "delivery scan failed"),
                 }
@@ -270,8 +272,6 @@ impl Service for Receiver {
 
 impl Backlog for Spool {
     fn outbound(&self) -> SpoolDepth {
-        self.depth()
-            .outbound
-            .measured_at(time::OffsetDateTime::now_utc())
+        self.depth().outbound
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Bytes available to an unprivileged writer on `dir`'s filesystem;
 /// `None` when unknown (the write itself will then tell).
-pub fn available(dir: &Path) -> Option<u64> {
+pub(super) fn available(dir: &Path) -> Option<u64> {
     #[cfg(unix)]
     {
         let st = rustix::fs::statvfs(dir).ok()?;

@@ -1,9 +1,11 @@
-//! The spool directory: its folders, durable renames, listing, quarantine,
-//! dedupe markers and depth. Every other spool part goes through this
-//! "filesystem seam"; the layout and its crash rules are in the module doc
-//! of [`crate::spool`].
+//! The spool store: what every spool task shares — the folders
+//! ([`Dirs`], the filesystem layer: paths and durable operations), the
+//! keys, the limits, the audit log, the persistent conditions, the
+//! coordination state (`claims`), this instance's claim folder in the
+//! outbox (`outbox_claims`) and the counters — with the listing and
+//! depth built on them. The layout and its crash rules are in the module
+//! doc of [`crate::spool`].
 
-use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,50 +13,21 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 
-use super::claim::Claims;
+use super::claims::{Claims, MetaCache};
 use super::conditions::Conditions;
+pub use super::dirs::{
+    durable_remove, durable_rename, sync_dir, Area, Dirs, DELIVERED, EXT, INCOMING, OUTGOING,
+    QUARANTINE, TMP,
+};
 use super::error::{SpoolCodecError, SpoolError};
 use super::key::{KeyId, MasterKey};
 use super::metadata::Metadata;
+use super::outbox_claim::OutboxClaims;
 use super::stream::read_metadata;
+use crate::admin::SpoolDepth;
 use crate::audit::{AuditLog, Event};
-use crate::fsutil;
-
-/// Sealed files waiting for the peer's acknowledgement.
-pub const OUTGOING: &str = "outgoing";
-/// Sealed files received and acknowledged, not yet in the inbox.
-pub const INCOMING: &str = "incoming";
-/// Files being written; anything here after a crash is garbage.
-pub const TMP: &str = "tmp";
-/// Files that failed authentication.
-pub const QUARANTINE: &str = "quarantine";
-/// One empty marker per delivered id, for dedupe.
-pub const DELIVERED: &str = "delivered";
-/// Extension of sealed files.
-pub const EXT: &str = "pgs";
-
-/// Where a spool file sits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Area {
-    Outgoing,
-    Incoming,
-    Quarantine,
-}
-
-impl Area {
-    /// The folder name under the spool root.
-    pub fn dir(self) -> &'static str {
-        match self {
-            Area::Outgoing => OUTGOING,
-            Area::Incoming => INCOMING,
-            Area::Quarantine => QUARANTINE,
-        }
-    }
-}
 
 /// One sealed file found in an area.
 #[derive(Debug, Clone)]
@@ -73,38 +46,12 @@ pub struct Entry {
     pub waiting_key: Option<KeyId>,
 }
 
-/// Number, bytes and age of the oldest file of one direction.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct DirDepth {
-    pub files: u64,
-    /// Plaintext bytes.
-    pub bytes: u64,
-    /// Age of the oldest file, measured from its `created` at the origin.
-    pub oldest_age: Option<Duration>,
-}
-
-impl DirDepth {
-    /// This depth as `/status` shows it, measured at `measured_at`: the
-    /// oldest file's age becomes the time it has waited since.
-    pub fn measured_at(&self, measured_at: time::OffsetDateTime) -> crate::admin::SpoolDepth {
-        crate::admin::SpoolDepth {
-            files: self.files,
-            bytes: self.bytes,
-            oldest_since: self.oldest_age.and_then(|age| {
-                time::Duration::try_from(age)
-                    .ok()
-                    .map(|age| measured_at - age)
-            }),
-        }
-    }
-}
-
 /// Spool depth: outbound = waiting for the peer, inbound = received, not
 /// yet delivered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Depth {
-    pub outbound: DirDepth,
-    pub inbound: DirDepth,
+    pub outbound: SpoolDepth,
+    pub inbound: SpoolDepth,
 }
 
 /// Event counters since start (for metrics).
@@ -124,15 +71,12 @@ pub struct Counters {
 
 /// The spool directory of one site.
 pub struct Store {
-    pub(crate) root: PathBuf,
+    /// The folders and the durable operations on them.
+    pub(crate) dirs: Dirs,
     pub(crate) key: MasterKey,
     /// Previous keys, only for reading files sealed before a key change;
     /// replaced on reload ([`Store::set_old_keys`]).
     pub(crate) old_keys: RwLock<Vec<MasterKey>>,
-    pub(crate) outbox: PathBuf,
-    pub(crate) inbox: PathBuf,
-    /// This instance's claim folder in the outbox ([`super::claim`]).
-    pub(crate) claims: Claims,
     pub(crate) max_bytes: Option<u64>,
     /// `[spool] settle_ms` (0 for stores opened without a config).
     pub(crate) settle: Duration,
@@ -145,17 +89,12 @@ pub struct Store {
     pub(crate) audit: Option<AuditLog>,
     /// Persistent conditions (waiting keys, refusals, …), for `/status`.
     pub conditions: Conditions,
-    pub(crate) cache: Mutex<HashMap<PathBuf, Metadata>>,
-    /// Files known to be sealed under a key we do not have (cleared when
-    /// the keys change), so listings do not re-read them every time.
-    pub(crate) waiting: Mutex<HashMap<PathBuf, KeyId>>,
-    /// Ids sealed into `outgoing/` whose plaintext is not yet deleted: the
-    /// forwarder must not send them yet (see the crash table).
-    pub(crate) pending: Mutex<HashSet<String>>,
-    /// Ids being received right now (one connection per id).
-    pub(crate) receiving: Mutex<HashSet<String>>,
-    /// Outbox files already refused (name, size, mtime), audited once.
-    pub(crate) refused: Mutex<HashSet<(String, u64, i128)>>,
+    /// What was read of each sealed file's header.
+    pub(crate) cache: MetaCache,
+    /// Which files a task is working on right now.
+    pub(crate) claims: Claims,
+    /// This instance's claim folder in the outbox ([`super::outbox_claim`]).
+    pub(crate) outbox_claims: OutboxClaims,
     pub counters: Counters,
 }
 
@@ -172,22 +111,12 @@ impl Store {
         max_bytes: Option<u64>,
         audit: Option<AuditLog>,
     ) -> Result<Store, SpoolError> {
-        for sub in [OUTGOING, INCOMING, TMP, QUARANTINE, DELIVERED] {
-            let dir = root.join(sub);
-            fs::create_dir_all(&dir).map_err(SpoolError::io("create folder", &dir))?;
-        }
-        fsutil::restrict_dir(root)?;
-        for dir in [outbox, inbox] {
-            fs::create_dir_all(dir).map_err(SpoolError::io("create folder", dir))?;
-        }
-        let claims = Claims::open(root, outbox)?;
+        let dirs = Dirs::create(root, outbox, inbox)?;
+        let outbox_claims = OutboxClaims::open(root, outbox)?;
         Ok(Store {
-            claims,
-            root: root.to_owned(),
+            dirs,
             key,
             old_keys: RwLock::default(),
-            outbox: outbox.to_owned(),
-            inbox: inbox.to_owned(),
             max_bytes,
             settle: Duration::ZERO,
             stall: Duration::from_secs(crate::config::Spool::DEFAULT_STALL_SECS),
@@ -195,11 +124,9 @@ impl Store {
             peer_skew_ms: std::sync::atomic::AtomicI64::new(0),
             conditions: Conditions::new(audit.clone()),
             audit,
-            cache: Mutex::default(),
-            waiting: Mutex::default(),
-            pending: Mutex::default(),
-            receiving: Mutex::default(),
-            refused: Mutex::default(),
+            cache: MetaCache::default(),
+            claims: Claims::default(),
+            outbox_claims,
             counters: Counters::default(),
         })
     }
@@ -212,7 +139,7 @@ impl Store {
     pub fn open(cfg: &crate::config::Spool, audit: Option<AuditLog>) -> Result<Store, SpoolError> {
         let key = MasterKey::load_key_file(&cfg.key)?;
         let mut store = Store::new(&cfg.dir, key, &cfg.outbox, &cfg.inbox, cfg.max_bytes, audit)?;
-        store.set_old_keys(super::keys::load_old_keys(cfg)?);
+        super::keys::set_old_keys(&store, super::keys::load_old_keys(cfg)?);
         store.settle = cfg.settle;
         store.stall = cfg.stall;
         store.max_age = cfg.max_age;
@@ -221,21 +148,17 @@ impl Store {
 
     /// The spool root folder.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.dirs.root()
     }
 
     /// Path of a sealed file for `id` in `area`.
     pub fn path(&self, area: Area, id: &str) -> PathBuf {
-        self.root.join(area.dir()).join(format!("{id}.{EXT}"))
+        self.dirs.path(area, id)
     }
 
     /// A fresh, unique path in `tmp/`.
     pub(crate) fn tmp_path(&self, what: &str) -> PathBuf {
-        let mut r = [0u8; 8];
-        let _ = SystemRandom::new().fill(&mut r);
-        self.root
-            .join(TMP)
-            .join(format!("{what}.{}.part", hex::encode(r)))
+        self.dirs.tmp_path(what)
     }
 
     /// Records an audit event (no-op for offline tools).
@@ -250,20 +173,19 @@ impl Store {
     /// # Errors
     /// [`SpoolError::Io`] or [`SpoolError::Codec`].
     pub fn metadata(&self, path: &Path) -> Result<Metadata, SpoolError> {
-        if let Some(m) = lock(&self.cache).get(path) {
-            return Ok(m.clone());
+        if let Some(m) = self.cache.get(path) {
+            return Ok(m);
         }
         let file = File::open(path).map_err(SpoolError::io("open", path))?;
-        let meta = read_metadata(io::BufReader::new(file), &self.key_for(path))
+        let meta = read_metadata(io::BufReader::new(file), &super::keys::key_for(self, path))
             .map_err(SpoolError::codec(path))?;
-        lock(&self.cache).insert(path.to_owned(), meta.clone());
+        self.cache.insert(path, meta.clone());
         Ok(meta)
     }
 
     /// Forgets the cached metadata of a file that was moved or deleted.
     pub(crate) fn forget(&self, path: &Path) {
-        lock(&self.cache).remove(path);
-        lock(&self.waiting).remove(path);
+        self.cache.forget(path);
     }
 
     /// The sealed files of an area, oldest `created` first (unreadable ones
@@ -272,7 +194,7 @@ impl Store {
     /// # Errors
     /// [`SpoolError::Io`] if the folder cannot be listed.
     pub fn entries(&self, area: Area) -> Result<Vec<Entry>, SpoolError> {
-        let dir = self.root.join(area.dir());
+        let dir = self.dirs.root.join(area.dir());
         let mut out = Vec::new();
         for item in fs::read_dir(&dir).map_err(SpoolError::io("list", &dir))? {
             let item = item.map_err(SpoolError::io("list", &dir))?;
@@ -288,7 +210,7 @@ impl Store {
             if !stat.is_file() {
                 continue;
             }
-            let known_waiting = lock(&self.waiting).get(&path).copied();
+            let known_waiting = self.cache.waiting_for(&path);
             let read = match known_waiting {
                 Some(found) => Err(found),
                 None => match self.metadata(&path) {
@@ -297,7 +219,7 @@ impl Store {
                         source: SpoolCodecError::WrongKey { found, .. },
                         ..
                     }) => {
-                        lock(&self.waiting).insert(path.clone(), found);
+                        self.cache.note_waiting(&path, found);
                         Err(found)
                     }
                     Err(e) => {
@@ -345,27 +267,21 @@ impl Store {
 
     /// Sealed bytes in `outgoing/` + `incoming/` (what `max_bytes` caps).
     pub fn used_bytes(&self) -> u64 {
-        [OUTGOING, INCOMING, TMP]
-            .iter()
-            .filter_map(|sub| fs::read_dir(self.root.join(sub)).ok())
-            .flat_map(|rd| rd.filter_map(Result::ok))
-            .filter_map(|e| e.metadata().ok())
-            .filter(fs::Metadata::is_file)
-            .map(|m| m.len())
-            .sum()
+        self.dirs.used_bytes()
     }
 
-    /// Files, plaintext bytes and oldest age per direction.
+    /// Files, plaintext bytes and the oldest file's `created` (never later
+    /// than now) per direction.
     pub fn depth(&self) -> Depth {
         let now = OffsetDateTime::now_utc();
         let one = |area| {
-            let mut d = DirDepth::default();
+            let mut d = SpoolDepth::default();
             for e in self.entries(area).unwrap_or_default() {
                 d.files += 1;
                 if let Ok(m) = &e.meta {
                     d.bytes += m.size;
-                    let age = (now - m.created).try_into().unwrap_or(Duration::ZERO);
-                    d.oldest_age = Some(d.oldest_age.map_or(age, |o: Duration| o.max(age)));
+                    let since = m.created.min(now);
+                    d.oldest_since = Some(d.oldest_since.map_or(since, |o| o.min(since)));
                 }
             }
             d
@@ -379,7 +295,7 @@ impl Store {
     /// Whether `id` was received already (acknowledged and either waiting
     /// in `incoming/` or delivered).
     pub fn is_known(&self, id: &str) -> bool {
-        self.path(Area::Incoming, id).exists() || self.root.join(DELIVERED).join(id).exists()
+        self.dirs.is_known(id)
     }
 
     /// Durably records `id` as delivered.
@@ -387,12 +303,7 @@ impl Store {
     /// # Errors
     /// [`SpoolError::Io`].
     pub fn mark_delivered(&self, id: &str) -> Result<(), SpoolError> {
-        let dir = self.root.join(DELIVERED);
-        let path = dir.join(id);
-        File::create(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(SpoolError::io("write delivery marker", &path))?;
-        Ok(fsutil::sync_parent(&path)?)
+        self.dirs.mark_delivered(id)
     }
 }
 
@@ -400,24 +311,6 @@ impl Store {
 pub(crate) fn age_ms(meta: &Metadata) -> u64 {
     let ms = (OffsetDateTime::now_utc() - meta.created).whole_milliseconds();
     u64::try_from(ms).unwrap_or(0)
-}
-
-pub use crate::fsutil::sync_dir;
-
-/// Renames `from` to `to` and makes it durable ([`fsutil::durable_rename`]).
-///
-/// # Errors
-/// [`SpoolError::Io`].
-pub fn durable_rename(from: &Path, to: &Path) -> Result<(), SpoolError> {
-    Ok(fsutil::durable_rename(from, to)?)
-}
-
-/// Deletes `path` and makes it durable ([`fsutil::durable_remove`]).
-///
-/// # Errors
-/// [`SpoolError::Io`] (a file already gone is fine).
-pub fn durable_remove(path: &Path) -> Result<(), SpoolError> {
-    Ok(fsutil::durable_remove(path)?)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

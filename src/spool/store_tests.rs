@@ -45,18 +45,18 @@ fn entries_depth_and_quarantine() {
     let d = s.depth();
     assert_eq!((d.outbound.files, d.outbound.bytes), (2, 70_005));
     assert_eq!((d.inbound.files, d.inbound.bytes), (1, 1));
-    assert!(d.outbound.oldest_age.is_some());
+    assert!(d.outbound.oldest_since.is_some());
     assert!(s.used_bytes() > 70_006);
 
     // A garbage file sorts first, with its problem; quarantine moves it.
-    let bad = s.root.join(OUTGOING).join("junk.pgs");
+    let bad = s.dirs.root.join(OUTGOING).join("junk.pgs");
     fs::write(&bad, [b'x'; 80]).unwrap();
     let out = s.entries(Area::Outgoing).unwrap();
     assert_eq!(out[0].id, "junk");
     assert!(out[0].meta.as_ref().unwrap_err().contains("magic"));
-    s.quarantine(&bad, None, "bad magic");
+    crate::spool::quarantine::quarantine(&s, &bad, None, "bad magic");
     assert!(!bad.exists());
-    assert!(s.root.join(QUARANTINE).join("junk.pgs").exists());
+    assert!(s.dirs.root.join(QUARANTINE).join("junk.pgs").exists());
     assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 2);
     assert_eq!(s.entries(Area::Quarantine).unwrap().len(), 1);
     assert_eq!(s.counters.quarantined.load(Ordering::Relaxed), 1);

@@ -100,8 +100,12 @@ pub fn verify(store: &Store) -> Result<(usize, Vec<Bad>), SpoolError> {
             let checked = File::open(&e.path)
                 .map_err(|err| err.to_string())
                 .and_then(|f| {
-                    decrypt_stream(BufReader::new(f), std::io::sink(), &store.key_for(&e.path))
-                        .map_err(|err| err.to_string())
+                    decrypt_stream(
+                        BufReader::new(f),
+                        std::io::sink(),
+                        &super::keys::key_for(store, &e.path),
+                    )
+                    .map_err(|err| err.to_string())
                 });
             match checked {
                 Ok(_) => good += 1,
@@ -168,7 +172,7 @@ fn key_id_of(path: &Path) -> std::io::Result<KeyId> {
 
 fn rekey_file(store: &Store, path: &Path, new_key: &MasterKey) -> Result<(), SpoolError> {
     let open = || File::open(path).map_err(SpoolError::io("open", path));
-    let meta = read_metadata(BufReader::new(open()?), &store.key_for(path))
+    let meta = read_metadata(BufReader::new(open()?), &super::keys::key_for(store, path))
         .map_err(SpoolError::codec(path))?;
     let sealer = Sealer::random(new_key, &meta).map_err(SpoolError::codec(path))?;
     let tmp = store.tmp_path(&format!("rekey-{}", meta.id));
@@ -180,7 +184,7 @@ fn rekey_file(store: &Store, path: &Path, new_key: &MasterKey) -> Result<(), Spo
             decrypt_stream(
                 BufReader::new(source),
                 ChannelWriter { tx },
-                &store.key_for(path),
+                &super::keys::key_for(store, path),
             )
         });
         let mut w = BufWriter::new(out);

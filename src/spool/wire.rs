@@ -78,6 +78,10 @@ pub enum WireError {
     },
     #[error("spool protocol: connection ended inside a frame")]
     Truncated,
+    /// A frame we were about to send could not be encoded (a bug, or
+    /// metadata serde cannot write).
+    #[error("spool protocol: cannot encode the {frame} frame: {reason}")]
+    Encode { frame: &'static str, reason: String },
 }
 
 impl Frame {
@@ -96,7 +100,11 @@ impl Frame {
     }
 
     /// Appends the encoded frame to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    ///
+    /// # Errors
+    /// [`WireError::Encode`] if the OFFER's metadata does not serialize
+    /// (`out` is then left as it was).
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
         match self {
@@ -106,9 +114,17 @@ impl Frame {
                 out.extend_from_slice(&version.to_be_bytes());
             }
             Frame::Offer(meta) => {
+                // Serialized before anything is written, so a failure
+                // leaves `out` untouched.
+                let json = serde_json::to_vec(meta).map_err(|e| {
+                    out.truncate(start);
+                    WireError::Encode {
+                        frame: "OFFER",
+                        reason: e.to_string(),
+                    }
+                })?;
                 out.push(2);
-                // Metadata always serializes (plain strings and numbers).
-                out.extend_from_slice(&serde_json::to_vec(meta).unwrap_or_default());
+                out.extend_from_slice(&json);
             }
             Frame::Accept { offset } => {
                 out.push(3);
@@ -139,6 +155,7 @@ impl Frame {
         }
         let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        Ok(())
     }
 
     /// Decodes one frame from its type byte and body.
@@ -366,7 +383,9 @@ pub fn fuzz_wire(data: &[u8]) {
             match dec.next_frame() {
                 Ok(Some(frame)) => {
                     let mut enc = Vec::new();
-                    frame.encode(&mut enc);
+                    if let Err(e) = frame.encode(&mut enc) {
+                        panic!("a decoded frame does not encode again: {e}");
+                    }
                     let mut again = Decoder::default();
                     again.push(&enc);
                     assert_eq!(again.next_frame(), Ok(Some(frame.clone())), "re-encode");

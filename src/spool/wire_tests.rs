@@ -12,7 +12,7 @@ fn meta(size: u64) -> Metadata {
 fn enc(frames: &[Frame]) -> Vec<u8> {
     let mut out = Vec::new();
     for f in frames {
-        f.encode(&mut out);
+        f.encode(&mut out).unwrap();
     }
     out
 }

@@ -162,6 +162,10 @@ impl ServerCertVerifier for PinnedServerVerifier {
 
 /// A server config for one inbound connection that asked for `alpn`.
 /// `seen` learns the certificate the client presents.
+#[expect(
+    clippy::expect_used,
+    reason = "the ring provider supports TLS 1.3, the only version we ask for"
+)]
 pub fn server_config(
     material: &Material,
     alpn: Option<Vec<u8>>,
@@ -185,6 +189,10 @@ pub fn server_config(
 
 /// A client config for one outbound connection to `peer_pool` offering
 /// `alpn` (preferred first). `seen` learns the certificate the server presents.
+#[expect(
+    clippy::expect_used,
+    reason = "the ring provider supports TLS 1.3, the only version we ask for"
+)]
 pub fn client_config(
     material: &Material,
     alpn: Vec<Vec<u8>>,

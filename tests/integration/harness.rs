@@ -166,7 +166,7 @@ impl Gateway {
 }
 
 /// One valid site on disk, nothing running: a fresh CA, site1's certificate,
-/// the test policy and `site1.toml` (one tunnel for 10.1.0.0/16, one export).
+/// the test policy and `site1.toml` (one tunnel for 127.1.0.0/16, one export).
 pub fn site_on_disk() -> (tempfile::TempDir, Pki, SiteSpec) {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::new(&dir.path().join("pki"), "test pairing CA");
@@ -180,7 +180,11 @@ pub fn site_on_disk() -> (tempfile::TempDir, Pki, SiteSpec) {
         crl: None,
         peer_listen: free_port(),
         peer_connect: free_port(),
-        tunnels: vec![("backup-smb".into(), free_port(), vec!["10.1.0.0/16".into()])],
+        tunnels: vec![(
+            "backup-smb".into(),
+            free_port(),
+            vec!["127.1.0.0/16".into()],
+        )],
         exports: vec![("backup-smb".into(), ([127, 0, 0, 1], 4450).into())],
         extra: String::new(),
     };

@@ -152,7 +152,10 @@ fn run(way: Way, root: &Path) -> (f64, f64) {
             }
         }
         Way::SpoolNow => {
-            assert_eq!(store.scan_outbox().unwrap().len(), FILES);
+            assert_eq!(
+                pairgate::spool::intake::scan_outbox(&store).unwrap().len(),
+                FILES
+            );
         }
     }
     let secs = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu);

@@ -15,12 +15,16 @@
 //! its sealed copy is durable (the steps of [`super::batch`]). A file that
 //! is not taken after all (it changed, it could not be read, the spool is
 //! full) is renamed back under its name — never over a newer file of the
-//! same name ([`Claims::release`]). After a crash, recovery deletes a
+//! same name ([`OutboxClaims::release`]). After a crash, recovery deletes a
 //! claimed file whose sealed copy verified and returns every other one to
-//! the outbox ([`Claims::held`]). Claims of an instance that never comes
+//! the outbox ([`OutboxClaims::held`]). Claims of an instance that never comes
 //! back stay in its folder; `pairgate spool` does not touch them — move
 //! them back into the outbox by hand (`mv outbox/.pairgate-claimed-*/* outbox/`)
 //! when that instance is gone for good.
+//!
+//! Not to be confused with [`super::claims`]: that is the in-memory
+//! coordination between the tasks of one instance; this is on disk, between
+//! instances (`Store::outbox_claims`).
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -39,22 +43,22 @@ pub const INSTANCE_FILE: &str = "instance";
 
 /// This instance's claim folder.
 #[derive(Debug, Clone)]
-pub struct Claims {
+pub struct OutboxClaims {
     outbox: PathBuf,
     dir: PathBuf,
 }
 
-impl Claims {
+impl OutboxClaims {
     /// The claim folder of the spool at `root` in `outbox` (both created if
     /// missing; the instance id too).
     ///
     /// # Errors
     /// [`SpoolError::Io`] when the id or the folder cannot be read or made.
-    pub fn open(root: &Path, outbox: &Path) -> Result<Claims, SpoolError> {
+    pub fn open(root: &Path, outbox: &Path) -> Result<OutboxClaims, SpoolError> {
         let id = instance_id(root)?;
         let dir = outbox.join(format!("{CLAIM_PREFIX}{id}"));
         fs::create_dir_all(&dir).map_err(SpoolError::io("create folder", &dir))?;
-        Ok(Claims {
+        Ok(OutboxClaims {
             outbox: outbox.to_owned(),
             dir,
         })
@@ -191,37 +195,5 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_claim_wins_and_release_never_replaces() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = dir.path().join("outbox");
-        for sub in ["outbox", "a", "b"] {
-            fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        let a = Claims::open(&dir.path().join("a"), &outbox).unwrap();
-        let b = Claims::open(&dir.path().join("b"), &outbox).unwrap();
-        assert_ne!(a.dir(), b.dir(), "each spool has its own claim folder");
-        let again = Claims::open(&dir.path().join("a"), &outbox).unwrap();
-        assert_eq!(a.dir(), again.dir(), "the instance id is kept");
-
-        fs::write(outbox.join("f.zip"), b"v1").unwrap();
-        let name = OsStr::new("f.zip");
-        assert!(a.claim(name).unwrap().is_some());
-        assert!(b.claim(name).unwrap().is_none(), "the second claim loses");
-        assert!(!outbox.join("f.zip").exists());
-
-        // A new file of the name arrived: the claimed one is not put over it.
-        fs::write(outbox.join("f.zip"), b"v2").unwrap();
-        assert!(!a.release(name).unwrap());
-        assert_eq!(fs::read(outbox.join("f.zip")).unwrap(), b"v2");
-        assert_eq!(a.held().unwrap(), vec![OsString::from("f.zip")]);
-        fs::remove_file(outbox.join("f.zip")).unwrap();
-        assert_eq!(a.release_all().unwrap(), 1);
-        assert_eq!(fs::read(outbox.join("f.zip")).unwrap(), b"v1");
-        assert!(a.held().unwrap().is_empty());
-    }
-}
+#[path = "outbox_claim_tests.rs"]
+mod tests;
