@@ -19,7 +19,7 @@
 //! Symbolic links and other non-regular files are refused with an audit
 //! line (`spool_refused`), never followed. A file that cannot be taken
 //! (unreadable, spool full) is audited once per version and retried with
-//! its own backoff ([`super::intake_report`]).
+//! its own backoff (`intake_report`).
 
 use super::batch::take_batch;
 use std::ffi::OsStr;
@@ -96,7 +96,7 @@ fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
 
 /// Takes every finished-looking file in the outbox now, oldest first,
 /// without waiting for files to settle (offline tools, benchmarks; the
-/// gateway runs [`Store::scan_tracked`] with its settle time).
+/// gateway runs [`scan_tracked`] with its settle time).
 ///
 /// # Errors
 /// [`SpoolError::Io`] if the outbox cannot be listed.

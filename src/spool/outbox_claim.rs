@@ -5,7 +5,7 @@
 //! A claim is one `rename(2)` of `outbox/<name>` into this instance's claim
 //! folder `outbox/.pairgate-claimed-<instance>/<name>`: a rename within one
 //! filesystem is atomic, so exactly one instance wins; the other finds the
-//! name gone and leaves it ([`super::Intake::Elsewhere`]). The claim folder
+//! name gone and leaves it ([`super::intake::Intake::Elsewhere`]). The claim folder
 //! is inside the outbox (same filesystem, whatever `spool.dir` is on) and
 //! starts with a dot (every intake ignores it). `<instance>` is a random id
 //! kept in `spool.dir/instance`, so two hosts with the same paths still get
@@ -22,7 +22,7 @@
 //! them back into the outbox by hand (`mv outbox/.pairgate-claimed-*/* outbox/`)
 //! when that instance is gone for good.
 //!
-//! Not to be confused with [`super::claims`]: that is the in-memory
+//! Not to be confused with `spool::claims`: that is the in-memory
 //! coordination between the tasks of one instance; this is on disk, between
 //! instances (`Store::outbox_claims`).
 

@@ -54,7 +54,7 @@ pub struct Stamp {
 
 impl Stamp {
     /// The same file and version apart from the ctime, which a rename moves
-    /// (an outbox claim, [`super::claim`]).
+    /// (an outbox claim, [`super::outbox_claim`]).
     pub fn same_content(&self, other: &Stamp) -> bool {
         (self.size, self.mtime_ns, self.ino, self.dev)
             == (other.size, other.mtime_ns, other.ino, other.dev)
