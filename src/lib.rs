@@ -22,6 +22,7 @@ pub mod admin;
 pub mod audit;
 pub mod backoff;
 pub mod config;
+pub mod exclusive;
 pub mod fsutil;
 pub mod fuzzing;
 pub mod gateway;

@@ -9,11 +9,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::metrics::Metrics;
+use super::ready::{self, Facts, Serving};
 use super::status::{
     CertificateStatus, DirectionStatus, LinkTracker, SpoolConditionStatus, SpoolDepth, Status,
     StatusSource,
 };
-use crate::audit::Direction;
+use crate::audit::{AuditLog, Direction};
 
 /// What waits in the spool, per direction; the spool implements it. A
 /// gateway without `[spool]` passes none and both directions show empty.
@@ -36,6 +37,10 @@ pub struct Board {
     pub link: Arc<LinkTracker>,
     pub metrics: Arc<Metrics>,
     pub spool: Option<Arc<dyn SpoolGauge>>,
+    /// The audit log whose writability `/readyz` checks (none: not checked).
+    pub audit: Option<AuditLog>,
+    /// Whether the instance serves its configuration (`/readyz`).
+    pub serving: Serving,
 }
 
 impl Board {
@@ -55,7 +60,31 @@ impl Board {
             link,
             metrics,
             spool: None,
+            audit: None,
+            serving: Serving::new(),
         }
+    }
+
+    /// The same board checking `audit` and `serving` for `/readyz`.
+    pub fn with_readiness(self, audit: AuditLog, serving: Serving) -> Board {
+        Board {
+            audit: Some(audit),
+            serving,
+            ..self
+        }
+    }
+
+    /// Why the instance is not ready at `now` (empty: ready); see [`ready`].
+    pub fn not_ready_at(&self, now: OffsetDateTime) -> Vec<String> {
+        let certificates = self.metrics.certificates();
+        let link = self.link.state();
+        ready::not_ready(&Facts {
+            serving: self.serving.is_serving(),
+            certificates: &certificates,
+            audit: self.audit.as_ref().map_or(Ok(()), AuditLog::writable),
+            link: &link,
+            now,
+        })
     }
 
     /// The same board reading spool depth from `spool`.
@@ -102,6 +131,7 @@ impl Board {
                 .as_ref()
                 .map(|s| s.conditions())
                 .unwrap_or_default(),
+            last_config_reload: self.metrics.last_config_reload(),
             audit: self.metrics.audit_status(),
             crl: self.metrics.crl_status(now),
         }
@@ -111,5 +141,9 @@ impl Board {
 impl StatusSource for Board {
     fn status(&self) -> Status {
         self.status_at(OffsetDateTime::now_utc())
+    }
+
+    fn not_ready(&self) -> Vec<String> {
+        self.not_ready_at(OffsetDateTime::now_utc())
     }
 }

@@ -143,9 +143,23 @@ pub struct Metrics {
     active_now: AtomicI64,
     /// See [`Metrics::on_scrape`].
     refresh: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// The outcome of the last config reload, for `/status`.
+    last_config_reload: Mutex<Option<super::status::ConfigReloadStatus>>,
 }
 
 impl Metrics {
+    /// Records the outcome of a config reload (`/status` shows the last).
+    pub fn config_reloaded(&self, status: super::status::ConfigReloadStatus) {
+        if let Ok(mut last) = self.last_config_reload.lock() {
+            *last = Some(status);
+        }
+    }
+
+    /// The outcome of the last config reload, if there was one.
+    pub fn last_config_reload(&self) -> Option<super::status::ConfigReloadStatus> {
+        self.last_config_reload.lock().ok().and_then(|l| l.clone())
+    }
+
     /// The label value for a service: itself, or `unknown` (not yet known,
     /// e.g. a handshake that failed before ALPN) or `other` (past the cap).
     fn service_label(&self, service: Option<&str>) -> String {

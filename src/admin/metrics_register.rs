@@ -52,6 +52,7 @@ impl Metrics {
             crl_next_update: Family::default(),
             services: Mutex::new(HashSet::new()),
             cert_series: Mutex::new(HashMap::new()),
+            last_config_reload: Mutex::new(None),
             peer_leaves: Mutex::new(HashMap::new()),
             allowed_total: AtomicU64::new(0),
             denied_total: AtomicU64::new(0),

@@ -14,6 +14,9 @@
 //!      other than `peer_unreachable` or `handshake_timeout` means something
 //!      that is not the pair (or a misissued certificate) is knocking.
 //! - `GET /healthz` — `ok` while the gateway runs (liveness only).
+//! - `GET /readyz` — `200 ready` when this instance should get traffic:
+//!   config served, own certificate valid, audit writable, peer link up;
+//!   else `503` naming each failed check (see [`ready`]).
 //! - `GET /status` — [`Status`] JSON: the peer link, each replication
 //!   direction as `steady` / `lagging` / `disconnected` (see [`status`]),
 //!   certificates with days left, connection totals, and each tunnelled or
@@ -29,6 +32,7 @@ pub mod board;
 pub mod client;
 pub mod labels;
 pub mod metrics;
+pub mod ready;
 pub mod server;
 pub mod sessions;
 pub mod status;
@@ -38,13 +42,14 @@ pub(crate) mod testing;
 pub use board::{Board, SpoolGauge};
 pub use labels::{CertKind, Reloaded};
 pub use metrics::{ActiveGuard, CertEntry, ConnectionCounts, Metrics, CONTENT_TYPE};
+pub use ready::Serving;
 pub use server::serve;
 pub use sessions::{
     LastFailure, LastSuccess, ServiceRole, ServiceState, ServiceStatus, SessionCounts,
     SessionOutcome,
 };
 pub use status::{
-    replication_state, AuditStatus, CertificateStatus, CrlRow, CrlStatus, DirectionStatus,
-    LinkState, LinkTracker, PeerLink, ReplicationState, SpoolConditionStatus, SpoolDepth, Status,
-    StatusSource, CLOCK_SKEW_WARN_SECS, DEFAULT_SYNC_INTERVAL,
+    replication_state, AuditStatus, CertificateStatus, ConfigReloadStatus, CrlRow, CrlStatus,
+    DirectionStatus, LinkState, LinkTracker, PeerLink, ReplicationState, SpoolConditionStatus,
+    SpoolDepth, Status, StatusSource, CLOCK_SKEW_WARN_SECS, DEFAULT_SYNC_INTERVAL,
 };

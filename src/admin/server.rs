@@ -1,5 +1,5 @@
 //! The admin HTTP endpoint on `admin.listen`: `GET /metrics`, `/healthz`,
-//! `/status`; everything else is 404 (405 for another method on a known path).
+//! `/readyz`, `/status`; everything else is 404 (405 for another method on a known path).
 //!
 //! It is a small, defensive server: the routes are axum, the connections are
 //! served by hyper directly so every one gets a header read timeout, a small
@@ -48,11 +48,12 @@ pub fn router(metrics: Arc<Metrics>, status: Arc<dyn StatusSource>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready_page))
         .route("/status", get(status_page))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
-                "not found: try /metrics, /healthz or /status\n",
+                "not found: try /metrics, /healthz, /readyz or /status\n",
             )
         })
         .layer(DefaultBodyLimit::max(1024))
@@ -69,6 +70,19 @@ async fn metrics_page(State(app): State<AppState>) -> Response {
     .await
     .unwrap_or_else(|_| app.metrics.encode());
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
+
+async fn ready_page(State(app): State<AppState>) -> Response {
+    let reasons = match tokio::task::spawn_blocking(move || app.status.not_ready()).await {
+        Ok(reasons) => reasons,
+        Err(e) => vec![format!("status: readiness check failed: {e}")],
+    };
+    let code = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, super::ready::body(&reasons)).into_response()
 }
 
 async fn status_page(State(app): State<AppState>) -> Response {

@@ -70,12 +70,31 @@ pub struct Status {
     /// well or there is no spool.
     #[serde(default)]
     pub spool_conditions: Vec<SpoolConditionStatus>,
+    /// The last config reload (SIGHUP): refused ones say why; `None` until
+    /// the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_config_reload: Option<ConfigReloadStatus>,
     /// Whether the audit log is written (`null` until first measured).
     #[serde(default)]
     pub audit: Option<AuditStatus>,
     /// The CRLs in force (`null`: none).
     #[serde(default)]
     pub crl: Option<CrlStatus>,
+}
+
+/// The outcome of a config reload, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigReloadStatus {
+    /// Whether the re-read config was applied (else the running one stays).
+    pub ok: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The changed keys only a restart (or a takeover) applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_needed: Vec<String>,
 }
 
 /// The audit log's health, as `/status` shows it.
@@ -306,6 +325,12 @@ pub fn replication_state(
 /// Whatever can report the gateway's status; the gateway implements it.
 pub trait StatusSource: Send + Sync {
     fn status(&self) -> Status;
+
+    /// Why the instance should not receive traffic now, one reason per
+    /// failed check (empty: ready); see [`super::ready`]. Ready by default.
+    fn not_ready(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Tracks whether the peer gateway is reachable and since when. Shared as

@@ -187,6 +187,7 @@ fn json_shape_is_the_documented_one() {
         connections: ConnectionCounts::default(),
         services: vec![],
         spool_conditions: vec![],
+        last_config_reload: None,
         audit: None,
         crl: None,
     };

@@ -80,4 +80,6 @@ pub enum AuditError {
     },
     #[error("the audit writer for {path} has stopped; restart the gateway")]
     WriterGone { path: PathBuf },
+    #[error("the audit log {path} is in use by another pairgate process: one process owns a log at a time; stop the other gateway (or give this one its own `audit.path`), or start this one with `pairgate run --takeover` to take over from it")]
+    Locked { path: PathBuf },
 }

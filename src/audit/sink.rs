@@ -24,22 +24,21 @@
 //!
 //! One process must own a log at a time: two writers would fork the chain.
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use ring::digest;
 use time::OffsetDateTime;
 
 use crate::fsutil;
 
-use super::chain::{line_hash, render_line, GENESIS};
-use super::event::{Event, LogContinued, LogRepaired};
+use super::chain::GENESIS;
+use super::event::Event;
 use super::health::Health;
-use super::tail::recover_tail;
 use super::AuditError;
+use crate::exclusive::{self, Wait};
+use writer::Writer;
 
 /// Mode of the audit log: the owner writes, its group (auditors) reads.
 const LOG_MODE: u32 = 0o640;
@@ -104,6 +103,20 @@ impl AuditLog {
     /// Creating the folder, opening, reading or repairing the file, or
     /// starting the writer thread.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        AuditLog::open_with(path, Wait::No)
+    }
+
+    /// [`AuditLog::open`], owning the file exclusively ([`crate::exclusive`]).
+    /// With [`Wait::Block`] (taking over from a running instance) it returns
+    /// at once and the writer thread waits for the other process to let go:
+    /// events recorded meanwhile queue in memory (up to the queue's
+    /// capacity; beyond it they are counted as lost) and are written,
+    /// chained to the other process's last line, once it has exited.
+    ///
+    /// # Errors
+    /// As [`AuditLog::open`]; [`AuditError::Locked`] when another process
+    /// owns the log and `wait` is [`Wait::No`].
+    pub fn open_with(path: &Path, wait: Wait) -> Result<AuditLog, AuditError> {
         let path = path.to_path_buf();
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
         if let Some(parent) = parent {
@@ -124,17 +137,32 @@ impl AuditLog {
             }
         }
         let head = Arc::new(std::sync::Mutex::new(GENESIS));
+        let owned = match exclusive::lock(&file, Wait::No) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && wait == Wait::Block => false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(AuditError::Locked { path: path.clone() })
+            }
+            Err(source) => return Err(AuditError::Open { path, source }),
+        };
         let health = Arc::new(Health::default());
         let mut writer = Writer::new(file, path.clone(), head.clone());
         writer.health = health.clone();
-        writer.resync().map_err(|source| AuditError::Recover {
-            path: path.clone(),
-            source,
-        })?;
+        if owned {
+            writer.resync().map_err(|source| AuditError::Recover {
+                path: path.clone(),
+                source,
+            })?;
+        }
         let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                if !owned && writer.take_over() {
+                    return;
+                }
+                writer.run(rx);
+            })
             .map_err(|source| AuditError::Spawn { source })?;
         Ok(AuditLog {
             inner: Arc::new(Inner {
@@ -146,6 +174,19 @@ impl AuditLog {
                 health,
             }),
         })
+    }
+
+    /// Whether the log is being written: `Err` with the error while writes
+    /// fail (disk full, file gone read-only), `Ok` again once one succeeds.
+    /// `/readyz` reports it.
+    ///
+    /// # Errors
+    /// Why the log is failing, naming the file.
+    pub fn writable(&self) -> Result<(), String> {
+        match self.inner.health.failing() {
+            Some(e) => Err(format!("{}: {e}", self.inner.path.display())),
+            None => Ok(()),
+        }
     }
 
     /// The file this handle writes to.
@@ -240,255 +281,8 @@ impl AuditLog {
     }
 }
 
-/// The lines of a batch whose write failed: which of them reached the disk is
-/// found after the repair by matching the file's last line against them.
-struct Attempt {
-    hashes: Vec<[u8; 32]>,
-    with_repair: bool,
-}
-
-struct Writer {
-    file: File,
-    path: PathBuf,
-    prev: [u8; 32],
-    head: Arc<std::sync::Mutex<[u8; 32]>>,
-    /// A torn tail cut off at open, not yet reported in the log.
-    repair: Option<LogRepaired>,
-    lost: u64,
-    needs_resync: bool,
-    failed: Option<Attempt>,
-    /// The first error since the last flush, reported to the next flush.
-    error: Option<(io::ErrorKind, String)>,
-    health: Arc<Health>,
-}
-
-impl Writer {
-    fn new(file: File, path: PathBuf, head: Arc<std::sync::Mutex<[u8; 32]>>) -> Writer {
-        Writer {
-            file,
-            path,
-            prev: GENESIS,
-            head,
-            repair: None,
-            lost: 0,
-            needs_resync: true,
-            failed: None,
-            error: None,
-            health: Arc::default(),
-        }
-    }
-
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        loop {
-            // While failing, retry now and then without new events, so the
-            // condition clears when the disk does.
-            let first = if self.needs_resync {
-                match rx.recv_timeout(RETRY_EVERY) {
-                    Ok(msg) => msg,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        self.commit(&mut batch);
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-            } else {
-                match rx.recv() {
-                    Ok(msg) => msg,
-                    Err(_) => return,
-                }
-            };
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
-                    Err(_) => break,
-                }
-            }
-            self.commit(&mut batch);
-        }
-    }
-
-    fn commit(&mut self, batch: &mut Vec<Msg>) {
-        let mut events = Vec::with_capacity(batch.len());
-        let mut waiters = Vec::new();
-        for msg in batch.drain(..) {
-            match msg {
-                Msg::Record(ts, event) => events.push((ts, *event)),
-                Msg::Flush(done) => waiters.push(done),
-                #[cfg(test)]
-                Msg::Stall(until) => {
-                    let _ = until.recv();
-                }
-                Msg::Reopen => {
-                    // Everything recorded before the reopen goes to the old file.
-                    if !events.is_empty() {
-                        if let Err(e) = self.write(&events) {
-                            self.error.get_or_insert((e.kind(), e.to_string()));
-                        }
-                        events.clear();
-                    }
-                    if let Err(e) = self.reopen() {
-                        self.health.write_failed(&self.path, &e);
-                        self.error.get_or_insert((e.kind(), e.to_string()));
-                    }
-                }
-            }
-        }
-        // Events dropped on a full queue are lost like those of a failed
-        // write: counted in the next `log_repaired` record.
-        let dropped = self
-            .health
-            .dropped
-            .swap(0, std::sync::atomic::Ordering::Relaxed);
-        self.lost += dropped;
-        if !events.is_empty() || self.needs_resync || dropped > 0 {
-            if let Err(e) = self.write(&events) {
-                self.error.get_or_insert((e.kind(), e.to_string()));
-            }
-        }
-        if !waiters.is_empty() {
-            let result = self.error.take().map_or(Ok(()), Err);
-            for done in waiters {
-                // A flusher that gave up waiting is not an error.
-                let _ = done.send(result.clone());
-            }
-        }
-    }
-
-    /// After an external tool moved the log away (logrotate), opens a new
-    /// file at the path. A fresh file starts a new chain whose first record
-    /// names the previous file's last hash, so the two chains stay linked.
-    fn reopen(&mut self) -> io::Result<()> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let ours = self.file.metadata()?;
-            if let Ok(now) = std::fs::metadata(&self.path) {
-                if (now.dev(), now.ino()) == (ours.dev(), ours.ino()) {
-                    return Ok(()); // not rotated
-                }
-            }
-        }
-        let previous_head = self.prev;
-        self.file = fsutil::open_append(&self.path, LOG_MODE)?;
-        self.needs_resync = true;
-        self.resync()?;
-        if self.prev == GENESIS {
-            let event = Event::LogContinued(LogContinued {
-                previous_head: hex::encode(previous_head),
-            });
-            self.write(&[(OffsetDateTime::now_utc(), event)])?;
-        }
-        Ok(())
-    }
-
-    /// [`Writer::write_lines`], reporting the outcome to the log's health.
-    fn write(&mut self, events: &[(OffsetDateTime, Event)]) -> io::Result<()> {
-        match self.write_lines(events) {
-            Ok(0) => Ok(()),
-            Ok(lines) => {
-                self.health.wrote(&self.path, lines);
-                Ok(())
-            }
-            Err(e) => {
-                self.health.write_failed(&self.path, &e);
-                Err(e)
-            }
-        }
-    }
-
-    /// Writes the events (after a repair record if one is due) and syncs;
-    /// returns how many lines were written.
-    fn write_lines(&mut self, events: &[(OffsetDateTime, Event)]) -> io::Result<u64> {
-        if self.needs_resync {
-            if let Err(e) = self.resync() {
-                self.lost += events.len() as u64;
-                return Err(e);
-            }
-        }
-        let repair = (self.repair.is_some() || self.lost > 0).then(|| {
-            let mut r = self.repair.clone().unwrap_or_else(|| LogRepaired {
-                truncated_bytes: 0,
-                truncated_sha256: hex::encode(digest::digest(&digest::SHA256, b"")),
-                lost_events: 0,
-            });
-            r.lost_events = self.lost;
-            (OffsetDateTime::now_utc(), Event::LogRepaired(r))
-        });
-        let mut buf = String::with_capacity(events.len() * 400 + 400);
-        let mut hashes = Vec::with_capacity(events.len() + 1);
-        let mut prev = self.prev;
-        for (ts, event) in repair.iter().chain(events) {
-            let line = render_line(*ts, event, &prev);
-            prev = line_hash(line.as_bytes());
-            hashes.push(prev);
-            buf.push_str(&line);
-            buf.push('\n');
-        }
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let written = self
-            .file
-            .write_all(buf.as_bytes())
-            .and_then(|()| self.file.sync_data());
-        match written {
-            Ok(()) => {
-                self.prev = prev;
-                self.publish_head();
-                self.repair = None;
-                self.lost = 0;
-                Ok(hashes.len() as u64)
-            }
-            Err(e) => {
-                self.needs_resync = true;
-                self.failed = Some(Attempt {
-                    hashes,
-                    with_repair: repair.is_some(),
-                });
-                Err(e)
-            }
-        }
-    }
-
-    fn publish_head(&self) {
-        if let Ok(mut head) = self.head.lock() {
-            *head = self.prev;
-        }
-    }
-
-    /// Cuts a torn tail, finds the chain head, and settles a failed attempt.
-    fn resync(&mut self) -> io::Result<()> {
-        let tail = recover_tail(&mut self.file)?;
-        self.prev = tail.head;
-        self.publish_head();
-        self.needs_resync = false;
-        match self.failed.take() {
-            Some(attempt) => {
-                let reached = attempt.hashes.iter().position(|h| *h == tail.head);
-                let mut written = reached.map_or(0, |p| p + 1) as u64;
-                if attempt.with_repair && written > 0 {
-                    self.repair = None;
-                    self.lost = 0;
-                    written -= 1;
-                }
-                let events = attempt.hashes.len() as u64 - u64::from(attempt.with_repair);
-                self.lost += events - written;
-            }
-            None if tail.truncated_bytes > 0 => {
-                tracing::warn!(path = %self.path.display(), bytes = tail.truncated_bytes, "audit log ended in a torn line, cut it off");
-                self.repair = Some(LogRepaired {
-                    truncated_bytes: tail.truncated_bytes,
-                    truncated_sha256: hex::encode(tail.truncated_sha256),
-                    lost_events: 0,
-                });
-            }
-            None => {}
-        }
-        Ok(())
-    }
-}
+#[path = "sink_writer.rs"]
+mod writer;
 
 #[cfg(test)]
 #[path = "sink_tests.rs"]

@@ -1,10 +1,13 @@
 //! Unit tests of `sink.rs`.
 
+use super::writer::Attempt;
 use super::*;
-use crate::audit::chain::{verify, ChainSummary};
+use crate::audit::chain::{line_hash, render_line, verify, ChainSummary};
 use crate::audit::synth::sample_event;
+use std::fs::File;
 use std::fs::OpenOptions;
 use std::io::BufReader;
+use std::io::Write;
 
 fn verified(path: &Path) -> ChainSummary {
     let file = File::open(path).expect("open log");
@@ -46,6 +49,34 @@ fn records_chain_and_reopen_continues() {
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o027, 0, "mode {mode:o}");
     }
+}
+
+/// One process owns a log: a second open is refused; one that takes
+/// over waits, queueing its events, and continues the chain once the
+/// first lets go.
+#[test]
+fn a_second_owner_is_refused_or_waits_and_continues_the_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("log.jsonl");
+    let first = AuditLog::open(&path).expect("open");
+    first.record(sample_event(0));
+    first.flush().expect("flush");
+    // flock is per open file: a second open in this process is a second owner.
+    assert!(matches!(
+        AuditLog::open(&path),
+        Err(AuditError::Locked { .. })
+    ));
+    let next = AuditLog::open_with(&path, Wait::Block).expect("open waiting");
+    next.record(sample_event(2));
+    first.record(sample_event(1));
+    first.flush().expect("flush");
+    drop(first);
+    next.flush().expect("flush after take-over");
+    assert_eq!(verified(&path).lines, 3);
+    // The first owner's lines first, then the queued one.
+    let ids: Vec<_> = events(&path).iter().map(|v| v["conn_id"].clone()).collect();
+    assert_eq!(ids, [0, 0, 1], "{ids:?}");
+    assert!(next.writable().is_ok());
 }
 
 #[test]

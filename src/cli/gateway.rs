@@ -14,6 +14,12 @@ pub struct RunArgs {
     /// The site's gateway config (TOML).
     #[arg(long)]
     pub config: PathBuf,
+    /// Take the listening sockets over from the instance running with this
+    /// config (seamless upgrade): no connection attempt is refused; the old
+    /// instance drains its connections and exits. Without a running
+    /// instance, starts normally.
+    #[arg(long)]
+    pub takeover: bool,
 }
 
 #[derive(Debug, Args)]
@@ -45,7 +51,7 @@ fn classify(e: GatewayError) -> Failure {
 }
 
 pub fn run(args: RunArgs) -> Result<(), Failure> {
-    gateway::run(&args.config).map_err(classify)
+    gateway::run_with(&args.config, args.takeover).map_err(classify)
 }
 
 /// The `crl` object of `check --json`: `null` without `tls.crl`.

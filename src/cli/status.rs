@@ -1,6 +1,9 @@
 //! `pairgate status --config FILE [--json]`: ask the running gateway's admin
 //! endpoint (`admin.listen`) for `/status` and show it.
 //!
+//! `--ready` asks `/readyz` instead: exit 0 when ready, 1 when not (each
+//! reason printed) or unreachable — a health check for keepalived.
+//!
 //! Exit codes: 0 whenever the status was read — even if a direction is
 //! `disconnected` or `lagging`, because reporting that state is the command's
 //! job (scripts read `--json` and decide); 1 when the endpoint cannot be
@@ -35,6 +38,11 @@ pub struct StatusArgs {
     /// Print the `/status` JSON exactly as the gateway sent it.
     #[arg(long)]
     pub json: bool,
+    /// Ask `/readyz` instead: print its answer, exit 0 when the instance is
+    /// ready for traffic, 1 when not (or unreachable) — for keepalived's
+    /// `track_script` and other health checks.
+    #[arg(long, conflicts_with = "json")]
+    pub ready: bool,
 }
 
 pub fn status(args: StatusArgs) -> Result<(), Failure> {
@@ -56,6 +64,24 @@ pub fn status(args: StatusArgs) -> Result<(), Failure> {
             config.path.display()
         ))
     };
+    if args.ready {
+        let reply = runtime
+            .block_on(client::get(addr, "/readyz"))
+            .map_err(unreachable)?;
+        print!("{}", reply.body);
+        return match reply.status {
+            200 => Ok(()),
+            503 => Err(Failure::problem(format!(
+                "{}: the gateway at {addr} is not ready (reasons above)",
+                config.path.display()
+            ))),
+            other => Err(unreachable(client::ClientError::Status {
+                addr,
+                path: "/readyz".into(),
+                status: other,
+            })),
+        };
+    }
     if args.json {
         let reply = runtime
             .block_on(client::get(addr, "/status"))

@@ -92,6 +92,7 @@ fn sample() -> Status {
             detail: "add that key file to spool.old_keys".into(),
             since: datetime!(2025-01-01 00:40:00 UTC),
         }],
+        last_config_reload: None,
         audit: Some(pairgate::admin::AuditStatus {
             failing: true,
             detail: Some("the audit log cannot be written: No space left on device".into()),
@@ -234,6 +235,7 @@ fn reads_a_running_endpoint_in_both_modes() {
         let result = status(StatusArgs {
             config: config.clone(),
             json,
+            ready: false,
         });
         assert!(
             result.is_ok(),
@@ -252,6 +254,7 @@ fn config_without_admin_is_exit_2_and_says_what_to_add() {
     let failure = status(StatusArgs {
         config,
         json: false,
+        ready: false,
     })
     .err()
     .unwrap_or_else(|| panic!("a config without [admin] must fail"));
@@ -271,10 +274,11 @@ fn unreachable_endpoint_is_exit_1() {
         .unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let config = write_config(dir.path(), Some(addr));
-    for json in [false, true] {
+    for (json, ready) in [(false, false), (true, false), (false, true)] {
         let failure = status(StatusArgs {
             config: config.clone(),
             json,
+            ready,
         })
         .err()
         .unwrap_or_else(|| panic!("nothing listens on {addr}"));

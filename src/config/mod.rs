@@ -25,7 +25,7 @@ mod values;
 
 pub use files::{check_files, FileError};
 pub use intercept::{ExportTarget, Intercept};
-pub use pairing::{check_against_policy, load_with_policy, PairingError};
+pub use pairing::{check_against_policy, check_pairing, load_with_policy, PairingError};
 pub use values::wide_source;
 
 /// `tls.crl_overdue` (defined where it is enforced, in `tls`).

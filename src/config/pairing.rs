@@ -69,6 +69,30 @@ impl From<PairingError> for ConfigError {
 /// when the pools are not a pair, [`PairingError::ServiceNotInPair`] for the first service
 /// the pair does not allow.
 pub fn check_against_policy(config: &Config, policy: &Policy) -> Result<(), ConfigError> {
+    let pair = paired(config, policy)?;
+    let check = |service: &str, line: usize, key: String, what: &str| {
+        if pair.services.contains(service) {
+            Ok(())
+        } else {
+            Err(not_allowed(config, policy, pair, service, line, key, what))
+        }
+    };
+    check_services(config, check)
+}
+
+/// Checks only that the policy pairs `gateway.pool` with
+/// `gateway.peer_pool` (a policy reload: a service the policy stops
+/// allowing is denied from then on, and its open connections closed, rather
+/// than the reload refused).
+///
+/// # Errors
+/// As [`check_against_policy`], without the services.
+pub fn check_pairing(config: &Config, policy: &Policy) -> Result<(), ConfigError> {
+    paired(config, policy).map(|_| ())
+}
+
+/// The pair of `gateway.pool`, which must be with `gateway.peer_pool`.
+fn paired<'p>(config: &Config, policy: &'p Policy) -> Result<&'p crate::policy::Pair, ConfigError> {
     let gateway = &config.gateway;
     let Some(pair) = policy.pair_of(&gateway.pool) else {
         return Err(PairingError::NotInPolicy {
@@ -93,13 +117,14 @@ pub fn check_against_policy(config: &Config, policy: &Policy) -> Result<(), Conf
         }
         .into());
     }
-    let check = |service: &str, line: usize, key: String, what: &str| {
-        if pair.services.contains(service) {
-            Ok(())
-        } else {
-            Err(not_allowed(config, policy, pair, service, line, key, what))
-        }
-    };
+    Ok(pair)
+}
+
+/// Runs `check` on every service the config tunnels, exports, intercepts or spools.
+fn check_services(
+    config: &Config,
+    check: impl Fn(&str, usize, String, &str) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
     for (i, tunnel) in config.tunnels.iter().enumerate() {
         let line = config.lines.tunnels.get(i).copied().unwrap_or(0);
         check(

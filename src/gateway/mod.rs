@@ -14,17 +14,21 @@
 
 mod config_diff;
 mod expiry;
+pub mod handover;
+mod listeners;
 mod process;
 mod reload;
 mod replication;
 mod spool_keys;
 mod tls_watch;
+mod tunnels;
 
 pub use config_diff::restart_needed;
-pub use process::run;
+pub use process::{run, run_with};
 pub use reload::{Reload, Reloader, Request as ReloadRequest, WATCH_INTERVAL};
 
 use expiry::{publish_cert_expiry, warn_expiry};
+use listeners::{bind, bind_intercept, own_listeners, serve_intercepts};
 use process::systemd;
 
 use std::collections::HashMap;
@@ -32,18 +36,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-
 use crate::admin::{self, Board, Metrics, ServiceRole};
 use crate::audit::{AuditError, AuditLog, Direction, Event};
 use crate::config::{Config, ConfigError};
 use crate::names::ServiceName;
 use crate::peer::{self, Live, Peer};
 use crate::policy::{Policy, PolicyError};
-use crate::proxy::{self, Context, Routes, TunnelSpec};
+use crate::proxy::{self, Context, Routes};
 use crate::shutdown::Shutdown;
 use crate::spool::{Spool, SpoolError};
 use crate::tls::{Material, Sources, TlsError};
+use handover::Inherited;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -75,6 +78,8 @@ pub enum GatewayError {
     Spool(#[from] SpoolError),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("takeover: {0}")]
+    Handover(#[from] handover::HandoverError),
 }
 
 impl GatewayError {
@@ -86,8 +91,9 @@ impl GatewayError {
             GatewayError::Bind { .. }
                 | GatewayError::Mark { .. }
                 | GatewayError::Runtime(_)
+                | GatewayError::Handover(_)
                 | GatewayError::Audit(_)
-                | GatewayError::Spool(SpoolError::Io { .. })
+                | GatewayError::Spool(SpoolError::Io { .. } | SpoolError::Locked { .. })
         )
     }
 }
@@ -135,18 +141,13 @@ pub struct Running {
     pub ctx: Arc<Context>,
     /// The spool, when `[spool]` is configured.
     pub spool: Option<Arc<Spool>>,
+    /// Whether this instance serves (for `/readyz`); cleared on stop.
+    pub serving: admin::Serving,
+    /// The listening sockets a `--takeover` instance may take.
+    pub offer: Arc<handover::Offer>,
+    /// The `[[tunnel]]` listeners, applied live on SIGHUP.
+    pub(crate) tunnels: tunnels::Tunnels,
     config: Config,
-}
-
-async fn bind(config: &Config, key: String, addr: SocketAddr) -> Result<TcpListener, GatewayError> {
-    proxy::bind(addr, config.limits.max_connections)
-        .await
-        .map_err(|source| GatewayError::Bind {
-            file: config.path.clone(),
-            key,
-            addr,
-            source,
-        })
 }
 
 /// Binds every listener and starts serving. Must run inside a tokio runtime.
@@ -159,26 +160,31 @@ pub async fn start(
     material: Material,
     audit: AuditLog,
 ) -> Result<Running, GatewayError> {
-    let peer_listener = bind(&config, "peer.listen".into(), config.peer.listen).await?;
+    start_with(config, policy, material, audit, &mut Inherited::default()).await
+}
+
+/// [`start`], serving on the listeners `inherited` from a running instance
+/// where the addresses match ([`handover`]); on a takeover the spool starts
+/// once the previous instance has let go of it.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with(
+    config: Config,
+    policy: Policy,
+    material: Material,
+    audit: AuditLog,
+    inherited: &mut Inherited,
+) -> Result<Running, GatewayError> {
+    let peer_listener = bind(&config, "peer.listen".into(), config.peer.listen, inherited).await?;
     let mut tunnel_listeners = Vec::new();
     for (i, tunnel) in config.tunnels.iter().enumerate() {
-        tunnel_listeners.push(bind(&config, format!("tunnel[{i}].listen"), tunnel.listen).await?);
+        let key = format!("tunnel[{i}].listen");
+        tunnel_listeners.push(bind(&config, key, tunnel.listen, inherited).await?);
     }
     let mut intercept_listeners = Vec::new();
     for (i, intercept) in config.intercepts.iter().enumerate() {
-        let key = format!("intercept[{i}].listen");
-        let listener = crate::intercept::bind_listener(
-            intercept.listen,
-            config.limits.max_connections,
-            intercept.capture,
-        )
-        .map_err(|source| GatewayError::Bind {
-            file: config.path.clone(),
-            key,
-            addr: intercept.listen,
-            source,
-        })?;
-        intercept_listeners.push(listener);
+        intercept_listeners.push(bind_intercept(&config, i, intercept, inherited)?);
     }
     let exports: HashMap<ServiceName, String> = config
         .exports
@@ -200,14 +206,28 @@ pub async fn start(
         source,
     })?;
     let admin_listener = match &config.admin {
-        Some(admin) => Some(bind(&config, "admin.listen".into(), admin.listen).await?),
+        Some(admin) => Some(bind(&config, "admin.listen".into(), admin.listen, inherited).await?),
         None => None,
     };
+    let offer = handover::Offer::new(
+        std::iter::once(&peer_listener)
+            .chain(&tunnel_listeners)
+            .chain(&intercept_listeners)
+            .chain(admin_listener.as_ref()),
+    )
+    .map_err(GatewayError::Runtime)?;
     let shutdown = Shutdown::new();
     let spool = match &config.spool {
         Some(cfg) => {
+            // On a takeover the previous instance hands its spool over
+            // before its sockets; its lock may take a moment to go.
+            let wait = if inherited.is_takeover() {
+                crate::exclusive::Wait::Block
+            } else {
+                crate::exclusive::Wait::No
+            };
             let (cfg, audit) = (cfg.clone(), audit.clone());
-            let opened = tokio::task::spawn_blocking(move || Spool::open(&cfg, audit))
+            let opened = tokio::task::spawn_blocking(move || Spool::open_with(&cfg, audit, wait))
                 .await
                 .map_err(|e| GatewayError::Runtime(std::io::Error::other(e)))?;
             Some(opened?)
@@ -260,21 +280,13 @@ pub async fn start(
         proxy::handle_inbound,
     ));
     let mut tunnel_addrs = Vec::new();
+    let tunnels = tunnels::Tunnels::default();
     for (tunnel, listener) in config.tunnels.iter().zip(tunnel_listeners) {
         tunnel_addrs.push((
             tunnel.service.clone(),
             listener.local_addr().map_err(GatewayError::Runtime)?,
         ));
-        let spec = Arc::new(TunnelSpec {
-            service: tunnel.service.clone(),
-            allow_sources: tunnel.allow_sources.clone(),
-        });
-        shutdown.spawn(proxy::serve(
-            listener,
-            ctx.clone(),
-            Direction::Outbound,
-            move |ctx, tcp, addr, slot| proxy::handle_outbound(ctx, spec.clone(), tcp, addr, slot),
-        ));
+        tunnels.serve(&ctx, tunnel, listener);
     }
     let intercept_addrs = serve_intercepts(
         &config,
@@ -300,6 +312,7 @@ pub async fn start(
         std::time::Duration::from_secs(2),
     ));
     let mut admin_addr = None;
+    let serving = admin::Serving::new();
     if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {
         admin_addr = Some(listener.local_addr().map_err(GatewayError::Runtime)?);
         let board = Board::new(
@@ -309,7 +322,8 @@ pub async fn start(
             peer.link.clone(),
             metrics.clone(),
         )
-        .with_spool(replication.clone());
+        .with_spool(replication.clone())
+        .with_readiness(audit.clone(), serving.clone());
         shutdown.spawn(admin::serve(
             listener,
             metrics.clone(),
@@ -328,7 +342,11 @@ pub async fn start(
         config.peer.heartbeat,
     ));
     tracing::info!(pool = %config.gateway.pool, peer_pool = %config.gateway.peer_pool, %peer_addr, "gateway started");
+    serving.start();
     Ok(Running {
+        serving,
+        offer: Arc::new(offer),
+        tunnels,
         peer_addr,
         tunnel_addrs,
         intercept_addrs,
@@ -361,6 +379,8 @@ impl Running {
     /// Graceful stop: stop accepting, let connections finish within the
     /// grace period, record the stop and flush the audit log.
     pub async fn stop(&self, reason: &str) {
+        self.serving.stop();
+        self.offer.withdraw();
         let clean = self
             .ctx
             .peer
@@ -376,54 +396,6 @@ impl Running {
         let audit = self.ctx.peer.audit.clone();
         let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     }
-}
-
-/// Every address the gateway listens on: the peer and admin listeners and
-/// the tunnels (the intercepts are added by [`serve_intercepts`]).
-fn own_listeners(
-    peer: SocketAddr,
-    tunnels: &[(ServiceName, SocketAddr)],
-    admin: Option<&TcpListener>,
-) -> Vec<SocketAddr> {
-    let mut own = vec![peer];
-    own.extend(tunnels.iter().map(|(_, a)| *a));
-    own.extend(admin.and_then(|l| l.local_addr().ok()));
-    own
-}
-
-/// Serves each `[[intercept]]` listener; returns (service, bound address).
-fn serve_intercepts(
-    config: &Config,
-    ctx: &Arc<Context>,
-    listeners: Vec<TcpListener>,
-    mut own: Vec<SocketAddr>,
-) -> Result<Vec<(ServiceName, SocketAddr)>, GatewayError> {
-    let mut addrs = Vec::new();
-    for (intercept, listener) in config.intercepts.iter().zip(&listeners) {
-        addrs.push((
-            intercept.service.clone(),
-            listener.local_addr().map_err(GatewayError::Runtime)?,
-        ));
-    }
-    own.extend(addrs.iter().map(|(_, a)| *a));
-    for (intercept, listener) in config.intercepts.iter().zip(listeners) {
-        let spec = Arc::new(proxy::InterceptSpec {
-            service: intercept.service.clone(),
-            allow_sources: intercept.allow_sources.clone(),
-            destinations: intercept.destinations.clone(),
-            capture: intercept.capture,
-            own: own.clone(),
-        });
-        ctx.peer.shutdown.spawn(proxy::serve(
-            listener,
-            ctx.clone(),
-            Direction::Outbound,
-            move |ctx, tcp, addr, slot| {
-                proxy::handle_intercepted(ctx, spec.clone(), tcp, addr, slot)
-            },
-        ));
-    }
-    Ok(addrs)
 }
 
 /// Each tunnel and intercept (outbound) and export (inbound) of the config,

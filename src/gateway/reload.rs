@@ -149,13 +149,15 @@ impl Running {
             Err(e) => (Some(e.to_string()), Vec::new()),
             Ok(new) => {
                 let changed = super::config_diff::restart_needed(&self.config, &new);
-                let error = (!changed.is_empty()).then(|| {
-                    format!(
+                let error = if changed.is_empty() {
+                    self.apply_tunnels(&new).err()
+                } else {
+                    Some(format!(
                         "{}: changed keys need a restart: {} — nothing was reloaded; restart the gateway to apply them, or undo the change",
                         path.display(),
                         changed.join(", ")
-                    )
-                });
+                    ))
+                };
                 (error, changed)
             }
         };
@@ -172,6 +174,15 @@ impl Running {
         self.ctx.peer.metrics.reload(Reloaded::Config, ok);
         self.ctx
             .peer
+            .metrics
+            .config_reloaded(crate::admin::ConfigReloadStatus {
+                ok,
+                at: time::OffsetDateTime::now_utc(),
+                error: error.clone(),
+                restart_needed: restart_needed.clone(),
+            });
+        self.ctx
+            .peer
             .audit
             .record(Event::ConfigReload(ConfigReload {
                 trigger: trigger.to_owned(),
@@ -183,19 +194,27 @@ impl Running {
         ok
     }
 
-    /// Re-reads the policy; publishes it if valid and still consistent with
-    /// this gateway's config. Returns whether it was published.
+    /// Re-reads the policy; publishes it if valid and it still pairs this
+    /// gateway's pool with its peer. A service the new policy no longer
+    /// allows is denied from now on and its established connections are
+    /// closed (audited `policy_changed`); the config's tunnels and exports
+    /// of it stay (warned), so the service can be switched off in an
+    /// emergency without a restart. Returns whether it was published.
     pub fn reload_policy(&self, trigger: &str) -> bool {
         let path = self.config.gateway.policy.clone();
         let result = Policy::load(&path)
             .map_err(|e| e.to_string())
             .and_then(|p| {
-                crate::config::check_against_policy(&self.config, &p)
+                crate::config::check_pairing(&self.config, &p)
                     .map(|()| p)
                     .map_err(|e| e.to_string())
             });
         let (ok, error) = match result {
             Ok(policy) => {
+                if let Err(e) = crate::config::check_against_policy(&self.config, &policy) {
+                    tracing::warn!(error = %e, "the reloaded policy no longer allows a service this config uses: it is denied from now on");
+                }
+                let pair = policy.pair_of(&self.config.gateway.pool).cloned();
                 let policy = Arc::new(policy);
                 // Replace our half only, on whatever is live at this instant.
                 self.ctx.peer.live.send_modify(|live| {
@@ -205,6 +224,15 @@ impl Running {
                     });
                 });
                 tracing::info!(path = %path.display(), "policy reloaded");
+                let allowed =
+                    |service: &str| pair.as_ref().is_some_and(|p| p.services.contains(service));
+                let closed = self.ctx.peer.registry.close_disallowed(allowed);
+                if closed > 0 {
+                    tracing::warn!(
+                        closed,
+                        "closed established connections the reloaded policy no longer allows"
+                    );
+                }
                 (true, None)
             }
             Err(e) => {

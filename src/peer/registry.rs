@@ -1,6 +1,7 @@
-//! The open connections, with the certificate chain each peer presented, so
-//! that a CRL reload can close established connections of a newly revoked
-//! peer (a rotation, by contrast, leaves them alone).
+//! The open connections, with the certificate chain each peer presented and
+//! the service each carries, so that a CRL reload can close established
+//! connections of a newly revoked peer (a rotation, by contrast, leaves them
+//! alone) and a policy reload those whose service is no longer allowed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +16,12 @@ use crate::tls::Material;
 struct Entry {
     direction: Direction,
     chain: Vec<CertificateDer<'static>>,
+    /// The policy service the connection carries (tunnels; none for the
+    /// spool and control links, which the policy governs at connect only).
+    service: Option<String>,
     token: CancellationToken,
     revoked: Arc<AtomicBool>,
+    disallowed: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -31,12 +36,19 @@ pub struct Registration<'a> {
     /// Cancelled when the connection must close (shutdown or revocation).
     pub token: CancellationToken,
     revoked: Arc<AtomicBool>,
+    disallowed: Arc<AtomicBool>,
 }
 
 impl Registration<'_> {
     /// Whether the connection was closed because its peer was revoked.
     pub fn was_revoked(&self) -> bool {
         self.revoked.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection was closed because a reloaded policy no
+    /// longer allows its service.
+    pub fn was_disallowed(&self) -> bool {
+        self.disallowed.load(Ordering::Relaxed)
     }
 }
 
@@ -55,25 +67,30 @@ impl Drop for Registration<'_> {
 }
 
 impl Registry {
-    /// Registers connection `id` whose peer presented `chain`. Its token is
-    /// a child of `parent` (the gateway's hard-stop token).
+    /// Registers connection `id` whose peer presented `chain`, carrying
+    /// `service` (a tunnel's; `None` when a policy reload must not close
+    /// it). Its token is a child of `parent` (the gateway's hard-stop token).
     pub fn register(
         &self,
         id: u64,
         direction: Direction,
         chain: Vec<CertificateDer<'static>>,
+        service: Option<&str>,
         parent: &CancellationToken,
     ) -> Registration<'_> {
         let token = parent.child_token();
         let revoked = Arc::new(AtomicBool::new(false));
+        let disallowed = Arc::new(AtomicBool::new(false));
         if let Ok(mut open) = self.open.lock() {
             open.insert(
                 id,
                 Entry {
                     direction,
                     chain,
+                    service: service.map(str::to_owned),
                     token: token.clone(),
                     revoked: revoked.clone(),
+                    disallowed: disallowed.clone(),
                 },
             );
         }
@@ -82,7 +99,23 @@ impl Registry {
             id,
             token,
             revoked,
+            disallowed,
         }
+    }
+
+    /// Closes every open connection whose service `allowed` now refuses
+    /// (after a policy reload); returns how many.
+    pub fn close_disallowed(&self, allowed: impl Fn(&str) -> bool) -> u64 {
+        let Ok(open) = self.open.lock() else { return 0 };
+        let mut closed = 0;
+        for entry in open.values() {
+            if entry.service.as_deref().is_some_and(|s| !allowed(s)) {
+                entry.disallowed.store(true, Ordering::Relaxed);
+                entry.token.cancel();
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Closes every open connection whose peer certificate `material` now
@@ -119,7 +152,7 @@ mod tests {
         let registry = Registry::default();
         let stop = CancellationToken::new();
         let burst: Vec<_> = (0..1000)
-            .map(|id| registry.register(id, Direction::Inbound, vec![], &stop))
+            .map(|id| registry.register(id, Direction::Inbound, vec![], None, &stop))
             .collect();
         let peak = registry.open.lock().unwrap().capacity();
         drop(burst);

@@ -60,6 +60,9 @@ pub enum DenyReason {
     /// lies outside the `[[intercept]]`'s or `[[export]]`'s
     /// `destinations`/`ports`; `detail` says which.
     DestinationNotAllowed,
+    /// An established connection closed because a reloaded policy no
+    /// longer allows its service (audited on the connection, then its close).
+    PolicyChanged,
     /// The audit log cannot be written or keep up and `audit.on_failure =
     /// "refuse"`: new connections are refused until it is written again.
     AuditFailing,
@@ -87,6 +90,7 @@ impl DenyReason {
             DenyReason::ProfileViolation => "profile_violation",
             DenyReason::CrlOverdue => "crl_overdue",
             DenyReason::DestinationNotAllowed => "destination_not_allowed",
+            DenyReason::PolicyChanged => "policy_changed",
             DenyReason::AuditFailing => "audit_failing",
         }
     }

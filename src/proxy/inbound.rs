@@ -212,6 +212,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
             track.id,
             Direction::Inbound,
             leaf,
+            None,
             ctx.peer.shutdown.hard_token(),
         );
         let accepted = Accepted {

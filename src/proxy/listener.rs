@@ -57,11 +57,27 @@ pub async fn serve<H, Fut>(
     H: Fn(Arc<Context>, TcpStream, SocketAddr, Admission) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let stop = ctx.peer.shutdown.stop_token().clone();
+    serve_until(listener, ctx, direction, stop, handle).await;
+}
+
+/// [`serve`] until `stop` (a child of the gateway's stop token: a listener
+/// a live reload removes stops alone; its connections go on).
+pub async fn serve_until<H, Fut>(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    direction: Direction,
+    stop: tokio_util::sync::CancellationToken,
+    handle: H,
+) where
+    H: Fn(Arc<Context>, TcpStream, SocketAddr, Admission) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_secs(1));
     let mut arrivals = 0u64;
     loop {
         let accepted = tokio::select! {
-            () = ctx.peer.shutdown.stop_token().cancelled() => return,
+            () = stop.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         let (stream, addr) = match accepted {

@@ -34,7 +34,7 @@ pub mod relay;
 
 pub use inbound::handle_inbound;
 pub use intercepted::{handle as handle_intercepted, InterceptSpec};
-pub use listener::{bind, serve, Admission};
+pub use listener::{bind, serve, serve_until, Admission};
 pub(crate) use outbound::forward;
 pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
 
@@ -122,9 +122,13 @@ async fn relay_allowed<A, B>(
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let reg = peer
-        .registry
-        .register(track.id, track.direction, leaf, peer.shutdown.hard_token());
+    let reg = peer.registry.register(
+        track.id,
+        track.direction,
+        leaf,
+        track.service.as_ref().map(|s| s.as_str()),
+        peer.shutdown.hard_token(),
+    );
     let counters = relay::Counters::default();
     let end = relay::relay(a, b, peer.limits.idle_timeout, &reg.token, &counters).await;
     finish(peer, track, &reg, &counters, end);
@@ -146,6 +150,16 @@ fn finish(
             Some("established connection closed: peer certificate revoked".to_owned()),
         );
         Some("peer certificate revoked".to_owned())
+    } else if reg.was_disallowed() {
+        let service = track.service.as_ref().map_or("?", |s| s.as_str());
+        track.decide(
+            peer,
+            Decision::Deny(DenyReason::PolicyChanged),
+            Some(format!(
+                "established connection closed: the reloaded policy no longer allows {service}"
+            )),
+        );
+        Some("the reloaded policy no longer allows the service".to_owned())
     } else {
         end.error_text()
     };

@@ -201,6 +201,7 @@ async fn relay_after_status(
         track.id,
         Direction::Outbound,
         leaf,
+        track.service.as_ref().map(|s| s.as_str()),
         ctx.peer.shutdown.hard_token(),
     );
     let counters = relay::Counters::default();

@@ -23,6 +23,11 @@
 //! 5. one fsync of the outbox (and of `outgoing/` again if a copy was
 //!    removed); then the ids stop being pending and are reported spooled.
 //!
+//! Before step 1 each file is claimed: renamed into this instance's claim
+//! folder in the outbox ([`super::outbox_claim`]), so that another instance
+//! sharing the outbox cannot take it too; the steps work on the claimed
+//! path, and a file that is not taken goes back under its name.
+//!
 //! A crash anywhere in a batch leaves each of its files in one of the
 //! states of the crash table in [`crate::spool`]: in the outbox with a
 //! leftover in `tmp/`, or in the outbox and in `outgoing/` (recovery
@@ -152,7 +157,31 @@ pub(crate) fn take_batch(store: &Store, files: &[(OsString, Option<Stamp>)]) -> 
         }
     }
     outcomes.extend(commit_batch(store, batch));
+    release_untaken(store, &mut outcomes);
     outcomes
+}
+
+/// Returns each claimed file that was not taken (changed, unreadable,
+/// not committed) to the outbox under its name ([`super::outbox_claim`]).
+pub(crate) fn release_untaken(store: &Store, outcomes: &mut Outcomes) {
+    let mut released = false;
+    for (name, path, result) in outcomes.iter_mut() {
+        if matches!(result, Ok(Intake::Spooled(_) | Intake::Elsewhere)) {
+            continue;
+        }
+        match store.outbox_claims.release(name) {
+            Ok(_) => released = true,
+            Err(e) => {
+                tracing::warn!(file = %store.outbox_claims.path(name).display(), error = %e, "cannot return a claimed file to the outbox; it is returned at the next start");
+            }
+        }
+        *path = store.dirs.outbox.join(name.as_os_str());
+    }
+    if released {
+        if let Err(e) = sync_dir(&store.dirs.outbox) {
+            tracing::debug!(error = %e, "cannot sync the outbox after returning claimed files");
+        }
+    }
 }
 
 /// The files of the batch that fit under `max_bytes` together, in

@@ -166,6 +166,9 @@ pub enum SpoolError {
         doing: &'static str,
         secs: u64,
     },
+    /// Another process runs the spool in this folder.
+    #[error("the spool {dir} is in use by another pairgate process (it holds {}/lock): give each gateway instance its own `spool.dir` (two instances may share the outbox), stop the other one, or start this one with `pairgate run --takeover`", dir.display())]
+    Locked { dir: std::path::PathBuf },
     /// A background task died (a bug).
     #[error("spool task failed: {0}; this is a bug in pairgate, please report it")]
     Task(String),

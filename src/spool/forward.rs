@@ -65,7 +65,7 @@ enum Sent {
 impl Spool {
     /// Runs the forwarder until the gateway stops.
     pub async fn forward_loop(self: Arc<Self>, peer: Arc<Peer>) {
-        let stop = peer.shutdown.stop_token().clone();
+        let stop = self.stop.clone();
         let mut backoff = connection_backoff();
         let mut holds = Holds::default();
         let mut failing = false;

@@ -2,7 +2,9 @@
 //! file in `outgoing/` → plaintext deleted.
 //!
 //! Which files are finished is decided in [`super::settle`] (events,
-//! quiescence); this module does the taking. Each file is opened, checked
+//! quiescence); this module does the taking. Each file is claimed (renamed into this
+//! instance's claim folder, [`super::outbox_claim`]: another instance
+//! sharing the outbox cannot take it too), opened, checked
 //! to be the version that settled, and sealed into `tmp/` reading it once
 //! ([`super::stream::encrypt_one_pass`]); the file must not have changed
 //! while it was read (its stamp before and after, and the number of bytes
@@ -17,14 +19,13 @@
 //! Symbolic links and other non-regular files are refused with an audit
 //! line (`spool_refused`), never followed. A file that cannot be taken
 //! (unreadable, spool full) is audited once per version and retried with
-//! its own backoff.
+//! its own backoff (`intake_report`).
 
 use super::batch::take_batch;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -33,13 +34,13 @@ use serde_json::json;
 use super::batch::{Outcomes, Sealed, MAX_BATCH_BYTES, MAX_BATCH_FILES};
 use super::conditions::{Audited, Condition, Report, Subject};
 use super::error::SpoolError;
+pub(crate) use super::intake_report::{refuse, refuse_full, spooled};
 use super::metadata::{Metadata, PLACEHOLDER_SHA256};
 use super::names::{self, RAW_NAME_FIELD};
 use super::settle::{Readiness, Stamp, Tracker};
-use super::store::{age_ms, lock, Store};
+use super::store::{lock, Store};
 use super::stream::encrypt_one_pass;
 use super::CHUNK_LEN;
-use crate::audit::{Event, SpoolFile};
 
 /// One outbox file after the sealing step.
 pub(crate) enum Taken {
@@ -61,6 +62,9 @@ pub enum Intake {
     /// It changed while being taken: the sealed copy was discarded; it is
     /// taken once it has settled again.
     Changed,
+    /// Gone from the outbox before this instance could claim it: another
+    /// instance sharing the outbox took it (or its producer removed it).
+    Elsewhere,
 }
 
 /// What one scan did, and when intake should look again.
@@ -92,7 +96,7 @@ fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
 
 /// Takes every finished-looking file in the outbox now, oldest first,
 /// without waiting for files to settle (offline tools, benchmarks; the
-/// gateway runs [`Store::scan_tracked`] with its settle time).
+/// gateway runs [`scan_tracked`] with its settle time).
 ///
 /// # Errors
 /// [`SpoolError::Io`] if the outbox cannot be listed.
@@ -217,6 +221,10 @@ pub(crate) fn settle_outcomes(
                 t.done(&name);
                 scan.done.push(Intake::Spooled(id));
             }
+            Ok(Intake::Elsewhere) => {
+                t.done(&name);
+                scan.done.push(Intake::Elsewhere);
+            }
             Ok(Intake::Changed) => {
                 t.changed(&name, now);
                 scan.next_look = earliest(scan.next_look, now + store.settle);
@@ -270,19 +278,38 @@ pub(crate) fn intake_file_at(
         .map_or(Ok(Intake::Skipped), |(_, _, r)| r)
 }
 
-/// Opens one outbox file, checks it is still `expected` (the stamp that
-/// settled) and seals it into `tmp/`, reading it once. Not durable yet:
-/// [`Store::take_batch`] syncs and commits a whole batch.
+/// Claims one outbox file ([`super::outbox_claim`]), checks it is still
+/// `expected` (the stamp that settled) and seals it into `tmp/`, reading
+/// it once. Not durable yet: [`take_batch`] syncs and commits a whole
+/// batch, and returns the file to the outbox if it is not taken.
 pub(crate) fn seal_source(
     store: &Store,
     path: &Path,
     expected: Option<Stamp>,
 ) -> Result<Taken, SpoolError> {
-    let file = open_source(path).map_err(SpoolError::io("open", path))?;
-    seal_opened(store, path, file, expected, |f| f)
+    let name = path.file_name().map(OsStr::to_owned).unwrap_or_default();
+    let claimed = match store.outbox_claims.claim(&name) {
+        Ok(Some(claimed)) => claimed,
+        Ok(None) => return Ok(Taken::Left(Intake::Elsewhere)),
+        Err(e) => return Err(SpoolError::io("claim", path)(e)),
+    };
+    let file = open_source(&claimed).map_err(SpoolError::io("open", &claimed))?;
+    // The rename moved the ctime, nothing else: the version that settled
+    // is the one with the same inode, size and mtime.
+    let expected = match expected {
+        Some(e) => {
+            let now = file.metadata().map(|m| Stamp::of(&m)).ok();
+            match now {
+                Some(now) if now.same_content(&e) => Some(now),
+                _ => return Ok(Taken::Left(Intake::Changed)),
+            }
+        }
+        None => None,
+    };
+    seal_opened(store, &claimed, file, expected, |f| f)
 }
 
-/// [`Store::seal_source`] once the file is open; `wrap` may wrap the
+/// [`seal_source`] once the file is open; `wrap` may wrap the
 /// reader (tests use it to change the file while it is read).
 pub(crate) fn seal_opened<R: Read>(
     store: &Store,
@@ -298,7 +325,7 @@ pub(crate) fn seal_opened<R: Read>(
     if !stat.is_file() || expected.is_some_and(|e| e != at_open) {
         return Ok(Taken::Left(Intake::Changed));
     }
-    // (`max_bytes` was checked for the whole batch: `Store::take_batch`.)
+    // (`max_bytes` was checked for the whole batch: `take_batch`.)
     // `size` and `sha256` are filled in from what is read.
     let mut meta = match Metadata::new(&name, 0, PLACEHOLDER_SHA256) {
         Ok(m) => m,
@@ -349,81 +376,6 @@ pub(crate) fn seal_opened<R: Read>(
         out,
         meta,
     })))
-}
-
-/// Leaves an outbox file that would overflow `max_bytes` in the outbox.
-pub(crate) fn refuse_full(store: &Store, os_name: &OsString, stat: &fs::Metadata, max: u64) {
-    refuse(
-        store,
-        os_name,
-        stat,
-        format!("spool full: max_bytes = {max}"),
-        Condition::SpoolFull,
-    );
-}
-
-/// A file is in `outgoing/` and its plaintext gone: count, log, clear
-/// its refusals, audit `spool_in`.
-pub(crate) fn spooled(store: &Store, os_name: &OsStr, meta: &Metadata) {
-    store.counters.ingested.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(id = %meta.id, size = meta.size, "spooled");
-    let key = os_name.to_string_lossy();
-    if store.conditions.clear(Condition::OutboxRefused, &key)
-        | store.conditions.clear(Condition::SpoolFull, &key)
-    {
-        store.claims.forget_refused(&key);
-    }
-    store.audit(Event::SpoolIn(SpoolFile {
-        id: meta.id.clone(),
-        name: meta.name.clone(),
-        size: meta.size,
-        peer_pool: None,
-        age_ms: Some(age_ms(meta)),
-        reason: None,
-        path: None,
-    }));
-}
-
-/// Leaves an outbox file where it is: logged and audited
-/// (`spool_refused`) once per name, size and mtime, shown in `/status`.
-pub(crate) fn refuse(
-    store: &Store,
-    name: &OsString,
-    stat: &fs::Metadata,
-    reason: String,
-    condition: Condition,
-) {
-    let shown = name.to_string_lossy().into_owned();
-    let stamp = Stamp::of(stat);
-    store.conditions.raise(Report {
-        condition,
-        key: shown.clone(),
-        subject: Subject {
-            name: Some(shown.clone()),
-            size: Some(stamp.size),
-            ..Subject::default()
-        },
-        files: 1,
-        detail: reason.clone(),
-        audited: Audited::ByCaller,
-    });
-    if !store
-        .claims
-        .note_refused(shown.clone(), stamp.size, stamp.mtime_ns)
-    {
-        return;
-    }
-    tracing::warn!(file = %shown, %reason, "outbox file refused");
-    store.counters.refused.fetch_add(1, Ordering::Relaxed);
-    store.audit(Event::SpoolRefused(SpoolFile {
-        id: String::new(),
-        name: shown,
-        size: stamp.size,
-        peer_pool: None,
-        age_ms: None,
-        reason: Some(reason),
-        path: None,
-    }));
 }
 
 /// Opens an outbox file for reading without following a symbolic link and

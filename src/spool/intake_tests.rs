@@ -327,3 +327,70 @@ fn intake_reads_each_file_once() {
     let outcomes = crate::spool::batch::commit_batch(&s, vec![*sealed]);
     assert!(matches!(outcomes[0].2, Ok(Intake::Spooled(_))));
 }
+
+/// Two instances of a site share one outbox, each with its own spool: a
+/// file both found ready is sealed by exactly one of them, whatever the
+/// interleaving (both seal before either commits).
+#[test]
+fn two_spools_on_one_outbox_never_both_seal_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = store(dir.path());
+    let b = Store::new(
+        &dir.path().join("spool-b"),
+        crate::spool::MasterKey::from_bytes([7; 32]),
+        &a.dirs.outbox,
+        &a.dirs.inbox,
+        None,
+        None,
+    )
+    .unwrap();
+    let path = a.dirs.outbox.join("package.zip");
+    fs::write(&path, vec![5u8; 100_000]).unwrap();
+    let stamp = Stamp::of(&fs::metadata(&path).unwrap());
+    let first = seal_source(&a, &path, Some(stamp)).unwrap();
+    let second = seal_source(&b, &path, Some(stamp)).unwrap();
+    assert!(matches!(first, Taken::Sealed(_)));
+    assert!(
+        matches!(second, Taken::Left(Intake::Elsewhere)),
+        "the second instance must not seal the file too"
+    );
+    let Taken::Sealed(sealed) = first else {
+        unreachable!()
+    };
+    let outcomes = crate::spool::batch::commit_batch(&a, vec![*sealed]);
+    assert!(matches!(outcomes[0].2, Ok(Intake::Spooled(_))));
+    assert_eq!(a.entries(Area::Outgoing).unwrap().len(), 1);
+    assert!(b.entries(Area::Outgoing).unwrap().is_empty());
+    assert!(
+        a.outbox_claims.held().unwrap().is_empty(),
+        "the claimed plaintext is gone"
+    );
+}
+
+/// A claimed file that is not taken (it changed while sealed) goes back to
+/// the outbox under its name.
+#[test]
+fn a_claimed_file_that_changed_returns_to_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let path = s.dirs.outbox.join("report.csv");
+    fs::write(&path, b"version 1").unwrap();
+    let stamp = Stamp::of(&fs::metadata(&path).unwrap());
+    let Taken::Sealed(sealed) = seal_source(&s, &path, Some(stamp)).unwrap() else {
+        panic!("not sealed")
+    };
+    // The producer writes again (to the file it still has open).
+    fs::OpenOptions::new()
+        .append(true)
+        .open(s.outbox_claims.path(std::ffi::OsStr::new("report.csv")))
+        .unwrap()
+        .write_all(b" and more")
+        .unwrap();
+    let mut outcomes = crate::spool::batch::commit_batch(&s, vec![*sealed]);
+    crate::spool::batch::release_untaken(&s, &mut outcomes);
+    assert!(matches!(outcomes[0].2, Ok(Intake::Changed)));
+    assert_eq!(outcomes[0].1, path);
+    assert_eq!(fs::read(&path).unwrap(), b"version 1 and more");
+    assert!(s.outbox_claims.held().unwrap().is_empty());
+    assert!(s.entries(Area::Outgoing).unwrap().is_empty());
+}

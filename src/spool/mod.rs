@@ -20,9 +20,10 @@
 //! Underneath: [`dirs`] is the filesystem layer (folders, paths, durable
 //! renames and removes, delivery markers), `claims` the coordination state
 //! between the tasks (which ids are pending, being received, already
-//! reported), [`store`] what the tasks share on top of both (keys, limits,
-//! conditions, counters, listing, depth), and `service` the running spool
-//! and its three tasks.
+//! reported), [`outbox_claim`] this instance's claim folder in the outbox
+//! (on disk, between the instances sharing an outbox), [`store`] what the
+//! tasks share on top of these (keys, limits, conditions, counters,
+//! listing, depth), and `service` the running spool and its three tasks.
 //!
 //! # On-disk layout (under `spool.dir`, mode 0700)
 //!
@@ -33,6 +34,8 @@
 //! delivered/<id>         empty marker: id delivered (dedupe; pruned after spool.max_age_days + 1 day, at least 30 days: see [`replay`])
 //! quarantine/<id>.pgs    files that failed authentication (audited), each
 //! quarantine/<id>.json     with a record: id, name, size, reason, from, at
+//! lock                   flock'ed by the one process that runs this spool
+//! instance               this spool's random id (names its outbox claim folder)
 //! ```
 //!
 //! The outbox and inbox are the operator's folders. In the outbox, names
@@ -66,7 +69,11 @@
 //!   event (or 60 s of quiet if the event was lost) — *and* its size,
 //!   mtime, ctime and inode looked unchanged over `[spool] settle_ms`
 //!   (default 1000 ms). The files ready at one look are taken as a batch
-//!   ([`batch`]; at most 64 files or 256 MiB): each is opened, checked to
+//!   ([`batch`]; at most 64 files or 256 MiB): each is first *claimed* by
+//!   an atomic rename into this instance's claim folder
+//!   `outbox/.pairgate-claimed-<instance>/` ([`outbox_claim`]: two instances of a
+//!   site may share one outbox, each with its own `spool.dir`; a file is
+//!   taken by exactly one), then opened, checked to
 //!   be that version and sealed into `tmp/` reading it once (record 0
 //!   reserved, sealed last; metadata remembers the source's
 //!   inode/mtime/size, and a name that is not UTF-8 in `name_b64`), on one
@@ -119,6 +126,7 @@
 //! | crash while / after | state found | recovery |
 //! | --- | --- | --- |
 //! | intake: settling, sealing or syncing a batch | plaintexts in outbox, maybe partial or complete copies in `tmp/` | tmp removed; the files settle again and are taken |
+//! | intake: after a claim, before the sealed copy is in `outgoing/` | plaintext in our claim folder | returned to the outbox under its name (never over a newer file of that name) |
 //! | intake: after some or all of a batch's renames, before their unlinks are durable (outbox fsync) | plaintext + `outgoing/<id>` for some files of the batch; a rename not yet covered by the `outgoing/` fsync may be lost (then the file is as in the row above) | sealed copy verified in full → plaintext deleted (bad → quarantined, plaintext re-ingested); the source tag keeps a *new* file of the same name safe |
 //! | intake: the file changed at the last moment, before the sealed copy is removed again | changed plaintext + `outgoing/<id>` of the older version | the tag no longer matches: both stay; both versions are delivered (the second as `name.<id>`) — twice, never lost |
 //! | send: before ACK arrives | `outgoing/<id>`; peer may have it | resent; peer answers ALREADY if it stored it |
@@ -267,12 +275,14 @@ pub mod forward;
 mod fuzz;
 pub mod hold;
 pub mod intake;
+mod intake_report;
 pub mod key;
 pub mod keys;
 pub mod link;
 pub mod metadata;
 pub mod names;
 mod open;
+pub mod outbox_claim;
 pub mod quarantine;
 pub mod receive;
 pub mod recover;

@@ -30,6 +30,8 @@ pub struct Recovery {
     pub delivered_removed: usize,
     /// Unreadable files moved to quarantine.
     pub quarantined: usize,
+    /// Files claimed from the outbox but not sealed, returned to it.
+    pub claims_returned: usize,
 }
 
 /// Cleans up after a crash. Call once at start, before intake, the
@@ -66,18 +68,24 @@ pub fn recover(store: &Store) -> Result<Recovery, SpoolError> {
                 continue;
             }
         };
-        let plain = store
-            .dirs
-            .outbox
-            .join(super::names::os_name(&super::names::delivery_name(meta)));
+        let name = super::names::os_name(&super::names::delivery_name(meta));
         let Some(tag) = meta.extra.get("source") else {
             continue;
         };
-        let matches = fs::symlink_metadata(&plain)
-            .is_ok_and(|stat| stat.is_file() && &source_tag(&stat) == tag);
-        if !matches {
+        // The plaintext is in our claim folder (claimed, sealed, not yet
+        // deleted) or, from a run before claims, in the outbox.
+        let matches = |plain: &Path| {
+            fs::symlink_metadata(plain)
+                .is_ok_and(|stat| stat.is_file() && &source_tag(&stat) == tag)
+        };
+        let Some(plain) = [
+            store.outbox_claims.path(&name),
+            store.dirs.outbox.join(&name),
+        ]
+        .into_iter()
+        .find(|p| matches(p)) else {
             continue;
-        }
+        };
         // Crash between the rename into outgoing/ and the unlink of the
         // plaintext: keep whichever copy is sound.
         let verified = File::open(&entry.path)
@@ -101,6 +109,8 @@ pub fn recover(store: &Store) -> Result<Recovery, SpoolError> {
             }
         }
     }
+    // Claimed files not sealed (or whose copy was bad) go back to the outbox.
+    r.claims_returned += store.outbox_claims.release_all()?;
     prune_markers(store);
     if r != Recovery::default() {
         tracing::info!(?r, "spool recovered after an interrupted run");
@@ -222,5 +232,36 @@ mod tests {
         assert!(s.dirs.inbox.join(".consumer-tmp").exists());
         assert!(s.path(Area::Incoming, &waiting.id).exists());
         assert_eq!(recover(&s).unwrap(), Recovery::default());
+    }
+
+    /// Crash after a claim: a claimed file with no sealed copy goes back to
+    /// the outbox; one whose sealed copy is in `outgoing/` is deleted.
+    #[test]
+    fn claimed_files_are_returned_or_deleted_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        // Claimed, then the crash (nothing sealed).
+        fs::write(s.dirs.outbox.join("a.zip"), b"aaa").unwrap();
+        s.outbox_claims
+            .claim(std::ffi::OsStr::new("a.zip"))
+            .unwrap()
+            .unwrap();
+        // Claimed, sealed into outgoing/, the crash before the unlink.
+        let src = s.dirs.outbox.join("b.zip");
+        fs::write(&src, b"bbb").unwrap();
+        let keep = dir.path().join("keep");
+        fs::hard_link(&src, &keep).unwrap();
+        assert!(matches!(
+            crate::spool::intake::intake_file(&s, &src).unwrap(),
+            Intake::Spooled(_)
+        ));
+        fs::hard_link(&keep, s.outbox_claims.path(std::ffi::OsStr::new("b.zip"))).unwrap();
+
+        let r = recover(&s).unwrap();
+        assert_eq!((r.claims_returned, r.plaintexts_removed), (1, 1), "{r:?}");
+        assert_eq!(fs::read(s.dirs.outbox.join("a.zip")).unwrap(), b"aaa");
+        assert!(!src.exists());
+        assert!(s.outbox_claims.held().unwrap().is_empty());
+        assert_eq!(s.entries(Area::Outgoing).unwrap().len(), 1);
     }
 }

@@ -21,6 +21,7 @@ use super::store::{lock, Depth, Store};
 use super::watch::watch_outbox;
 use crate::admin::SpoolDepth;
 use crate::audit::AuditLog;
+use crate::exclusive::{self, Wait};
 use crate::peer::{Accepted, Backlog, Peer, PeerTcp, Served, Service, Serving};
 
 /// With a file watch on the outbox, a full look still runs this often
@@ -42,7 +43,17 @@ pub struct Spool {
     pub(crate) wake_deliver: Notify,
     /// Room was freed in the spool: retry refused outbox files now.
     pub(crate) wake_intake: Notify,
+    /// `spool.dir/lock`, held exclusively while this spool runs
+    /// ([`crate::exclusive`]); dropped by [`Spool::hand_over`].
+    owner: std::sync::Mutex<Option<std::fs::File>>,
+    /// Stops this spool's tasks (a child of the gateway's stop token once
+    /// spawned; cancelled alone by [`Spool::hand_over`]).
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
 }
+
+/// The lock file in `spool.dir` that makes one process its owner.
+pub(crate) const LOCK_FILE: &str = "lock";
 
 impl Spool {
     /// Opens the spool of a `[spool]` section and recovers from any crash.
@@ -51,10 +62,42 @@ impl Spool {
     /// # Errors
     /// [`SpoolError::Key`] (missing or non-private key), [`SpoolError::Io`].
     pub fn open(cfg: &crate::config::Spool, audit: AuditLog) -> Result<Arc<Spool>, SpoolError> {
+        Spool::open_with(cfg, audit, Wait::No)
+    }
+
+    /// [`Spool::open`], first taking `spool.dir/lock`: with [`Wait::Block`]
+    /// (taking over from a running instance) it waits until the other
+    /// process let go, else a spool in use is [`SpoolError::Locked`].
+    ///
+    /// # Errors
+    /// As [`Spool::open`], and [`SpoolError::Locked`].
+    pub fn open_with(
+        cfg: &crate::config::Spool,
+        audit: AuditLog,
+        wait: Wait,
+    ) -> Result<Arc<Spool>, SpoolError> {
+        std::fs::create_dir_all(&cfg.dir).map_err(SpoolError::io("create folder", &cfg.dir))?;
+        let path = cfg.dir.join(LOCK_FILE);
+        let owner = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(SpoolError::io("open", &path))?;
+        match exclusive::lock(&owner, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(SpoolError::Locked {
+                    dir: cfg.dir.clone(),
+                })
+            }
+            Err(e) => return Err(SpoolError::io("lock", &path)(e)),
+        }
         let store = Store::open(cfg, Some(audit))?;
         super::recover::recover(&store)?;
         let mut spool = Spool::from_store(store);
         spool.key_path.clone_from(&cfg.key);
+        spool.owner = std::sync::Mutex::new(Some(owner));
         Ok(Arc::new(spool))
     }
 
@@ -66,6 +109,9 @@ impl Spool {
             wake_forward: Notify::new(),
             wake_deliver: Notify::new(),
             wake_intake: Notify::new(),
+            owner: std::sync::Mutex::new(None),
+            stop: tokio_util::sync::CancellationToken::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -76,13 +122,40 @@ impl Spool {
 
     /// Starts intake, forwarder and delivery on the gateway's tracker.
     pub fn spawn(self: &Arc<Self>, peer: &Arc<Peer>) {
-        peer.shutdown.spawn(self.clone().intake_loop(peer.clone()));
-        peer.shutdown.spawn(self.clone().forward_loop(peer.clone()));
-        peer.shutdown.spawn(self.clone().deliver_loop(peer.clone()));
+        // The gateway's stop stops the spool too.
+        let (gateway, own) = (peer.shutdown.stop_token().clone(), self.stop.clone());
+        peer.shutdown.spawn(async move {
+            tokio::select! {
+                () = gateway.cancelled() => own.cancel(),
+                () = own.cancelled() => {}
+            }
+        });
+        let tasks = &self.tasks;
+        peer.shutdown
+            .spawn(tasks.track_future(self.clone().intake_loop()));
+        peer.shutdown
+            .spawn(tasks.track_future(self.clone().forward_loop(peer.clone())));
+        peer.shutdown
+            .spawn(tasks.track_future(self.clone().deliver_loop()));
     }
 
-    async fn intake_loop(self: Arc<Self>, peer: Arc<Peer>) {
-        let stop = peer.shutdown.stop_token().clone();
+    /// Hands the spool dir to a new instance taking over (see
+    /// `gateway::handover`): stops intake, forwarder and delivery, waits
+    /// until they have ended (a batch in flight is finished), then releases
+    /// `spool.dir/lock`. Transfers the peer starts from now on are refused
+    /// and retried on the new instance.
+    pub async fn hand_over(&self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        if let Ok(mut owner) = self.owner.lock() {
+            owner.take();
+        }
+        tracing::info!(dir = %self.store.root().display(), "spool handed over to the new instance");
+    }
+
+    async fn intake_loop(self: Arc<Self>) {
+        let stop = self.stop.clone();
         let tracker = Arc::new(Mutex::new(Tracker::new(self.store.settle)));
         // A writer closing a file (or a rename into the outbox) wakes
         // intake; see `watch` for what does not.
@@ -123,8 +196,8 @@ impl Spool {
         }
     }
 
-    async fn deliver_loop(self: Arc<Self>, peer: Arc<Peer>) {
-        let stop = peer.shutdown.stop_token().clone();
+    async fn deliver_loop(self: Arc<Self>) {
+        let stop = self.stop.clone();
         let holds = Arc::new(Mutex::new(Holds::default()));
         loop {
             let (store, h) = (self.store.clone(), holds.clone());
@@ -177,7 +250,7 @@ impl Service for Receiver {
         Box::pin(async move {
             let peer_pool = accepted.peer_pool.as_str();
             let idle = self.peer.limits.idle_timeout;
-            let stop = self.peer.shutdown.stop_token();
+            let stop = &self.spool.stop;
             let (stats, result) = tokio::select! {
                 r = Box::pin(self.spool.receive(stream, peer_pool, idle, stop)) => r,
                 () = accepted.closed.cancelled() => (

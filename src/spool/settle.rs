@@ -53,6 +53,13 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The same file and version apart from the ctime, which a rename moves
+    /// (an outbox claim, [`super::outbox_claim`]).
+    pub fn same_content(&self, other: &Stamp) -> bool {
+        (self.size, self.mtime_ns, self.ino, self.dev)
+            == (other.size, other.mtime_ns, other.ino, other.dev)
+    }
+
     /// The stamp of a file's metadata.
     pub fn of(stat: &std::fs::Metadata) -> Stamp {
         #[cfg(unix)]

@@ -1,7 +1,8 @@
 //! The spool store: what every spool task shares — the folders
 //! ([`Dirs`], the filesystem layer: paths and durable operations), the
 //! keys, the limits, the audit log, the persistent conditions, the
-//! coordination state (`claims`) and the counters — with the listing and
+//! coordination state (`claims`), this instance's claim folder in the
+//! outbox (`outbox_claims`) and the counters — with the listing and
 //! depth built on them. The layout and its crash rules are in the module
 //! doc of [`crate::spool`].
 
@@ -23,6 +24,7 @@ pub use super::dirs::{
 use super::error::{SpoolCodecError, SpoolError};
 use super::key::{KeyId, MasterKey};
 use super::metadata::Metadata;
+use super::outbox_claim::OutboxClaims;
 use super::stream::read_metadata;
 use crate::admin::SpoolDepth;
 use crate::audit::{AuditLog, Event};
@@ -91,6 +93,8 @@ pub struct Store {
     pub(crate) cache: MetaCache,
     /// Which files a task is working on right now.
     pub(crate) claims: Claims,
+    /// This instance's claim folder in the outbox ([`super::outbox_claim`]).
+    pub(crate) outbox_claims: OutboxClaims,
     pub counters: Counters,
 }
 
@@ -107,8 +111,10 @@ impl Store {
         max_bytes: Option<u64>,
         audit: Option<AuditLog>,
     ) -> Result<Store, SpoolError> {
+        let dirs = Dirs::create(root, outbox, inbox)?;
+        let outbox_claims = OutboxClaims::open(root, outbox)?;
         Ok(Store {
-            dirs: Dirs::create(root, outbox, inbox)?,
+            dirs,
             key,
             old_keys: RwLock::default(),
             max_bytes,
@@ -120,6 +126,7 @@ impl Store {
             audit,
             cache: MetaCache::default(),
             claims: Claims::default(),
+            outbox_claims,
             counters: Counters::default(),
         })
     }

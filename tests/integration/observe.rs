@@ -22,6 +22,22 @@ async fn status(addr: SocketAddr) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// Polls /readyz until it answers `code`; returns the body.
+async fn wait_ready(addr: SocketAddr, code: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (got, body) = get(addr, "/readyz").await;
+        if got == code {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never answered {code}: {got} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls /status until `pred` holds.
 async fn wait_status(addr: SocketAddr, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -111,6 +127,7 @@ async fn metrics_and_status_follow_traffic_and_the_peer() {
     .is_some());
 
     let s = wait_status(admin, "link up", |s| s["peer_link"]["state"] == "up").await;
+    assert_eq!(wait_ready(admin, 200).await, "ready\n");
     assert_eq!(s["pool"], POOL1);
     assert_eq!(s["directions"][0]["direction"], "outbound");
     assert_eq!(s["directions"][0]["state"], "steady");
@@ -120,6 +137,22 @@ async fn metrics_and_status_follow_traffic_and_the_peer() {
     let _ = round_trip(pair.tunnel, b"anyone?").await;
     let s = wait_status(admin, "link down", |s| s["peer_link"]["state"] == "down").await;
     assert_eq!(s["directions"][0]["state"], "disconnected");
+    // Not ready while the peer is away, and the body says why.
+    let body = wait_ready(admin, 503).await;
+    assert!(body.starts_with("not ready\n"), "{body}");
+    assert!(body.contains("peer_link: down since "), "{body}");
+    assert!(
+        !body.contains("certificate:") && !body.contains("audit:"),
+        "{body}"
+    );
+    // The same for a health-check script (keepalived's track_script).
+    let out = Command::new(bin())
+        .args(["status", "--ready", "--config"])
+        .arg(pair.site1.config())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("peer_link: down"));
     // The link gauge follows (refreshed every couple of seconds).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -169,4 +202,16 @@ async fn metrics_and_status_follow_traffic_and_the_peer() {
     assert_eq!(round_trip(pair.tunnel, b"back").await.unwrap(), b"back");
     let s = wait_status(admin, "link up again", |s| s["peer_link"]["state"] == "up").await;
     assert_eq!(s["directions"][0]["state"], "steady");
+    assert_eq!(wait_ready(admin, 200).await, "ready\n");
+    let out = Command::new(bin())
+        .args(["status", "--ready", "--config"])
+        .arg(pair.site1.config())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\n");
 }

@@ -29,6 +29,19 @@ impl GatewayProcess {
         config: &Path,
         stderr_to: Option<&Path>,
     ) -> Result<GatewayProcess, LabError> {
+        GatewayProcess::start_with(exe, config, &[], stderr_to)
+    }
+
+    /// [`GatewayProcess::start`] with more arguments to `run` (`--takeover`).
+    ///
+    /// # Errors
+    /// As [`GatewayProcess::start`].
+    pub fn start_with(
+        exe: &Path,
+        config: &Path,
+        args: &[&str],
+        stderr_to: Option<&Path>,
+    ) -> Result<GatewayProcess, LabError> {
         let stderr = match stderr_to {
             Some(path) => Stdio::from(
                 std::fs::OpenOptions::new()
@@ -42,6 +55,7 @@ impl GatewayProcess {
         let mut child = Command::new(exe)
             .args(["run", "--config"])
             .arg(config)
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),

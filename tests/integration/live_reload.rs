@@ -1,0 +1,136 @@
+//! Live reload of what the gateway serves, on real processes: tunnels added,
+//! removed and changed by SIGHUP under load; a policy that stops allowing a
+//! service closes that service's established connections (audited
+//! `policy_changed`) instead of being refused.
+
+use std::time::{Duration, Instant};
+
+use crate::ha::{Load, LongSession};
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_that_drops_a_service_in_use_closes_its_connections() {
+    let pair = Pairing::start().await;
+    let mut smb = LongSession::open(pair.tunnel).await;
+    let mut cms = LongSession::open(pair.cms_tunnel).await;
+
+    // Emergency: backup-smb is switched off in the policy, at both sites.
+    let policy = POLICY.replacen(
+        "services = [\"backup-smb\", \"cms-smb\", \"spool\"]",
+        "services = [\"cms-smb\", \"spool\"]",
+        1,
+    );
+    assert_ne!(policy, POLICY);
+    std::fs::write(pair.dir.path().join("policy.toml"), policy).unwrap();
+    for gw in [&pair.site1, &pair.site2] {
+        gw.0.hangup().unwrap();
+        gw.wait_audit("the policy reloaded", |v| {
+            v["event"] == "policy_reload" && v["ok"] == true
+        });
+    }
+    // The backup-smb session is closed…
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while smb.echo().await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped service's session lives on"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // …audited as closed by the policy change, by the site that reloaded
+    // first (the other then sees its peer close the tunnel).
+    let closed = pair.site1.wait_audit("a policy_changed close", |v| {
+        v["event"] == "connection" && v["reason"] == "policy_changed"
+    });
+    assert_eq!(closed["service"], "backup-smb");
+    assert_eq!(closed["decision"], "deny");
+    // The other service's session is untouched, new backup-smb connections are denied.
+    cms.echo().await.expect("cms-smb session intact");
+    let denied = round_trip(pair.tunnel, b"anyone?").await;
+    assert!(
+        !matches!(denied, Ok(ref v) if v == b"anyone?"),
+        "{denied:?}"
+    );
+}
+
+/// Under load (a stream of new connections and a long session on one
+/// tunnel), SIGHUP applies a tunnel added, a tunnel removed and a changed
+/// `allow_sources` live: no connection attempt on the unchanged listener
+/// fails, the long session goes on, the new tunnel serves, the removed one
+/// refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnels_added_removed_and_changed_live_under_load() {
+    let admin = free_port();
+    let mut pair = Pairing::start_with(|s1, _| {
+        s1.extra = format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n");
+    })
+    .await;
+    let admin: std::net::SocketAddr = ([127, 0, 0, 1], admin).into();
+    let load = Load::start(pair.tunnel);
+    load.wait_more(20).await;
+    let mut long = LongSession::open(pair.tunnel).await;
+
+    let added = free_port();
+    let removed = pair.cms_tunnel;
+    let mut spec = pair.site1_spec.clone();
+    spec.tunnels[0].2 = vec!["127.0.0.1/32".into(), "10.9.0.0/16".into()];
+    spec.tunnels[1] = ("cms-smb".into(), added, vec!["127.0.0.0/8".into()]);
+    spec.write(pair.dir.path()).unwrap();
+    pair.site1_spec = spec;
+    pair.site1.0.hangup().unwrap();
+    let reload = pair
+        .site1
+        .wait_audit("the config reloaded", |v| v["event"] == "config_reload");
+    assert_eq!(reload["ok"], true, "{reload}");
+
+    let new_tunnel: std::net::SocketAddr = ([127, 0, 0, 1], added).into();
+    assert_eq!(round_trip(new_tunnel, b"new").await.unwrap(), b"new");
+    assert!(
+        tokio::net::TcpStream::connect(removed).await.is_err(),
+        "the removed tunnel still accepts"
+    );
+    load.wait_more(30).await;
+    for _ in 0..3 {
+        long.echo().await.expect("the long session is intact");
+    }
+    let (ok, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} of {} attempts failed: {failed:?}",
+        failed.len(),
+        ok + failed.len() as u64
+    );
+    let status = last_reload(admin).await;
+    assert_eq!(status["ok"], true, "{status}");
+
+    // A config that does not validate is refused as a whole; /status says why.
+    let config = pair.site1.config();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("[[tunnel]]", "[[tunel]]")).unwrap();
+    pair.site1.0.hangup().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = last_reload(admin).await;
+        if status["ok"] == false {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/status never showed the refused reload"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        status["error"].as_str().unwrap().contains("tunel"),
+        "{status}"
+    );
+    assert_eq!(round_trip(new_tunnel, b"still").await.unwrap(), b"still");
+}
+
+async fn last_reload(admin: std::net::SocketAddr) -> serde_json::Value {
+    let reply = pairgate::admin::client::get(admin, "/status")
+        .await
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    status["last_config_reload"].clone()
+}
