@@ -54,13 +54,29 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     gateway::run_with(&args.config, args.takeover).map_err(classify)
 }
 
-/// The `crl` object of `check --json`: `null` without `tls.crl`.
+/// Where the CRLs in force come from: `tls.crl`, or — without it — the
+/// copy kept beside the audit log of a CRL taken from the peer over the
+/// control channel (`from_peer`). `None`: no CRL at all.
+fn crl_source(
+    config: &pairgate::config::Config,
+    material: &pairgate::tls::Material,
+) -> Option<(PathBuf, bool)> {
+    match &config.tls.crl {
+        Some(path) => Some((path.clone(), false)),
+        None if !material.crls.is_empty() => {
+            Some((pairgate::tls::crl::kept_path(&config.audit.path), true))
+        }
+        None => None,
+    }
+}
+
+/// The `crl` object of `check --json`: `null` when no CRL is in force.
 fn crl_json(
     config: &pairgate::config::Config,
     material: &pairgate::tls::Material,
     now: time::OffsetDateTime,
 ) -> serde_json::Value {
-    let Some(path) = &config.tls.crl else {
+    let Some((path, from_peer)) = crl_source(config, material) else {
         return serde_json::Value::Null;
     };
     let crls: Vec<serde_json::Value> = material
@@ -74,6 +90,7 @@ fn crl_json(
         .collect();
     serde_json::json!({
         "path": path,
+        "from_peer": from_peer,
         "crl_overdue": config.tls.crl_overdue.as_str(),
         "overdue": material.crl_overdue_at(now),
         "refused": material.crl_refused,
@@ -215,7 +232,13 @@ pub fn check(args: CheckArgs) -> Result<(), Failure> {
             config.socket_mark()
         );
     }
-    if let Some(path) = &config.tls.crl {
+    if let Some((path, from_peer)) = crl_source(&config, &material) {
+        if from_peer {
+            println!(
+                "  CRL taken from the peer gateway (no tls.crl), kept at {}",
+                path.display()
+            );
+        }
         for crl in &material.crls {
             let next = match crl.next_update {
                 Some(t) if t < now_t => format!("{} (OVERDUE)", super::cert::rfc3339(t)),

@@ -10,6 +10,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::{json_of, pairgate};
 use crate::harness::*;
 
 fn numbers(v: &Value) -> Vec<u64> {
@@ -114,6 +115,13 @@ async fn revocation_travels(site2_has_crl: bool) {
         v["event"] == "cert_reload" && v["ok"] == true && numbers(v) == number
     });
     assert_eq!(reload["revoked_closed"], 1, "{reload}");
+    // `check` names the CRL in force, also one that came from the peer.
+    let out = pairgate(&["check", "--json", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let doc = json_of(&out);
+    assert_eq!(doc["crl"]["path"], site2_crl.display().to_string(), "{doc}");
+    assert_eq!(doc["crl"]["from_peer"], !site2_has_crl, "{doc}");
+    assert_eq!(numbers(&doc["crl"]), number, "{doc}");
     eprintln!(
         "crl_pair: site1 loaded the CRL at {}, site2 took it at {} and applied it at {} (heartbeat 1 s)",
         loaded["ts"], received["ts"], reload["ts"]
