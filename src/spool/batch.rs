@@ -301,10 +301,14 @@ pub(crate) fn commit_batch(store: &Store, batch: Vec<Sealed>) -> Outcomes {
         }
     }
     if !unlinked.is_empty() {
-        if let Err(e) = sync_dir(&store.dirs.outbox) {
-            // The sealed copies are durable; a lost unlink is undone by
-            // recovery (verify the copy, delete the plaintext).
-            tracing::warn!(error = %e, outbox = %store.dirs.outbox.display(), "cannot sync the outbox after deleting spooled files");
+        // The plaintexts were unlinked in this instance's claim folder,
+        // after the claim renamed them out of the outbox: both folders.
+        for dir in [store.outbox_claims.dir(), store.dirs.outbox.as_path()] {
+            if let Err(e) = sync_dir(dir) {
+                // The sealed copies are durable; a lost unlink is undone by
+                // recovery (verify the copy, delete the plaintext).
+                tracing::warn!(error = %e, folder = %dir.display(), "cannot sync the outbox after deleting spooled files");
+            }
         }
     }
     for s in unlinked {
