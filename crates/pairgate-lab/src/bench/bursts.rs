@@ -20,8 +20,10 @@ pub const BURST: usize = 2000;
 const BURST_QUICK: usize = 500;
 /// How long one connection of a burst may take to open and echo.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
-/// Quiet time after closing a burst, before memory is read.
-const SETTLE: Duration = Duration::from_secs(1);
+/// Quiet time after closing a burst, before memory is read: well past
+/// jemalloc's 1 s page decay (`.cargo/config.toml`), so the reading is not
+/// taken half-way through returning the burst's pages.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// One burst through one subject.
 #[derive(Debug, Clone, Serialize)]
