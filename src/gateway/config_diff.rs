@@ -2,17 +2,17 @@
 //!
 //! SIGHUP re-reads the config file before anything else. A file that does
 //! not parse is refused as a whole; a file that parses but changes keys the
-//! running gateway cannot apply live (today: every key but the tunnels —
-//! listeners, peer, exports, spool, limits, file paths) is refused too, with the
-//! changed keys named, so "reload ok" never hides a change that only the next
-//! restart would bring. Issue 16 will make listeners live; until then a key
+//! running gateway cannot apply live (today: every key but the tunnels, the
+//! exports and `spool.old_keys` — peer, intercepts, spool, limits, admin,
+//! file paths) is refused too, with the changed keys named, so "reload ok"
+//! never hides a change that only the next restart would bring. A key
 //! leaves [`restart_needed`] only when something applies it live.
 //!
 //! The comparison destructures every struct exhaustively: a new config field
 //! does not compile until it is compared here.
 
 use crate::config::{
-    Admin, Audit, Config, ConfigLines, Export, Gateway, Intercept, Limits, Peer, Spool, Tls,
+    Admin, Audit, Config, ConfigLines, Gateway, Intercept, Limits, Peer, Spool, Tls,
 };
 
 /// The keys (as written in the config file, e.g. `tunnel[0].listen`) whose
@@ -43,7 +43,8 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
     diff_spool(&mut changed, spool.as_ref(), new.spool.as_ref());
     // Applied live: SIGHUP binds, stops and updates tunnels (gateway::tunnels).
     let _ = tunnels;
-    diff_list(&mut changed, "export", exports, &new.exports, diff_export);
+    // Applied live: SIGHUP replaces the export routes (gateway::exports).
+    let _ = exports;
     diff_list(
         &mut changed,
         "intercept",
@@ -172,12 +173,6 @@ fn diff_list<T>(
     }
 }
 
-fn diff_export(c: &mut Changed, at: &str, old: &Export, new: &Export) {
-    let Export { service, target } = old;
-    c.check(&format!("{at}.service"), service, &new.service);
-    c.check(&format!("{at}.target"), target, &new.target);
-}
-
 fn diff_intercept(c: &mut Changed, at: &str, old: &Intercept, new: &Intercept) {
     let Intercept {
         service,
@@ -276,10 +271,8 @@ mod tests {
         let more = parse(&format!(
             "{BASE}[[export]]\nservice = \"backup-smb\"\ntarget = \"127.0.0.1:445\"\n[limits]\nidle_timeout_secs = 60\n"
         ));
-        assert_eq!(
-            restart_needed(&a, &more),
-            ["[[export]] (0 → 1)", "limits.idle_timeout_secs"]
-        );
+        // Exports are applied live (gateway::exports).
+        assert_eq!(restart_needed(&a, &more), ["limits.idle_timeout_secs"]);
         let admin = parse(&format!("{BASE}[admin]\nlisten = \"127.0.0.1:9101\"\n"));
         assert_eq!(restart_needed(&a, &admin), ["[admin]"]);
     }

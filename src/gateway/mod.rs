@@ -14,6 +14,7 @@
 
 mod config_diff;
 mod expiry;
+mod exports;
 pub mod handover;
 mod listeners;
 mod process;
@@ -31,7 +32,6 @@ use expiry::{publish_cert_expiry, warn_expiry};
 use listeners::{bind, bind_intercept, own_listeners, serve_intercepts};
 use process::systemd;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -186,19 +186,6 @@ pub async fn start_with(
     for (i, intercept) in config.intercepts.iter().enumerate() {
         intercept_listeners.push(bind_intercept(&config, i, intercept, inherited)?);
     }
-    let exports: HashMap<ServiceName, String> = config
-        .exports
-        .iter()
-        .filter_map(|e| Some((e.service.clone(), e.target.fixed()?.to_owned())))
-        .collect();
-    let carried: HashMap<ServiceName, crate::intercept::Destinations> = config
-        .exports
-        .iter()
-        .filter_map(|e| match &e.target {
-            crate::config::ExportTarget::Carried(d) => Some((e.service.clone(), d.clone())),
-            crate::config::ExportTarget::Fixed(_) => None,
-        })
-        .collect();
     let mark = config.socket_mark();
     crate::intercept::socket::check_mark(mark).map_err(|source| GatewayError::Mark {
         file: config.path.clone(),
@@ -258,8 +245,7 @@ pub async fn start_with(
         metrics: metrics.clone(),
     }));
     let mut routes = Routes {
-        exports,
-        carried,
+        exports: tokio::sync::watch::Sender::new(Arc::new(exports::of(&config))),
         ..Routes::default()
     };
     if let Some(spool) = &spool {

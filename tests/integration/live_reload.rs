@@ -134,3 +134,43 @@ async fn last_reload(admin: std::net::SocketAddr) -> serde_json::Value {
     let status: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
     status["last_config_reload"].clone()
 }
+
+/// SIGHUP applies `[[export]]` changes to the next inbound connection: an
+/// export removed is no longer served, an export re-pointed at a new target
+/// sends new connections there, and a session established through the old
+/// target goes on untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_removed_and_repointed_live() {
+    let mut pair = Pairing::start().await;
+    let mut long = LongSession::open(pair.tunnel).await;
+    assert_eq!(round_trip(pair.cms_tunnel, b"cms").await.unwrap(), b"cms");
+
+    // The new target answers with the SHA-256 of what it got, not an echo.
+    let new_target = digest_backend().await.unwrap();
+    let mut spec = pair.site2_spec.clone();
+    spec.exports = vec![("backup-smb".into(), new_target)];
+    spec.write(pair.dir.path()).unwrap();
+    pair.site2_spec = spec;
+    pair.site2.0.hangup().unwrap();
+    let reload = pair
+        .site2
+        .wait_audit("the config reloaded", |v| v["event"] == "config_reload");
+    assert_eq!(reload["ok"], true, "{reload}");
+
+    let reply = round_trip(pair.tunnel, b"to the new target").await.unwrap();
+    assert_eq!(
+        reply,
+        ring::digest::digest(&ring::digest::SHA256, b"to the new target").as_ref(),
+        "the next connection did not reach the new target"
+    );
+    for _ in 0..3 {
+        long.echo()
+            .await
+            .expect("the session through the old target is intact");
+    }
+    let removed = round_trip(pair.cms_tunnel, b"cms again").await;
+    assert!(
+        !matches!(removed, Ok(ref v) if v == b"cms again"),
+        "the removed export still serves: {removed:?}"
+    );
+}
