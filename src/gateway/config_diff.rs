@@ -34,6 +34,13 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
     } = running;
     let mut changed = Changed::default();
     diff_gateway(&mut changed, gateway, &new.gateway);
+    // The mark is set on the gateway's sockets only while it intercepts (an
+    // `[[intercept]]`, or an export with `destinations`): an export that
+    // switches it on or off is applied by a restart, which checks the
+    // capability it needs.
+    if gateway.mark == new.gateway.mark && running.socket_mark() != new.socket_mark() {
+        changed.0.push("gateway.mark".to_owned());
+    }
     diff_tls(&mut changed, tls, &new.tls);
     diff_peer(&mut changed, peer, &new.peer);
     diff_admin(&mut changed, admin.as_ref(), new.admin.as_ref());
@@ -273,6 +280,12 @@ mod tests {
         ));
         // Exports are applied live (gateway::exports).
         assert_eq!(restart_needed(&a, &more), ["limits.idle_timeout_secs"]);
+        // An export with `destinations` switches the socket mark on: a restart.
+        let carried = parse(&format!(
+            "{BASE}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"10.1.0.0/16\"]\nports = [445]\n"
+        ));
+        assert_eq!(restart_needed(&a, &carried), ["gateway.mark"]);
+        assert_eq!(restart_needed(&carried, &a), ["gateway.mark"]);
         let admin = parse(&format!("{BASE}[admin]\nlisten = \"127.0.0.1:9101\"\n"));
         assert_eq!(restart_needed(&a, &admin), ["[admin]"]);
     }
