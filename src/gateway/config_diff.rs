@@ -3,7 +3,7 @@
 //! SIGHUP re-reads the config file before anything else. A file that does
 //! not parse is refused as a whole; a file that parses but changes keys the
 //! running gateway cannot apply live (today: every key but the tunnels, the
-//! exports and `spool.old_keys` — peer, intercepts, spool, limits, admin,
+//! intercepts, the exports and `spool.old_keys` — peer, spool, limits, admin,
 //! file paths) is refused too, with the changed keys named, so "reload ok"
 //! never hides a change that only the next restart would bring. A key
 //! leaves [`restart_needed`] only when something applies it live.
@@ -11,9 +11,7 @@
 //! The comparison destructures every struct exhaustively: a new config field
 //! does not compile until it is compared here.
 
-use crate::config::{
-    Admin, Audit, Config, ConfigLines, Gateway, Intercept, Limits, Peer, Spool, Tls,
-};
+use crate::config::{Admin, Audit, Config, ConfigLines, Gateway, Limits, Peer, Spool, Tls};
 
 /// The keys (as written in the config file, e.g. `tunnel[0].listen`) whose
 /// values differ between the running config and `new`, in file order.
@@ -52,13 +50,8 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
     let _ = tunnels;
     // Applied live: SIGHUP replaces the export routes (gateway::exports).
     let _ = exports;
-    diff_list(
-        &mut changed,
-        "intercept",
-        intercepts,
-        &new.intercepts,
-        diff_intercept,
-    );
+    // Applied live: SIGHUP binds, stops and updates intercepts (gateway::intercepts).
+    let _ = intercepts;
     diff_limits(&mut changed, limits, &new.limits);
     changed.0
 }
@@ -163,44 +156,6 @@ fn diff_spool(c: &mut Changed, old: Option<&Spool>, new: Option<&Spool>) {
         }
         _ => c.0.push("[spool]".to_owned()),
     }
-}
-
-fn diff_list<T>(
-    c: &mut Changed,
-    name: &str,
-    old: &[T],
-    new: &[T],
-    diff: fn(&mut Changed, &str, &T, &T),
-) {
-    for (i, (o, n)) in old.iter().zip(new).enumerate() {
-        diff(c, &format!("{name}[{i}]"), o, n);
-    }
-    if old.len() != new.len() {
-        c.0.push(format!("[[{name}]] ({} → {})", old.len(), new.len()));
-    }
-}
-
-fn diff_intercept(c: &mut Changed, at: &str, old: &Intercept, new: &Intercept) {
-    let Intercept {
-        service,
-        listen,
-        allow_sources,
-        destinations,
-        capture,
-    } = old;
-    c.check(&format!("{at}.service"), service, &new.service);
-    c.check(&format!("{at}.listen"), listen, &new.listen);
-    c.check(
-        &format!("{at}.allow_sources"),
-        allow_sources,
-        &new.allow_sources,
-    );
-    c.check(
-        &format!("{at}.destinations"),
-        destinations,
-        &new.destinations,
-    );
-    c.check(&format!("{at}.capture"), capture, &new.capture);
 }
 
 fn diff_limits(c: &mut Changed, old: &Limits, new: &Limits) {

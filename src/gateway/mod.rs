@@ -16,6 +16,7 @@ mod config_diff;
 mod expiry;
 mod exports;
 pub mod handover;
+mod intercepts;
 mod listeners;
 mod process;
 mod reload;
@@ -147,6 +148,8 @@ pub struct Running {
     pub offer: Arc<handover::Offer>,
     /// The `[[tunnel]]` listeners, applied live on SIGHUP.
     pub(crate) tunnels: tunnels::Tunnels,
+    /// The `[[intercept]]` listeners, applied live on SIGHUP.
+    pub(crate) intercepts: intercepts::Intercepts,
     config: Config,
 }
 
@@ -267,6 +270,7 @@ pub async fn start_with(
     ));
     let mut tunnel_addrs = Vec::new();
     let tunnels = tunnels::Tunnels::default();
+    let intercepts = intercepts::Intercepts::default();
     for (tunnel, listener) in config.tunnels.iter().zip(tunnel_listeners) {
         tunnel_addrs.push((
             tunnel.service.clone(),
@@ -279,6 +283,7 @@ pub async fn start_with(
         &ctx,
         intercept_listeners,
         own_listeners(peer_addr, &tunnel_addrs, admin_listener.as_ref()),
+        &intercepts,
     )?;
     let replication = Arc::new(replication::Replication {
         peer: peer.clone(),
@@ -333,6 +338,7 @@ pub async fn start_with(
         serving,
         offer: Arc::new(offer),
         tunnels,
+        intercepts,
         peer_addr,
         tunnel_addrs,
         intercept_addrs,
