@@ -2,18 +2,16 @@
 //!
 //! SIGHUP re-reads the config file before anything else. A file that does
 //! not parse is refused as a whole; a file that parses but changes keys the
-//! running gateway cannot apply live (today: every key but the tunnels —
-//! listeners, peer, exports, spool, limits, file paths) is refused too, with the
-//! changed keys named, so "reload ok" never hides a change that only the next
-//! restart would bring. Issue 16 will make listeners live; until then a key
+//! running gateway cannot apply live (today: every key but the tunnels, the
+//! intercepts, the exports and `spool.old_keys` — peer, spool, limits, admin,
+//! file paths) is refused too, with the changed keys named, so "reload ok"
+//! never hides a change that only the next restart would bring. A key
 //! leaves [`restart_needed`] only when something applies it live.
 //!
 //! The comparison destructures every struct exhaustively: a new config field
 //! does not compile until it is compared here.
 
-use crate::config::{
-    Admin, Audit, Config, ConfigLines, Export, Gateway, Intercept, Limits, Peer, Spool, Tls,
-};
+use crate::config::{Admin, Audit, Config, ConfigLines, Gateway, Limits, Peer, Spool, Tls};
 
 /// The keys (as written in the config file, e.g. `tunnel[0].listen`) whose
 /// values differ between the running config and `new`, in file order.
@@ -34,6 +32,13 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
     } = running;
     let mut changed = Changed::default();
     diff_gateway(&mut changed, gateway, &new.gateway);
+    // The mark is set on the gateway's sockets only while it intercepts (an
+    // `[[intercept]]`, or an export with `destinations`): an export that
+    // switches it on or off is applied by a restart, which checks the
+    // capability it needs.
+    if gateway.mark == new.gateway.mark && running.socket_mark() != new.socket_mark() {
+        changed.0.push("gateway.mark".to_owned());
+    }
     diff_tls(&mut changed, tls, &new.tls);
     diff_peer(&mut changed, peer, &new.peer);
     diff_admin(&mut changed, admin.as_ref(), new.admin.as_ref());
@@ -43,14 +48,10 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
     diff_spool(&mut changed, spool.as_ref(), new.spool.as_ref());
     // Applied live: SIGHUP binds, stops and updates tunnels (gateway::tunnels).
     let _ = tunnels;
-    diff_list(&mut changed, "export", exports, &new.exports, diff_export);
-    diff_list(
-        &mut changed,
-        "intercept",
-        intercepts,
-        &new.intercepts,
-        diff_intercept,
-    );
+    // Applied live: SIGHUP replaces the export routes (gateway::exports).
+    let _ = exports;
+    // Applied live: SIGHUP binds, stops and updates intercepts (gateway::intercepts).
+    let _ = intercepts;
     diff_limits(&mut changed, limits, &new.limits);
     changed.0
 }
@@ -157,50 +158,6 @@ fn diff_spool(c: &mut Changed, old: Option<&Spool>, new: Option<&Spool>) {
     }
 }
 
-fn diff_list<T>(
-    c: &mut Changed,
-    name: &str,
-    old: &[T],
-    new: &[T],
-    diff: fn(&mut Changed, &str, &T, &T),
-) {
-    for (i, (o, n)) in old.iter().zip(new).enumerate() {
-        diff(c, &format!("{name}[{i}]"), o, n);
-    }
-    if old.len() != new.len() {
-        c.0.push(format!("[[{name}]] ({} → {})", old.len(), new.len()));
-    }
-}
-
-fn diff_export(c: &mut Changed, at: &str, old: &Export, new: &Export) {
-    let Export { service, target } = old;
-    c.check(&format!("{at}.service"), service, &new.service);
-    c.check(&format!("{at}.target"), target, &new.target);
-}
-
-fn diff_intercept(c: &mut Changed, at: &str, old: &Intercept, new: &Intercept) {
-    let Intercept {
-        service,
-        listen,
-        allow_sources,
-        destinations,
-        capture,
-    } = old;
-    c.check(&format!("{at}.service"), service, &new.service);
-    c.check(&format!("{at}.listen"), listen, &new.listen);
-    c.check(
-        &format!("{at}.allow_sources"),
-        allow_sources,
-        &new.allow_sources,
-    );
-    c.check(
-        &format!("{at}.destinations"),
-        destinations,
-        &new.destinations,
-    );
-    c.check(&format!("{at}.capture"), capture, &new.capture);
-}
-
 fn diff_limits(c: &mut Changed, old: &Limits, new: &Limits) {
     let Limits {
         handshake_timeout,
@@ -276,10 +233,14 @@ mod tests {
         let more = parse(&format!(
             "{BASE}[[export]]\nservice = \"backup-smb\"\ntarget = \"127.0.0.1:445\"\n[limits]\nidle_timeout_secs = 60\n"
         ));
-        assert_eq!(
-            restart_needed(&a, &more),
-            ["[[export]] (0 → 1)", "limits.idle_timeout_secs"]
-        );
+        // Exports are applied live (gateway::exports).
+        assert_eq!(restart_needed(&a, &more), ["limits.idle_timeout_secs"]);
+        // An export with `destinations` switches the socket mark on: a restart.
+        let carried = parse(&format!(
+            "{BASE}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"10.1.0.0/16\"]\nports = [445]\n"
+        ));
+        assert_eq!(restart_needed(&a, &carried), ["gateway.mark"]);
+        assert_eq!(restart_needed(&carried, &a), ["gateway.mark"]);
         let admin = parse(&format!("{BASE}[admin]\nlisten = \"127.0.0.1:9101\"\n"));
         assert_eq!(restart_needed(&a, &admin), ["[admin]"]);
     }

@@ -10,7 +10,6 @@ use tokio::net::TcpListener;
 
 use super::handover::Inherited;
 use super::GatewayError;
-use crate::audit::Direction;
 use crate::config::{Config, Intercept};
 use crate::names::ServiceName;
 use crate::proxy::{self, Context};
@@ -84,6 +83,7 @@ pub(super) fn serve_intercepts(
     ctx: &Arc<Context>,
     listeners: Vec<TcpListener>,
     mut own: Vec<SocketAddr>,
+    served: &super::intercepts::Intercepts,
 ) -> Result<Vec<(ServiceName, SocketAddr)>, GatewayError> {
     let mut addrs = Vec::new();
     for (intercept, listener) in config.intercepts.iter().zip(&listeners) {
@@ -93,22 +93,8 @@ pub(super) fn serve_intercepts(
         ));
     }
     own.extend(addrs.iter().map(|(_, a)| *a));
-    for (intercept, listener) in config.intercepts.iter().zip(listeners) {
-        let spec = Arc::new(proxy::InterceptSpec {
-            service: intercept.service.clone(),
-            allow_sources: intercept.allow_sources.clone(),
-            destinations: intercept.destinations.clone(),
-            capture: intercept.capture,
-            own: own.clone(),
-        });
-        ctx.peer.shutdown.spawn(proxy::serve(
-            listener,
-            ctx.clone(),
-            Direction::Outbound,
-            move |ctx, tcp, addr, slot| {
-                proxy::handle_intercepted(ctx, spec.clone(), tcp, addr, slot)
-            },
-        ));
+    for ((intercept, listener), (_, addr)) in config.intercepts.iter().zip(listeners).zip(&addrs) {
+        served.serve(ctx, intercept, *addr, listener, &own);
     }
     Ok(addrs)
 }

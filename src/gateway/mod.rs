@@ -14,7 +14,9 @@
 
 mod config_diff;
 mod expiry;
+mod exports;
 pub mod handover;
+mod intercepts;
 mod listeners;
 mod process;
 mod reload;
@@ -31,7 +33,6 @@ use expiry::{publish_cert_expiry, warn_expiry};
 use listeners::{bind, bind_intercept, own_listeners, serve_intercepts};
 use process::systemd;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -147,6 +148,8 @@ pub struct Running {
     pub offer: Arc<handover::Offer>,
     /// The `[[tunnel]]` listeners, applied live on SIGHUP.
     pub(crate) tunnels: tunnels::Tunnels,
+    /// The `[[intercept]]` listeners, applied live on SIGHUP.
+    pub(crate) intercepts: intercepts::Intercepts,
     config: Config,
 }
 
@@ -186,19 +189,6 @@ pub async fn start_with(
     for (i, intercept) in config.intercepts.iter().enumerate() {
         intercept_listeners.push(bind_intercept(&config, i, intercept, inherited)?);
     }
-    let exports: HashMap<ServiceName, String> = config
-        .exports
-        .iter()
-        .filter_map(|e| Some((e.service.clone(), e.target.fixed()?.to_owned())))
-        .collect();
-    let carried: HashMap<ServiceName, crate::intercept::Destinations> = config
-        .exports
-        .iter()
-        .filter_map(|e| match &e.target {
-            crate::config::ExportTarget::Carried(d) => Some((e.service.clone(), d.clone())),
-            crate::config::ExportTarget::Fixed(_) => None,
-        })
-        .collect();
     let mark = config.socket_mark();
     crate::intercept::socket::check_mark(mark).map_err(|source| GatewayError::Mark {
         file: config.path.clone(),
@@ -258,8 +248,7 @@ pub async fn start_with(
         metrics: metrics.clone(),
     }));
     let mut routes = Routes {
-        exports,
-        carried,
+        exports: tokio::sync::watch::Sender::new(Arc::new(exports::of(&config))),
         ..Routes::default()
     };
     if let Some(spool) = &spool {
@@ -281,6 +270,7 @@ pub async fn start_with(
     ));
     let mut tunnel_addrs = Vec::new();
     let tunnels = tunnels::Tunnels::default();
+    let intercepts = intercepts::Intercepts::default();
     for (tunnel, listener) in config.tunnels.iter().zip(tunnel_listeners) {
         tunnel_addrs.push((
             tunnel.service.clone(),
@@ -293,6 +283,7 @@ pub async fn start_with(
         &ctx,
         intercept_listeners,
         own_listeners(peer_addr, &tunnel_addrs, admin_listener.as_ref()),
+        &intercepts,
     )?;
     let replication = Arc::new(replication::Replication {
         peer: peer.clone(),
@@ -347,6 +338,7 @@ pub async fn start_with(
         serving,
         offer: Arc::new(offer),
         tunnels,
+        intercepts,
         peer_addr,
         tunnel_addrs,
         intercept_addrs,

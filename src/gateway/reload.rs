@@ -150,7 +150,13 @@ impl Running {
             Ok(new) => {
                 let changed = super::config_diff::restart_needed(&self.config, &new);
                 let error = if changed.is_empty() {
-                    self.apply_tunnels(&new).err()
+                    // Tunnels first: a new listener that cannot bind
+                    // refuses the whole reload before anything changed.
+                    let applied = self.apply_tunnels(&new);
+                    if applied.is_ok() {
+                        self.apply_exports(&new);
+                    }
+                    applied.err()
                 } else {
                     Some(format!(
                         "{}: changed keys need a restart: {} — nothing was reloaded; restart the gateway to apply them, or undo the change",

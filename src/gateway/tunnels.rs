@@ -144,16 +144,34 @@ impl Tunnels {
 }
 
 impl super::Running {
-    /// Applies the `[[tunnel]]` list of a re-read config live (see
-    /// `gateway::tunnels`), after checking its services against the running
-    /// policy. Blocking: call off the reactor, inside the runtime.
+    /// Applies the `[[intercept]]` and `[[tunnel]]` lists of a re-read
+    /// config live (see `gateway::intercepts`, `gateway::tunnels`), after
+    /// checking its services against the running policy. (A tunnel that
+    /// cannot bind after the intercepts were applied leaves them applied.) Blocking: call off the reactor, inside the runtime.
     ///
     /// # Errors
     /// What refused the change (nothing was changed then).
     pub(super) fn apply_tunnels(&self, new: &crate::config::Config) -> Result<(), String> {
         let policy = self.ctx.peer.snapshot().policy.clone();
         crate::config::check_against_policy(new, &policy).map_err(|e| e.to_string())?;
+        let mut own = vec![self.peer_addr];
+        own.extend(self.admin_addr);
+        own.extend(new.tunnels.iter().map(|t| t.listen));
         let runtime = tokio::runtime::Handle::current();
+        let intercepts = {
+            let _inside = runtime.enter();
+            self.intercepts
+                .apply(&self.ctx, &self.offer, &new.intercepts, own.clone())
+                .map_err(|(addr, e)| {
+                    format!(
+                        "{}: a new [[intercept]] cannot listen on {addr}: {e} — nothing was reloaded",
+                        new.path.display()
+                    )
+                })?
+        };
+        if intercepts {
+            tracing::info!("intercepts applied live");
+        }
         let applied = runtime
             .block_on(self.tunnels.apply(&self.ctx, &self.offer, &new.tunnels))
             .map_err(|(addr, e)| {

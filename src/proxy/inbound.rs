@@ -152,6 +152,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
             return refuse(&mut stream, reason, &detail).await;
         }
     }
+    let exports = ctx.exports();
     let decision = match (&track.peer_pool, &track.service) {
         (Some(peer_pool), Some(service)) => policy::evaluate(
             &live.policy,
@@ -159,7 +160,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
                 local_pool: &ctx.peer.local_pool,
                 peer_pool,
                 service,
-                exported: ctx.serves(service),
+                exported: ctx.serves(&exports, service),
             },
         ),
         // A verified chain without a DNS SAN identifies no pool.
@@ -173,8 +174,8 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         (Decision::Allow, Some(service)) if !ctx.routes.services.contains_key(service) => {
             let planned = crate::intercept::export::plan(
                 service,
-                ctx.routes.exports.get(service),
-                ctx.routes.carried.get(service),
+                exports.fixed.get(service),
+                exports.carried.get(service),
                 origin.original_destination(),
                 ctx.peer.limits.handshake_timeout,
             )

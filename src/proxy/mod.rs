@@ -42,21 +42,30 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::intercept::Destinations;
 use crate::names::ServiceName;
 use crate::peer::{Backlog, Peer, Registration, Service, Track};
 use crate::policy::{Decision, DenyReason};
 
-/// Where the connections of each service go, fixed at start.
-#[derive(Default)]
-pub struct Routes {
+/// The `[[export]]` routes: replaced whole when SIGHUP re-reads the config;
+/// each inbound connection reads one snapshot when it is decided, so an
+/// established connection keeps the target it was connected to.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Exports {
     /// Exported service → local target `host:port`.
-    pub exports: HashMap<ServiceName, String>,
+    pub fixed: HashMap<ServiceName, String>,
     /// Exported service → the destinations the peer may carry (`[[export]]`
     /// with `destinations`/`ports`; see `crate::intercept`).
     pub carried: HashMap<ServiceName, Destinations>,
+}
+
+/// Where the connections of each service go.
+#[derive(Default)]
+pub struct Routes {
+    /// The exports, live (see [`Exports`]).
+    pub exports: watch::Sender<Arc<Exports>>,
     /// Services served by a handler of their own rather than relayed (the
     /// spool's receiver).
     pub services: HashMap<ServiceName, Arc<dyn Service>>,
@@ -89,10 +98,16 @@ impl Context {
         }
     }
 
-    /// Whether a connection for `service` has somewhere to go here.
-    fn serves(&self, service: &str) -> bool {
-        self.routes.exports.contains_key(service)
-            || self.routes.carried.contains_key(service)
+    /// The exports in force now (one snapshot per connection).
+    pub fn exports(&self) -> Arc<Exports> {
+        self.routes.exports.borrow().clone()
+    }
+
+    /// Whether a connection for `service` has somewhere to go here, with
+    /// `exports` the snapshot the connection was decided with.
+    fn serves(&self, exports: &Exports, service: &str) -> bool {
+        exports.fixed.contains_key(service)
+            || exports.carried.contains_key(service)
             || self.routes.services.contains_key(service)
     }
 }
