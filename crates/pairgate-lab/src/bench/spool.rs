@@ -21,17 +21,20 @@ pub fn measure(dir: &Path, exe: &Path, quick: bool) -> SpoolFigures {
     let root = dir.join("spool-bench");
     let pairgate = Pairgate::new(exe);
     let result = Lab::create(&root, &pairgate).and_then(|lab| {
-        let (ingest, cp) = ingest(&lab, quick)?;
+        let (ingest, cp, cp_each) = ingest(&lab, quick)?;
         let delay = delay(&lab, if quick { 3 } else { 7 })?;
-        Ok((ingest, cp, delay))
+        Ok((ingest, cp, cp_each, delay))
     });
     let _ = std::fs::remove_dir_all(&root);
     match result {
-        Ok((ingest_mb_s, cp_sync_mb_s, delay_1mb_ms)) => SpoolFigures::Measured {
-            ingest_mb_s,
-            cp_sync_mb_s,
-            delay_1mb_ms,
-        },
+        Ok((ingest_mb_s, cp_sync_mb_s, cp_fsync_each_mb_s, delay_1mb_ms)) => {
+            SpoolFigures::Measured {
+                ingest_mb_s,
+                cp_sync_mb_s,
+                cp_fsync_each_mb_s,
+                delay_1mb_ms,
+            }
+        }
         Err(reason) => SpoolFigures::NotAvailable { reason },
     }
 }
@@ -140,8 +143,9 @@ fn visible_entries(dir: &Path) -> usize {
     })
 }
 
-/// (spool ingest MB/s, cp + sync MB/s) over the same files.
-fn ingest(lab: &Lab, quick: bool) -> Result<(f64, f64), String> {
+/// (spool ingest MB/s, cp + sync MB/s, copy + fsync of each file MB/s)
+/// over the same files.
+fn ingest(lab: &Lab, quick: bool) -> Result<(f64, f64, f64), String> {
     let (files, size) = if quick { (4, 8 << 20) } else { (16, 16 << 20) };
     let mb = (files * size) as f64 / 1e6;
     let root = lab.root.join("ingest");
@@ -159,6 +163,25 @@ fn ingest(lab: &Lab, quick: bool) -> Result<(f64, f64), String> {
     }
     sync();
     let cp_s = start.elapsed().as_secs_f64();
+
+    // The other baseline: each file copied and fsynced on its own, one
+    // after the other — what a careful tool without group commit does.
+    let each = root.join("copy-each");
+    std::fs::create_dir_all(&each).map_err(|e| format!("create {}: {e}", each.display()))?;
+    let start = Instant::now();
+    for path in &std::fs::read_dir(&src)
+        .map_err(|e| format!("list {}: {e}", src.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect::<Vec<_>>()
+    {
+        let dest = each.join(path.file_name().ok_or("a source file has no name")?);
+        std::fs::copy(path, &dest).map_err(|e| format!("copy {}: {e}", path.display()))?;
+        std::fs::File::open(&dest)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("fsync {}: {e}", dest.display()))?;
+    }
+    let cp_each_s = start.elapsed().as_secs_f64();
 
     // A peer port nobody listens on: the files stay in the spool.
     let ports = (
@@ -208,7 +231,7 @@ fn ingest(lab: &Lab, quick: bool) -> Result<(f64, f64), String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(gateway);
-    Ok((mb / spool_s, mb / cp_s))
+    Ok((mb / spool_s, mb / cp_s, mb / cp_each_s))
 }
 
 /// Median outbox → peer inbox delay of a 1 MB file, in milliseconds.
