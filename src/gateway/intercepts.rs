@@ -7,28 +7,19 @@
 //! `capture` mode: another of them is a removal and an addition.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use super::handover::Offer;
-use crate::audit::Direction;
+use super::served::ServedSet;
 use crate::config::Intercept;
 use crate::proxy::{self, Context, InterceptSpec};
-
-/// One served intercept listener.
-struct Served {
-    listen: SocketAddr,
-    spec: watch::Sender<Arc<InterceptSpec>>,
-    stop: CancellationToken,
-}
 
 /// The intercept listeners of a running gateway.
 #[derive(Default)]
 pub(crate) struct Intercepts {
-    served: Mutex<Vec<Served>>,
+    served: ServedSet<InterceptSpec>,
 }
 
 fn spec_of(intercept: &Intercept, own: &[SocketAddr]) -> Arc<InterceptSpec> {
@@ -56,25 +47,13 @@ impl Intercepts {
         listener: TcpListener,
         own: &[SocketAddr],
     ) {
-        let (tx, rx) = watch::channel(spec_of(intercept, own));
-        let stop = ctx.peer.shutdown.stop_token().child_token();
-        ctx.peer.shutdown.spawn(proxy::serve_until(
+        self.served.serve(
+            ctx,
+            listen,
             listener,
-            ctx.clone(),
-            Direction::Outbound,
-            stop.clone(),
-            move |ctx, tcp, addr, slot| {
-                let spec = rx.borrow().clone();
-                proxy::handle_intercepted(ctx, spec, tcp, addr, slot)
-            },
-        ));
-        if let Ok(mut served) = self.served.lock() {
-            served.push(Served {
-                listen,
-                spec: tx,
-                stop,
-            });
-        }
+            spec_of(intercept, own),
+            proxy::handle_intercepted,
+        );
     }
 
     /// Makes the served intercepts those of `wanted`: binds the new ones
@@ -91,15 +70,7 @@ impl Intercepts {
         wanted: &[Intercept],
         mut own: Vec<SocketAddr>,
     ) -> Result<bool, (SocketAddr, std::io::Error)> {
-        let current: Vec<(SocketAddr, Arc<InterceptSpec>)> = self
-            .served
-            .lock()
-            .map(|s| {
-                s.iter()
-                    .map(|t| (t.listen, t.spec.borrow().clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let current = self.served.current();
         let mut bound = Vec::new();
         for intercept in wanted
             .iter()
@@ -114,32 +85,19 @@ impl Intercepts {
             bound.push((intercept, listener));
         }
         own.extend(wanted.iter().map(|i| i.listen));
-        let mut changed = !bound.is_empty();
-        if let Ok(mut served) = self.served.lock() {
-            served.retain(|s| {
-                let kept = wanted.iter().any(|i| same(&s.spec.borrow(), s.listen, i));
-                if !kept {
-                    s.stop.cancel();
-                    offer.remove(s.listen);
-                    changed = true;
-                }
-                kept
-            });
-            for s in served.iter() {
-                let Some(intercept) = wanted.iter().find(|i| i.listen == s.listen) else {
-                    continue;
-                };
+        let (removed, updated) = self.served.reconcile(
+            offer,
+            |listen, spec| wanted.iter().any(|i| same(spec, listen, i)),
+            |listen, now| {
+                let intercept = wanted.iter().find(|i| i.listen == listen)?;
                 let spec = spec_of(intercept, &own);
-                let now = s.spec.borrow().clone();
-                if now.allow_sources != spec.allow_sources
+                (now.allow_sources != spec.allow_sources
                     || now.destinations != spec.destinations
-                    || now.own != spec.own
-                {
-                    s.spec.send_replace(spec);
-                    changed = true;
-                }
-            }
-        }
+                    || now.own != spec.own)
+                    .then_some(spec)
+            },
+        );
+        let changed = !bound.is_empty() || !removed.is_empty() || !updated.is_empty();
         for (intercept, listener) in bound {
             if let Err(e) = offer.add(&listener) {
                 tracing::warn!(error = %e, listen = %intercept.listen, "a new intercept cannot be offered to a takeover");

@@ -21,6 +21,7 @@ mod listeners;
 mod process;
 mod reload;
 mod replication;
+mod served;
 mod spool_keys;
 mod tls_watch;
 mod tunnels;

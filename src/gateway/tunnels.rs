@@ -10,24 +10,14 @@
 //! the listeners that run now.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use super::handover::Offer;
-use crate::audit::Direction;
+use super::served::ServedSet;
 use crate::config::Tunnel;
 use crate::proxy::{self, Context, TunnelSpec};
-
-/// One served tunnel listener.
-struct Served {
-    listen: SocketAddr,
-    spec: watch::Sender<Arc<TunnelSpec>>,
-    /// Stops this listener's accept loop only.
-    stop: CancellationToken,
-}
 
 /// What one live apply changed, for the log and the audit.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -40,7 +30,7 @@ pub(crate) struct Applied {
 /// The tunnel listeners of a running gateway.
 #[derive(Default)]
 pub(crate) struct Tunnels {
-    served: Mutex<Vec<Served>>,
+    served: ServedSet<TunnelSpec>,
 }
 
 fn spec_of(tunnel: &Tunnel) -> Arc<TunnelSpec> {
@@ -54,25 +44,13 @@ impl Tunnels {
     /// Serves `listener` for `tunnel` until the gateway stops or the tunnel
     /// is removed.
     pub(crate) fn serve(&self, ctx: &Arc<Context>, tunnel: &Tunnel, listener: TcpListener) {
-        let (tx, rx) = watch::channel(spec_of(tunnel));
-        let stop = ctx.peer.shutdown.stop_token().child_token();
-        ctx.peer.shutdown.spawn(proxy::serve_until(
+        self.served.serve(
+            ctx,
+            tunnel.listen,
             listener,
-            ctx.clone(),
-            Direction::Outbound,
-            stop.clone(),
-            move |ctx, tcp, addr, slot| {
-                let spec = rx.borrow().clone();
-                proxy::handle_outbound(ctx, spec, tcp, addr, slot)
-            },
-        ));
-        if let Ok(mut served) = self.served.lock() {
-            served.push(Served {
-                listen: tunnel.listen,
-                spec: tx,
-                stop,
-            });
-        }
+            spec_of(tunnel),
+            proxy::handle_outbound,
+        );
     }
 
     /// Makes the served tunnels those of `wanted`: binds the new ones first
@@ -88,15 +66,7 @@ impl Tunnels {
         offer: &Offer,
         wanted: &[Tunnel],
     ) -> Result<Applied, (SocketAddr, std::io::Error)> {
-        let current: Vec<(SocketAddr, Arc<TunnelSpec>)> = self
-            .served
-            .lock()
-            .map(|s| {
-                s.iter()
-                    .map(|t| (t.listen, t.spec.borrow().clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let current = self.served.current();
         let same = |t: &Tunnel| {
             current
                 .iter()
@@ -109,29 +79,23 @@ impl Tunnels {
                 .map_err(|e| (tunnel.listen, e))?;
             bound.push((tunnel, listener));
         }
-        let mut applied = Applied::default();
-        if let Ok(mut served) = self.served.lock() {
-            served.retain(|s| {
-                let kept = wanted
+        let (removed, changed) = self.served.reconcile(
+            offer,
+            |listen, spec| {
+                wanted
                     .iter()
-                    .any(|t| t.listen == s.listen && t.service == s.spec.borrow().service);
-                if !kept {
-                    s.stop.cancel();
-                    offer.remove(s.listen);
-                    applied.removed.push(s.listen);
-                }
-                kept
-            });
-            for s in served.iter() {
-                let Some(tunnel) = wanted.iter().find(|t| t.listen == s.listen) else {
-                    continue;
-                };
-                if s.spec.borrow().allow_sources != tunnel.allow_sources {
-                    s.spec.send_replace(spec_of(tunnel));
-                    applied.changed.push(s.listen);
-                }
-            }
-        }
+                    .any(|t| t.listen == listen && t.service == spec.service)
+            },
+            |listen, spec| {
+                let tunnel = wanted.iter().find(|t| t.listen == listen)?;
+                (spec.allow_sources != tunnel.allow_sources).then(|| spec_of(tunnel))
+            },
+        );
+        let mut applied = Applied {
+            removed,
+            changed,
+            ..Applied::default()
+        };
         for (tunnel, listener) in bound {
             if let Err(e) = offer.add(&listener) {
                 tracing::warn!(error = %e, listen = %tunnel.listen, "a new tunnel cannot be offered to a takeover");
