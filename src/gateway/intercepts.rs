@@ -78,7 +78,7 @@ impl Intercepts {
         {
             let listener = crate::intercept::bind_listener(
                 intercept.listen,
-                ctx.peer.limits.max_connections,
+                ctx.peer.limits().max_connections,
                 intercept.capture,
             )
             .map_err(|e| (intercept.listen, e))?;

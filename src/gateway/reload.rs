@@ -150,11 +150,24 @@ impl Running {
             Ok(new) => {
                 let changed = super::config_diff::restart_needed(&self.config, &new);
                 let error = if changed.is_empty() {
-                    // Tunnels first: a new listener that cannot bind
+                    // The mark's capability, then tunnels: a mark that
+                    // cannot be set or a new listener that cannot bind
                     // refuses the whole reload before anything changed.
-                    let applied = self.apply_tunnels(&new);
+                    let running = self.ctx.peer.mark();
+                    let mark = super::config_diff::mark_change(
+                        running,
+                        &new,
+                        crate::intercept::socket::check_mark,
+                    );
+                    // Set before the listeners and exports that need it.
+                    let applied = mark.and_then(|mark| {
+                        self.ctx.peer.set_mark(mark.unwrap_or(running));
+                        let tunnels = self.apply_tunnels(&new);
+                        tunnels.inspect_err(|_| self.ctx.peer.set_mark(running))
+                    });
                     if applied.is_ok() {
                         self.apply_exports(&new);
+                        self.ctx.apply_limits(&new.limits);
                     }
                     applied.err()
                 } else {

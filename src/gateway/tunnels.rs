@@ -74,7 +74,7 @@ impl Tunnels {
         };
         let mut bound = Vec::new();
         for tunnel in wanted.iter().filter(|t| !same(t)) {
-            let listener = proxy::bind(tunnel.listen, ctx.peer.limits.max_connections)
+            let listener = proxy::bind(tunnel.listen, ctx.peer.limits().max_connections)
                 .await
                 .map_err(|e| (tunnel.listen, e))?;
             bound.push((tunnel, listener));

@@ -158,6 +158,13 @@ impl LongSession {
         s
     }
 
+    /// [`LongSession::open`], returning the failure (e.g. a refused slot).
+    pub(crate) async fn try_open(addr: SocketAddr) -> std::io::Result<LongSession> {
+        let mut s = LongSession(TcpStream::connect(addr).await?, 0);
+        s.echo().await?;
+        Ok(s)
+    }
+
     pub(crate) async fn echo(&mut self) -> std::io::Result<()> {
         self.1 += 1;
         let msg = format!("long session round {:06}\n", self.1).into_bytes();
