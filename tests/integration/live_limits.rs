@@ -149,7 +149,9 @@ async fn a_lowered_handshake_timeout_closes_the_next_silent_connection() {
 
 /// As root (`CAP_NET_ADMIN`): an export with `destinations` added live
 /// switches the socket mark on; the reload is applied, not refused as
-/// `gateway.mark`, and the carried export serves the next connection.
+/// `gateway.mark`, the carried export serves the next connection, whose
+/// socket to the target carries the mark, while a session opened before
+/// keeps its unmarked socket and goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_with_destinations_added_live_switches_the_mark_on() {
     if let Err(e) = pairgate::intercept::socket::check_mark(0x5047) {
@@ -166,9 +168,11 @@ async fn an_export_with_destinations_added_live_switches_the_mark_on() {
         client_cert: Some(pair.site1_spec.cert.clone()),
     };
     assert!(
-        !carried(&peer, &pair, backend).await,
+        carried(&peer, &pair, backend).await.is_none(),
         "cms-smb served before"
     );
+    let mut before = LongSession::open(pair.tunnel).await;
+    let unmarked = marks_towards(backend);
 
     let mut spec = pair.site2_spec.clone();
     spec.extra = format!(
@@ -188,36 +192,79 @@ async fn an_export_with_destinations_added_live_switches_the_mark_on() {
             .is_none_or(|r| r == &serde_json::json!([])),
         "{reload}"
     );
-    assert!(
-        carried(&peer, &pair, backend).await,
-        "the carried export is not served"
-    );
+    let _open = carried(&peer, &pair, backend)
+        .await
+        .expect("the carried export is not served");
+    if let (Some(unmarked), Some(mut now)) = (unmarked, marks_towards(backend)) {
+        assert_eq!(unmarked, [None], "before the reload: no mark");
+        now.sort();
+        assert_eq!(
+            now,
+            [None, Some("0x5047".to_owned())],
+            "the session from before keeps its socket, the new one is marked"
+        );
+    }
+    before
+        .echo()
+        .await
+        .expect("the session from before was cut");
     // The plain tunnel is untouched.
     assert!(relayed(pair.tunnel, b"tunnel").await);
 }
 
-/// A `pg2/cms-smb` connection to site2 carrying `destination` in its
-/// PROXY header, as an intercepting site1 would send: whether the payload
-/// comes back from there.
-async fn carried(peer: &RawPeer, pair: &Pairing, destination: SocketAddr) -> bool {
-    let Ok(mut tls) = peer.connect(pair.site2_peer(), POOL2, b"pg2/cms-smb").await else {
-        return false;
+/// The `SO_MARK` (`fwmark:0x…`, or none) of each established connection
+/// to `target` on this host — the gateways' sockets to their export target
+/// (`ss -e`; the mark shows with `CAP_NET_ADMIN`). `None` when `ss` cannot
+/// run here.
+fn marks_towards(target: SocketAddr) -> Option<Vec<Option<String>>> {
+    let out = std::process::Command::new("ss")
+        .args(["-Htne", "state", "established", "dst"])
+        .arg(target.to_string())
+        .output();
+    let out = match out {
+        Ok(out) if out.status.success() => out,
+        other => {
+            eprintln!("SKIPPED the mark check: ss: {other:?}");
+            return None;
+        }
     };
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("fwmark:"))
+                    .map(str::to_owned)
+            })
+            .collect(),
+    )
+}
+
+/// A `pg2/cms-smb` connection to site2 carrying `destination` in its
+/// PROXY header, as an intercepting site1 would send; returned open when
+/// the payload came back from there.
+async fn carried(
+    peer: &RawPeer,
+    pair: &Pairing,
+    destination: SocketAddr,
+) -> Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut tls = peer
+        .connect(pair.site2_peer(), POOL2, b"pg2/cms-smb")
+        .await
+        .ok()?;
     let source: SocketAddr = ([127, 0, 0, 1], 50000).into();
     let header = pairgate::proxy::preamble::encode_intercepted(source, destination);
-    if tls.write_all(&header).await.is_err() {
-        return false;
+    tls.write_all(&header).await.ok()?;
+    let status = pairgate::proxy::preamble::read_status(&mut tls)
+        .await
+        .ok()?;
+    if status.outcome != pairgate::proxy::preamble::OK {
+        return None;
     }
-    match pairgate::proxy::preamble::read_status(&mut tls).await {
-        Ok(status) if status.outcome == pairgate::proxy::preamble::OK => {}
-        _ => return false,
-    }
-    if tls.write_all(b"carried").await.is_err() || tls.flush().await.is_err() {
-        return false;
-    }
+    tls.write_all(b"carried").await.ok()?;
+    tls.flush().await.ok()?;
     let mut back = [0u8; 7];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(20), tls.read_exact(&mut back)).await,
-        Ok(Ok(_)) if &back == b"carried"
-    )
+    let read = tokio::time::timeout(Duration::from_secs(20), tls.read_exact(&mut back)).await;
+    matches!(read, Ok(Ok(_)) if &back == b"carried").then_some(tls)
 }
