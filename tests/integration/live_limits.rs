@@ -119,32 +119,55 @@ async fn max_connections_raised_and_lowered_live_never_cuts_a_session() {
     );
 }
 
+/// Timeouts lowered live reach the next handshake and the next connection;
+/// a session established before keeps the idle timeout it started with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lowered_handshake_timeout_closes_the_next_silent_connection() {
+async fn lowered_timeouts_reach_what_comes_next_not_an_established_session() {
     let mut pair = Pairing::start_with(|s1, _| {
-        s1.extra = "\n[limits]\nhandshake_timeout_secs = 600\n".into();
+        s1.extra = "\n[limits]\nhandshake_timeout_secs = 600\nidle_timeout_secs = 600\n".into();
     })
     .await;
+    let mut before = LongSession::open(pair.tunnel).await;
     let reload = reload_site1(
         &mut pair,
-        "\n[limits]\nhandshake_timeout_secs = 1\n".into(),
+        "\n[limits]\nhandshake_timeout_secs = 2\nidle_timeout_secs = 1\n".into(),
         1,
     );
     assert_eq!(reload["ok"], true, "{reload}");
 
-    // A TCP connection that never starts its TLS handshake.
+    // A TCP connection that never starts its TLS handshake is closed.
     let mut silent = tokio::net::TcpStream::connect(pair.site1_spec.peer_addr())
         .await
         .unwrap();
-    let mut buf = [0u8; 1];
-    let read = tokio::time::timeout(Duration::from_secs(60), silent.read(&mut buf)).await;
-    assert!(
-        matches!(read, Ok(Ok(0) | Err(_))),
-        "the silent connection was not closed: {read:?}"
-    );
+    assert_closes(&mut silent, "the silent connection").await;
     pair.site1.wait_audit("the timeout", |v| {
         v["event"] == "connection" && v["reason"] == "handshake_timeout"
     });
+
+    // A session opened now is closed once idle for the new timeout…
+    let mut fresh = tokio::net::TcpStream::connect(pair.tunnel).await.unwrap();
+    fresh.write_all(b"x").await.unwrap();
+    let mut echoed = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(20), fresh.read_exact(&mut echoed))
+        .await
+        .expect("no echo")
+        .unwrap();
+    assert_closes(&mut fresh, "the idle new session").await;
+    // …while the one from before, idle at least as long, goes on.
+    before
+        .echo()
+        .await
+        .expect("the established session lost its idle timeout");
+}
+
+/// Waits (generously) until the gateway closes `stream`.
+async fn assert_closes(stream: &mut tokio::net::TcpStream, what: &str) {
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "{what} was not closed: {read:?}"
+    );
 }
 
 /// As root (`CAP_NET_ADMIN`): an export with `destinations` added live
