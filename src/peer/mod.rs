@@ -151,7 +151,14 @@ impl Peer {
     /// Sets the mark for sockets opened from now on (checked first with
     /// `intercept::socket::check_mark`).
     pub fn set_mark(&self, mark: u32) {
-        self.mark.store(mark, Ordering::Relaxed);
+        let was = self.mark.swap(mark, Ordering::Relaxed);
+        if was != mark {
+            tracing::info!(
+                mark = format_args!("{mark:#x}"),
+                was = format_args!("{was:#x}"),
+                "socket mark changed for the sockets opened from now on"
+            );
+        }
     }
 
     /// A fresh connection id (audit `conn_id`).
