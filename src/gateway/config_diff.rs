@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(restart_needed(&a, &more), ["limits.idle_timeout_secs"]);
         // An export with `destinations` switches the socket mark on: a restart.
         let carried = parse(&format!(
-            "{BASE}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"10.1.0.0/16\"]\nports = [445]\n"
+            "{BASE}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"127.9.0.0/16\"]\nports = [445]\n"
         ));
         assert_eq!(restart_needed(&a, &carried), ["gateway.mark"]);
         assert_eq!(restart_needed(&carried, &a), ["gateway.mark"]);
