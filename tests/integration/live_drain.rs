@@ -224,3 +224,60 @@ async fn a_removed_export_drains_its_open_sessions() {
     assert_eq!(drained["service"], "cms-smb", "{drained}");
     kept.echo().await.expect("the other export's session");
 }
+
+/// An intercept's `destinations` narrowed live (own network namespace,
+/// real nftables redirect): the open session to the server no longer
+/// admitted closes at once, audited `policy_changed` with its `orig_dst`;
+/// the session to the server still admitted goes on.
+#[test]
+fn a_narrowed_intercept_destinations_closes_sessions_to_servers_it_no_longer_admits() {
+    use crate::netns::{self, FRONT_END, GATEWAY1, SERVER_A, SERVER_B};
+    if !netns::isolate(
+        "live_drain::a_narrowed_intercept_destinations_closes_sessions_to_servers_it_no_longer_admits",
+    ) {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for server in [SERVER_A, SERVER_B] {
+            pairgate_lab::echo_backend_at(SocketAddr::from((server, 445)))
+                .await
+                .unwrap();
+        }
+        let listen = SocketAddr::from((GATEWAY1, 15445));
+        let intercept = |destinations: &str| {
+            format!(
+                "\n[[intercept]]\nservice = \"backup-smb\"\nlisten = \"{listen}\"\n\
+                 allow_sources = [\"{FRONT_END}\"]\ndestinations = [{destinations}]\nports = [445]\n"
+            )
+        };
+        let both = format!("\"{SERVER_A}\", \"{SERVER_B}\"");
+        let mut pair = Pairing::start_with(|site1, site2| {
+            site1.extra = intercept(&both);
+            site2.exports.clear();
+            site2.extra = format!(
+                "\n[[export]]\nservice = \"backup-smb\"\ndestinations = [{both}]\nports = [445]\n"
+            );
+        })
+        .await;
+        netns::interception(listen)
+            .apply()
+            .expect("load the ruleset");
+        let mut to_a = LongSession::open(SocketAddr::from((SERVER_A, 445))).await;
+        let mut to_b = LongSession::open(SocketAddr::from((SERVER_B, 445))).await;
+
+        let mut spec = pair.site1_spec.clone();
+        spec.extra = intercept(&format!("\"{SERVER_B}\""));
+        spec.write(pair.dir.path()).unwrap();
+        pair.site1_spec = spec;
+        pair.site1.0.hangup().unwrap();
+        assert_eq!(reloaded(&pair.site1, 1)["ok"], true);
+        closes(&mut to_a, "the session to a server no longer admitted").await;
+        let cut = pair.site1.wait_audit("the narrowed destinations", |v| {
+            v["event"] == "connection" && v["reason"] == "policy_changed"
+        });
+        assert_eq!(cut["orig_dst"], format!("{SERVER_A}:445"), "{cut}");
+        assert!(cut["detail"].as_str().unwrap().contains("destinations"), "{cut}");
+        to_b.echo().await.expect("the session to the server still admitted");
+    });
+}
