@@ -3,6 +3,7 @@
 //! [`Metrics`] (connection totals, certificates, per-service sessions) and
 //! the spool's depth.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,8 @@ pub struct Board {
     pub pool: String,
     pub peer_pool: String,
     pub started: OffsetDateTime,
-    pub sync_interval: Duration,
+    /// `admin.sync_interval_secs` in milliseconds; a reload may change it.
+    sync_interval_ms: AtomicU64,
     pub link: Arc<LinkTracker>,
     pub metrics: Arc<Metrics>,
     pub spool: Option<Arc<dyn SpoolGauge>>,
@@ -56,7 +58,7 @@ impl Board {
             pool,
             peer_pool,
             started: OffsetDateTime::now_utc(),
-            sync_interval,
+            sync_interval_ms: AtomicU64::new(millis(sync_interval)),
             link,
             metrics,
             spool: None,
@@ -72,6 +74,17 @@ impl Board {
             serving,
             ..self
         }
+    }
+
+    /// The interval replication is expected to keep up with.
+    pub fn sync_interval(&self) -> Duration {
+        Duration::from_millis(self.sync_interval_ms.load(Ordering::Relaxed))
+    }
+
+    /// Takes a new `admin.sync_interval_secs` (live reload).
+    pub fn set_sync_interval(&self, interval: Duration) {
+        self.sync_interval_ms
+            .store(millis(interval), Ordering::Relaxed);
     }
 
     /// Why the instance is not ready at `now` (empty: ready); see [`ready`].
@@ -98,6 +111,7 @@ impl Board {
     /// The status as of `now`.
     pub fn status_at(&self, now: OffsetDateTime) -> Status {
         let link_up = self.link.is_up();
+        let sync_interval = self.sync_interval();
         let directions = [Direction::Outbound, Direction::Inbound]
             .into_iter()
             .map(|direction| {
@@ -105,7 +119,7 @@ impl Board {
                     .spool
                     .as_ref()
                     .map_or_else(SpoolDepth::default, |s| s.depth(direction));
-                DirectionStatus::new(direction, link_up, &depth, self.sync_interval, now)
+                DirectionStatus::new(direction, link_up, &depth, sync_interval, now)
             })
             .collect();
         let certificates = self
@@ -122,7 +136,7 @@ impl Board {
             uptime_secs: Duration::try_from(now - self.started).map_or(0, |d| d.as_secs()),
             peer_link: self.link.state(),
             directions,
-            sync_interval_secs: self.sync_interval.as_secs(),
+            sync_interval_secs: sync_interval.as_secs(),
             certificates,
             connections: self.metrics.connection_counts(),
             services: self.metrics.services(now),
@@ -146,4 +160,8 @@ impl StatusSource for Board {
     fn not_ready(&self) -> Vec<String> {
         self.not_ready_at(OffsetDateTime::now_utc())
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -66,10 +66,18 @@ impl Metrics {
     /// export (`inbound`) — and the sync interval that "sessions in the
     /// last interval" counts over. Their connection, byte and session
     /// series start at 0, and their sessions are tracked for `/status`.
-    /// Call once at start, before traffic.
+    /// Call at start, before traffic, and again after a live reload: a
+    /// service declared before keeps its series and sessions as they are.
     pub fn declare_services(&self, interval: Duration, services: &[(ServiceRole, String)]) {
         self.sessions.set_interval(interval);
+        let declared = self.sessions.declared();
         for (role, service) in services {
+            if declared
+                .iter()
+                .any(|(d, s)| *d == role.direction() && s == service)
+            {
+                continue;
+            }
             self.sessions.declare(*role, service);
             let direction = direction_label(role.direction());
             let service = self.service_label(Some(service));

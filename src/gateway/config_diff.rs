@@ -3,9 +3,9 @@
 //! SIGHUP re-reads the config file before anything else. A file that does
 //! not parse is refused as a whole; a file that parses but changes keys the
 //! running gateway cannot apply live (today: every key but the tunnels, the
-//! intercepts, the exports, `[limits]`, `gateway.mark` and
-//! `spool.old_keys` — peer, spool, admin, file paths) is refused too, with
-//! the changed keys named, so "reload ok" never hides a change that only the
+//! intercepts, the exports, `[admin]`, `[limits]`, `gateway.mark` and
+//! `spool.old_keys` — peer, spool, file paths) is refused too, with the
+//! changed keys named, so "reload ok" never hides a change that only the
 //! next restart would bring. A key leaves [`restart_needed`] only when
 //! something applies it live.
 //!
@@ -19,7 +19,7 @@
 
 use std::path::Path;
 
-use crate::config::{Admin, Audit, Config, ConfigLines, Gateway, Limits, Peer, Spool, Tls};
+use crate::config::{Audit, Config, ConfigLines, Gateway, Limits, Peer, Spool, Tls};
 
 /// The keys (as written in the config file, e.g. `tunnel[0].listen`) whose
 /// values differ between the running config and `new`, in file order.
@@ -42,7 +42,9 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
     diff_gateway(&mut changed, gateway, &new.gateway);
     diff_tls(&mut changed, tls, &new.tls);
     diff_peer(&mut changed, peer, &new.peer);
-    diff_admin(&mut changed, admin.as_ref(), new.admin.as_ref());
+    // Applied live: SIGHUP binds, moves or stops the endpoint and takes the
+    // sync interval (gateway::admin_endpoint).
+    let _ = admin;
     let Audit { path, on_failure } = audit;
     changed.check("audit.path", path, &new.audit.path);
     changed.check("audit.on_failure", on_failure, &new.audit.on_failure);
@@ -116,27 +118,6 @@ fn diff_peer(c: &mut Changed, old: &Peer, new: &Peer) {
     c.check("peer.listen", listen, &new.listen);
     c.check("peer.connect", connect, &new.connect);
     c.check("peer.heartbeat_secs", heartbeat, &new.heartbeat);
-}
-
-fn diff_admin(c: &mut Changed, old: Option<&Admin>, new: Option<&Admin>) {
-    match (old, new) {
-        (None, None) => {}
-        (
-            Some(Admin {
-                listen,
-                sync_interval,
-            }),
-            Some(new),
-        ) => {
-            c.check("admin.listen", listen, &new.listen);
-            c.check(
-                "admin.sync_interval_secs",
-                sync_interval,
-                &new.sync_interval,
-            );
-        }
-        _ => c.0.push("[admin]".to_owned()),
-    }
 }
 
 fn diff_spool(c: &mut Changed, old: Option<&Spool>, new: Option<&Spool>) {
@@ -245,19 +226,20 @@ mod tests {
         // An export with `destinations` switches the socket mark on: live,
         // once its capability is checked (mark_change).
         let carried = parse(&format!(
-            "{BASE}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"10.1.0.0/16\"]\nports = [445]\n"
+            "{BASE}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"127.9.0.0/16\"]\nports = [445]\n"
         ));
         assert!(restart_needed(&a, &carried).is_empty());
         assert!(restart_needed(&carried, &a).is_empty());
+        // The admin endpoint is applied live (gateway::admin_endpoint).
         let admin = parse(&format!("{BASE}[admin]\nlisten = \"127.0.0.1:9101\"\n"));
-        assert_eq!(restart_needed(&a, &admin), ["[admin]"]);
+        assert!(restart_needed(&a, &admin).is_empty());
     }
 
     #[test]
     fn a_mark_switched_on_without_the_capability_refuses_the_reload() {
         let plain = parse(BASE);
         let carried = parse(&format!(
-            "{BASE}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"10.1.0.0/16\"]\nports = [445]\n"
+            "{BASE}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"127.9.0.0/16\"]\nports = [445]\n"
         ));
         let eperm = |_| Err(std::io::Error::from_raw_os_error(1));
         let error = mark_change(plain.socket_mark(), &carried, eperm).unwrap_err();
@@ -281,7 +263,7 @@ mod tests {
         assert_eq!(mark_change(0x5047, &carried, eperm), Ok(None));
         // A changed `gateway.mark` while intercepting goes live the same way.
         let other = parse(&format!(
-            "{}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"10.1.0.0/16\"]\nports = [445]\n",
+            "{}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"127.9.0.0/16\"]\nports = [445]\n",
             BASE.replace("policy = \"p.toml\"\n", "policy = \"p.toml\"\nmark = 7\n")
         ));
         assert!(restart_needed(&carried, &other).is_empty());

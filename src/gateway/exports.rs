@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::config::{Config, ExportTarget};
+use crate::names::ServiceName;
 use crate::proxy::Exports;
 
 /// The export routes of `config`.
@@ -28,19 +29,27 @@ pub(super) fn of(config: &Config) -> Exports {
 impl super::Running {
     /// Publishes the `[[export]]` routes of a re-read config (already
     /// checked against the running policy); the next inbound connection
-    /// uses them.
-    pub(super) fn apply_exports(&self, new: &Config) {
+    /// uses them. Returns the services no longer exported (their open
+    /// connections drain, `gateway::drain`).
+    pub(super) fn apply_exports(&self, new: &Config) -> Vec<ServiceName> {
         let wanted = of(new);
-        let changed = self.ctx.routes.exports.send_if_modified(|live| {
+        let mut removed = Vec::new();
+        self.ctx.routes.exports.send_if_modified(|live| {
             if **live == wanted {
                 return false;
             }
+            removed = live
+                .fixed
+                .keys()
+                .chain(live.carried.keys())
+                .filter(|s| !wanted.fixed.contains_key(*s) && !wanted.carried.contains_key(*s))
+                .cloned()
+                .collect();
             *live = Arc::new(wanted);
+            let services: Vec<String> = new.exports.iter().map(|e| e.service.to_string()).collect();
+            tracing::info!(exports = ?services, removed = ?removed, "exports applied live");
             true
         });
-        if changed {
-            let services: Vec<String> = new.exports.iter().map(|e| e.service.to_string()).collect();
-            tracing::info!(exports = ?services, "exports applied live");
-        }
+        removed
     }
 }

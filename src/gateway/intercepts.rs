@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::handover::Offer;
-use super::served::ServedSet;
+use super::served::{Applied, ServedSet};
 use crate::config::Intercept;
 use crate::proxy::{self, Context, InterceptSpec};
 
@@ -24,6 +24,7 @@ pub(crate) struct Intercepts {
 
 fn spec_of(intercept: &Intercept, own: &[SocketAddr]) -> Arc<InterceptSpec> {
     Arc::new(InterceptSpec {
+        listen: intercept.listen,
         service: intercept.service.clone(),
         allow_sources: intercept.allow_sources.clone(),
         destinations: intercept.destinations.clone(),
@@ -56,36 +57,44 @@ impl Intercepts {
         );
     }
 
-    /// Makes the served intercepts those of `wanted`: binds the new ones
-    /// first (a bind failure changes nothing and is returned), then stops
-    /// the removed ones and updates the changed specs. `own`: the gateway's
-    /// other listening addresses.
+    /// Binds the intercepts of `wanted` that are not served yet (as they
+    /// are), changing nothing: a failure drops what was bound so far.
     ///
     /// # Errors
     /// The address and error of the first new intercept that cannot bind.
-    pub(crate) fn apply(
+    pub(crate) fn prepare(
         &self,
-        ctx: &Arc<Context>,
-        offer: &Offer,
         wanted: &[Intercept],
-        mut own: Vec<SocketAddr>,
-    ) -> Result<bool, (SocketAddr, std::io::Error)> {
+        backlog: usize,
+    ) -> Result<Vec<(Intercept, TcpListener)>, (SocketAddr, std::io::Error)> {
         let current = self.served.current();
         let mut bound = Vec::new();
         for intercept in wanted
             .iter()
             .filter(|i| !current.iter().any(|(l, s)| same(s, *l, i)))
         {
-            let listener = crate::intercept::bind_listener(
-                intercept.listen,
-                ctx.peer.limits().max_connections,
-                intercept.capture,
-            )
-            .map_err(|e| (intercept.listen, e))?;
-            bound.push((intercept, listener));
+            let listener =
+                crate::intercept::bind_listener(intercept.listen, backlog, intercept.capture)
+                    .map_err(|e| (intercept.listen, e))?;
+            bound.push((intercept.clone(), listener));
         }
+        Ok(bound)
+    }
+
+    /// Makes the served intercepts those of `wanted`, with the listeners
+    /// [`Self::prepare`] bound: stops the removed ones, updates the changed
+    /// specs, serves the new ones. `own`: the gateway's other listening
+    /// addresses.
+    pub(crate) fn commit(
+        &self,
+        ctx: &Arc<Context>,
+        offer: &Offer,
+        wanted: &[Intercept],
+        bound: Vec<(Intercept, TcpListener)>,
+        mut own: Vec<SocketAddr>,
+    ) -> Applied {
         own.extend(wanted.iter().map(|i| i.listen));
-        let (removed, updated) = self.served.reconcile(
+        let (removed, changed) = self.served.reconcile(
             offer,
             |listen, spec| wanted.iter().any(|i| same(spec, listen, i)),
             |listen, now| {
@@ -97,13 +106,18 @@ impl Intercepts {
                     .then_some(spec)
             },
         );
-        let changed = !bound.is_empty() || !removed.is_empty() || !updated.is_empty();
+        let mut applied = Applied {
+            removed,
+            changed,
+            ..Applied::default()
+        };
         for (intercept, listener) in bound {
             if let Err(e) = offer.add(&listener) {
                 tracing::warn!(error = %e, listen = %intercept.listen, "a new intercept cannot be offered to a takeover");
             }
-            self.serve(ctx, intercept, intercept.listen, listener, &own);
+            self.serve(ctx, &intercept, intercept.listen, listener, &own);
+            applied.added.push(intercept.listen);
         }
-        Ok(changed)
+        applied
     }
 }

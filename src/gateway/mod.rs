@@ -12,7 +12,10 @@
 //! policy and TLS material and publishes it only if it is valid; connections
 //! already open keep the snapshot they started with.
 
+mod admin_endpoint;
+mod apply;
 mod config_diff;
+mod drain;
 mod expiry;
 mod exports;
 pub mod handover;
@@ -138,7 +141,8 @@ pub struct Running {
     pub tunnel_addrs: Vec<(ServiceName, SocketAddr)>,
     /// (service, bound address) of each intercept listener, in config order.
     pub intercept_addrs: Vec<(ServiceName, SocketAddr)>,
-    /// The admin endpoint's bound address, if `[admin]` is configured.
+    /// The admin endpoint's bound address at start, if `[admin]` is
+    /// configured (a reload may move it: [`Running::admin_addr_now`]).
     pub admin_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
     /// The spool, when `[spool]` is configured.
@@ -151,7 +155,10 @@ pub struct Running {
     pub(crate) tunnels: tunnels::Tunnels,
     /// The `[[intercept]]` listeners, applied live on SIGHUP.
     pub(crate) intercepts: intercepts::Intercepts,
-    config: Config,
+    /// `[admin]`, applied live on SIGHUP.
+    admin: admin_endpoint::AdminEndpoint,
+    /// The running config ([`Running::config`]); a reload replaces it.
+    config: std::sync::RwLock<Arc<Config>>,
 }
 
 /// Binds every listener and starts serving. Must run inside a tokio runtime.
@@ -303,26 +310,28 @@ pub async fn start_with(
         replication.clone(),
         std::time::Duration::from_secs(2),
     ));
-    let mut admin_addr = None;
     let serving = admin::Serving::new();
-    if let (Some(listener), Some(admin)) = (admin_listener, &config.admin) {
-        admin_addr = Some(listener.local_addr().map_err(GatewayError::Runtime)?);
-        let board = Board::new(
-            config.gateway.pool.to_string(),
-            config.gateway.peer_pool.to_string(),
-            admin.sync_interval,
-            peer.link.clone(),
-            metrics.clone(),
-        )
-        .with_spool(replication.clone())
-        .with_readiness(audit.clone(), serving.clone());
-        shutdown.spawn(admin::serve(
-            listener,
-            metrics.clone(),
-            Arc::new(board),
-            shutdown.stop_token().clone(),
-        ));
+    // The board outlives a moved or re-added admin endpoint.
+    let board = Board::new(
+        config.gateway.pool.to_string(),
+        config.gateway.peer_pool.to_string(),
+        config
+            .admin
+            .as_ref()
+            .map_or(admin::DEFAULT_SYNC_INTERVAL, |a| a.sync_interval),
+        peer.link.clone(),
+        metrics.clone(),
+    )
+    .with_spool(replication.clone())
+    .with_readiness(audit.clone(), serving.clone());
+    let admin =
+        admin_endpoint::AdminEndpoint::new(Arc::new(board), metrics.clone(), shutdown.clone());
+    if let (Some(listener), Some(cfg)) = (admin_listener, &config.admin) {
+        admin
+            .serve(cfg.listen, listener)
+            .map_err(GatewayError::Runtime)?;
     }
+    let admin_addr = admin.addr();
     peer.audit.record(Event::GatewayStart {
         pool: config.gateway.pool.to_string(),
         peer_pool: config.gateway.peer_pool.to_string(),
@@ -340,13 +349,14 @@ pub async fn start_with(
         offer: Arc::new(offer),
         tunnels,
         intercepts,
+        admin,
         peer_addr,
         tunnel_addrs,
         intercept_addrs,
         admin_addr,
         ctx,
         spool,
-        config,
+        config: std::sync::RwLock::new(Arc::new(config)),
     })
 }
 
@@ -355,7 +365,8 @@ impl Running {
     pub fn ready_line(&self) -> String {
         let mut line = format!(
             "ready pool={} peer={}",
-            self.config.gateway.pool, self.peer_addr
+            self.config().gateway.pool,
+            self.peer_addr
         );
         for (service, addr) in &self.tunnel_addrs {
             line.push_str(&format!(" tunnel.{service}={addr}"));
@@ -369,6 +380,12 @@ impl Running {
         line
     }
 
+    /// Where the admin endpoint is served now (a reload may have moved,
+    /// added or removed it).
+    pub fn admin_addr_now(&self) -> Option<SocketAddr> {
+        self.admin.addr()
+    }
+
     /// Graceful stop: stop accepting, let connections finish within the
     /// grace period, record the stop and flush the audit log.
     pub async fn stop(&self, reason: &str) {
@@ -378,7 +395,7 @@ impl Running {
             .ctx
             .peer
             .shutdown
-            .drain(self.config.limits.shutdown_grace)
+            .drain(self.config().limits.shutdown_grace)
             .await;
         if !clean {
             tracing::warn!("grace period over; remaining connections were closed");

@@ -144,32 +144,14 @@ impl Running {
     /// Otherwise nothing is reloaded; the outcome is logged and audited
     /// (`config_reload`) either way.
     pub fn reload_config(&self, trigger: &str) -> bool {
-        let path = self.config.path.clone();
+        let path = self.config().path.clone();
         let (error, restart_needed) = match Config::load(&path) {
             Err(e) => (Some(e.to_string()), Vec::new()),
             Ok(new) => {
-                let changed = super::config_diff::restart_needed(&self.config, &new);
+                let changed = super::config_diff::restart_needed(&self.config(), &new);
                 let error = if changed.is_empty() {
-                    // The mark's capability, then tunnels: a mark that
-                    // cannot be set or a new listener that cannot bind
-                    // refuses the whole reload before anything changed.
-                    let running = self.ctx.peer.mark();
-                    let mark = super::config_diff::mark_change(
-                        running,
-                        &new,
-                        crate::intercept::socket::check_mark,
-                    );
-                    // Set before the listeners and exports that need it.
-                    let applied = mark.and_then(|mark| {
-                        self.ctx.peer.set_mark(mark.unwrap_or(running));
-                        let tunnels = self.apply_tunnels(&new);
-                        tunnels.inspect_err(|_| self.ctx.peer.set_mark(running))
-                    });
-                    if applied.is_ok() {
-                        self.apply_exports(&new);
-                        self.ctx.apply_limits(&new.limits);
-                    }
-                    applied.err()
+                    // All or nothing: see `gateway::apply`.
+                    self.apply_config(new).err()
                 } else {
                     Some(format!(
                         "{}: changed keys need a restart: {} — nothing was reloaded; restart the gateway to apply them, or undo the change",
@@ -220,20 +202,20 @@ impl Running {
     /// of it stay (warned), so the service can be switched off in an
     /// emergency without a restart. Returns whether it was published.
     pub fn reload_policy(&self, trigger: &str) -> bool {
-        let path = self.config.gateway.policy.clone();
+        let path = self.config().gateway.policy.clone();
         let result = Policy::load(&path)
             .map_err(|e| e.to_string())
             .and_then(|p| {
-                crate::config::check_pairing(&self.config, &p)
+                crate::config::check_pairing(&self.config(), &p)
                     .map(|()| p)
                     .map_err(|e| e.to_string())
             });
         let (ok, error) = match result {
             Ok(policy) => {
-                if let Err(e) = crate::config::check_against_policy(&self.config, &policy) {
+                if let Err(e) = crate::config::check_against_policy(&self.config(), &policy) {
                     tracing::warn!(error = %e, "the reloaded policy no longer allows a service this config uses: it is denied from now on");
                 }
-                let pair = policy.pair_of(&self.config.gateway.pool).cloned();
+                let pair = policy.pair_of(&self.config().gateway.pool).cloned();
                 let policy = Arc::new(policy);
                 // Replace our half only, on whatever is live at this instant.
                 self.ctx.peer.live.send_modify(|live| {
@@ -279,8 +261,8 @@ impl Running {
         let current = self.ctx.peer.snapshot();
         let old_sha256 = Some(current.material.identity.sha256.clone());
         let loaded = Material::load_after(
-            &tls_sources(&self.config),
-            &self.config.gateway.pool,
+            &tls_sources(&self.config()),
+            &self.config().gateway.pool,
             Some(&current.material),
         )
         .and_then(Material::refuse_crl_rollback);
@@ -301,9 +283,9 @@ impl Running {
                     .ctx
                     .peer
                     .registry
-                    .close_revoked(&material, &self.config.gateway.peer_pool);
+                    .close_revoked(&material, &self.config().gateway.peer_pool);
                 // A revoked peer certificate is no longer shown as a peer.
-                let peer_pool = self.config.gateway.peer_pool.to_string();
+                let peer_pool = self.config().gateway.peer_pool.to_string();
                 self.ctx.peer.metrics.drop_peer_certs(|der| {
                     let chain = [rustls::pki_types::CertificateDer::from(der.to_vec())];
                     material.is_revoked(&chain, true, &peer_pool)
@@ -347,13 +329,13 @@ impl Running {
 
     /// The TLS files the watcher looks at.
     fn watched_files(&self) -> Vec<PathBuf> {
-        let tls = &self.config.tls;
+        let tls = &self.config().tls;
         let mut files = vec![tls.cert.clone(), tls.key.clone(), tls.ca.clone()];
         match &tls.crl {
             Some(crl) => files.push(crl.clone()),
             // Without `tls.crl`, CRLs taken from the peer land in the kept
             // copy (see `tls::crl_offer`).
-            None => files.push(crate::tls::crl::kept_path(&self.config.audit.path)),
+            None => files.push(crate::tls::crl::kept_path(&self.config().audit.path)),
         }
         files
     }

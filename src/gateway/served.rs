@@ -16,6 +16,21 @@ use super::handover::Offer;
 use crate::audit::Direction;
 use crate::proxy::{self, Admission, Context};
 
+/// What one live apply of a listener kind changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Applied {
+    pub added: Vec<SocketAddr>,
+    pub removed: Vec<SocketAddr>,
+    /// Listeners whose spec changed (e.g. `allow_sources`).
+    pub changed: Vec<SocketAddr>,
+}
+
+impl Applied {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
 /// One served listener.
 struct Entry<S> {
     listen: SocketAddr,

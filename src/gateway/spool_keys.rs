@@ -14,7 +14,7 @@ impl Running {
         let Some(spool) = &self.spool else {
             return;
         };
-        let result = Config::load(&self.config.path)
+        let result = Config::load(&self.config().path)
             .map_err(|e| e.to_string())
             .and_then(|c| {
                 c.spool.ok_or_else(|| {

@@ -15,17 +15,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use super::handover::Offer;
-use super::served::ServedSet;
+use super::served::{Applied, ServedSet};
 use crate::config::Tunnel;
 use crate::proxy::{self, Context, TunnelSpec};
-
-/// What one live apply changed, for the log and the audit.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Applied {
-    pub added: Vec<SocketAddr>,
-    pub removed: Vec<SocketAddr>,
-    pub changed: Vec<SocketAddr>,
-}
 
 /// The tunnel listeners of a running gateway.
 #[derive(Default)]
@@ -35,6 +27,7 @@ pub(crate) struct Tunnels {
 
 fn spec_of(tunnel: &Tunnel) -> Arc<TunnelSpec> {
     Arc::new(TunnelSpec {
+        listen: tunnel.listen,
         service: tunnel.service.clone(),
         allow_sources: tunnel.allow_sources.clone(),
     })
@@ -53,19 +46,17 @@ impl Tunnels {
         );
     }
 
-    /// Makes the served tunnels those of `wanted`: binds the new ones first
-    /// (a bind failure changes nothing and is returned), then stops the
-    /// removed ones and updates the changed specs. Must run inside the
-    /// runtime (it binds).
+    /// Binds the tunnels of `wanted` that are not served yet, changing
+    /// nothing: a failure drops what was bound so far. Must run inside the
+    /// runtime.
     ///
     /// # Errors
     /// The address and error of the first new tunnel that cannot bind.
-    pub(crate) async fn apply(
+    pub(crate) async fn prepare(
         &self,
-        ctx: &Arc<Context>,
-        offer: &Offer,
         wanted: &[Tunnel],
-    ) -> Result<Applied, (SocketAddr, std::io::Error)> {
+        backlog: usize,
+    ) -> Result<Vec<(Tunnel, TcpListener)>, (SocketAddr, std::io::Error)> {
         let current = self.served.current();
         let same = |t: &Tunnel| {
             current
@@ -74,11 +65,25 @@ impl Tunnels {
         };
         let mut bound = Vec::new();
         for tunnel in wanted.iter().filter(|t| !same(t)) {
-            let listener = proxy::bind(tunnel.listen, ctx.peer.limits().max_connections)
+            let listener = proxy::bind(tunnel.listen, backlog)
                 .await
                 .map_err(|e| (tunnel.listen, e))?;
-            bound.push((tunnel, listener));
+            bound.push((tunnel.clone(), listener));
         }
+        Ok(bound)
+    }
+
+    /// Makes the served tunnels those of `wanted`, with the listeners
+    /// [`Self::prepare`] bound: stops the removed ones (their established
+    /// connections are left to the caller's drain), updates the changed
+    /// specs and serves the new ones.
+    pub(crate) fn commit(
+        &self,
+        ctx: &Arc<Context>,
+        offer: &Offer,
+        wanted: &[Tunnel],
+        bound: Vec<(Tunnel, TcpListener)>,
+    ) -> Applied {
         let (removed, changed) = self.served.reconcile(
             offer,
             |listen, spec| {
@@ -100,53 +105,9 @@ impl Tunnels {
             if let Err(e) = offer.add(&listener) {
                 tracing::warn!(error = %e, listen = %tunnel.listen, "a new tunnel cannot be offered to a takeover");
             }
-            self.serve(ctx, tunnel, listener);
+            self.serve(ctx, &tunnel, listener);
             applied.added.push(tunnel.listen);
         }
-        Ok(applied)
-    }
-}
-
-impl super::Running {
-    /// Applies the `[[intercept]]` and `[[tunnel]]` lists of a re-read
-    /// config live (see `gateway::intercepts`, `gateway::tunnels`), after
-    /// checking its services against the running policy. (A tunnel that
-    /// cannot bind after the intercepts were applied leaves them applied.) Blocking: call off the reactor, inside the runtime.
-    ///
-    /// # Errors
-    /// What refused the change (nothing was changed then).
-    pub(super) fn apply_tunnels(&self, new: &crate::config::Config) -> Result<(), String> {
-        let policy = self.ctx.peer.snapshot().policy.clone();
-        crate::config::check_against_policy(new, &policy).map_err(|e| e.to_string())?;
-        let mut own = vec![self.peer_addr];
-        own.extend(self.admin_addr);
-        own.extend(new.tunnels.iter().map(|t| t.listen));
-        let runtime = tokio::runtime::Handle::current();
-        let intercepts = {
-            let _inside = runtime.enter();
-            self.intercepts
-                .apply(&self.ctx, &self.offer, &new.intercepts, own.clone())
-                .map_err(|(addr, e)| {
-                    format!(
-                        "{}: a new [[intercept]] cannot listen on {addr}: {e} — nothing was reloaded",
-                        new.path.display()
-                    )
-                })?
-        };
-        if intercepts {
-            tracing::info!("intercepts applied live");
-        }
-        let applied = runtime
-            .block_on(self.tunnels.apply(&self.ctx, &self.offer, &new.tunnels))
-            .map_err(|(addr, e)| {
-                format!(
-                    "{}: a new [[tunnel]] cannot listen on {addr}: {e} — nothing was reloaded",
-                    new.path.display()
-                )
-            })?;
-        if applied != Applied::default() {
-            tracing::info!(added = ?applied.added, removed = ?applied.removed, changed = ?applied.changed, "tunnels applied live");
-        }
-        Ok(())
+        applied
     }
 }

@@ -22,7 +22,7 @@ mod track;
 
 pub use dial::{DialError, DIALS_IN_FLIGHT};
 pub use readahead::ReadAhead;
-pub use registry::{Registration, Registry};
+pub use registry::{Closed, Origin, Registration, Registry};
 pub use service::{Accepted, Backlog, Served, Service, Serving};
 pub use track::Track;
 
@@ -159,6 +159,12 @@ impl Peer {
                 "socket mark changed for the sockets opened from now on"
             );
         }
+    }
+
+    /// The id given to the newest connection so far (0: none yet): every
+    /// connection accepted before now has an id at most this.
+    pub fn last_id(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed).saturating_sub(1)
     }
 
     /// A fresh connection id (audit `conn_id`).

@@ -1,10 +1,13 @@
 //! The open connections, with the certificate chain each peer presented and
 //! the service each carries, so that a CRL reload can close established
 //! connections of a newly revoked peer (a rotation, by contrast, leaves them
-//! alone) and a policy reload those whose service is no longer allowed.
+//! alone), a policy reload those whose service is no longer allowed, and a
+//! config reload those of a removed listener or a narrowed `allow_sources`
+//! (`gateway::drain`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::CertificateDer;
@@ -13,15 +16,58 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::Direction;
 use crate::tls::Material;
 
-struct Entry {
-    direction: Direction,
-    chain: Vec<CertificateDer<'static>>,
+/// What a reload judges an open connection by.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub direction: Direction,
     /// The policy service the connection carries (tunnels; none for the
     /// spool and control links, which the policy governs at connect only).
-    service: Option<String>,
+    pub service: Option<String>,
+    /// The gateway listener that accepted it (outbound: a tunnel or an
+    /// intercept; none for inbound).
+    pub listener: Option<SocketAddr>,
+    /// The local client (outbound), judged against `allow_sources`.
+    pub client: Option<IpAddr>,
+    /// The original destination (intercepted), judged against `destinations`.
+    pub destination: Option<SocketAddr>,
+}
+
+/// Why the gateway closed an open connection itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Closed {
+    /// A CRL now revokes the peer's certificate.
+    Revoked = 1,
+    /// The reloaded policy no longer allows its service.
+    Disallowed = 2,
+    /// The changed `allow_sources` of its listener no longer admits its client.
+    SourceRefused = 3,
+    /// The changed `destinations` of its intercept no longer admit its
+    /// original destination.
+    DestinationRefused = 4,
+    /// Its listener or export was removed, and the grace period is over.
+    Drained = 5,
+}
+
+impl Closed {
+    fn from_u8(v: u8) -> Option<Closed> {
+        [
+            Closed::Revoked,
+            Closed::Disallowed,
+            Closed::SourceRefused,
+            Closed::DestinationRefused,
+            Closed::Drained,
+        ]
+        .into_iter()
+        .find(|c| *c as u8 == v)
+    }
+}
+
+struct Entry {
+    origin: Origin,
+    chain: Vec<CertificateDer<'static>>,
     token: CancellationToken,
-    revoked: Arc<AtomicBool>,
-    disallowed: Arc<AtomicBool>,
+    closed: Arc<AtomicU8>,
 }
 
 #[derive(Default)]
@@ -33,22 +79,15 @@ pub struct Registry {
 pub struct Registration<'a> {
     registry: &'a Registry,
     id: u64,
-    /// Cancelled when the connection must close (shutdown or revocation).
+    /// Cancelled when the connection must close (shutdown, or [`Closed`]).
     pub token: CancellationToken,
-    revoked: Arc<AtomicBool>,
-    disallowed: Arc<AtomicBool>,
+    closed: Arc<AtomicU8>,
 }
 
 impl Registration<'_> {
-    /// Whether the connection was closed because its peer was revoked.
-    pub fn was_revoked(&self) -> bool {
-        self.revoked.load(Ordering::Relaxed)
-    }
-
-    /// Whether the connection was closed because a reloaded policy no
-    /// longer allows its service.
-    pub fn was_disallowed(&self) -> bool {
-        self.disallowed.load(Ordering::Relaxed)
+    /// Why the gateway closed the connection, if it did (not at shutdown).
+    pub fn closed(&self) -> Option<Closed> {
+        Closed::from_u8(self.closed.load(Ordering::Relaxed))
     }
 }
 
@@ -67,30 +106,25 @@ impl Drop for Registration<'_> {
 }
 
 impl Registry {
-    /// Registers connection `id` whose peer presented `chain`, carrying
-    /// `service` (a tunnel's; `None` when a policy reload must not close
-    /// it). Its token is a child of `parent` (the gateway's hard-stop token).
+    /// Registers connection `id` of `origin` whose peer presented `chain`.
+    /// Its token is a child of `parent` (the gateway's hard-stop token).
     pub fn register(
         &self,
         id: u64,
-        direction: Direction,
+        origin: Origin,
         chain: Vec<CertificateDer<'static>>,
-        service: Option<&str>,
         parent: &CancellationToken,
     ) -> Registration<'_> {
         let token = parent.child_token();
-        let revoked = Arc::new(AtomicBool::new(false));
-        let disallowed = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(AtomicU8::new(0));
         if let Ok(mut open) = self.open.lock() {
             open.insert(
                 id,
                 Entry {
-                    direction,
+                    origin,
                     chain,
-                    service: service.map(str::to_owned),
                     token: token.clone(),
-                    revoked: revoked.clone(),
-                    disallowed: disallowed.clone(),
+                    closed: closed.clone(),
                 },
             );
         }
@@ -98,24 +132,42 @@ impl Registry {
             registry: self,
             id,
             token,
-            revoked,
-            disallowed,
+            closed,
         }
     }
 
-    /// Closes every open connection whose service `allowed` now refuses
-    /// (after a policy reload); returns how many.
-    pub fn close_disallowed(&self, allowed: impl Fn(&str) -> bool) -> u64 {
+    /// Closes every open connection `close` picks (by id and origin), for
+    /// `why` (the first reason given to a connection stays); returns how many.
+    pub fn close_where(&self, why: Closed, close: impl Fn(u64, &Origin) -> bool) -> u64 {
         let Ok(open) = self.open.lock() else { return 0 };
         let mut closed = 0;
-        for entry in open.values() {
-            if entry.service.as_deref().is_some_and(|s| !allowed(s)) {
-                entry.disallowed.store(true, Ordering::Relaxed);
+        for (id, entry) in open.iter() {
+            if close(*id, &entry.origin) {
+                let _ = entry.closed.compare_exchange(
+                    0,
+                    why as u8,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 entry.token.cancel();
                 closed += 1;
             }
         }
         closed
+    }
+
+    /// How many open connections `pick` picks.
+    pub fn count_where(&self, pick: impl Fn(u64, &Origin) -> bool) -> usize {
+        let Ok(open) = self.open.lock() else { return 0 };
+        open.iter().filter(|(id, e)| pick(**id, &e.origin)).count()
+    }
+
+    /// Closes every open connection whose service `allowed` now refuses
+    /// (after a policy reload); returns how many.
+    pub fn close_disallowed(&self, allowed: impl Fn(&str) -> bool) -> u64 {
+        self.close_where(Closed::Disallowed, |_, o| {
+            o.service.as_deref().is_some_and(|s| !allowed(s))
+        })
     }
 
     /// Closes every open connection whose peer certificate `material` now
@@ -124,9 +176,14 @@ impl Registry {
         let Ok(open) = self.open.lock() else { return 0 };
         let mut closed = 0;
         for entry in open.values() {
-            let as_client = entry.direction == Direction::Inbound;
+            let as_client = entry.origin.direction == Direction::Inbound;
             if material.is_revoked(&entry.chain, as_client, peer_pool) {
-                entry.revoked.store(true, Ordering::Relaxed);
+                let _ = entry.closed.compare_exchange(
+                    0,
+                    Closed::Revoked as u8,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 entry.token.cancel();
                 closed += 1;
             }
@@ -147,12 +204,42 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn origin() -> Origin {
+        Origin {
+            direction: Direction::Outbound,
+            service: Some("backup-smb".into()),
+            listener: Some(([127, 0, 0, 1], 8445).into()),
+            client: Some([127, 0, 0, 5].into()),
+            destination: None,
+        }
+    }
+
+    #[test]
+    fn the_first_reason_to_close_stays_and_only_the_picked_close() {
+        let registry = Registry::default();
+        let stop = CancellationToken::new();
+        let mut other = origin();
+        other.listener = Some(([127, 0, 0, 1], 9445).into());
+        let a = registry.register(1, origin(), vec![], &stop);
+        let b = registry.register(2, other, vec![], &stop);
+        let on_8445 = |_: u64, o: &Origin| o.listener.is_some_and(|l| l.port() == 8445);
+        assert_eq!(registry.count_where(on_8445), 1);
+        assert_eq!(registry.close_where(Closed::Drained, on_8445), 1);
+        assert_eq!(registry.close_where(Closed::Disallowed, |_, _| true), 2);
+        assert_eq!(a.closed(), Some(Closed::Drained));
+        assert!(a.token.is_cancelled());
+        assert_eq!(b.closed(), Some(Closed::Disallowed));
+        let c = registry.register(3, origin(), vec![], &stop);
+        assert_eq!(c.closed(), None);
+        assert!(!c.token.is_cancelled());
+    }
+
     #[test]
     fn the_table_shrinks_after_a_burst() {
         let registry = Registry::default();
         let stop = CancellationToken::new();
         let burst: Vec<_> = (0..1000)
-            .map(|id| registry.register(id, Direction::Inbound, vec![], None, &stop))
+            .map(|id| registry.register(id, origin(), vec![], &stop))
             .collect();
         let peak = registry.open.lock().unwrap().capacity();
         drop(burst);

@@ -24,6 +24,9 @@ pub struct Track {
     pub orig_dst: Option<String>,
     /// What an unverified certificate claimed (see `audit::Connection`).
     pub claimed_pool: Option<String>,
+    /// The tunnel or intercept listener that accepted an outbound
+    /// connection (not audited: a reload drains a removed listener's).
+    pub listener: Option<std::net::SocketAddr>,
     started: Instant,
 }
 
@@ -39,7 +42,26 @@ impl Track {
             client_addr: None,
             orig_dst: None,
             claimed_pool: None,
+            listener: None,
             started: Instant::now(),
+        }
+    }
+
+    /// What a reload judges the connection by, once it is established.
+    pub fn origin(&self) -> super::Origin {
+        super::Origin {
+            direction: self.direction,
+            service: self.service.as_ref().map(ToString::to_string),
+            listener: self.listener,
+            client: self
+                .client_addr
+                .as_deref()
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                .map(|a| a.ip()),
+            destination: self
+                .orig_dst
+                .as_deref()
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok()),
         }
     }
 

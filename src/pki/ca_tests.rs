@@ -257,7 +257,7 @@ fn bad_requests_are_refused() {
         "",
         "not a name",
         "*.site1.example",
-        "10.0.0.1",
+        "127.0.0.1",
         "ünï.example",
     ] {
         let mut req = request(Validity::days_from_now(1));

@@ -63,6 +63,11 @@ pub enum DenyReason {
     /// An established connection closed because a reloaded policy no
     /// longer allows its service (audited on the connection, then its close).
     PolicyChanged,
+    /// An established connection closed because a live reload removed the
+    /// tunnel or intercept listener that accepted it, or the export it was
+    /// connected to, and it was still open when `limits.shutdown_grace_secs`
+    /// ran out.
+    ListenerRemoved,
     /// The audit log cannot be written or keep up and `audit.on_failure =
     /// "refuse"`: new connections are refused until it is written again.
     AuditFailing,
@@ -91,6 +96,7 @@ impl DenyReason {
             DenyReason::CrlOverdue => "crl_overdue",
             DenyReason::DestinationNotAllowed => "destination_not_allowed",
             DenyReason::PolicyChanged => "policy_changed",
+            DenyReason::ListenerRemoved => "listener_removed",
             DenyReason::AuditFailing => "audit_failing",
         }
     }

@@ -208,13 +208,15 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         .as_deref()
         .and_then(|service| ctx.routes.services.get(service));
     if let Some(handler) = handler {
-        let reg = ctx.peer.registry.register(
-            track.id,
-            Direction::Inbound,
-            leaf,
-            None,
-            ctx.peer.shutdown.hard_token(),
-        );
+        // No service: a policy reload governs the spool at connect only.
+        let origin = crate::peer::Origin {
+            service: None,
+            ..track.origin()
+        };
+        let reg =
+            ctx.peer
+                .registry
+                .register(track.id, origin, leaf, ctx.peer.shutdown.hard_token());
         let accepted = Accepted {
             peer_pool: track.peer_pool.clone().unwrap_or_default(),
             closed: reg.token.clone(),

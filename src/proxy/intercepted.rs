@@ -23,6 +23,8 @@ use crate::policy::{Decision, DenyReason};
 /// What one `[[intercept]]` listener decides with.
 #[derive(Debug, Clone)]
 pub struct InterceptSpec {
+    /// The listener's configured address (its identity across reloads).
+    pub listen: SocketAddr,
     pub service: crate::names::ServiceName,
     pub allow_sources: Vec<IpNet>,
     pub destinations: Destinations,
@@ -42,6 +44,7 @@ pub async fn handle(
 ) {
     let mut track = Track::new(&ctx.peer, Direction::Outbound, addr);
     track.service = Some(spec.service.clone());
+    track.listener = Some(spec.listen);
     let span = tracing::info_span!("intercept", conn = track.id, peer_addr = %addr, service = %spec.service);
     let _active = ctx.peer.metrics.active(Direction::Outbound);
     intercepted(&ctx, &spec, client, addr, &mut track)

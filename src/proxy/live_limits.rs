@@ -12,10 +12,10 @@
 //! - `max_connections`: raised, the new slots are there at once (and the
 //!   open-file limit is raised for it); lowered, the free slots go at once
 //!   and the rest are taken back as connections end ([`super::slots`]) —
-//!   no open connection is closed for it. An accept queue keeps the length
-//!   its listener was bound with: listeners added by the same reload are
-//!   bound before the limits apply, those of a later reload or a restart
-//!   get the new length.
+//!   no open connection is closed for it. The accept queues of listeners
+//!   already bound keep their length; the listeners a reload adds (the same
+//!   reload included: `gateway::apply` binds them with the new value) get
+//!   the new one.
 //! - `max_handshakes_per_source`, `max_handshakes_per_peer`: the next
 //!   handshake on the peer listener (`peer::pending`).
 //! - `shutdown_grace_secs`: read when the gateway stops.

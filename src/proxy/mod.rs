@@ -49,7 +49,7 @@ use tokio::sync::watch;
 
 use crate::intercept::Destinations;
 use crate::names::ServiceName;
-use crate::peer::{Backlog, Peer, Registration, Service, Track};
+use crate::peer::{Backlog, Closed, Peer, Registration, Service, Track};
 use crate::policy::{Decision, DenyReason};
 
 /// The `[[export]]` routes: replaced whole when SIGHUP re-reads the config;
@@ -142,20 +142,17 @@ async fn relay_allowed<A, B>(
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let reg = peer.registry.register(
-        track.id,
-        track.direction,
-        leaf,
-        track.service.as_ref().map(|s| s.as_str()),
-        peer.shutdown.hard_token(),
-    );
+    let reg = peer
+        .registry
+        .register(track.id, track.origin(), leaf, peer.shutdown.hard_token());
     let counters = relay::Counters::default();
     let end = relay::relay(a, b, peer.limits().idle_timeout, &reg.token, &counters).await;
     finish(peer, track, &reg, &counters, end);
 }
 
-/// Audits the close of a relayed connection; a connection cut because its
-/// peer was revoked gets a `revoked` denial first.
+/// Audits the close of a relayed connection; one the gateway closed itself
+/// ([`Closed`]: revoked peer; policy, `allow_sources` or `destinations`
+/// changed; listener removed) gets its denial first.
 fn finish(
     peer: &Peer,
     track: &Track,
@@ -163,26 +160,48 @@ fn finish(
     counters: &relay::Counters,
     end: relay::End,
 ) {
-    let error = if reg.was_revoked() {
-        track.decide(
-            peer,
-            Decision::Deny(DenyReason::Revoked),
-            Some("established connection closed: peer certificate revoked".to_owned()),
-        );
-        Some("peer certificate revoked".to_owned())
-    } else if reg.was_disallowed() {
-        let service = track.service.as_ref().map_or("?", |s| s.as_str());
-        track.decide(
-            peer,
-            Decision::Deny(DenyReason::PolicyChanged),
-            Some(format!(
-                "established connection closed: the reloaded policy no longer allows {service}"
-            )),
-        );
-        Some("the reloaded policy no longer allows the service".to_owned())
-    } else {
-        end.error_text()
+    let service = track.service.as_ref().map_or("?", |s| s.as_str());
+    let (reason, detail) = match reg.closed() {
+        None => return close(peer, track, counters, end.error_text()),
+        Some(Closed::Revoked) => (
+            DenyReason::Revoked,
+            "peer certificate revoked".to_owned(),
+        ),
+        Some(Closed::Disallowed) => (
+            DenyReason::PolicyChanged,
+            format!("the reloaded policy no longer allows {service}"),
+        ),
+        Some(Closed::SourceRefused) => (
+            DenyReason::PolicyChanged,
+            format!(
+                "the reloaded allow_sources of the {service} listener no longer admit {}",
+                track.client_addr.as_deref().unwrap_or("the client")
+            ),
+        ),
+        Some(Closed::DestinationRefused) => (
+            DenyReason::PolicyChanged,
+            format!(
+                "the reloaded destinations of the {service} intercept no longer admit {}",
+                track.orig_dst.as_deref().unwrap_or("its destination")
+            ),
+        ),
+        Some(Closed::Drained) => (
+            DenyReason::ListenerRemoved,
+            format!(
+                "the reloaded config removed the {service} {}; still open when the grace period ran out",
+                if track.direction == crate::audit::Direction::Inbound { "export" } else { "listener" }
+            ),
+        ),
     };
+    track.decide(
+        peer,
+        Decision::Deny(reason),
+        Some(format!("established connection closed: {detail}")),
+    );
+    close(peer, track, counters, Some(detail));
+}
+
+fn close(peer: &Peer, track: &Track, counters: &relay::Counters, error: Option<String>) {
     track.close(
         peer,
         counters.forward.load(Ordering::Relaxed),

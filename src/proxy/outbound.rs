@@ -21,6 +21,8 @@ use crate::tls::{self};
 /// The tunnel a listener serves.
 #[derive(Debug, Clone)]
 pub struct TunnelSpec {
+    /// The listener's configured address (its identity across reloads).
+    pub listen: SocketAddr,
     pub service: ServiceName,
     pub allow_sources: Vec<IpNet>,
 }
@@ -35,6 +37,7 @@ pub async fn handle_outbound(
 ) {
     let mut track = Track::new(&ctx.peer, Direction::Outbound, addr);
     track.service = Some(tunnel.service.clone());
+    track.listener = Some(tunnel.listen);
     let span = tracing::info_span!("outbound", conn = track.id, peer_addr = %addr, service = %tunnel.service);
     let _active = ctx.peer.metrics.active(Direction::Outbound);
     outbound(&ctx, &tunnel, client, addr, &mut track)
@@ -199,9 +202,8 @@ async fn relay_after_status(
 ) {
     let reg = ctx.peer.registry.register(
         track.id,
-        Direction::Outbound,
+        track.origin(),
         leaf,
-        track.service.as_ref().map(|s| s.as_str()),
         ctx.peer.shutdown.hard_token(),
     );
     let counters = relay::Counters::default();

@@ -165,6 +165,15 @@ impl LongSession {
         Ok(s)
     }
 
+    /// A session whose client connects from `source` (any 127.x).
+    pub(crate) async fn open_from(addr: SocketAddr, source: std::net::IpAddr) -> LongSession {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        let mut s = LongSession(socket.connect(addr).await.unwrap(), 0);
+        s.echo().await.unwrap();
+        s
+    }
+
     pub(crate) async fn echo(&mut self) -> std::io::Result<()> {
         self.1 += 1;
         let msg = format!("long session round {:06}\n", self.1).into_bytes();

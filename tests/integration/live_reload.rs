@@ -73,7 +73,7 @@ async fn tunnels_added_removed_and_changed_live_under_load() {
     let added = free_port();
     let removed = pair.cms_tunnel;
     let mut spec = pair.site1_spec.clone();
-    spec.tunnels[0].2 = vec!["127.0.0.1/32".into(), "10.9.0.0/16".into()];
+    spec.tunnels[0].2 = vec!["127.0.0.1/32".into(), "127.9.0.0/16".into()];
     spec.tunnels[1] = ("cms-smb".into(), added, vec!["127.0.0.0/8".into()]);
     spec.write(pair.dir.path()).unwrap();
     pair.site1_spec = spec;

@@ -16,6 +16,7 @@ mod hostile;
 mod intercept;
 mod layers;
 mod lifecycle;
+mod live_drain;
 mod live_limits;
 mod live_reload;
 mod netns;

@@ -14,7 +14,15 @@ use crate::{io, LabError};
 /// # Errors
 /// When it cannot bind.
 pub async fn echo_backend() -> Result<SocketAddr, LabError> {
-    serve_backend(SocketAddr::from(([127, 0, 0, 1], 0)), |stream| async move {
+    echo_backend_at(SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// [`echo_backend`] on a chosen address (e.g. a lab "file server"'s own).
+///
+/// # Errors
+/// When it cannot bind.
+pub async fn echo_backend_at(addr: SocketAddr) -> Result<SocketAddr, LabError> {
+    serve_backend(addr, |stream| async move {
         let (mut r, mut w) = stream.into_split();
         let _ = tokio::io::copy(&mut r, &mut w).await;
         let _ = w.shutdown().await;

@@ -36,8 +36,8 @@ pub mod table;
 use std::path::PathBuf;
 
 pub use backends::{
-    bulk_digest, digest_backend, digest_backend_at, discard_backend, echo_backend, pattern,
-    round_trip, round_trip_on, stream_bulk,
+    bulk_digest, digest_backend, digest_backend_at, discard_backend, echo_backend, echo_backend_at,
+    pattern, round_trip, round_trip_on, stream_bulk,
 };
 pub use pairgate::Pairgate;
 pub use pki::Pki;

@@ -101,7 +101,7 @@ fn each_rule_is_enforced() {
     assert_eq!(
         rule(&ca, |p| p
             .subject_alt_names
-            .insert(0, SanType::IpAddress("10.0.0.1".parse().unwrap()))),
+            .insert(0, SanType::IpAddress("127.0.0.9".parse().unwrap()))),
         "pool_first_san"
     );
     assert_eq!(rule(&ca, |p| p.subject_alt_names.clear()), "pool_first_san");
