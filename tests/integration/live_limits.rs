@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::ha::LongSession;
+use crate::ha::{Load, LongSession};
 use crate::harness::*;
 
 /// Opens a long session; a heartbeat of the peer may hold one of a tiny
@@ -116,6 +116,40 @@ async fn max_connections_raised_and_lowered_live_never_cuts_a_session() {
             .get("restart_needed")
             .is_none_or(|keys| keys == &serde_json::json!([])),
         "{status}"
+    );
+}
+
+/// Issue 16's load test for limits: under a stream of new connections and
+/// a long session, every limit changed by SIGHUP (raised, then lowered to
+/// values the load stays under) fails no connection attempt and leaves the
+/// long session intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_limit_changed_under_load_fails_nothing() {
+    let mut pair = Pairing::start().await;
+    let load = Load::start(pair.tunnel);
+    load.wait_more(20).await;
+    let mut long = LongSession::open(pair.tunnel).await;
+    let limits = |n: usize, secs: u64| {
+        format!(
+            "\n[limits]\nhandshake_timeout_secs = {secs}\nidle_timeout_secs = {}\n\
+             max_connections = {n}\nmax_handshakes_per_source = {}\n\
+             max_handshakes_per_peer = {n}\nshutdown_grace_secs = {secs}\n",
+            secs * 60,
+            n / 2
+        )
+    };
+    for (n, (max, secs)) in [(8192, 20), (64, 15)].into_iter().enumerate() {
+        let reload = reload_site1(&mut pair, limits(max, secs), n + 1);
+        assert_eq!(reload["ok"], true, "{reload}");
+        load.wait_more(20).await;
+        long.echo().await.expect("the long session was cut");
+    }
+    let (ok, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} of {} attempts failed: {failed:?}",
+        failed.len(),
+        ok + failed.len() as u64
     );
 }
 
