@@ -1,8 +1,10 @@
 //! `[limits]` and the socket mark applied live on SIGHUP, on real
 //! processes: `max_connections` raised and lowered under held sessions
 //! (established ones never cut, the cap enforced for what comes next),
-//! `handshake_timeout_secs` lowered for the next handshake, and an export
-//! with `destinations` added live switching the socket mark on (as root).
+//! every limit changed under load, the timeouts lowered for the next
+//! handshake and connection, and (as root) the socket mark switched on by an
+//! export or intercept added live — the new sockets carry it, an arrival
+//! carrying it is refused as a loop.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -324,4 +326,45 @@ async fn carried(
     let mut back = [0u8; 7];
     let read = tokio::time::timeout(Duration::from_secs(20), tls.read_exact(&mut back)).await;
     matches!(read, Ok(Ok(_)) if &back == b"carried").then_some(tls)
+}
+
+/// The mark switched on live is the one an intercept refuses as a loop: in
+/// a namespace of its own with `net.ipv4.tcp_fwmark_accept = 1` (so an
+/// accepted socket shows its client's mark), an intercept added by SIGHUP
+/// to a gateway that started without one refuses a connection carrying the
+/// gateway's mark as a redirect loop.
+#[test]
+fn an_intercept_added_live_refuses_a_marked_arrival_as_a_loop() {
+    use crate::netns::{isolate, GATEWAY1, MARK, SERVER_A};
+    if !isolate("live_limits::an_intercept_added_live_refuses_a_marked_arrival_as_a_loop") {
+        return;
+    }
+    // Per network namespace: only this test's.
+    std::fs::write("/proc/sys/net/ipv4/tcp_fwmark_accept", "1").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut pair = Pairing::start().await;
+        let listen = SocketAddr::from((GATEWAY1, free_port()));
+        let extra = format!(
+            "\n[[intercept]]\nservice = \"backup-smb\"\nlisten = \"{listen}\"\n\
+             allow_sources = [\"127.0.0.0/8\"]\ndestinations = [\"{SERVER_A}\"]\nports = [445]\n"
+        );
+        let reload = reload_site1(&mut pair, extra, 1);
+        assert_eq!(reload["ok"], true, "{reload}");
+
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket2::SockRef::from(&socket).set_mark(MARK).unwrap();
+        let mut looped = socket.connect(listen).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(20), looped.read_to_end(&mut buf)).await;
+        let refused = pair.site1.wait_audit("the loop refusal", |v| {
+            v["event"] == "connection" && v["reason"] == "destination_not_allowed"
+        });
+        assert!(
+            refused["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("own mark 0x5047: a redirect loop")),
+            "{refused}"
+        );
+    });
 }
