@@ -4,7 +4,8 @@
 //! every limit changed under load, the timeouts lowered for the next
 //! handshake and connection, and (as root) the socket mark switched on by an
 //! export or intercept added live — the new sockets carry it, an arrival
-//! carrying it is refused as a loop.
+//! carrying it is refused as a loop. Also: a SIGHUP the moment the gateway
+//! is ready reloads it and never kills it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -367,4 +368,36 @@ fn an_intercept_added_live_refuses_a_marked_arrival_as_a_loop() {
             "{refused}"
         );
     });
+}
+
+/// A reload asked for the moment the gateway says it is ready (as
+/// `systemctl reload` right after a start may) reloads it: SIGHUP's default
+/// action, ending the process, is never in force once `ready` is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_right_after_ready_reloads_and_never_kills_the_gateway() {
+    let (dir, _pki, spec) = site_on_disk();
+    let config = spec.write(dir.path()).unwrap();
+    for round in 1..=40 {
+        let mut gw = Gateway::start(&config);
+        // At once, not through `kill(1)`: the race was microseconds wide.
+        let pid = rustix::process::Pid::from_raw(gw.0.pid() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = gw.0.child.try_wait().unwrap() {
+                panic!("round {round}: the gateway died of SIGHUP: {status:?}");
+            }
+            let reloads = gw
+                .audit_lines()
+                .iter()
+                .filter(|v| v["event"] == "config_reload")
+                .count();
+            if reloads >= round {
+                break;
+            }
+            assert!(Instant::now() < deadline, "round {round}: no reload");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        gw.terminate();
+    }
 }
