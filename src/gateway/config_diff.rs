@@ -147,6 +147,7 @@ fn diff_limits(c: &mut Changed, old: &Limits, new: &Limits) {
         max_handshakes_per_source,
         max_handshakes_per_peer,
         shutdown_grace,
+        shutdown_delay,
     } = old;
     let keys = [
         (
@@ -159,6 +160,11 @@ fn diff_limits(c: &mut Changed, old: &Limits, new: &Limits) {
             "limits.shutdown_grace_secs",
             shutdown_grace,
             &new.shutdown_grace,
+        ),
+        (
+            "limits.shutdown_delay_secs",
+            shutdown_delay,
+            &new.shutdown_delay,
         ),
     ];
     for (key, old, new) in keys {
