@@ -120,4 +120,5 @@ pub(crate) struct RawLimits {
     pub max_handshakes_per_source: Option<Spanned<u64>>,
     pub max_handshakes_per_peer: Option<Spanned<u64>>,
     pub shutdown_grace_secs: Option<Spanned<u64>>,
+    pub shutdown_delay_secs: Option<Spanned<u64>>,
 }

@@ -203,6 +203,10 @@ pub struct Limits {
     /// handshake from there, as many at once as local clients open.
     pub max_handshakes_per_peer: usize,
     pub shutdown_grace: Duration,
+    /// On SIGTERM, how long the gateway keeps accepting while `/readyz`
+    /// already answers 503, so that a load balancer or keepalived moves new
+    /// connections away before the listeners close (0: close at once).
+    pub shutdown_delay: Duration,
 }
 
 impl Limits {
@@ -223,6 +227,7 @@ impl Default for Limits {
             max_handshakes_per_source: Limits::DEFAULT_MAX_HANDSHAKES_PER_SOURCE,
             max_handshakes_per_peer: Limits::DEFAULT_MAX_HANDSHAKES_PER_PEER,
             shutdown_grace: Duration::from_secs(Limits::DEFAULT_SHUTDOWN_GRACE_SECS),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }

@@ -140,6 +140,16 @@ impl Validator<'_> {
             .shutdown_grace_secs
             .as_ref()
             .map_or(d.shutdown_grace.as_secs(), |g| *g.get_ref());
+        let delay = match &raw.shutdown_delay_secs {
+            Some(v) if *v.get_ref() > 3600 => Err(self.invalid(
+                &v.span(),
+                "limits.shutdown_delay_secs",
+                format!("{} is more than an hour", v.get_ref()),
+                "use the health-check time of your load balancer or keepalived (a few seconds)",
+            )),
+            Some(v) => Ok(*v.get_ref()),
+            None => Ok(0),
+        }?;
         Ok(Limits {
             handshake_timeout: Duration::from_secs(handshake),
             idle_timeout: Duration::from_secs(idle),
@@ -147,6 +157,7 @@ impl Validator<'_> {
             max_handshakes_per_source: usize::try_from(per_source).unwrap_or(usize::MAX),
             max_handshakes_per_peer: usize::try_from(per_peer).unwrap_or(usize::MAX),
             shutdown_grace: Duration::from_secs(grace),
+            shutdown_delay: Duration::from_secs(delay),
         })
     }
 }

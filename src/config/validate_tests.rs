@@ -112,7 +112,7 @@ fn relative_config_path_still_gives_absolute_paths() {
 #[test]
 fn optional_sections_and_limits() {
     let text = format!(
-        "{}\n[spool]\ndir = \"s\"\nkey = \"k\"\noutbox = \"o\"\ninbox = \"i\"\nmax_bytes = 1000\n\n[limits]\nidle_timeout_secs = 60\nmax_connections = 8\nmax_handshakes_per_peer = 5\nshutdown_grace_secs = 0\n",
+        "{}\n[spool]\ndir = \"s\"\nkey = \"k\"\noutbox = \"o\"\ninbox = \"i\"\nmax_bytes = 1000\n\n[limits]\nidle_timeout_secs = 60\nmax_connections = 8\nmax_handshakes_per_peer = 5\nshutdown_grace_secs = 0\nshutdown_delay_secs = 3\n",
         BASE.replace("[admin]\nlisten = \"127.0.0.1:9101\"\n", "")
     );
     let config = parse(&text).map_err(|e| e.to_string());
@@ -135,6 +135,14 @@ fn optional_sections_and_limits() {
         (8, Duration::ZERO)
     );
     assert_eq!(config.limits.max_handshakes_per_peer, 5);
+    assert_eq!(config.limits.shutdown_delay, Duration::from_secs(3));
+    let long = parse(&text.replace("shutdown_delay_secs = 3", "shutdown_delay_secs = 7200"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        long.contains("limits.shutdown_delay_secs") && long.contains("more than an hour"),
+        "{long}"
+    );
 }
 
 #[test]

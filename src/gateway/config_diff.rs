@@ -64,6 +64,7 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
         max_handshakes_per_source: _,
         max_handshakes_per_peer: _,
         shutdown_grace: _,
+        shutdown_delay: _,
     } = limits;
     changed.0
 }
@@ -219,7 +220,8 @@ mod tests {
         assert!(restart_needed(&a, &more).is_empty());
         let limits = parse(&format!(
             "{BASE}[limits]\nhandshake_timeout_secs = 2\nidle_timeout_secs = 60\nmax_connections = 3\n\
-             max_handshakes_per_source = 2\nmax_handshakes_per_peer = 5\nshutdown_grace_secs = 1\n"
+             max_handshakes_per_source = 2\nmax_handshakes_per_peer = 5\nshutdown_grace_secs = 1\n\
+             shutdown_delay_secs = 2\n"
         ));
         assert!(restart_needed(&a, &limits).is_empty());
         assert!(restart_needed(&limits, &a).is_empty());

@@ -111,6 +111,9 @@ pub fn run_with(path: &Path, takeover: bool) -> Result<(), GatewayError> {
             () = handed_over.notified() => "handover",
         };
         systemd(&[NotifyState::Stopping]);
+        if reason != "handover" {
+            running.leave_rotation().await;
+        }
         running.stop(reason).await;
         Ok(())
     })

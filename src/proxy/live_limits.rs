@@ -18,7 +18,8 @@
 //!   the new one.
 //! - `max_handshakes_per_source`, `max_handshakes_per_peer`: the next
 //!   handshake on the peer listener (`peer::pending`).
-//! - `shutdown_grace_secs`: read when the gateway stops.
+//! - `shutdown_grace_secs`, `shutdown_delay_secs`: read (from the running
+//!   config) when the gateway stops.
 //!
 //! Every limit is read through `Peer::limits` where it is applied, so
 //! there is one place that changes.
@@ -60,6 +61,7 @@ fn changed(old: &Limits, new: &Limits) -> Vec<String> {
         max_handshakes_per_source,
         max_handshakes_per_peer,
         shutdown_grace,
+        shutdown_delay,
     } = old;
     let secs = [
         (
@@ -72,6 +74,11 @@ fn changed(old: &Limits, new: &Limits) -> Vec<String> {
             "limits.shutdown_grace_secs",
             shutdown_grace,
             &new.shutdown_grace,
+        ),
+        (
+            "limits.shutdown_delay_secs",
+            shutdown_delay,
+            &new.shutdown_delay,
         ),
     ];
     let counts = [
