@@ -1,11 +1,15 @@
 //! Applying a re-read config file live (SIGHUP), all or nothing.
 //!
 //! 1. **Prepare**: check the new config's services against the running
-//!    policy, then bind every listener it adds — tunnels, intercepts, the
-//!    admin endpoint. Any failure drops what was bound and changes nothing:
-//!    the running gateway serves exactly what it served before.
-//! 2. **Commit** (cannot fail): serve the new listeners, stop the removed
-//!    ones, update the changed ones, publish the export routes, declare the
+//!    policy and the capability a changed socket mark needs
+//!    (`config_diff::mark_change`), then bind every listener it adds —
+//!    tunnels, intercepts, the admin endpoint. Any failure drops what was
+//!    bound and changes nothing: the running gateway serves exactly what it
+//!    served before.
+//! 2. **Commit** (cannot fail): set the socket mark for the sockets opened
+//!    from then on, serve the new listeners, stop the removed ones, update
+//!    the changed ones, publish the export routes, apply the `[limits]` to
+//!    what comes next (`proxy::Context::apply_limits`), declare the
 //!    services added (their series start at 0, `/status` tracks them), and
 //!    make the new config the running one — later reloads compare against
 //!    it, the policy reload checks it, `stop` takes its grace period.
@@ -31,6 +35,8 @@ use crate::config::{Config, Intercept, Tunnel};
 
 /// What [`Running::prepare`] bound; nothing is served until the commit.
 struct Prepared {
+    /// The socket mark to switch to, when it changes.
+    mark: Option<u32>,
     tunnels: Vec<(Tunnel, TcpListener)>,
     intercepts: Vec<(Intercept, TcpListener)>,
     admin: admin_endpoint::Prepared,
@@ -53,6 +59,11 @@ impl Running {
     async fn prepare(&self, new: &Config) -> Result<Prepared, String> {
         let policy = self.ctx.peer.snapshot().policy.clone();
         crate::config::check_against_policy(new, &policy).map_err(|e| e.to_string())?;
+        let mark = super::config_diff::mark_change(
+            self.ctx.peer.mark(),
+            new,
+            crate::intercept::socket::check_mark,
+        )?;
         let refused = |what: &str, (addr, e): (SocketAddr, std::io::Error)| {
             format!(
                 "{}: a new {what} cannot listen on {addr}: {e} — nothing was reloaded",
@@ -75,6 +86,7 @@ impl Running {
             .await
             .map_err(|e| refused("[admin] endpoint", e))?;
         Ok(Prepared {
+            mark,
             tunnels,
             intercepts,
             admin,
@@ -83,10 +95,15 @@ impl Running {
 
     fn commit(&self, new: Config, prepared: Prepared) {
         let Prepared {
+            mark,
             tunnels,
             intercepts,
             admin,
         } = prepared;
+        // Before the listeners and exports that open marked sockets.
+        if let Some(mark) = mark {
+            self.ctx.peer.set_mark(mark);
+        }
         let admin_moved = self.admin.commit(&self.offer, new.admin.as_ref(), admin);
         let mut own = vec![self.peer_addr];
         own.extend(self.admin.addr());
@@ -98,6 +115,7 @@ impl Running {
             .tunnels
             .commit(&self.ctx, &self.offer, &new.tunnels, tunnels);
         let exports_removed = self.apply_exports(&new);
+        self.ctx.apply_limits(&new.limits);
         log_applied("tunnels", &tunnels);
         log_applied("intercepts", &intercepts);
         if admin_moved {

@@ -3,13 +3,21 @@
 //! SIGHUP re-reads the config file before anything else. A file that does
 //! not parse is refused as a whole; a file that parses but changes keys the
 //! running gateway cannot apply live (today: every key but the tunnels, the
-//! intercepts, the exports, `[admin]` and `spool.old_keys` — peer, spool,
-//! limits, file paths) is refused too, with the changed keys named, so "reload ok"
-//! never hides a change that only the next restart would bring. A key
-//! leaves [`restart_needed`] only when something applies it live.
+//! intercepts, the exports, `[admin]`, `[limits]`, `gateway.mark` and
+//! `spool.old_keys` — peer, spool, file paths) is refused too, with the
+//! changed keys named, so "reload ok" never hides a change that only the
+//! next restart would bring. A key leaves [`restart_needed`] only when
+//! something applies it live.
+//!
+//! The socket mark needs a capability (`CAP_NET_ADMIN`) when it goes on or
+//! changes: [`mark_change`] checks it for the new value before anything is
+//! applied, so a reload that would leave the gateway unable to mark its
+//! sockets is refused as a whole, with the same text as at start.
 //!
 //! The comparison destructures every struct exhaustively: a new config field
 //! does not compile until it is compared here.
+
+use std::path::Path;
 
 use crate::config::{Audit, Config, ConfigLines, Gateway, Limits, Peer, Spool, Tls};
 
@@ -32,13 +40,6 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
     } = running;
     let mut changed = Changed::default();
     diff_gateway(&mut changed, gateway, &new.gateway);
-    // The mark is set on the gateway's sockets only while it intercepts (an
-    // `[[intercept]]`, or an export with `destinations`): an export that
-    // switches it on or off is applied by a restart, which checks the
-    // capability it needs.
-    if gateway.mark == new.gateway.mark && running.socket_mark() != new.socket_mark() {
-        changed.0.push("gateway.mark".to_owned());
-    }
     diff_tls(&mut changed, tls, &new.tls);
     diff_peer(&mut changed, peer, &new.peer);
     // Applied live: SIGHUP binds, moves or stops the endpoint and takes the
@@ -54,7 +55,17 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
     let _ = exports;
     // Applied live: SIGHUP binds, stops and updates intercepts (gateway::intercepts).
     let _ = intercepts;
-    diff_limits(&mut changed, limits, &new.limits);
+    // Applied live: SIGHUP applies the limits to what comes next
+    // (proxy::Context::apply_limits); established connections keep theirs.
+    let Limits {
+        handshake_timeout: _,
+        idle_timeout: _,
+        max_connections: _,
+        max_handshakes_per_source: _,
+        max_handshakes_per_peer: _,
+        shutdown_grace: _,
+        shutdown_delay: _,
+    } = limits;
     changed.0
 }
 
@@ -74,12 +85,14 @@ fn diff_gateway(c: &mut Changed, old: &Gateway, new: &Gateway) {
         pool,
         peer_pool,
         policy,
-        mark,
+        // Applied live: the mark in force is `Config::socket_mark`, switched
+        // on, off or changed by SIGHUP once its capability is checked
+        // ([`mark_change`]).
+        mark: _,
     } = old;
     c.check("gateway.pool", pool, &new.pool);
     c.check("gateway.peer_pool", peer_pool, &new.peer_pool);
     c.check("gateway.policy", policy, &new.policy);
-    c.check("gateway.mark", mark, &new.mark);
 }
 
 fn diff_tls(c: &mut Changed, old: &Tls, new: &Tls) {
@@ -139,52 +152,34 @@ fn diff_spool(c: &mut Changed, old: Option<&Spool>, new: Option<&Spool>) {
     }
 }
 
-fn diff_limits(c: &mut Changed, old: &Limits, new: &Limits) {
-    let Limits {
-        handshake_timeout,
-        idle_timeout,
-        max_connections,
-        max_handshakes_per_source,
-        max_handshakes_per_peer,
-        shutdown_grace,
-        shutdown_delay,
-    } = old;
-    let keys = [
-        (
-            "limits.handshake_timeout_secs",
-            handshake_timeout,
-            &new.handshake_timeout,
-        ),
-        ("limits.idle_timeout_secs", idle_timeout, &new.idle_timeout),
-        (
-            "limits.shutdown_grace_secs",
-            shutdown_grace,
-            &new.shutdown_grace,
-        ),
-        (
-            "limits.shutdown_delay_secs",
-            shutdown_delay,
-            &new.shutdown_delay,
-        ),
-    ];
-    for (key, old, new) in keys {
-        c.check(key, old, new);
+/// The mark a reload brings, checked: `Ok(None)` when the mark in force
+/// (`running`) stays, `Ok(Some(mark))` when sockets opened from now on
+/// must carry `mark` (0: none) and `check` (the capability,
+/// `intercept::socket::check_mark`) allows it, and the refusal — the text
+/// a start without the capability prints, naming `gateway.mark`, the file
+/// and the fix — when it does not. Switching the mark off needs nothing.
+pub(super) fn mark_change(
+    running: u32,
+    new: &Config,
+    check: impl FnOnce(u32) -> std::io::Result<()>,
+) -> Result<Option<u32>, String> {
+    let mark = new.socket_mark();
+    if mark == running {
+        return Ok(None);
     }
-    c.check(
-        "limits.max_connections",
-        max_connections,
-        &new.max_connections,
-    );
-    c.check(
-        "limits.max_handshakes_per_source",
-        max_handshakes_per_source,
-        &new.max_handshakes_per_source,
-    );
-    c.check(
-        "limits.max_handshakes_per_peer",
-        max_handshakes_per_peer,
-        &new.max_handshakes_per_peer,
-    );
+    if mark != 0 {
+        check(mark).map_err(|source| mark_refusal(&new.path, mark, source))?;
+    }
+    Ok(Some(mark))
+}
+
+fn mark_refusal(file: &Path, mark: u32, source: std::io::Error) -> String {
+    let refusal = super::GatewayError::Mark {
+        file: file.to_path_buf(),
+        mark,
+        source,
+    };
+    format!("{refusal} — nothing was reloaded")
 }
 
 #[cfg(test)]
@@ -220,16 +215,61 @@ mod tests {
         let more = parse(&format!(
             "{BASE}[[export]]\nservice = \"backup-smb\"\ntarget = \"127.0.0.1:445\"\n[limits]\nidle_timeout_secs = 60\n"
         ));
-        // Exports are applied live (gateway::exports).
-        assert_eq!(restart_needed(&a, &more), ["limits.idle_timeout_secs"]);
-        // An export with `destinations` switches the socket mark on: a restart.
+        // Exports and limits are applied live (gateway::exports,
+        // proxy::Context::apply_limits).
+        assert!(restart_needed(&a, &more).is_empty());
+        let limits = parse(&format!(
+            "{BASE}[limits]\nhandshake_timeout_secs = 2\nidle_timeout_secs = 60\nmax_connections = 3\n\
+             max_handshakes_per_source = 2\nmax_handshakes_per_peer = 5\nshutdown_grace_secs = 1\n\
+             shutdown_delay_secs = 2\n"
+        ));
+        assert!(restart_needed(&a, &limits).is_empty());
+        assert!(restart_needed(&limits, &a).is_empty());
+        // An export with `destinations` switches the socket mark on: live,
+        // once its capability is checked (mark_change).
         let carried = parse(&format!(
             "{BASE}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"127.9.0.0/16\"]\nports = [445]\n"
         ));
-        assert_eq!(restart_needed(&a, &carried), ["gateway.mark"]);
-        assert_eq!(restart_needed(&carried, &a), ["gateway.mark"]);
+        assert!(restart_needed(&a, &carried).is_empty());
+        assert!(restart_needed(&carried, &a).is_empty());
         // The admin endpoint is applied live (gateway::admin_endpoint).
         let admin = parse(&format!("{BASE}[admin]\nlisten = \"127.0.0.1:9101\"\n"));
         assert!(restart_needed(&a, &admin).is_empty());
+    }
+
+    #[test]
+    fn a_mark_switched_on_without_the_capability_refuses_the_reload() {
+        let plain = parse(BASE);
+        let carried = parse(&format!(
+            "{BASE}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"127.9.0.0/16\"]\nports = [445]\n"
+        ));
+        let eperm = |_| Err(std::io::Error::from_raw_os_error(1));
+        let error = mark_change(plain.socket_mark(), &carried, eperm).unwrap_err();
+        assert!(
+            error.contains("site1.toml: gateway.mark")
+                && error.contains("SO_MARK 0x5047")
+                && error.contains("CAP_NET_ADMIN")
+                && error.contains("nothing was reloaded"),
+            "{error}"
+        );
+        // With the capability: the new mark, for sockets opened from now on.
+        let checked = std::cell::Cell::new(None);
+        let granted = |mark| {
+            checked.set(Some(mark));
+            Ok(())
+        };
+        assert_eq!(mark_change(0, &carried, granted), Ok(Some(0x5047)));
+        assert_eq!(checked.get(), Some(0x5047), "the new mark was checked");
+        // Switching it off, or keeping it, needs no capability.
+        assert_eq!(mark_change(0x5047, &plain, eperm), Ok(Some(0)));
+        assert_eq!(mark_change(0x5047, &carried, eperm), Ok(None));
+        // A changed `gateway.mark` while intercepting goes live the same way.
+        let other = parse(&format!(
+            "{}[[export]]\nservice = \"backup-smb\"\ndestinations = [\"127.9.0.0/16\"]\nports = [445]\n",
+            BASE.replace("policy = \"p.toml\"\n", "policy = \"p.toml\"\nmark = 7\n")
+        ));
+        assert!(restart_needed(&carried, &other).is_empty());
+        assert!(mark_change(0x5047, &other, eperm).is_err());
+        assert_eq!(mark_change(0x5047, &other, |_| Ok(())), Ok(Some(7)));
     }
 }

@@ -100,10 +100,14 @@ pub fn run_with(path: &Path, takeover: bool) -> Result<(), GatewayError> {
             }
             Err(e) => tracing::warn!(error = %e, "no takeover socket: an upgrade will need a restart"),
         }
+        // Before "ready": a SIGHUP's default action ends the process, and a
+        // service manager may send one (`systemctl reload`) the moment it
+        // is told the gateway is ready.
+        let signals = Signals::install().map_err(GatewayError::Runtime)?;
         println!("{}", running.ready_line());
         systemd(&[NotifyState::Ready, NotifyState::Status("serving")]);
         let reason = tokio::select! {
-            reason = wait_for_signals(&reloader) => reason.map_err(GatewayError::Runtime)?,
+            reason = signals.wait(&reloader) => reason.map_err(GatewayError::Runtime)?,
             () = handed_over.notified() => "handover",
         };
         systemd(&[NotifyState::Stopping]);
@@ -178,25 +182,52 @@ async fn serve_handover(
     }
 }
 
+/// The signals `run` answers: SIGTERM/SIGINT stop, SIGHUP reloads.
 #[cfg(unix)]
-async fn wait_for_signals(reloader: &Reloader) -> std::io::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Ok("SIGTERM"),
-            _ = int.recv() => return Ok("SIGINT"),
-            _ = hup.recv() => reloader.request(reload::Request::All),
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    /// Takes the signals over from their default actions (which end the
+    /// process); one that arrives from now on waits for [`Signals::wait`].
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Requests a reload for each SIGHUP until a stop signal; returns its name.
+    async fn wait(mut self, reloader: &Reloader) -> std::io::Result<&'static str> {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return Ok("SIGTERM"),
+                _ = self.int.recv() => return Ok("SIGINT"),
+                _ = self.hup.recv() => reloader.request(reload::Request::All),
+            }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_reloader: &Reloader) -> std::io::Result<&'static str> {
-    tokio::signal::ctrl_c().await?;
-    Ok("ctrl-c")
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals)
+    }
+
+    async fn wait(self, _reloader: &Reloader) -> std::io::Result<&'static str> {
+        tokio::signal::ctrl_c().await?;
+        Ok("ctrl-c")
+    }
 }
 
 /// Whether this process runs as root (uid 0), read from /proc without libc.

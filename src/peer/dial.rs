@@ -150,7 +150,7 @@ impl Peer {
         let config = tls::client_config(&live.material, alpn, &self.peer_pool, &seen);
         let attempt = async {
             // Marked: the operator's nftables rules must never intercept this.
-            let tcp = crate::intercept::socket::connect(&self.peer_connect, self.mark)
+            let tcp = crate::intercept::socket::connect(&self.peer_connect, self.mark())
                 .await
                 .map_err(|e| DialError::new(DenyReason::PeerUnreachable, e.to_string()))?;
             let _ = tcp.set_nodelay(true);
@@ -169,7 +169,7 @@ impl Peer {
                 })
         };
         let started = Instant::now();
-        let result = tokio::time::timeout(self.limits.handshake_timeout, attempt).await;
+        let result = tokio::time::timeout(self.limits().handshake_timeout, attempt).await;
         let identity = seen.identity();
         // The verifier pinned the pool: a verified identity is the peer's.
         // An unverified one is only what the certificate claims.

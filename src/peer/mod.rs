@@ -26,8 +26,8 @@ pub use registry::{Closed, Origin, Registration, Registry};
 pub use service::{Accepted, Backlog, Served, Service, Serving};
 pub use track::Track;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 
@@ -71,9 +71,11 @@ pub struct Peer {
     pub peer_pool: PoolName,
     /// `host:port` of the peer gateway.
     pub peer_connect: String,
-    /// `SO_MARK` of the sockets the gateway opens itself (0: none).
-    pub mark: u32,
-    pub limits: Limits,
+    /// `SO_MARK` of the sockets the gateway opens itself (0: none); see
+    /// [`Peer::mark`].
+    mark: AtomicU32,
+    /// The `[limits]` in force; see [`Peer::limits`].
+    limits: RwLock<Limits>,
     /// The current [`Live`] snapshot; reloads publish a new one.
     pub live: watch::Sender<Arc<Live>>,
     pub audit: AuditLog,
@@ -100,8 +102,8 @@ impl Peer {
             local_pool: settings.local_pool,
             peer_pool: settings.peer_pool,
             peer_connect: settings.peer_connect,
-            mark: settings.mark,
-            limits: settings.limits,
+            mark: AtomicU32::new(settings.mark),
+            limits: RwLock::new(settings.limits),
             live: watch::Sender::new(Arc::new(settings.live)),
             audit: settings.audit,
             shutdown: settings.shutdown,
@@ -117,6 +119,46 @@ impl Peer {
     /// The current policy and TLS material.
     pub fn snapshot(&self) -> Arc<Live> {
         self.live.borrow().clone()
+    }
+
+    /// The `[limits]` in force now. Read where a limit is applied — at the
+    /// start of a handshake, of a relay, of a dial — so a reload
+    /// (`proxy::Context::apply_limits`) reaches what comes next and never
+    /// what is already under way.
+    pub fn limits(&self) -> Limits {
+        match self.limits.read() {
+            Ok(limits) => limits.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the limits in force (see `proxy::Context::apply_limits`,
+    /// which also resizes what depends on them).
+    pub(crate) fn set_limits(&self, new: Limits) {
+        match self.limits.write() {
+            Ok(mut limits) => *limits = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    /// The `SO_MARK` for sockets opened from now on (0: none). A reload may
+    /// switch it on or off once the capability it needs was checked; the
+    /// sockets already open keep the mark they were opened with.
+    pub fn mark(&self) -> u32 {
+        self.mark.load(Ordering::Relaxed)
+    }
+
+    /// Sets the mark for sockets opened from now on (checked first with
+    /// `intercept::socket::check_mark`).
+    pub fn set_mark(&self, mark: u32) {
+        let was = self.mark.swap(mark, Ordering::Relaxed);
+        if was != mark {
+            tracing::info!(
+                mark = format_args!("{mark:#x}"),
+                was = format_args!("{was:#x}"),
+                "socket mark changed for the sockets opened from now on"
+            );
+        }
     }
 
     /// The id given to the newest connection so far (0: none yet): every

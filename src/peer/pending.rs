@@ -29,9 +29,15 @@
 //! NAT) shares its allowance, and eviction of the oldest still protects the
 //! peer's fresh handshakes from that host's idle sockets. At most
 //! [`MAX_VOUCHED`] addresses are remembered.
+//!
+//! Both allowances change live on a config reload ([`Pending::set_allowances`]):
+//! the next handshake is counted against the new ones. A source that holds
+//! more than a lowered allowance keeps its handshakes until its next one
+//! arrives, which then evicts the oldest down to the new allowance.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,8 +59,8 @@ struct Inner {
 
 pub struct Pending {
     inner: Arc<Inner>,
-    per_source: usize,
-    per_peer: usize,
+    per_source: AtomicUsize,
+    per_peer: AtomicUsize,
 }
 
 /// One connection's place in the handshake count; released on drop.
@@ -70,11 +76,20 @@ impl Pending {
     /// Strangers may hold `per_source` handshakes at once, the peer's
     /// addresses `per_peer`.
     pub fn new(per_source: usize, per_peer: usize) -> Pending {
-        Pending {
+        let pending = Pending {
             inner: Arc::default(),
-            per_source: per_source.max(1),
-            per_peer: per_peer.max(per_source).max(1),
-        }
+            per_source: AtomicUsize::new(1),
+            per_peer: AtomicUsize::new(1),
+        };
+        pending.set_allowances(per_source, per_peer);
+        pending
+    }
+
+    /// Counts the next handshakes against new allowances (a config reload).
+    pub fn set_allowances(&self, per_source: usize, per_peer: usize) {
+        self.per_source.store(per_source.max(1), Ordering::Relaxed);
+        self.per_peer
+            .store(per_peer.max(per_source).max(1), Ordering::Relaxed);
     }
 
     /// Takes a place for handshake `id` from `source`, evicting the oldest
@@ -85,9 +100,9 @@ impl Pending {
     pub fn enter(&self, source: IpAddr, id: u64, now: Instant) -> PendingGuard {
         let source = source.to_canonical();
         let limit = if self.inner.is_vouched(source, now) {
-            self.per_peer
+            self.per_peer.load(Ordering::Relaxed)
         } else {
-            self.per_source
+            self.per_source.load(Ordering::Relaxed)
         };
         let evicted = CancellationToken::new();
         if let Ok(mut map) = self.inner.queues.lock() {
@@ -220,6 +235,42 @@ mod tests {
         let _old2 = p.enter(peer, 11, later);
         let _old3 = p.enter(peer, 12, later);
         assert!(old1.evicted.is_cancelled(), "the allowance expires");
+    }
+
+    #[test]
+    fn new_allowances_count_from_the_next_handshake() {
+        let p = Pending::new(2, 4);
+        let now = Instant::now();
+        let (stranger, peer) = (ip("127.0.0.7"), ip("127.0.0.9"));
+        p.vouch(peer, now);
+        let s: Vec<_> = (1..=2).map(|id| p.enter(stranger, id, now)).collect();
+
+        // Raised: a third stranger handshake no longer evicts.
+        p.set_allowances(3, 6);
+        let s3 = p.enter(stranger, 3, now);
+        assert!(s.iter().all(|g| !g.evicted.is_cancelled()), "raised live");
+        let peers: Vec<_> = (10..16).map(|id| p.enter(peer, id, now)).collect();
+        assert!(
+            peers.iter().all(|g| !g.evicted.is_cancelled()),
+            "the peer allowance raised live"
+        );
+
+        // Lowered: nothing is evicted by the change itself; the next
+        // handshake evicts the oldest down to the new allowance.
+        p.set_allowances(1, 2);
+        assert!(!s[0].evicted.is_cancelled() && !s3.evicted.is_cancelled());
+        let s4 = p.enter(stranger, 4, now);
+        assert!(s[0].evicted.is_cancelled() && s[1].evicted.is_cancelled());
+        assert!(s3.evicted.is_cancelled(), "down to the new allowance of 1");
+        assert!(!s4.evicted.is_cancelled());
+        let p7 = p.enter(peer, 16, now);
+        let kept = peers.iter().filter(|g| !g.evicted.is_cancelled()).count();
+        assert_eq!(kept, 1, "one held + the new one = the peer allowance of 2");
+        assert!(!p7.evicted.is_cancelled());
+
+        // The peer allowance is never below a stranger's.
+        p.set_allowances(5, 2);
+        assert_eq!(p.per_peer.load(Ordering::Relaxed), 5);
     }
 
     #[test]

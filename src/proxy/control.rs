@@ -190,7 +190,7 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let mut stream = BufReader::new(stream);
     let msg = tokio::time::timeout(
-        ctx.peer.limits.handshake_timeout,
+        ctx.peer.limits().handshake_timeout,
         read_message(&mut stream, MAX_LINE),
     )
     .await
@@ -312,7 +312,7 @@ pub async fn heartbeat_once(ctx: &Context) -> Result<(), String> {
             )),
         }
     };
-    match tokio::time::timeout(ctx.peer.limits.handshake_timeout, exchange).await {
+    match tokio::time::timeout(ctx.peer.limits().handshake_timeout, exchange).await {
         Ok(Ok(())) => Ok(()),
         // The peer checks our certificate after our side of the handshake
         // is done: its refusal arrives here, as an alert. Say what it means.

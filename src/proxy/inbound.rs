@@ -46,13 +46,15 @@ pub async fn handle_inbound(
 
 async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: PendingGuard) {
     let live = ctx.peer.snapshot();
+    // The limit in force when the connection arrived, for all its steps.
+    let handshake_timeout = ctx.peer.limits().handshake_timeout;
     let seen = Arc::new(Observed::default());
     let started = std::time::Instant::now();
     let handshake = tokio::select! {
         // Boxed: the handshake's state is large and short-lived; kept
         // inline it would stay allocated in every idle connection's task.
         result = Box::pin(tokio::time::timeout(
-            ctx.peer.limits.handshake_timeout,
+            handshake_timeout,
             handshake(tcp, &live.material, &seen),
         )) => result,
         () = pending.evicted.cancelled() => {
@@ -127,10 +129,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
     let mut origin = preamble::Origin::Local;
     if with_preamble {
         // The dialler sends its PROXY header first (see proxy::preamble).
-        let read = tokio::time::timeout(
-            ctx.peer.limits.handshake_timeout,
-            preamble::read_origin(&mut stream),
-        );
+        let read = tokio::time::timeout(handshake_timeout, preamble::read_origin(&mut stream));
         let refusal = match read.await {
             Ok(Ok(read)) => {
                 origin = read;
@@ -143,7 +142,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
                 DenyReason::HandshakeTimeout,
                 format!(
                     "no PROXY v2 header within {} s",
-                    ctx.peer.limits.handshake_timeout.as_secs()
+                    handshake_timeout.as_secs()
                 ),
             )),
         };
@@ -177,7 +176,7 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
                 exports.fixed.get(service),
                 exports.carried.get(service),
                 origin.original_destination(),
-                ctx.peer.limits.handshake_timeout,
+                handshake_timeout,
             )
             .await;
             match planned {
@@ -231,8 +230,8 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
     };
     // Marked: the operator's nftables rules must never intercept this.
     let connect = tokio::time::timeout(
-        ctx.peer.limits.handshake_timeout,
-        crate::intercept::export::connect(&target, ctx.peer.mark),
+        handshake_timeout,
+        crate::intercept::export::connect(&target, ctx.peer.mark()),
     );
     let failure = match connect.await {
         Ok(Ok(backend)) => {

@@ -75,7 +75,7 @@ async fn intercepted(
         }
     };
     track.orig_dst = arrival.original.map(|d| unmapped(d).to_string());
-    match decide(arrival, &spec.destinations, &spec.own, ctx.peer.mark) {
+    match decide(arrival, &spec.destinations, &spec.own, ctx.peer.mark()) {
         Err(refusal) => track.decide(
             &ctx.peer,
             Decision::Deny(DenyReason::DestinationNotAllowed),

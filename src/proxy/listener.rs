@@ -95,8 +95,8 @@ pub async fn serve_until<H, Fut>(
         };
         let _ = stream.set_nodelay(true);
         crate::peer::keepalive::enable(&stream);
-        match ctx.slots.clone().try_acquire_owned() {
-            Ok(slot) => {
+        match ctx.slots.try_acquire() {
+            Some(slot) => {
                 arrivals += 1;
                 let pending = (direction == Direction::Inbound)
                     .then(|| ctx.peer.pending.enter(addr.ip(), arrivals, Instant::now()));
@@ -105,7 +105,7 @@ pub async fn serve_until<H, Fut>(
                     .shutdown
                     .spawn(handle(ctx.clone(), stream, addr, admission));
             }
-            Err(_) => {
+            None => {
                 let track = Track::new(&ctx.peer, direction, addr);
                 track.decide(
                     &ctx.peer,

@@ -28,21 +28,24 @@ mod footprint;
 mod inbound;
 mod intercepted;
 mod listener;
+mod live_limits;
 mod outbound;
 pub mod preamble;
 pub mod relay;
+mod slots;
 
 pub use inbound::handle_inbound;
 pub use intercepted::{handle as handle_intercepted, InterceptSpec};
 pub use listener::{bind, serve, serve_until, Admission};
 pub(crate) use outbound::forward;
 pub use outbound::{handle_outbound, source_allowed, TunnelSpec};
+pub use slots::Slots;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::intercept::Destinations;
 use crate::names::ServiceName;
@@ -74,13 +77,14 @@ pub struct Routes {
 }
 
 /// Everything a connection handler needs, shared by all connections of a
-/// gateway; built once at start.
+/// gateway; built once at start, its routes and limits replaced live.
 pub struct Context {
     /// The paired gateway: identity, dialer, link, audit.
     pub peer: Arc<Peer>,
     pub routes: Routes,
-    /// Caps concurrent connections across all listeners.
-    pub slots: Arc<Semaphore>,
+    /// Caps concurrent connections across all listeners; resized live
+    /// ([`Context::apply_limits`]).
+    pub slots: Slots,
     /// What the peer last reported waiting in its spool for us.
     pub peer_backlog: Arc<control::PeerBacklog>,
 }
@@ -88,8 +92,9 @@ pub struct Context {
 impl Context {
     pub fn new(peer: Arc<Peer>, routes: Routes) -> Context {
         // The cap is only real with descriptors for both sockets of each connection.
-        fds::ensure_for(peer.limits.max_connections);
-        let slots = Arc::new(Semaphore::new(peer.limits.max_connections));
+        let max_connections = peer.limits().max_connections;
+        fds::ensure_for(max_connections);
+        let slots = Slots::new(max_connections);
         Context {
             peer,
             routes,
@@ -141,7 +146,7 @@ async fn relay_allowed<A, B>(
         .registry
         .register(track.id, track.origin(), leaf, peer.shutdown.hard_token());
     let counters = relay::Counters::default();
-    let end = relay::relay(a, b, peer.limits.idle_timeout, &reg.token, &counters).await;
+    let end = relay::relay(a, b, peer.limits().idle_timeout, &reg.token, &counters).await;
     finish(peer, track, &reg, &counters, end);
 }
 

@@ -209,7 +209,7 @@ async fn relay_after_status(
     let counters = relay::Counters::default();
     let decided = AtomicBool::new(false);
     // The acceptor may take a handshake timeout to connect its target.
-    let wait = ctx.peer.limits.handshake_timeout.saturating_mul(2);
+    let wait = ctx.peer.limits().handshake_timeout.saturating_mul(2);
     let gate = |mut peer| async {
         let said = match tokio::time::timeout(wait, preamble::read_status(&mut peer)).await {
             Ok(Ok(status)) => PeerSaid::from_status(status),
@@ -235,7 +235,7 @@ async fn relay_after_status(
     let end = relay::relay_gated(
         client,
         stream,
-        ctx.peer.limits.idle_timeout,
+        ctx.peer.limits().idle_timeout,
         &reg.token,
         &counters,
         gate,

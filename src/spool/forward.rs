@@ -209,7 +209,7 @@ impl Spool {
         };
         track.decide(peer, Decision::Allow, None);
         let timeouts = Timeouts {
-            idle: peer.limits.idle_timeout,
+            idle: peer.limits().idle_timeout,
             stall: self.store.stall,
         };
         let mut io = FrameIo::new(stream, timeouts, &peer.peer_pool);

@@ -249,7 +249,7 @@ impl Service for Receiver {
     fn serve(&self, stream: TlsStream<PeerTcp>, accepted: Accepted) -> Serving<'_> {
         Box::pin(async move {
             let peer_pool = accepted.peer_pool.as_str();
-            let idle = self.peer.limits.idle_timeout;
+            let idle = self.peer.limits().idle_timeout;
             let stop = &self.spool.stop;
             let (stats, result) = tokio::select! {
                 r = Box::pin(self.spool.receive(stream, peer_pool, idle, stop)) => r,

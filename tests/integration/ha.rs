@@ -158,6 +158,13 @@ impl LongSession {
         s
     }
 
+    /// [`LongSession::open`], returning the failure (e.g. a refused slot).
+    pub(crate) async fn try_open(addr: SocketAddr) -> std::io::Result<LongSession> {
+        let mut s = LongSession(TcpStream::connect(addr).await?, 0);
+        s.echo().await?;
+        Ok(s)
+    }
+
     /// A session whose client connects from `source` (any 127.x).
     pub(crate) async fn open_from(addr: SocketAddr, source: std::net::IpAddr) -> LongSession {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();

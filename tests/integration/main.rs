@@ -18,6 +18,7 @@ mod intercept;
 mod layers;
 mod lifecycle;
 mod live_drain;
+mod live_limits;
 mod live_reload;
 mod netns;
 mod observe;
