@@ -12,6 +12,7 @@ mod field;
 mod field_clock;
 mod fieldkit;
 mod ha;
+mod ha_vrrp;
 mod hostile;
 mod intercept;
 mod layers;
