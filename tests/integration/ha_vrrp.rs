@@ -147,10 +147,20 @@ impl GatewayHost {
     /// The host, its `sysctl` (the guide's command) and its gateway.
     fn start(lan: &Lan, name: &str, addr: Ipv4Addr, exe: &Path, config: PathBuf) -> GatewayHost {
         let host = Host::attach(lan, name, addr).unwrap();
-        // The guide's command: bind the virtual address before holding it.
-        host.run("sysctl", &["-w", NONLOCAL_BIND]).unwrap();
         let dir = config.parent().unwrap();
         let wrapper = host.wrapper(exe, &dir.join(format!("in-{name}"))).unwrap();
+        // Without it, the gateway cannot listen on the address it does not
+        // hold yet — and says what to do.
+        let log = dir.join(format!("refused-{name}.log"));
+        assert!(GatewayProcess::start(&wrapper, &config, Some(&log)).is_err());
+        let refused = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            refused.contains(&format!("{VIP}:"))
+                && refused.contains(&format!("sysctl -w {NONLOCAL_BIND}")),
+            "{refused}"
+        );
+        // The guide's command: bind the virtual address before holding it.
+        host.run("sysctl", &["-w", NONLOCAL_BIND]).unwrap();
         let gateway = Gateway(GatewayProcess::start(&wrapper, &config, None).unwrap());
         GatewayHost {
             keepalived: None,
