@@ -273,10 +273,14 @@ fn keepalived_moves_the_address_to_the_ready_instance() {
     if !isolate("ha_vrrp::keepalived_moves_the_address_to_the_ready_instance") {
         return;
     }
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path();
     // keepalived runs the check as SCRIPT_USER: it must reach the binary and
-    // read the config (the keys stay 0600; the check does not read them).
+    // read the config (the keys stay 0600; the check does not read them) —
+    // so under /tmp, whatever TMPDIR says (it may sit in a private home).
+    let root = tempfile::Builder::new()
+        .prefix("pairgate-vrrp")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let dir = root.path();
     set_mode(dir, 0o755);
     let exe = dir.join("pairgate");
     std::fs::hard_link(bin(), &exe)
