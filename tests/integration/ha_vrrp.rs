@@ -149,8 +149,8 @@ impl GatewayHost {
         let host = Host::attach(lan, name, addr).unwrap();
         let dir = config.parent().unwrap();
         let wrapper = host.wrapper(exe, &dir.join(format!("in-{name}"))).unwrap();
-        // Without it, the gateway cannot listen on the address it does not
-        // hold yet — and says what to do.
+        // Before the guide's sysctl, the gateway cannot listen on the
+        // address it does not hold yet — and says what to do.
         let log = dir.join(format!("refused-{name}.log"));
         assert!(GatewayProcess::start(&wrapper, &config, Some(&log)).is_err());
         let refused = std::fs::read_to_string(&log).unwrap();
