@@ -63,7 +63,10 @@ pub enum GatewayError {
     Tls(#[from] TlsError),
     #[error("audit log: {0}")]
     Audit(#[from] AuditError),
-    #[error("{file}: {key} = {addr}: cannot listen: {source} — is another gateway running, or is the address wrong?")]
+    #[error(
+        "{file}: {key} = {addr}: cannot listen: {source} — {}",
+        bind_hint(source)
+    )]
     Bind {
         file: PathBuf,
         key: String,
@@ -85,6 +88,18 @@ pub enum GatewayError {
     Runtime(std::io::Error),
     #[error("takeover: {0}")]
     Handover(#[from] handover::HandoverError),
+}
+
+/// What to do when a listener cannot bind: an address this host does not
+/// hold is the usual case for active/standby (keepalived brings it later).
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrNotAvailable => {
+            "the address is not on this host: fix it, or, for an address that keepalived moves \
+             here, allow binding it first (sysctl -w net.ipv4.ip_nonlocal_bind=1)"
+        }
+        _ => "is another gateway running, or is the address wrong?",
+    }
 }
 
 impl GatewayError {

@@ -13,6 +13,7 @@ mod field_clock;
 mod fieldkit;
 mod ha;
 mod ha_lb;
+mod ha_vrrp;
 mod hostile;
 mod intercept;
 mod layers;

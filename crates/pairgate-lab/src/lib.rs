@@ -17,6 +17,8 @@
 //! - [`GatewayProcess`]: a running `pairgate run`, killed when dropped.
 //! - [`backends`]: the echo, digest and discard servers behind the exports,
 //!   and the clients that push traffic through a tunnel.
+//! - [`netns`], [`hosts`] and [`keepalived`]: network namespaces for what
+//!   needs the kernel (packet filter, several hosts on a LAN, VRRP).
 //! - [`demo`] and [`bench`]: the two commands built on the above.
 //!
 //! Things only tests need (certificates with odd validity windows, a hostile
@@ -26,6 +28,8 @@
 pub mod backends;
 pub mod bench;
 pub mod demo;
+pub mod hosts;
+pub mod keepalived;
 pub mod netns;
 mod pairgate;
 mod pki;
