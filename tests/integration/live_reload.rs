@@ -53,16 +53,26 @@ async fn a_policy_that_drops_a_service_in_use_closes_its_connections() {
     );
 }
 
-/// Under load (a stream of new connections and a long session on one
-/// tunnel), SIGHUP applies a tunnel added, a tunnel removed and a changed
-/// `allow_sources` live: no connection attempt on the unchanged listener
-/// fails, the long session goes on, the new tunnel serves, the removed one
-/// refuses.
+/// The reload test. Under load (a stream of new connections and a
+/// long session on one tunnel), one SIGHUP applies a tunnel added, a tunnel
+/// removed, a changed `allow_sources`, an unused export removed and changed
+/// `[limits]`: no connection attempt on the unchanged listener fails, the
+/// long session goes on, the new tunnel serves, the removed one refuses,
+/// `/status` says the reload was applied. A broken file is then refused as
+/// a whole, and a policy that drops the long session's service closes it
+/// (audited `policy_changed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnels_added_removed_and_changed_live_under_load() {
     let admin = free_port();
+    let limits = |max: u32, idle: u32| {
+        format!("\n[limits]\nmax_connections = {max}\nidle_timeout_secs = {idle}\nmax_handshakes_per_source = 32\n")
+    };
     let mut pair = Pairing::start_with(|s1, _| {
-        s1.extra = format!("\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n");
+        s1.exports = vec![("cms-smb".into(), "127.0.0.1:9".parse().unwrap())];
+        s1.extra = format!(
+            "\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{}",
+            limits(512, 1800)
+        );
     })
     .await;
     let admin: std::net::SocketAddr = ([127, 0, 0, 1], admin).into();
@@ -75,6 +85,8 @@ async fn tunnels_added_removed_and_changed_live_under_load() {
     let mut spec = pair.site1_spec.clone();
     spec.tunnels[0].2 = vec!["127.0.0.1/32".into(), "127.9.0.0/16".into()];
     spec.tunnels[1] = ("cms-smb".into(), added, vec!["127.0.0.0/8".into()]);
+    spec.exports.clear();
+    spec.extra = format!("\n[admin]\nlisten = \"{admin}\"\n{}", limits(1024, 900));
     spec.write(pair.dir.path()).unwrap();
     pair.site1_spec = spec;
     pair.site1.0.hangup().unwrap();
@@ -82,6 +94,7 @@ async fn tunnels_added_removed_and_changed_live_under_load() {
         .site1
         .wait_audit("the config reloaded", |v| v["event"] == "config_reload");
     assert_eq!(reload["ok"], true, "{reload}");
+    assert!(reload.get("restart_needed").is_none(), "{reload}");
 
     let new_tunnel: std::net::SocketAddr = ([127, 0, 0, 1], added).into();
     assert_eq!(round_trip(new_tunnel, b"new").await.unwrap(), b"new");
@@ -125,6 +138,41 @@ async fn tunnels_added_removed_and_changed_live_under_load() {
         "{status}"
     );
     assert_eq!(round_trip(new_tunnel, b"still").await.unwrap(), b"still");
+
+    // Then the policy drops the long session's service (both sites reload;
+    // site 1's config file is valid again).
+    std::fs::write(&config, &text).unwrap();
+    let policy = POLICY.replacen(
+        "services = [\"backup-smb\", \"cms-smb\", \"spool\"]",
+        "services = [\"cms-smb\", \"spool\"]",
+        1,
+    );
+    std::fs::write(pair.dir.path().join("policy.toml"), policy).unwrap();
+    for gw in [&pair.site1, &pair.site2] {
+        gw.0.hangup().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while long.echo().await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped service's session lives on"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Audited by the site whose reload closed it first.
+    let changed =
+        |v: &serde_json::Value| v["event"] == "connection" && v["reason"] == "policy_changed";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let closed = loop {
+        let lines = [pair.site1.audit_lines(), pair.site2.audit_lines()];
+        if let Some(v) = lines.into_iter().flatten().find(|v| changed(v)) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no policy_changed close audited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(closed["service"], "backup-smb", "{closed}");
+    assert_eq!(round_trip(new_tunnel, b"cms").await.unwrap(), b"cms");
 }
 
 async fn last_reload(admin: std::net::SocketAddr) -> serde_json::Value {
