@@ -289,6 +289,7 @@ pub mod recover;
 mod refusal;
 pub mod replay;
 mod seal;
+mod send_file;
 mod service;
 pub mod settle;
 mod space;
