@@ -41,6 +41,11 @@ pub struct BenchArgs {
     /// both processes' memory while held and after each burst.
     #[arg(long, value_name = "N", conflicts_with = "soak")]
     pub bursts: Option<usize>,
+    /// Instead of the comparison: a gateway serving N tunnels, timed from
+    /// SIGHUP to the applied reload (one tunnel added or removed each time,
+    /// 20 reloads; 6 with --quick) while a client keeps connecting.
+    #[arg(long, value_name = "N", conflicts_with_all = ["soak", "bursts"])]
+    pub reload: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,6 +79,17 @@ pub fn bench(args: BenchArgs) -> Result<(), Failure> {
     }
     if let Some(count) = args.bursts {
         let report = bench::bursts::run(&exe, args.dir.as_deref(), &rivals, count, args.quick)
+            .map_err(failure)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.render());
+        }
+        return Ok(());
+    }
+    if let Some(tunnels) = args.reload {
+        let reloads = if args.quick { 6 } else { 20 };
+        let report = bench::reload::run(&exe, args.dir.as_deref(), tunnels.max(1), reloads)
             .map_err(failure)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -29,6 +29,7 @@ pub mod goals;
 pub mod load;
 pub mod memory;
 pub mod procfs;
+pub mod reload;
 pub mod report;
 pub mod rivals;
 pub mod soak;
