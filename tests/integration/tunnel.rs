@@ -158,3 +158,62 @@ async fn each_site_anchors_the_peers_audit_chain_head() {
         v["event"] == "peer_link" && v["state"] == "up"
     });
 }
+
+/// A link that freezes mid-session without a FIN (a relay in the path stops
+/// forwarding but keeps both its sockets open — what a stuck firewall or a
+/// cut WAN circuit looks like from the gateway): the tunnelled session does
+/// not hang forever. Once nothing moves for `limits.idle_timeout_secs` the
+/// gateway closes it, the client sees the end, and the close is audited
+/// with its reason; the next connection goes through on a fresh link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_on_a_frozen_link_is_closed_and_audited_and_the_next_one_works() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay_port = free_port();
+    let pair = Pairing::start_with(move |s1, s2| {
+        s1.peer_connect = relay_port;
+        s1.extra = "\n[limits]\nidle_timeout_secs = 3\n".into();
+        s2.extra = "\n[limits]\nidle_timeout_secs = 3\n".into();
+    })
+    .await;
+    let relay = crate::fieldkit::Relay::start(relay_port, pair.site2_peer(), 256 << 10).await;
+    let client = tokio::net::TcpStream::connect(pair.tunnel).await.unwrap();
+    let (mut read, mut write) = client.into_split();
+    // Upload more than the relay lets through, reading the echo meanwhile.
+    let writer = tokio::spawn(async move {
+        let chunk = vec![0x5a_u8; 64 << 10];
+        for _ in 0..64 {
+            if write.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 64 << 10];
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the session on the frozen link never ended");
+    assert!(
+        relay.frozen.load(std::sync::atomic::Ordering::SeqCst),
+        "the relay never froze"
+    );
+    eprintln!(
+        "the session ended {:.1} s after it started (idle_timeout_secs = 3)",
+        started.elapsed().as_secs_f64()
+    );
+    writer.abort();
+    let closed = pair.site1.wait_audit("the idle close", |v| {
+        v["event"] == "close" && v["error"] == "idle timeout"
+    });
+    assert_eq!(closed["direction"], "outbound", "{closed}");
+    // (An open session: the test's relay does not pass a half-close.)
+    let mut next = crate::ha::LongSession::open(pair.tunnel).await;
+    next.echo().await.expect("the next session on a fresh link");
+    drop(relay);
+}
