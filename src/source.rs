@@ -88,9 +88,25 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text[..end].matches('\n').count() + 1
 }
 
-/// The 1-based line of the start of `span`.
-pub(crate) fn line_of_span(text: &str, span: &Range<usize>) -> usize {
-    line_of(text, span.start)
+/// Where the lines of one text break, for the many line lookups of one
+/// validation (every item's message names its line): counting newlines from
+/// the start for each made a config of thousands of tunnels quadratic.
+pub(crate) struct LineIndex {
+    /// Byte offsets of the `\n`s, in order.
+    newlines: Vec<usize>,
+}
+
+impl LineIndex {
+    pub(crate) fn new(text: &str) -> LineIndex {
+        LineIndex {
+            newlines: text.match_indices('\n').map(|(i, _)| i).collect(),
+        }
+    }
+
+    /// The 1-based line of the start of `span` (as [`line_of`]).
+    pub(crate) fn line_of_span(&self, span: &Range<usize>) -> usize {
+        self.newlines.partition_point(|&nl| nl < span.start) + 1
+    }
 }
 
 /// The 1-based column (in characters) of byte `offset` in `text`.
@@ -216,6 +232,14 @@ mod tests {
         assert_eq!(line_of(text, 6), 2);
         assert_eq!(column_of(text, 9), 4);
         assert_eq!(line_of(text, 999), 3);
+        let index = LineIndex::new(text);
+        for offset in 0..text.len() + 3 {
+            assert_eq!(
+                index.line_of_span(&(offset..offset)),
+                line_of(text, offset),
+                "{offset}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::{
     Tunnel,
 };
 use crate::names::{PoolName, ServiceName};
-use crate::source::{line_of_span, one_line};
+use crate::source::{one_line, LineIndex};
 
 /// Validates a parsed config file; `text` is its text (for line numbers), `path` its
 /// location (for messages, and whose folder relative paths resolve against).
@@ -27,7 +27,11 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
     let base = absolute
         .parent()
         .map_or_else(|| absolute.clone(), Path::to_path_buf);
-    let v = Validator { text, path, base };
+    let v = Validator {
+        lines: LineIndex::new(text),
+        path,
+        base,
+    };
 
     let gateway = v.gateway(raw.gateway.get_ref())?;
     let tls_raw = raw.tls.get_ref();
@@ -155,14 +159,14 @@ pub(crate) fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config
 }
 
 pub(super) struct Validator<'a> {
-    text: &'a str,
+    lines: LineIndex,
     path: &'a Path,
     base: PathBuf,
 }
 
 impl Validator<'_> {
     fn line<T>(&self, value: &Spanned<T>) -> usize {
-        line_of_span(self.text, &value.span())
+        self.lines.line_of_span(&value.span())
     }
 
     /// Where the items later checks point at were written.
@@ -218,7 +222,7 @@ impl Validator<'_> {
     ) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
-            line: line_of_span(self.text, span),
+            line: self.lines.line_of_span(span),
             key: key.to_owned(),
             problem: one_line(&problem),
             fix: one_line(&fix.into()),

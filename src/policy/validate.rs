@@ -10,17 +10,20 @@ use std::path::Path;
 use super::file::{RawPair, RawPolicy};
 use super::{Pair, PairAt, Policy, PolicyError, BUILTIN_SERVICES};
 use crate::names::{PoolName, ServiceName, MAX_SERVICE_NAME_LEN};
-use crate::source::{line_of_span, one_line};
+use crate::source::{one_line, LineIndex};
 
 /// Validates a parsed policy file. `text` is the file's text (for line numbers).
 pub(crate) fn validate(raw: RawPolicy, text: &str, path: &Path) -> Result<Policy, PolicyError> {
-    let v = Validator { text, path };
+    let v = Validator {
+        lines: LineIndex::new(text),
+        path,
+    };
     let known = v.known_services(&raw)?;
     // (index, line, pools) of the pairs accepted so far.
     let mut seen: Vec<(usize, usize, [PoolName; 2])> = Vec::new();
     let mut pairs = Vec::with_capacity(raw.pair.len());
     for (index, spanned) in raw.pair.iter().enumerate() {
-        let line = line_of_span(text, &spanned.span());
+        let line = v.lines.line_of_span(&spanned.span());
         let pair = v.pair(index, spanned.get_ref(), &known)?;
         v.check_unique(index, line, &pair.pools, &seen)?;
         seen.push((index, line, pair.pools.clone()));
@@ -33,7 +36,7 @@ pub(crate) fn validate(raw: RawPolicy, text: &str, path: &Path) -> Result<Policy
 }
 
 struct Validator<'a> {
-    text: &'a str,
+    lines: LineIndex,
     path: &'a Path,
 }
 
@@ -47,7 +50,7 @@ impl Validator<'_> {
     ) -> PolicyError {
         PolicyError::Invalid {
             path: self.path.to_path_buf(),
-            line: line_of_span(self.text, span),
+            line: self.lines.line_of_span(span),
             key,
             problem: one_line(&problem),
             fix: one_line(&fix),
@@ -145,7 +148,7 @@ impl Validator<'_> {
             if !known.contains(name) {
                 return Err(PolicyError::UnknownService {
                     path: self.path.to_path_buf(),
-                    line: line_of_span(self.text, &service.span()),
+                    line: self.lines.line_of_span(&service.span()),
                     pair: index,
                     service: name.clone(),
                     known: known.to_vec(),
