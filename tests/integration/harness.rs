@@ -397,3 +397,17 @@ pub fn synthetic_log(
     std::fs::write(path, &out)?;
     Ok(out.len() as u64)
 }
+
+/// Whether `addr` refuses connections within a few seconds: a listener a
+/// reload removed stops accepting as soon as its accept task sees the stop,
+/// a moment after the reload is audited.
+pub async fn stops_listening(addr: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

@@ -89,9 +89,7 @@ async fn a_narrowed_allow_sources_closes_at_once_and_a_removed_tunnel_drains() {
     pair.site1.0.hangup().unwrap();
     assert_eq!(reloaded(&pair.site1, 2)["ok"], true);
     // The removed listener accepts no more; its session goes on for now.
-    assert!(tokio::net::TcpStream::connect(pair.cms_tunnel)
-        .await
-        .is_err());
+    assert!(stops_listening(pair.cms_tunnel).await);
     admitted
         .echo()
         .await
