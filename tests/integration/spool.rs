@@ -79,6 +79,9 @@ pub(crate) fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .map(|rd| {
             rd.filter_map(Result::ok)
                 .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+                // A dot-file is a delivery still being written (`.pg-*.tmp`),
+                // not yet a file of the inbox: consumers skip them too.
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                 .map(|e| {
                     (
                         e.file_name().to_string_lossy().into_owned(),
