@@ -66,8 +66,9 @@ impl Running {
         )?;
         let refused = |what: &str, (addr, e): (SocketAddr, std::io::Error)| {
             format!(
-                "{}: a new {what} cannot listen on {addr}: {e} — nothing was reloaded",
-                new.path.display()
+                "{}: a new {what} cannot listen on {addr}: {e} — nothing was reloaded; {}",
+                new.path.display(),
+                super::bind_hint(&e)
             )
         };
         let backlog = new.limits.max_connections;

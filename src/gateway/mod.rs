@@ -92,7 +92,7 @@ pub enum GatewayError {
 
 /// What to do when a listener cannot bind: an address this host does not
 /// hold is the usual case for active/standby (keepalived brings it later).
-fn bind_hint(e: &std::io::Error) -> &'static str {
+pub(super) fn bind_hint(e: &std::io::Error) -> &'static str {
     match e.kind() {
         std::io::ErrorKind::AddrNotAvailable => {
             "the address is not on this host: fix it, or, for an address that keepalived moves \
