@@ -7,9 +7,9 @@
 //!    bound and changes nothing: the running gateway serves exactly what it
 //!    served before.
 //! 2. **Commit** (cannot fail): set the socket mark for the sockets opened
-//!    from then on, serve the new listeners, stop the removed ones, update
-//!    the changed ones, publish the export routes, apply the `[limits]` to
-//!    what comes next (`proxy::Context::apply_limits`), declare the
+//!    from then on and the `[limits]` for what comes next
+//!    (`proxy::Context::apply_limits`), serve the new listeners, stop the
+//!    removed ones, update the changed ones, publish the export routes, declare the
 //!    services added (their series start at 0, `/status` tracks them), and
 //!    make the new config the running one — later reloads compare against
 //!    it, the policy reload checks it, `stop` takes its grace period.
@@ -101,10 +101,12 @@ impl Running {
             intercepts,
             admin,
         } = prepared;
-        // Before the listeners and exports that open marked sockets.
+        // Before the listeners and exports that open marked sockets, and
+        // the limits before a new listener's first connection.
         if let Some(mark) = mark {
             self.ctx.peer.set_mark(mark);
         }
+        self.ctx.apply_limits(&new.limits);
         let admin_moved = self.admin.commit(&self.offer, new.admin.as_ref(), admin);
         let mut own = vec![self.peer_addr];
         own.extend(self.admin.addr());
@@ -116,7 +118,6 @@ impl Running {
             .tunnels
             .commit(&self.ctx, &self.offer, &new.tunnels, tunnels);
         let exports_removed = self.apply_exports(&new);
-        self.ctx.apply_limits(&new.limits);
         log_applied("tunnels", &tunnels);
         log_applied("intercepts", &intercepts);
         if admin_moved {
