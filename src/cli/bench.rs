@@ -80,32 +80,20 @@ pub fn bench(args: BenchArgs) -> Result<(), Failure> {
     if let Some(count) = args.bursts {
         let report = bench::bursts::run(&exe, args.dir.as_deref(), &rivals, count, args.quick)
             .map_err(failure)?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print!("{}", report.render());
-        }
+        print_report(&report, args.json, report.render())?;
         return Ok(());
     }
     if let Some(tunnels) = args.reload {
         let reloads = if args.quick { 6 } else { 20 };
         let report = bench::reload::run(&exe, args.dir.as_deref(), tunnels.max(1), reloads)
             .map_err(failure)?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print!("{}", report.render());
-        }
+        print_report(&report, args.json, report.render())?;
         return Ok(());
     }
     if let Some(secs) = args.soak {
         let report = bench::soak::run(&exe, args.dir.as_deref(), secs, 8)
             .map_err(|e| Failure::Problem(anyhow!(e)))?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print!("{}", report.render());
-        }
+        print_report(&report, args.json, report.render())?;
         return Ok(());
     }
     let only = args
@@ -137,10 +125,15 @@ pub fn bench(args: BenchArgs) -> Result<(), Failure> {
         eprintln!("warning: a debug build; its numbers mean little (cargo build --release)");
     }
     let report = bench::run(&options).map_err(failure)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    print_report(&report, args.json, report.render())
+}
+
+/// Prints a report as JSON (`--json`) or as its rendered text.
+fn print_report<R: serde::Serialize>(report: &R, json: bool, text: String) -> Result<(), Failure> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", report.render());
+        print!("{text}");
     }
     Ok(())
 }

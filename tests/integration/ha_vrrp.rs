@@ -40,28 +40,11 @@ fn isolate(test: &str) -> bool {
         assert_eq!(step, test, "re-run for another test");
         return true;
     }
-    if let Some(why) = hosts::unavailable().or_else(keepalived::unavailable) {
-        let required = std::env::var("PAIRGATE_TEST_NETNS").is_ok_and(|v| v == "require");
-        assert!(!required, "{test} cannot run its hosts: {why}");
-        eprintln!("SKIPPED {test}: {why}");
-        return false;
-    }
-    let exe = std::env::current_exe().expect("the test binary");
-    let out = hosts::isolated(&exe, test)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .output()
-        .expect("run unshare");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    eprintln!("--- {test} in its namespace ---\n{stdout}{stderr}--- end of {test} ---");
-    assert!(out.status.success(), "{test} failed in its namespace");
-    assert!(
-        stdout.contains("1 passed"),
-        "{test} did not run in its namespace (wrong name?)"
-    );
-    false
+    crate::netns::rerun_isolated(
+        test,
+        hosts::unavailable().or_else(keepalived::unavailable),
+        hosts::isolated,
+    )
 }
 
 /// The guide's `keepalived.conf` for gw01a, as printed there (after the

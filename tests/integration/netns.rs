@@ -47,14 +47,27 @@ pub fn isolate(test: &str) -> bool {
         }
         return true;
     }
-    if let Some(why) = netns::unavailable() {
+    rerun_isolated(test, netns::unavailable(), netns::isolated)
+}
+
+/// The outer half of a test that runs in namespaces of its own: skips
+/// (saying why) when `unavailable` names a reason — a failure when CI
+/// requires these tests — else re-runs the test binary on `test` alone
+/// through `isolated` and checks it passed there. Always `false`: the
+/// outer run has nothing more to do.
+pub fn rerun_isolated(
+    test: &str,
+    unavailable: Option<String>,
+    isolated: impl FnOnce(&std::path::Path, &str) -> std::process::Command,
+) -> bool {
+    if let Some(why) = unavailable {
         let required = std::env::var("PAIRGATE_TEST_NETNS").is_ok_and(|v| v == "require");
         assert!(!required, "{test} cannot run its own namespace: {why}");
         eprintln!("SKIPPED {test}: {why}");
         return false;
     }
     let exe = std::env::current_exe().expect("the test binary");
-    let out = netns::isolated(&exe, test)
+    let out = isolated(&exe, test)
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .output()
         .expect("run unshare");
