@@ -26,6 +26,7 @@ mod reload;
 mod replication;
 mod served;
 mod spool_keys;
+mod stop;
 mod tls_watch;
 mod tunnels;
 
@@ -399,63 +400,6 @@ impl Running {
     /// added or removed it).
     pub fn admin_addr_now(&self) -> Option<SocketAddr> {
         self.admin.addr()
-    }
-
-    /// Before a stop (not a handover, whose sockets live on in the new
-    /// instance): `/readyz` answers 503 from now on, and for
-    /// `limits.shutdown_delay_secs` the gateway keeps accepting, so a load
-    /// balancer or keepalived sees it leave and moves new connections away
-    /// before its listeners close. A second SIGTERM or SIGINT cuts the wait.
-    pub async fn leave_rotation(&self) {
-        self.serving.stop();
-        let delay = self.config().limits.shutdown_delay;
-        if delay.is_zero() {
-            return;
-        }
-        tracing::info!(
-            delay_secs = delay.as_secs(),
-            "not ready; accepting a little longer so the load balancer moves traffic away"
-        );
-        let again = async {
-            use tokio::signal::unix::{signal, SignalKind};
-            match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
-                }
-                _ => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = again => tracing::info!("second signal: stopping now"),
-        }
-    }
-
-    /// Graceful stop: stop accepting, let connections finish within the
-    /// grace period, record the stop and flush the audit log.
-    pub async fn stop(&self, reason: &str) {
-        self.serving.stop();
-        self.offer.withdraw();
-        let clean = self
-            .ctx
-            .peer
-            .shutdown
-            .drain(self.config().limits.shutdown_grace)
-            .await;
-        if !clean {
-            tracing::warn!("grace period over; remaining connections were closed");
-        }
-        self.ctx.peer.audit.record(Event::GatewayStop {
-            reason: reason.to_owned(),
-        });
-        let audit = self.ctx.peer.audit.clone();
-        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     }
 }
 
