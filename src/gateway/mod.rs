@@ -158,7 +158,8 @@ pub struct Running {
     /// (service, bound address) of each intercept listener, in config order.
     pub intercept_addrs: Vec<(ServiceName, SocketAddr)>,
     /// The admin endpoint's bound address at start, if `[admin]` is
-    /// configured (a reload may move it: [`Running::admin_addr_now`]).
+    /// configured (a reload may move it; `gateway::admin_endpoint` knows
+    /// where it is served now).
     pub admin_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
     /// The spool, when `[spool]` is configured.
@@ -394,12 +395,6 @@ impl Running {
             line.push_str(&format!(" admin={addr}"));
         }
         line
-    }
-
-    /// Where the admin endpoint is served now (a reload may have moved,
-    /// added or removed it).
-    pub fn admin_addr_now(&self) -> Option<SocketAddr> {
-        self.admin.addr()
     }
 }
 
