@@ -19,9 +19,9 @@ pub struct Track {
     pub cert_sha256: Option<String>,
     pub service: Option<ServiceName>,
     /// The local client of a tunnelled connection (see `audit::Connection`).
-    pub client_addr: Option<String>,
+    pub client_addr: Option<std::net::SocketAddr>,
     /// The original destination of an intercepted connection.
-    pub orig_dst: Option<String>,
+    pub orig_dst: Option<std::net::SocketAddr>,
     /// What an unverified certificate claimed (see `audit::Connection`).
     pub claimed_pool: Option<String>,
     /// The tunnel or intercept listener that accepted an outbound
@@ -53,15 +53,8 @@ impl Track {
             direction: self.direction,
             service: self.service.as_ref().map(ToString::to_string),
             listener: self.listener,
-            client: self
-                .client_addr
-                .as_deref()
-                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-                .map(|a| a.ip()),
-            destination: self
-                .orig_dst
-                .as_deref()
-                .and_then(|a| a.parse::<std::net::SocketAddr>().ok()),
+            client: self.client_addr.map(|a| a.ip()),
+            destination: self.orig_dst,
         }
     }
 
@@ -98,8 +91,8 @@ impl Track {
             decision: decision.verdict(),
             reason: decision.reason(),
             detail,
-            client_addr: self.client_addr.clone(),
-            orig_dst: self.orig_dst.clone(),
+            client_addr: self.client_addr.map(|a| a.to_string()),
+            orig_dst: self.orig_dst.map(|a| a.to_string()),
             claimed_pool: self.claimed_pool.clone(),
         }));
     }
@@ -158,8 +151,8 @@ impl Track {
             duration_ms,
             error,
             reason,
-            client_addr: self.client_addr.clone(),
-            orig_dst: self.orig_dst.clone(),
+            client_addr: self.client_addr.map(|a| a.to_string()),
+            orig_dst: self.orig_dst.map(|a| a.to_string()),
         }));
     }
 }

@@ -133,8 +133,8 @@ async fn inbound(ctx: &Context, tcp: TcpStream, track: &mut Track, pending: Pend
         let refusal = match read.await {
             Ok(Ok(read)) => {
                 origin = read;
-                track.client_addr = origin.source().map(|s| s.to_string());
-                track.orig_dst = origin.original_destination().map(|d| d.to_string());
+                track.client_addr = origin.source();
+                track.orig_dst = origin.original_destination();
                 None
             }
             Ok(Err(e)) => Some((DenyReason::BadPreamble, format!("PROXY v2 header: {e}"))),

@@ -60,7 +60,7 @@ async fn intercepted(
     track: &mut Track,
 ) {
     let addr = unmapped(addr);
-    track.client_addr = Some(addr.to_string());
+    track.client_addr = Some(addr);
     // The destination first: a looped gateway connection is named as the
     // loop it is, whatever its source.
     let arrival = match socket::arrival(&client, spec.capture) {
@@ -74,7 +74,7 @@ async fn intercepted(
             );
         }
     };
-    track.orig_dst = arrival.original.map(|d| unmapped(d).to_string());
+    track.orig_dst = arrival.original.map(unmapped);
     match decide(arrival, &spec.destinations, &spec.own, ctx.peer.mark()) {
         Err(refusal) => track.decide(
             &ctx.peer,

@@ -175,14 +175,14 @@ fn finish(
             DenyReason::PolicyChanged,
             format!(
                 "the reloaded allow_sources of the {service} listener no longer admit {}",
-                track.client_addr.as_deref().unwrap_or("the client")
+                track.client_addr.map_or("the client".to_owned(), |a| a.to_string())
             ),
         ),
         Some(Closed::DestinationRefused) => (
             DenyReason::PolicyChanged,
             format!(
                 "the reloaded destinations of the {service} intercept no longer admit {}",
-                track.orig_dst.as_deref().unwrap_or("its destination")
+                track.orig_dst.map_or("its destination".to_owned(), |a| a.to_string())
             ),
         ),
         Some(Closed::Drained) => (

@@ -68,7 +68,7 @@ async fn outbound(
             None,
         );
     }
-    track.client_addr = Some(addr.to_string());
+    track.client_addr = Some(addr);
     let header = preamble::encode_origin(Some(addr), client.local_addr().ok());
     forward(ctx, &tunnel.service, client, header, true, track).await;
 }
