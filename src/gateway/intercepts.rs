@@ -94,7 +94,12 @@ impl Intercepts {
         mut own: Vec<SocketAddr>,
     ) -> Applied {
         own.extend(wanted.iter().map(|i| i.listen));
-        let (removed, changed) = self.served.reconcile(
+        let added = bound
+            .into_iter()
+            .map(|(i, listener)| (i.listen, listener, spec_of(&i, &own)))
+            .collect();
+        self.served.commit(
+            ctx,
             offer,
             |listen, spec| wanted.iter().any(|i| same(spec, listen, i)),
             |listen, now| {
@@ -105,19 +110,8 @@ impl Intercepts {
                     || now.own != spec.own)
                     .then_some(spec)
             },
-        );
-        let mut applied = Applied {
-            removed,
-            changed,
-            ..Applied::default()
-        };
-        for (intercept, listener) in bound {
-            if let Err(e) = offer.add(&listener) {
-                tracing::warn!(error = %e, listen = %intercept.listen, "a new intercept cannot be offered to a takeover");
-            }
-            self.serve(ctx, &intercept, intercept.listen, listener, &own);
-            applied.added.push(intercept.listen);
-        }
-        applied
+            added,
+            proxy::handle_intercepted,
+        )
     }
 }

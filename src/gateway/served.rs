@@ -97,35 +97,56 @@ impl<S: Send + Sync + 'static> ServedSet<S> {
             .collect()
     }
 
-    /// Stops the listeners `keep` refuses (and withdraws them from the
-    /// takeover offer), then replaces the spec of each kept one for which
-    /// `update` returns a new spec. Returns (removed, changed) addresses.
-    pub(crate) fn reconcile(
+    /// Makes the set what a reload asks for: stops the listeners `keep`
+    /// refuses (and withdraws them from the takeover offer), replaces the
+    /// spec of each kept one for which `update` returns a new spec, then
+    /// offers and serves each `added` (listen address, bound listener,
+    /// spec) with `handle`.
+    pub(crate) fn commit<H, Fut>(
         &self,
+        ctx: &Arc<Context>,
         offer: &Offer,
         keep: impl Fn(SocketAddr, &S) -> bool,
         update: impl Fn(SocketAddr, &S) -> Option<Arc<S>>,
-    ) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
-        let mut removed = Vec::new();
-        let mut changed = Vec::new();
-        let mut entries = self.lock();
-        entries.retain(|e| {
-            let kept = keep(e.listen, &e.spec.borrow());
-            if !kept {
-                e.stop.cancel();
-                offer.remove(e.listen);
-                removed.push(e.listen);
-            }
-            kept
-        });
-        for e in entries.iter() {
-            let new = update(e.listen, &e.spec.borrow());
-            if let Some(new) = new {
-                e.spec.send_replace(new);
-                changed.push(e.listen);
+        added: Vec<(SocketAddr, TcpListener, Arc<S>)>,
+        handle: H,
+    ) -> Applied
+    where
+        H: Fn(Arc<Context>, Arc<S>, TcpStream, SocketAddr, Admission) -> Fut
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let mut applied = Applied::default();
+        {
+            let mut entries = self.lock();
+            entries.retain(|e| {
+                let kept = keep(e.listen, &e.spec.borrow());
+                if !kept {
+                    e.stop.cancel();
+                    offer.remove(e.listen);
+                    applied.removed.push(e.listen);
+                }
+                kept
+            });
+            for e in entries.iter() {
+                let new = update(e.listen, &e.spec.borrow());
+                if let Some(new) = new {
+                    e.spec.send_replace(new);
+                    applied.changed.push(e.listen);
+                }
             }
         }
-        (removed, changed)
+        for (listen, listener, spec) in added {
+            if let Err(e) = offer.add(&listener) {
+                tracing::warn!(error = %e, %listen, "a new listener cannot be offered to a takeover");
+            }
+            self.serve(ctx, listen, listener, spec, handle.clone());
+            applied.added.push(listen);
+        }
+        applied
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry<S>>> {

@@ -84,7 +84,12 @@ impl Tunnels {
         wanted: &[Tunnel],
         bound: Vec<(Tunnel, TcpListener)>,
     ) -> Applied {
-        let (removed, changed) = self.served.reconcile(
+        let added = bound
+            .into_iter()
+            .map(|(t, listener)| (t.listen, listener, spec_of(&t)))
+            .collect();
+        self.served.commit(
+            ctx,
             offer,
             |listen, spec| {
                 wanted
@@ -95,19 +100,8 @@ impl Tunnels {
                 let tunnel = wanted.iter().find(|t| t.listen == listen)?;
                 (spec.allow_sources != tunnel.allow_sources).then(|| spec_of(tunnel))
             },
-        );
-        let mut applied = Applied {
-            removed,
-            changed,
-            ..Applied::default()
-        };
-        for (tunnel, listener) in bound {
-            if let Err(e) = offer.add(&listener) {
-                tracing::warn!(error = %e, listen = %tunnel.listen, "a new tunnel cannot be offered to a takeover");
-            }
-            self.serve(ctx, &tunnel, listener);
-            applied.added.push(tunnel.listen);
-        }
-        applied
+            added,
+            proxy::handle_outbound,
+        )
     }
 }
