@@ -124,10 +124,11 @@ pub(super) async fn own<R: Reload>(
 }
 
 impl Running {
-    /// SIGHUP: re-reads the config file; if it is valid and unchanged (as
-    /// far as a running gateway can tell), reloads policy and TLS material,
-    /// each validated and published on its own (a failure keeps that half as
-    /// it was). Blocking: call off the reactor.
+    /// SIGHUP: re-reads the config file and applies it live
+    /// (`gateway::apply`); if that was accepted, reloads policy, TLS
+    /// material and the spool's previous keys, each validated and published
+    /// on its own (a failure keeps that part as it was). Blocking: call off
+    /// the reactor.
     pub fn reload_all(&self, trigger: &str) {
         // logrotate moves the audit log away and then signals us.
         self.ctx.peer.audit.reopen();

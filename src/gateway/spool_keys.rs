@@ -2,26 +2,26 @@
 //! files waiting for a key go on without a restart.
 
 use crate::audit::{Event, SpoolKeyReload};
-use crate::config::Config;
 
 use super::Running;
 
 impl Running {
-    /// Re-reads the config file's `[spool]` section and takes its
-    /// `old_keys`; a config or key file that does not load keeps the keys
-    /// in use (logged and audited either way).
+    /// Takes the `old_keys` of the running config's `[spool]` section (the
+    /// config reload that runs first has just made the re-read file the
+    /// running config); a key file that does not load keeps the keys in use
+    /// (logged and audited either way).
     pub fn reload_spool_keys(&self, trigger: &str) {
         let Some(spool) = &self.spool else {
             return;
         };
-        let result = Config::load(&self.config().path)
-            .map_err(|e| e.to_string())
-            .and_then(|c| {
-                c.spool.ok_or_else(|| {
-                    "the [spool] section is gone; removing the spool needs a restart".to_owned()
-                })
-            })
-            .and_then(|cfg| spool.reload_keys(&cfg).map_err(|e| e.to_string()));
+        // The section cannot be gone: removing it needs a restart, and
+        // such a reload never gets here.
+        let result = match &self.config().spool {
+            Some(cfg) => spool.reload_keys(cfg).map_err(|e| e.to_string()),
+            None => {
+                Err("the [spool] section is gone; removing the spool needs a restart".to_owned())
+            }
+        };
         let event = match result {
             Ok(ids) => {
                 let key_ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
