@@ -103,7 +103,7 @@ pub fn run_with(path: &Path, takeover: bool) -> Result<(), GatewayError> {
         // Before "ready": a SIGHUP's default action ends the process, and a
         // service manager may send one (`systemctl reload`) the moment it
         // is told the gateway is ready.
-        let signals = Signals::install().map_err(GatewayError::Runtime)?;
+        let mut signals = Signals::install().map_err(GatewayError::Runtime)?;
         println!("{}", running.ready_line());
         systemd(&[NotifyState::Ready, NotifyState::Status("serving")]);
         let reason = tokio::select! {
@@ -112,7 +112,7 @@ pub fn run_with(path: &Path, takeover: bool) -> Result<(), GatewayError> {
         };
         systemd(&[NotifyState::Stopping]);
         if reason != "handover" {
-            running.leave_rotation().await;
+            running.leave_rotation(signals.wait(&reloader)).await;
         }
         running.stop(reason).await;
         Ok(())
@@ -204,7 +204,7 @@ impl Signals {
     }
 
     /// Requests a reload for each SIGHUP until a stop signal; returns its name.
-    async fn wait(mut self, reloader: &Reloader) -> std::io::Result<&'static str> {
+    async fn wait(&mut self, reloader: &Reloader) -> std::io::Result<&'static str> {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return Ok("SIGTERM"),
@@ -224,7 +224,7 @@ impl Signals {
         Ok(Signals)
     }
 
-    async fn wait(self, _reloader: &Reloader) -> std::io::Result<&'static str> {
+    async fn wait(&mut self, _reloader: &Reloader) -> std::io::Result<&'static str> {
         tokio::signal::ctrl_c().await?;
         Ok("ctrl-c")
     }

@@ -13,8 +13,9 @@ impl Running {
     /// instance): `/readyz` answers 503 from now on, and for
     /// `limits.shutdown_delay_secs` the gateway keeps accepting, so a load
     /// balancer or keepalived sees it leave and moves new connections away
-    /// before its listeners close. A second SIGTERM or SIGINT cuts the wait.
-    pub async fn leave_rotation(&self) {
+    /// before its listeners close. `stop_now` (the next stop signal) cuts
+    /// the wait.
+    pub async fn leave_rotation(&self, stop_now: impl std::future::Future) {
         self.serving.stop();
         let delay = self.config().limits.shutdown_delay;
         if delay.is_zero() {
@@ -24,24 +25,9 @@ impl Running {
             delay_secs = delay.as_secs(),
             "not ready; accepting a little longer so the load balancer moves traffic away"
         );
-        let again = async {
-            use tokio::signal::unix::{signal, SignalKind};
-            match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
-                }
-                _ => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = again => tracing::info!("second signal: stopping now"),
+            _ = stop_now => tracing::info!("second signal: stopping now"),
         }
     }
 
